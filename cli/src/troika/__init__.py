@@ -1,0 +1,1 @@
+"""The ``troika`` command: the whole system on one machine, and a terminal client."""

@@ -1,0 +1,123 @@
+"""The ``troika`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from troika.settings import UpSettings
+from troika.stack import Component, NotReady, PortInUse, Stack
+from troika_shared.logs import configure_logging
+
+EXIT_NOT_READY = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="troika", description="Troika, a multi-agent task assistant."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser(
+        "up",
+        help="run the whole system on this machine",
+        description=(
+            "Start the whole system on this machine: an embedded NATS and Valkey (unless "
+            "TROIKA_NATS_URL / TROIKA_REDIS_URL name servers to use), the gateway and every "
+            "agent service, supervised. Ctrl+C stops everything."
+        ),
+    )
+    up.add_argument("--check", action="store_true", help="start, wait until ready, print, stop")
+    up.add_argument("--data-dir", type=Path, help="where data is kept (default: ./var)")
+    up.add_argument("--port", type=int, dest="gateway_port", help="the gateway API's port")
+    up.add_argument("--replicas", type=int, dest="agent_replicas", help="processes per agent")
+    up.add_argument("--timeout", type=float, dest="ready_timeout_s", help="seconds to wait")
+    return parser
+
+
+def _table(rows: list[Component]) -> str:
+    header = ("component", "status", "address", "")
+    lines = [header] + [
+        (r.name, "ready" if r.ready else "NOT READY", r.address, r.note) for r in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(3)]
+    return "\n".join(
+        (
+            "  "
+            + "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False))
+            + (f"  ({line[3]})" if line[3] else "")
+        ).rstrip()
+        for line in lines
+    )
+
+
+async def _first(work: asyncio.Future[Any], stop: asyncio.Event) -> bool:
+    """Waits for ``work`` or ``stop``: ``True`` if the work finished first, else it is cancelled."""
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([work, stopped], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if work.done():
+        return True
+    work.cancel()
+    return False
+
+
+async def _up(settings: UpSettings, *, check: bool) -> int:
+    color = sys.stdout.isatty() or os.environ.get("FORCE_COLOR", "") not in ("", "0")
+    stack = Stack(settings, sys.stdout, color=color)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        try:
+            await stack.start()
+        except PortInUse as exc:
+            print(f"Troika did not start: {exc}", file=sys.stderr)  # noqa: T201
+            return EXIT_NOT_READY
+        ready = asyncio.create_task(stack.wait_ready(settings.ready_timeout_s))
+        if not await _first(ready, stop):
+            return 0
+        try:
+            rows = ready.result()
+        except NotReady as exc:
+            print(f"\nTroika did not start: {exc}\n\n{_table(exc.components)}", file=sys.stderr)  # noqa: T201
+            return EXIT_NOT_READY
+        print(f"\nTroika is ready.\n\n{_table(rows)}\n", flush=True)  # noqa: T201
+        if check:
+            return 0
+        print(f"API: {stack.gateway_url}   (Ctrl+C stops everything)\n", flush=True)  # noqa: T201
+        assert stack.supervisor is not None  # noqa: S101 - started above
+        failed = stack.supervisor.failed
+        if await _first(failed, stop):
+            print(f"\nTroika is stopping: {failed.result()}", file=sys.stderr)  # noqa: T201
+            return EXIT_NOT_READY
+        return 0
+    finally:
+        print("Stopping…", flush=True)  # noqa: T201
+        await stack.stop()
+        print("Stopped.", flush=True)  # noqa: T201
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``troika`` command."""
+    args = _parser().parse_args(argv)
+    if args.command == "up":
+        overrides: dict[str, Any] = {
+            key: value
+            for key in ("data_dir", "gateway_port", "agent_replicas", "ready_timeout_s")
+            if (value := getattr(args, key)) is not None
+        }
+        settings = UpSettings(**overrides)
+        configure_logging(service="troika", level=settings.log_level, fmt=settings.log_format)
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per readiness poll is noise
+        raise SystemExit(asyncio.run(_up(settings, check=args.check)))
+
+
+if __name__ == "__main__":
+    main()

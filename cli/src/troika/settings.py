@@ -1,0 +1,33 @@
+"""What ``troika up`` reads from ``TROIKA_*`` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from troika_shared.settings import TroikaSettings
+
+
+class UpSettings(TroikaSettings):
+    """The one-machine stack.
+
+    Attributes:
+        data_dir: Task workspaces, uploads, the SQLite database and the embedded servers' data.
+        nats_url: Use this NATS server instead of starting an embedded one.
+        redis_url: Use this Redis or Valkey instead of starting an embedded one.
+        bus_prefix: The first token of every subject, stream and service name.
+        gateway_host: The address the gateway API listens on.
+        gateway_port: The gateway API's port.
+        agent_replicas: Processes of each agent service (planner, executor, reviewer).
+        ready_timeout_s: How long ``troika up`` waits for everything to report ready.
+    """
+
+    data_dir: Path = Path("var")
+    nats_url: str | None = None
+    redis_url: str | None = None
+    bus_prefix: str = "troika"
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8000, ge=1, le=65535)
+    agent_replicas: int = Field(default=1, ge=1, le=16)
+    ready_timeout_s: float = Field(default=60.0, gt=0)

@@ -1,0 +1,247 @@
+"""The whole system on one machine: embedded servers, every service supervised, readiness checks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING
+
+import httpx
+import nats
+import structlog
+from nats.errors import TimeoutError as NatsTimeoutError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from troika.embedded import EmbeddedNats, EmbeddedValkey
+from troika.supervisor import ChildSpec, GaveUp, Supervisor
+from troika_shared.subjects import Topology
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+
+    from troika.settings import UpSettings
+
+__all__ = ["AGENTS", "Component", "NotReady", "PortInUse", "Stack", "ping_service"]
+
+AGENTS = ("planner", "executor", "reviewer")
+log = structlog.get_logger("troika.up")
+
+
+class PortInUse(Exception):
+    """The gateway's port is already taken."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(
+            f"{host}:{port} is already in use; stop what uses it, or choose another port "
+            "with --port or TROIKA_GATEWAY_PORT"
+        )
+        self.host = host
+        self.port = port
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class NotReady(Exception):
+    """The stack did not become ready.
+
+    Attributes:
+        components: Every component with its last known state.
+    """
+
+    def __init__(self, detail: str, components: list[Component]) -> None:
+        super().__init__(detail)
+        self.components = components
+
+
+@dataclass
+class Component:
+    """One row of the status table."""
+
+    name: str
+    address: str
+    ready: bool = False
+    note: str = ""
+
+
+async def ping_service(nc: Client, name: str, *, wait_s: float = 0.25) -> list[dict[str, object]]:
+    """Asks every replica of a service for a discovery ``PING``; returns their answers."""
+    inbox = nc.new_inbox()
+    answers: list[dict[str, object]] = []
+    subscription = await nc.subscribe(inbox)
+    try:
+        await nc.publish(f"$SRV.PING.{name}", b"", reply=inbox)
+        deadline = time.monotonic() + wait_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                msg = await subscription.next_msg(timeout=remaining)
+            except NatsTimeoutError:
+                break
+            if msg.data:  # an empty message is the server's "no responders" notice
+                answers.append(json.loads(msg.data))
+    finally:
+        await subscription.unsubscribe()
+    return answers
+
+
+class Stack:
+    """Starts, checks and stops the one-machine system.
+
+    Args:
+        settings: Where things go and what to start.
+        out: Where the services' prefixed output goes.
+        color: Colour their labels.
+    """
+
+    def __init__(
+        self, settings: UpSettings, out: IO[str] = sys.stdout, *, color: bool = False
+    ) -> None:
+        self.settings = settings
+        self.out = out
+        self.color = color
+        self.topology = Topology(settings.bus_prefix)
+        self.data_dir = settings.data_dir.resolve()
+        self.nats_server: EmbeddedNats | None = None
+        self.valkey_server: EmbeddedValkey | None = None
+        self.supervisor: Supervisor | None = None
+        self.nats_url = settings.nats_url or ""
+        self.redis_url = settings.redis_url or ""
+
+    @property
+    def gateway_url(self) -> str:
+        """The gateway API's address."""
+        return f"http://{self.settings.gateway_host}:{self.settings.gateway_port}"
+
+    async def start(self) -> None:
+        """Starts the embedded servers that are not configured elsewhere, then every service.
+
+        Raises:
+            PortInUse: The gateway's port is taken by another program.
+        """
+        host, port = self.settings.gateway_host, self.settings.gateway_port
+        if not _port_free(host, port):
+            raise PortInUse(host, port)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.nats_url:
+            self.nats_server = EmbeddedNats(self.data_dir / "nats")
+            self.nats_url = await asyncio.to_thread(self.nats_server.start)
+        if not self.redis_url:
+            self.valkey_server = EmbeddedValkey(self.data_dir / "valkey")
+            self.redis_url = await asyncio.to_thread(self.valkey_server.start)
+        self.supervisor = Supervisor(self.out, color=self.color)
+        await self.supervisor.start(self._specs())
+
+    def _specs(self) -> list[ChildSpec]:
+        s = self.settings
+        env = {
+            **os.environ,
+            "TROIKA_NATS_URL": self.nats_url,
+            "TROIKA_REDIS_URL": self.redis_url,
+            "TROIKA_BUS_PREFIX": s.bus_prefix,
+            "TROIKA_DATA_DIR": str(self.data_dir),
+            "TROIKA_GATEWAY_HOST": s.gateway_host,
+            "TROIKA_GATEWAY_PORT": str(s.gateway_port),
+            "TROIKA_LOG_LEVEL": s.log_level,
+            # Children write to a pipe; the supervisor's terminal decides how they should look.
+            "TROIKA_LOG_FORMAT": "console" if s.log_format == "auto" else s.log_format,
+            "PYTHONUNBUFFERED": "1",
+        }
+        if self.color:
+            env["FORCE_COLOR"] = "1"
+        specs = [ChildSpec("gateway", (sys.executable, "-m", "troika_gateway"), env)]
+        for agent in AGENTS:
+            for replica in range(1, s.agent_replicas + 1):
+                name = agent if s.agent_replicas == 1 else f"{agent}-{replica}"
+                specs.append(ChildSpec(name, (sys.executable, "-m", f"troika_{agent}"), env))
+        return specs
+
+    def components(self) -> list[Component]:
+        """The status table's rows, in start order."""
+        nats_note = (
+            f"embedded, data in {self.data_dir / 'nats'}" if self.nats_server else "external"
+        )
+        redis_note = (
+            f"embedded, data in {self.data_dir / 'valkey'}" if self.valkey_server else "external"
+        )
+        rows = [
+            Component("nats", self.nats_url, note=nats_note),
+            Component("valkey" if self.valkey_server else "redis", self.redis_url, note=redis_note),
+            Component(
+                "gateway", self.gateway_url, note=f"API docs: {self.gateway_url}/schema/swagger"
+            ),
+        ]
+        rows += [
+            Component(agent, f"nats service {self.topology.service_name(agent)}")
+            for agent in AGENTS
+        ]
+        return rows
+
+    async def wait_ready(self, timeout: float) -> list[Component]:
+        """Polls every component until all are ready.
+
+        Raises:
+            NotReady: A child gave up, or ``timeout`` passed first.
+        """
+        assert self.supervisor is not None  # noqa: S101 - started first
+        rows = self.components()
+        nc = await nats.connect(self.nats_url, connect_timeout=5, max_reconnect_attempts=-1)
+        try:
+            async with httpx.AsyncClient(timeout=2.0) as http, asyncio.timeout(timeout):
+                while not all(row.ready for row in rows):
+                    if self.supervisor.failed.done():
+                        gave_up = self.supervisor.failed.result()
+                        raise NotReady(_gave_up_message(gave_up), rows)
+                    await self._probe(rows, nc, http)
+                    if not all(row.ready for row in rows):
+                        await asyncio.sleep(0.2)
+        except TimeoutError:
+            waiting = ", ".join(row.name for row in rows if not row.ready)
+            raise NotReady(f"not ready after {timeout:.0f}s: {waiting}", rows) from None
+        finally:
+            await nc.close()
+        return rows
+
+    async def _probe(self, rows: list[Component], nc: Client, http: httpx.AsyncClient) -> None:
+        for row in rows:
+            if row.ready:
+                continue
+            if row.name == "nats":
+                row.ready = nc.is_connected
+            elif row.name in ("valkey", "redis"):
+                with contextlib.suppress(RedisError, OSError):
+                    async with Redis.from_url(self.redis_url, socket_timeout=2.0) as redis:
+                        row.ready = bool(await redis.ping())
+            elif row.name == "gateway":
+                with contextlib.suppress(httpx.HTTPError):
+                    row.ready = (await http.get(f"{self.gateway_url}/ready")).status_code == 200
+            else:
+                answers = await ping_service(nc, self.topology.service_name(row.name))
+                row.ready = len(answers) >= self.settings.agent_replicas
+                row.note = f"{len(answers)} of {self.settings.agent_replicas} replicas ready"
+
+    async def stop(self) -> None:
+        """Stops every service, then the embedded servers."""
+        if self.supervisor is not None:
+            await self.supervisor.stop()
+        for server in (self.valkey_server, self.nats_server):
+            if server is not None:
+                await asyncio.to_thread(server.stop)
+
+
+def _gave_up_message(gave_up: GaveUp) -> str:
+    tail = "\n".join(f"    {line}" for line in gave_up.last_lines[-15:])
+    return f"{gave_up}. Its last lines:\n{tail}"

@@ -1,0 +1,195 @@
+"""``troika up``: the whole system on one machine, started, checked and stopped as a user would."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from troika.embedded import free_port
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+pytestmark = pytest.mark.slow
+
+COMPONENTS = ("nats", "valkey", "gateway", "planner", "executor", "reviewer")
+
+
+def troika_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TROIKA_")}
+    env.update(TROIKA_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """A live process's state and parent, or None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def descendants(root: int) -> set[int]:
+    """Every live process below ``root``."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) and stat[0] != "Z":
+            parents[int(entry.name)] = stat[1]
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def wait_gone(pids: set[int], timeout: float = 15) -> set[int]:
+    """Waits for the processes to end; returns those still alive."""
+    deadline = time.monotonic() + timeout
+
+    def alive() -> set[int]:
+        return {pid for pid in pids if (stat := _stat(pid)) and stat[0] != "Z"}
+
+    while (left := alive()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def status_rows(output: str) -> dict[str, str]:
+    rows = {}
+    for line in output.splitlines():
+        match = re.match(r"^  (\w+)\s+(ready|NOT READY)\s", line)
+        if match:
+            rows[match.group(1)] = match.group(2)
+    return rows
+
+
+def run_check(data_dir: Path, port: int, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "troika", "up", "--check", "--port", str(port)],
+        env=troika_env(data_dir, **extra),
+        cwd=data_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def test_up_check_starts_everything_reports_ready_and_stops(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    port = free_port()
+    result = run_check(data_dir, port)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Troika is ready." in result.stdout
+    assert status_rows(result.stdout) == dict.fromkeys(COMPONENTS, "ready")
+    assert (data_dir / "nats" / "jetstream").is_dir()  # the embedded servers keep their data here
+    assert not [pid for pid in descendants(1) if str(data_dir).encode() in _cmdline(pid)]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # the gateway let go of its port
+
+
+def test_up_uses_servers_that_are_already_configured(
+    tmp_path: Path, nats_url: str, redis_url: str, bus_prefix: str
+) -> None:
+    data_dir = tmp_path / "var"
+    result = run_check(
+        data_dir,
+        free_port(),
+        TROIKA_NATS_URL=nats_url,
+        TROIKA_REDIS_URL=redis_url,
+        TROIKA_BUS_PREFIX=bus_prefix,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = status_rows(result.stdout)
+    assert rows == dict.fromkeys(
+        ("nats", "redis", "gateway", "planner", "executor", "reviewer"), "ready"
+    )
+    assert nats_url in result.stdout
+    assert not (data_dir / "nats").exists()
+    assert not (data_dir / "valkey").exists()
+
+
+def test_a_taken_port_is_reported_plainly(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_check(tmp_path / "var", port)
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port} is already in use" in result.stderr
+    assert "--port" in result.stderr
+
+
+@pytest.fixture
+def start_up() -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
+    """Starts ``troika up`` (two replicas per agent) and waits until it says it is ready."""
+    started: list[tuple[subprocess.Popen[str], set[int]]] = []
+
+    def start(data_dir: Path) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "troika", "up", "--port", str(free_port()), "--replicas", "2"],
+            env=troika_env(data_dir),
+            cwd=data_dir.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        entry: tuple[subprocess.Popen[str], set[int]] = (process, set())
+        started.append(entry)
+        assert process.stdout is not None
+        seen = []
+        for line in process.stdout:
+            seen.append(line)
+            if "(Ctrl+C stops everything)" in line:
+                entry[1].update(descendants(process.pid))
+                return process
+        pytest.fail("troika up ended before it was ready:\n" + "".join(seen))
+
+    yield start
+    for process, children in started:  # whatever a failed test left running
+        process.kill()
+        process.communicate()
+        for pid in wait_gone(children, timeout=5):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_ctrl_c_stops_every_process(tmp_path: Path, start_up) -> None:
+    data_dir = tmp_path / "var"
+    process = start_up(data_dir)
+    children = descendants(process.pid)
+    assert len(children) == 2 + 1 + 3 * 2  # nats, valkey, the gateway, two of each agent
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, rest
+    assert "Stopped." in rest
+    left = wait_gone(children)
+    assert left == set(), [_cmdline(pid) for pid in left]
+
+
+def test_killing_troika_up_leaves_no_process_behind(tmp_path: Path, start_up) -> None:
+    data_dir = tmp_path / "var"
+    process = start_up(data_dir)
+    children = descendants(process.pid)
+    assert len(children) == 2 + 1 + 3 * 2
+    process.kill()
+    process.communicate(timeout=10)
+    left = wait_gone(children)
+    assert left == set(), [_cmdline(pid) for pid in left]

@@ -1,0 +1,1 @@
+"""Troika's web app (Reflex), talking to the gateway over HTTP and WebSocket only."""

@@ -1,0 +1,1 @@
+"""Troika's desktop agent: runs on the user's PC and performs approved GUI actions."""

@@ -1,0 +1,23 @@
+"""Runs the executor; start as many replicas as you like."""
+
+from __future__ import annotations
+
+from troika_executor.handlers import build_router
+from troika_executor.settings import ExecutorSettings
+from troika_shared.runner import serve
+from troika_shared.subjects import StreamKey
+
+
+def main() -> None:
+    """Consumes step requests and approved tool calls until SIGTERM or SIGINT."""
+    serve(
+        service="executor",
+        distribution="troika-executor",
+        settings=ExecutorSettings(),
+        router=build_router(),
+        stream=StreamKey.EXECUTOR,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Troika's planner service: objectives in, plans out."""

@@ -1,0 +1,23 @@
+"""Runs the planner; start as many replicas as you like."""
+
+from __future__ import annotations
+
+from troika_planner.handlers import build_router
+from troika_planner.settings import PlannerSettings
+from troika_shared.runner import serve
+from troika_shared.subjects import StreamKey
+
+
+def main() -> None:
+    """Consumes plan requests until SIGTERM or SIGINT."""
+    serve(
+        service="planner",
+        distribution="troika-planner",
+        settings=PlannerSettings(),
+        router=build_router(),
+        stream=StreamKey.PLANNER,
+    )
+
+
+if __name__ == "__main__":
+    main()

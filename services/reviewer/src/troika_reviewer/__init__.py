@@ -1,0 +1,1 @@
+"""Troika's reviewer service: results in, verdicts out."""

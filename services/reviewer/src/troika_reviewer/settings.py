@@ -1,0 +1,9 @@
+"""The reviewer's settings."""
+
+from __future__ import annotations
+
+from troika_shared.settings import AgentSettings
+
+
+class ReviewerSettings(AgentSettings):
+    """Everything the reviewer reads from ``TROIKA_*`` variables: the bus and its work queue."""

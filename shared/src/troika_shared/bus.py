@@ -1,0 +1,282 @@
+"""The message bus: NATS JetStream, as Troika uses it.
+
+* Streams are created (or updated) from the :class:`~troika_shared.subjects.Topology`.
+* Every publish carries the message id as ``Nats-Msg-Id``, so JetStream drops a re-published copy
+  within its duplicate window.
+* Agents pull from durable consumers on work-queue streams: each message goes to one replica,
+  stays until explicitly acknowledged, and goes to another replica if the first one dies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self
+
+import structlog
+from nats.aio.client import Client
+from nats.errors import ConnectionClosedError, NoServersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import api
+from nats.js.errors import BadRequestError, NotFoundError
+
+from troika_shared.errors import DependencyUnavailable
+from troika_shared.messages import Message, encode
+from troika_shared.subjects import Retention, StreamKey, StreamSpec, Topology
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
+
+    from troika_shared.settings import BusSettings
+
+__all__ = ["Bus", "Delivery", "WorkQueue"]
+
+log = structlog.get_logger("troika.bus")
+
+_STREAM_NAME_IN_USE = (
+    10058  # JetStream: "stream name already in use with a different configuration"
+)
+_MSG_ID = "Nats-Msg-Id"
+
+
+class Bus:
+    """A connection to NATS JetStream under one topology.
+
+    Build it with :meth:`connect`; close it with :meth:`close` (or ``async with``).
+
+    Args:
+        nc: A connected NATS client.
+        topology: Subject and stream names.
+        publish_timeout: Seconds to wait for JetStream to confirm a publish.
+        duplicate_window: Seconds JetStream remembers message ids.
+    """
+
+    def __init__(
+        self,
+        nc: Client,
+        topology: Topology,
+        *,
+        publish_timeout: float = 5.0,
+        duplicate_window: float = 120.0,
+    ) -> None:
+        self.nc = nc
+        self._closing = False
+        self.js: JetStreamContext = nc.jetstream(timeout=publish_timeout)
+        self.topology = topology
+        self._publish_timeout = publish_timeout
+        self._duplicate_window = duplicate_window
+
+    @classmethod
+    async def connect(cls, settings: BusSettings, *, name: str) -> Self:
+        """Connects to the NATS servers of ``settings``.
+
+        Args:
+            settings: Where the bus is and its prefix.
+            name: The client name the server shows for this connection.
+
+        Raises:
+            DependencyUnavailable: No server answered.
+        """
+
+        bus = cls(
+            Client(),
+            Topology(settings.bus_prefix),
+            publish_timeout=settings.publish_timeout_s,
+            duplicate_window=settings.duplicate_window_s,
+        )
+        try:
+            await bus.nc.connect(
+                servers=settings.nats_servers,
+                name=name,
+                connect_timeout=settings.connect_timeout_s,
+                max_reconnect_attempts=settings.connect_attempts,
+                error_cb=bus._on_error,
+                disconnected_cb=bus._on_disconnect,
+                reconnected_cb=bus._on_reconnect,
+            )
+        except (NoServersError, OSError, TimeoutError) as exc:
+            raise DependencyUnavailable("nats", f"{settings.nats_url}: {exc}") from exc
+        # Once connected, a lost connection is retried for as long as it takes: the client reads
+        # this option on every reconnect, and there is no separate one for the first connect.
+        bus.nc.options["max_reconnect_attempts"] = -1
+        return bus
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("bus.error", error=str(exc))
+
+    async def _on_disconnect(self) -> None:
+        if not self._closing:
+            log.warning("bus.disconnected")
+
+    async def _on_reconnect(self) -> None:
+        log.info("bus.reconnected")
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def ensure_streams(self) -> None:
+        """Creates every stream of the topology, or updates one whose settings changed."""
+        for spec in self.topology.streams():
+            config = api.StreamConfig(
+                name=spec.name,
+                description=spec.description,
+                subjects=list(spec.subjects),
+                retention=(
+                    api.RetentionPolicy.WORK_QUEUE
+                    if spec.retention is Retention.WORK_QUEUE
+                    else api.RetentionPolicy.LIMITS
+                ),
+                storage=api.StorageType.FILE,
+                max_age=spec.max_age_s or None,
+                duplicate_window=self._duplicate_window,
+            )
+            try:
+                await self.js.add_stream(config)
+            except BadRequestError as exc:
+                if exc.err_code != _STREAM_NAME_IN_USE:
+                    raise
+                await self.js.update_stream(config)
+
+    async def delete_streams(self) -> None:
+        """Removes every stream of the topology and the messages in them (tests, resets)."""
+        for spec in self.topology.streams():
+            try:
+                await self.js.delete_stream(spec.name)
+            except NotFoundError:
+                continue
+
+    async def publish(self, message: Message, *, subject: str | None = None) -> bool:
+        """Publishes a message on its subject, de-duplicated by its id.
+
+        Args:
+            message: The message; its ``id`` becomes the ``Nats-Msg-Id``.
+            subject: Overrides the topology's subject for the message.
+
+        Returns:
+            ``True`` if JetStream stored it, ``False`` if it was a duplicate and dropped.
+
+        Raises:
+            DependencyUnavailable: JetStream did not confirm in time.
+        """
+        target = subject or self.topology.subject_for(message)
+        try:
+            ack = await self.js.publish(
+                target,
+                encode(message),
+                timeout=self._publish_timeout,
+                headers={_MSG_ID: message.id},
+            )
+        except (NatsTimeoutError, NoServersError, ConnectionClosedError) as exc:
+            raise DependencyUnavailable("nats", f"publish to {target}: {exc!r}") from exc
+        return not ack.duplicate
+
+    async def work_queue(
+        self,
+        key: StreamKey,
+        durable: str,
+        *,
+        ack_wait_s: float = 30.0,
+        max_deliver: int = 5,
+        max_ack_pending: int = 1000,
+    ) -> WorkQueue:
+        """Binds to (creating if needed) the durable pull consumer a service's replicas share.
+
+        Args:
+            key: The stream to consume.
+            durable: The consumer's name; every replica of a service uses the same one.
+            ack_wait_s: Seconds a delivered message may go unacknowledged before redelivery.
+            max_deliver: Deliveries before JetStream stops redelivering.
+            max_ack_pending: Messages delivered and unacknowledged at once, over all replicas.
+        """
+        spec = self.topology.stream(key)
+        config = api.ConsumerConfig(
+            durable_name=durable,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=ack_wait_s,
+            max_deliver=max_deliver,
+            max_ack_pending=max_ack_pending,
+            deliver_policy=api.DeliverPolicy.ALL,
+        )
+        await self.js.add_consumer(spec.name, config)
+        subscription = await self.js.pull_subscribe_bind(durable=durable, stream=spec.name)
+        return WorkQueue(subscription, spec, durable)
+
+    async def close(self) -> None:
+        """Drains the connection: pending publishes are flushed, subscriptions closed."""
+        if self.nc.is_closed:
+            return
+        self._closing = True
+        try:
+            await self.nc.drain()
+        except (ConnectionClosedError, NatsTimeoutError):
+            await self.nc.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One delivery of a stored message to this replica."""
+
+    raw: Msg
+    subject: str
+    stream: str
+    stream_seq: int
+    num_delivered: int
+
+    @property
+    def data(self) -> bytes:
+        """The message's payload."""
+        return self.raw.data
+
+    async def ack(self) -> None:
+        """Acknowledges, waiting for the server: the message will not be delivered again."""
+        await self.raw.ack_sync(timeout=5.0)
+
+    async def nak(self, delay: float | None = None) -> None:
+        """Asks for redelivery, after ``delay`` seconds if given."""
+        await self.raw.nak(delay=delay)
+
+    async def term(self) -> None:
+        """Stops any further delivery of the message."""
+        await self.raw.term()
+
+    async def in_progress(self) -> None:
+        """Tells JetStream the message is still being worked on (resets its ack timer)."""
+        await self.raw.in_progress()
+
+
+class WorkQueue:
+    """A bound durable pull consumer."""
+
+    def __init__(
+        self, subscription: JetStreamContext.PullSubscription, spec: StreamSpec, durable: str
+    ) -> None:
+        self._subscription = subscription
+        self.spec = spec
+        self.durable = durable
+
+    async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
+        """Waits up to ``timeout`` seconds for up to ``batch`` messages; ``[]`` if none came."""
+        try:
+            messages = await self._subscription.fetch(batch, timeout=timeout)
+        except (TimeoutError, NatsTimeoutError):
+            return []
+        deliveries = []
+        for msg in messages:
+            meta = msg.metadata
+            deliveries.append(
+                Delivery(
+                    raw=msg,
+                    subject=msg.subject,
+                    stream=meta.stream,
+                    stream_seq=meta.sequence.stream,
+                    num_delivered=meta.num_delivered,
+                )
+            )
+        return deliveries
+
+    async def close(self) -> None:
+        """Stops pulling; messages already delivered and unacknowledged are redelivered later."""
+        await self._subscription.unsubscribe()

@@ -1,0 +1,75 @@
+"""Logging set-up: structlog, configured once per process.
+
+Console output (coloured when on a terminal) for people, one JSON object per line otherwise.
+Standard-library loggers (the NATS client, uvicorn) go through the same renderer, so a process
+never mixes formats. Bind ``task_id``, ``message_id`` and ``type`` with
+``structlog.contextvars.bound_contextvars`` at the start of each unit of work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import IO, TYPE_CHECKING
+
+import structlog
+
+if TYPE_CHECKING:
+    from troika_shared.settings import LogFormat
+
+__all__ = ["configure_logging"]
+
+
+def configure_logging(
+    *,
+    service: str,
+    level: str = "info",
+    fmt: LogFormat = "auto",
+    stream: IO[str] | None = None,
+) -> None:
+    """Configures structlog and the standard library's logging for this process.
+
+    Args:
+        service: Bound to every log line as ``service``.
+        level: The lowest level logged.
+        fmt: ``console``, ``json`` or ``auto`` (console when ``stream`` is a terminal).
+        stream: Where log lines go; standard error by default.
+    """
+    out = stream if stream is not None else sys.stderr
+    console = fmt == "console" or (fmt == "auto" and out.isatty())
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
+
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    renderer: structlog.types.Processor
+    if console:
+        colors = out.isatty() or os.environ.get("FORCE_COLOR", "") not in ("", "0")
+        renderer = structlog.dev.ConsoleRenderer(colors=colors)
+    else:
+        shared.append(structlog.processors.dict_tracebacks)
+        renderer = structlog.processors.JSONRenderer()
+
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(numeric_level)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(service=service)

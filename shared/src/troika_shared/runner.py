@@ -1,0 +1,285 @@
+"""The service runner every agent service stands on.
+
+settings → logging → connect → consume with a router → drain on shutdown. Replicas of a service
+share one durable consumer on its work-queue stream, so each message is handled by one of them;
+a replica that dies mid-message stops sending heartbeats, and the message goes to another.
+
+For each delivery the runner:
+
+1. decodes it (a payload that does not decode is dead-lettered at once: it never will);
+2. runs the handler, sending ``in_progress`` heartbeats while it works;
+3. publishes what the handler returned (ids derived from the cause, so a redelivery's output is
+   de-duplicated), then acknowledges;
+4. on a :class:`~troika_shared.errors.RetryableError` (or an unexpected exception) asks for a
+   redelivery after an exponential back-off, until the delivery limit, then dead-letters;
+5. on a :class:`~troika_shared.errors.PermanentError` dead-letters at once.
+
+A dead letter is a :class:`~troika_shared.messages.DeadLettered` event on ``<prefix>.dead.<stream>``
+(kept for an operator), published before the message is terminated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+from importlib import metadata
+from typing import TYPE_CHECKING
+
+import msgspec
+import structlog
+from nats.micro import add_service
+
+from troika_shared.bus import Bus, Delivery, WorkQueue
+from troika_shared.errors import (
+    DependencyUnavailable,
+    PermanentError,
+    RetryableError,
+    UndecodableMessage,
+)
+from troika_shared.logs import configure_logging
+from troika_shared.messages import DeadLettered, Message, decode, derive_id
+
+if TYPE_CHECKING:
+    from nats.micro.service import Service
+
+    from troika_shared.router import Router
+    from troika_shared.settings import AgentSettings
+    from troika_shared.subjects import StreamKey
+
+__all__ = ["ServiceRunner", "run_until_signalled", "serve"]
+
+log = structlog.get_logger("troika.runner")
+
+_FETCH_TIMEOUT_S = 1.0  # how quickly an idle replica notices it is asked to stop
+
+
+class ServiceRunner:
+    """Consumes one work-queue stream with a router until told to stop.
+
+    Args:
+        service: The service's name (``planner``); also its durable consumer's name.
+        version: The service's version, announced for discovery.
+        settings: Bus and consumer settings.
+        router: The handlers.
+        stream: The work-queue stream to consume.
+    """
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        version: str,
+        settings: AgentSettings,
+        router: Router,
+        stream: StreamKey,
+    ) -> None:
+        self.service = service
+        self.version = version
+        self.settings = settings
+        self.router = router
+        self.stream = stream
+        self.instance = f"{socket.gethostname()}:{os.getpid()}"
+        self.ready = asyncio.Event()
+        self._bus: Bus | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Runs until ``stop`` is set, then lets in-flight messages finish and drains.
+
+        Raises:
+            DependencyUnavailable: NATS could not be reached at start.
+        """
+        bus = await Bus.connect(self.settings, name=f"{self.service}@{self.instance}")
+        self._bus = bus
+        try:
+            await bus.ensure_streams()
+            queue = await bus.work_queue(
+                self.stream,
+                self.service,
+                ack_wait_s=self.settings.ack_wait_s,
+                max_deliver=self.settings.max_deliver,
+            )
+            discovery = await self._announce(bus)
+            self.ready.set()
+            log.info(
+                "service.ready",
+                stream=queue.spec.name,
+                consumer=queue.durable,
+                instance=self.instance,
+                concurrency=self.settings.concurrency,
+            )
+            try:
+                await self._consume(queue, stop)
+            finally:
+                await discovery.stop()
+                await queue.close()
+        finally:
+            await bus.close()
+            log.info("service.stopped", instance=self.instance)
+
+    async def _announce(self, bus: Bus) -> Service:
+        """Joins NATS service discovery: answering ``$SRV.PING`` means this replica is ready."""
+        return await add_service(
+            bus.nc,
+            name=bus.topology.service_name(self.service),
+            version=self.version,
+            description=f"Troika {self.service}",
+            metadata={"instance": self.instance, "prefix": bus.topology.prefix},
+        )
+
+    async def _consume(self, queue: WorkQueue, stop: asyncio.Event) -> None:
+        inflight: set[asyncio.Task[None]] = set()
+        limit = self.settings.concurrency
+        while not stop.is_set():
+            if len(inflight) >= limit:
+                await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            for delivery in await queue.fetch(limit - len(inflight), _FETCH_TIMEOUT_S):
+                task = asyncio.create_task(self._handle(delivery))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+        if inflight:
+            log.info("service.draining", inflight=len(inflight))
+            _, pending = await asyncio.wait(inflight, timeout=self.settings.shutdown_grace_s)
+            for task in pending:
+                task.cancel()  # unacknowledged: JetStream redelivers it to another replica
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _handle(self, delivery: Delivery) -> None:
+        try:
+            await self._handle_delivery(delivery)
+        except Exception:
+            log.exception("message.unsettled", subject=delivery.subject, seq=delivery.stream_seq)
+
+    async def _handle_delivery(self, delivery: Delivery) -> None:
+        with structlog.contextvars.bound_contextvars(
+            subject=delivery.subject,
+            stream_seq=delivery.stream_seq,
+            delivery=delivery.num_delivered,
+        ):
+            try:
+                message = decode(delivery.data)
+            except msgspec.DecodeError as exc:
+                await self._dead_letter(delivery, UndecodableMessage(delivery.subject, str(exc)))
+                return
+            with structlog.contextvars.bound_contextvars(
+                message_id=message.id, task_id=message.correlation_id, type=message.type
+            ):
+                await self._handle_message(delivery, message)
+
+    async def _handle_message(self, delivery: Delivery, message: Message) -> None:
+        bus = self._require_bus()
+        heartbeat = asyncio.create_task(self._heartbeat(delivery))
+        try:
+            outputs = await self.router.dispatch(message)
+            for output in outputs:
+                await bus.publish(output)
+            await delivery.ack()
+            log.info("message.handled", published=len(outputs))
+        except PermanentError as exc:
+            await self._dead_letter(delivery, exc)
+        except RetryableError as exc:
+            await self._retry(delivery, exc, exc.delay)
+        except Exception as exc:
+            log.exception("message.failed")
+            await self._retry(delivery, exc, None)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _heartbeat(self, delivery: Delivery) -> None:
+        interval = max(self.settings.ack_wait_s / 3, 0.2)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await delivery.in_progress()
+            except Exception as exc:  # noqa: BLE001 - a lost heartbeat is logged, not fatal
+                log.warning("message.heartbeat_failed", error=repr(exc))
+
+    async def _retry(self, delivery: Delivery, exc: Exception, delay: float | None) -> None:
+        if delivery.num_delivered >= self.settings.max_deliver:
+            reason = f"gave up after {delivery.num_delivered} deliveries: {exc}"
+            await self._dead_letter(delivery, PermanentError(reason))
+            return
+        if delay is None:
+            base = self.settings.retry_backoff_s * 2 ** (delivery.num_delivered - 1)
+            delay = min(base, self.settings.retry_backoff_max_s)
+        log.warning("message.retry", error=str(exc), delay_s=delay)
+        await delivery.nak(delay=delay)
+
+    async def _dead_letter(self, delivery: Delivery, exc: PermanentError) -> None:
+        bus = self._require_bus()
+        correlation = ""
+        with contextlib.suppress(msgspec.DecodeError):
+            correlation = decode(delivery.data).correlation_id
+        letter = DeadLettered(
+            id=derive_id(delivery.stream, delivery.stream_seq, "dead"),
+            correlation_id=correlation,
+            subject=delivery.subject,
+            stream=delivery.stream,
+            stream_seq=delivery.stream_seq,
+            deliveries=delivery.num_delivered,
+            service=self.service,
+            reason=exc.reason,
+            payload=delivery.data,
+        )
+        # Published before the term: a crash in between redelivers, and the re-published
+        # letter (same id) is dropped as a duplicate.
+        await bus.publish(letter)
+        await delivery.term()
+        log.error("message.dead_lettered", reason=exc.reason)
+
+    def _require_bus(self) -> Bus:
+        if self._bus is None:
+            raise RuntimeError("the runner is not connected")
+        return self._bus
+
+
+def run_until_signalled(runner: ServiceRunner) -> None:
+    """Runs a service in a fresh event loop until SIGTERM or SIGINT, then shuts it down cleanly."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await runner.run(stop)
+
+    asyncio.run(main())
+
+
+def serve(
+    *,
+    service: str,
+    distribution: str,
+    settings: AgentSettings,
+    router: Router,
+    stream: StreamKey,
+) -> None:
+    """Everything an agent service's ``__main__`` does: logging, then the runner until a signal.
+
+    Args:
+        service: The service's name (``planner``).
+        distribution: The installed distribution whose version the service announces.
+        settings: The service's settings, already built.
+        router: Its handlers.
+        stream: The work-queue stream it consumes.
+    """
+    configure_logging(service=service, level=settings.log_level, fmt=settings.log_format)
+    runner = ServiceRunner(
+        service=service,
+        version=metadata.version(distribution),
+        settings=settings,
+        router=router,
+        stream=stream,
+    )
+    try:
+        run_until_signalled(runner)
+    except DependencyUnavailable as exc:
+        log.error(  # noqa: TRY400 - an expected condition: no traceback, just the reason
+            "service.unavailable", dependency=exc.dependency, error=str(exc)
+        )
+        raise SystemExit(3) from exc

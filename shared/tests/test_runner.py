@@ -1,0 +1,238 @@
+"""The service runner, in this process, against a real NATS: ack, retry, dead-letter, heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import pytest
+
+from troika_shared.errors import PermanentError, RetryableError
+from troika_shared.messages import (
+    DeadLettered,
+    Message,
+    Plan,
+    PlanProduced,
+    PlanRequested,
+    derive_id,
+)
+from troika_shared.router import Router
+from troika_shared.runner import ServiceRunner
+from troika_shared.subjects import StreamKey
+from troika_testkit import wait_for
+from troika_testkit.streams import stored
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+    from troika_shared.bus import Bus
+    from troika_shared.settings import AgentSettings
+
+
+def _ids(messages: Sequence[Message]) -> list[str]:
+    return [message.id for message in messages]
+
+
+def answer(message: PlanRequested) -> PlanProduced:
+    return PlanProduced(
+        id=derive_id(message.id, "plan.produced"),
+        correlation_id=message.correlation_id,
+        plan=Plan(summary=message.objective),
+    )
+
+
+class Harness:
+    """A runner whose one handler behaves as the test says and counts its calls."""
+
+    def __init__(self, settings: AgentSettings) -> None:
+        self.calls = 0
+        self.behaviour: Callable[[int], Awaitable[None]] | None = None
+        router = Router("planner")
+        router.add(PlanRequested, self.handle)
+        self.runner = ServiceRunner(
+            service="planner",
+            version="1.0.0",
+            settings=settings,
+            router=router,
+            stream=StreamKey.PLANNER,
+        )
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def handle(self, message: PlanRequested) -> Sequence[Message]:
+        self.calls += 1
+        if self.behaviour is not None:
+            await self.behaviour(self.calls)
+        return [answer(message)]
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.runner.run(self.stop))
+        await asyncio.wait_for(self.runner.ready.wait(), 10)
+
+    async def close(self) -> None:
+        self.stop.set()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, 15)
+
+
+@pytest.fixture
+async def harness(agent_settings: AgentSettings, bus: Bus) -> AsyncIterator[Harness]:
+    h = Harness(agent_settings)
+    await h.start()
+    yield h
+    await h.close()
+
+
+async def test_a_handled_message_is_answered_and_acknowledged(harness: Harness, bus: Bus) -> None:
+    request = PlanRequested(correlation_id="task-1", objective="write a haiku")
+    await bus.publish(request)
+
+    async def answered() -> bool:
+        return _ids(await stored(bus, StreamKey.RESULTS)) == [answer(request).id]
+
+    await wait_for(answered, what="the plan")
+    await wait_for(lambda: _empty(bus, StreamKey.PLANNER), what="the request to be acknowledged")
+    assert harness.calls == 1
+
+
+async def _empty(bus: Bus, key: StreamKey) -> bool:
+    return await stored(bus, key) == []
+
+
+async def test_a_retryable_failure_is_retried_until_it_succeeds(harness: Harness, bus: Bus) -> None:
+    async def flaky(call: int) -> None:
+        if call < 3:
+            raise RetryableError("the LLM is busy", delay=0.1)
+
+    harness.behaviour = flaky
+    request = PlanRequested(objective="o")
+    await bus.publish(request)
+
+    async def answered() -> bool:
+        return _ids(await stored(bus, StreamKey.RESULTS)) == [answer(request).id]
+
+    await wait_for(answered, what="the plan after retries")
+    assert harness.calls == 3
+    assert await stored(bus, StreamKey.DEAD) == []
+
+
+async def test_a_permanent_failure_is_dead_lettered_at_once(harness: Harness, bus: Bus) -> None:
+    async def refuse(call: int) -> None:
+        raise PermanentError("the objective is empty")
+
+    harness.behaviour = refuse
+    request = PlanRequested(correlation_id="task-7", objective="")
+    await bus.publish(request)
+
+    async def dead() -> bool:
+        return len(await stored(bus, StreamKey.DEAD)) == 1
+
+    await wait_for(dead, what="the dead letter")
+    [letter] = await stored(bus, StreamKey.DEAD)
+    assert isinstance(letter, DeadLettered)
+    assert letter.reason == "the objective is empty"
+    assert (letter.deliveries, letter.service) == (1, "planner")
+    assert letter.correlation_id == "task-7"
+    assert harness.calls == 1
+    assert await stored(bus, StreamKey.PLANNER) == []
+    assert await stored(bus, StreamKey.RESULTS) == []
+
+
+async def test_a_handler_that_always_crashes_is_dead_lettered_after_the_delivery_limit(
+    harness: Harness, bus: Bus, agent_settings: AgentSettings
+) -> None:
+    async def crash(call: int) -> None:
+        raise ZeroDivisionError("bug")
+
+    harness.behaviour = crash
+    await bus.publish(PlanRequested(objective="o"))
+
+    async def dead() -> bool:
+        return len(await stored(bus, StreamKey.DEAD)) == 1
+
+    await wait_for(dead, what="the dead letter")
+    [letter] = await stored(bus, StreamKey.DEAD)
+    assert isinstance(letter, DeadLettered)
+    assert letter.deliveries == agent_settings.max_deliver
+    assert "gave up after 3 deliveries" in letter.reason
+    await asyncio.sleep(0.5)  # nothing may come back after the dead letter
+    assert harness.calls == agent_settings.max_deliver
+
+
+async def test_a_malformed_payload_is_dead_lettered_without_reaching_a_handler(
+    harness: Harness, bus: Bus
+) -> None:
+    subject = f"{bus.topology.prefix}.plan.requested"
+    await bus.js.publish(subject, b"\xff{not a message", headers={"Nats-Msg-Id": "bad-1"})
+
+    async def dead() -> bool:
+        return len(await stored(bus, StreamKey.DEAD)) == 1
+
+    await wait_for(dead, what="the dead letter")
+    [letter] = await stored(bus, StreamKey.DEAD)
+    assert isinstance(letter, DeadLettered)
+    assert letter.reason.startswith(f"undecodable message on {subject}")
+    assert letter.payload == b"\xff{not a message"
+    assert letter.deliveries == 1
+    assert harness.calls == 0
+    assert await stored(bus, StreamKey.PLANNER) == []
+
+
+async def test_a_message_type_with_no_handler_is_dead_lettered(
+    agent_settings: AgentSettings, bus: Bus
+) -> None:
+    runner = ServiceRunner(
+        service="planner",
+        version="1.0.0",
+        settings=agent_settings,
+        router=Router("planner"),
+        stream=StreamKey.PLANNER,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await bus.publish(PlanRequested(objective="o"))
+
+    async def dead() -> bool:
+        return len(await stored(bus, StreamKey.DEAD)) == 1
+
+    await wait_for(dead, what="the dead letter")
+    [letter] = await stored(bus, StreamKey.DEAD)
+    assert isinstance(letter, DeadLettered)
+    assert letter.reason == "planner has no handler for 'plan.requested'"
+    stop.set()
+    await task
+
+
+@pytest.mark.slow
+async def test_heartbeats_keep_a_long_handler_from_being_redelivered(
+    harness: Harness, bus: Bus, agent_settings: AgentSettings
+) -> None:
+    async def slow(call: int) -> None:
+        await asyncio.sleep(agent_settings.ack_wait_s * 2)
+
+    harness.behaviour = slow
+    request = PlanRequested(objective="o")
+    await bus.publish(request)
+
+    async def answered() -> bool:
+        return _ids(await stored(bus, StreamKey.RESULTS)) == [answer(request).id]
+
+    await wait_for(answered, timeout=15, what="the slow plan")
+    assert harness.calls == 1
+
+
+async def test_stopping_lets_an_in_flight_message_finish(harness: Harness, bus: Bus) -> None:
+    started = asyncio.Event()
+
+    async def working(call: int) -> None:
+        started.set()
+        await asyncio.sleep(0.5)
+
+    harness.behaviour = working
+    request = PlanRequested(objective="o")
+    await bus.publish(request)
+    await asyncio.wait_for(started.wait(), 10)
+    await harness.close()
+
+    assert _ids(await stored(bus, StreamKey.RESULTS)) == [answer(request).id]
+    assert await stored(bus, StreamKey.PLANNER) == []

@@ -1,0 +1,138 @@
+"""The pytest plugin: fixtures for real servers, a bus per test, and service processes.
+
+Registered through the ``pytest11`` entry point, so every test in the workspace has them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+
+from troika_shared.bus import Bus
+from troika_shared.settings import AgentSettings
+from troika_testkit.processes import ServiceProcess
+from troika_testkit.servers import Servers
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Generator, Iterator
+    from pathlib import Path
+
+__all__ = [
+    "agent_settings",
+    "bus",
+    "bus_env",
+    "bus_prefix",
+    "nats_url",
+    "postgres_url",
+    "redis_url",
+    "spawn",
+    "troika_servers",
+]
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keeps each phase's report on the test item, so fixtures can tell a failure at teardown."""
+    report = yield
+    setattr(item, f"troika_report_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def troika_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    """This run's NATS, Redis and (when there is one) PostgreSQL."""
+    servers = Servers.start(tmp_path_factory.mktemp("servers"))
+    try:
+        yield servers
+    finally:
+        asyncio.run(servers.drop_databases())
+        servers.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url(troika_servers: Servers) -> str:
+    """A NATS server with JetStream."""
+    return troika_servers.nats_url
+
+
+@pytest.fixture(scope="session")
+def redis_url(troika_servers: Servers) -> str:
+    """A Redis (or Valkey) server; keys should start with ``troika_servers.redis_prefix``."""
+    return troika_servers.redis_url
+
+
+@pytest.fixture(scope="session")
+def postgres_url(troika_servers: Servers) -> str:
+    """A PostgreSQL database of this run's own (skips the test where no PostgreSQL answers)."""
+    if troika_servers.postgres_admin_url is None:
+        pytest.skip("no PostgreSQL server answers (CI always has one)")
+    return asyncio.run(troika_servers.create_database())
+
+
+@pytest.fixture
+def bus_prefix() -> str:
+    """A bus prefix of this test's own: its streams, subjects and service names are private."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def bus_env(nats_url: str, bus_prefix: str) -> dict[str, str]:
+    """The ``TROIKA_*`` variables that point a service process at this test's bus."""
+    return {"TROIKA_NATS_URL": nats_url, "TROIKA_BUS_PREFIX": bus_prefix}
+
+
+@pytest.fixture
+def agent_settings(nats_url: str, bus_prefix: str) -> AgentSettings:
+    """Agent settings on this test's bus, with short timings so redeliveries come quickly."""
+    return AgentSettings(
+        nats_url=nats_url,
+        bus_prefix=bus_prefix,
+        ack_wait_s=2.0,
+        max_deliver=3,
+        retry_backoff_s=0.1,
+        retry_backoff_max_s=0.5,
+        shutdown_grace_s=5.0,
+    )
+
+
+@pytest.fixture
+async def bus(agent_settings: AgentSettings) -> AsyncIterator[Bus]:
+    """A connected bus with this test's streams created; they are deleted afterwards."""
+    connection = await Bus.connect(agent_settings, name="test")
+    await connection.ensure_streams()
+    try:
+        yield connection
+    finally:
+        await connection.delete_streams()
+        await connection.close()
+
+
+@pytest.fixture
+def spawn(
+    request: pytest.FixtureRequest, tmp_path: Path, bus_env: dict[str, str]
+) -> Iterator[Callable[..., ServiceProcess]]:
+    """Starts services as real processes on this test's bus; stops them after the test.
+
+    Call it as ``spawn("troika_planner", name="planner-1", TROIKA_X="...")``. When the test fails,
+    each process's output is printed, so it shows in the report.
+    """
+    started: list[ServiceProcess] = []
+
+    def start(module: str, *, name: str | None = None, **env: str) -> ServiceProcess:
+        label = name or f"{module}-{len(started) + 1}"
+        process = ServiceProcess(module, {**bus_env, **env}, tmp_path / "logs", label).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+    report = getattr(request.node, "troika_report_call", None)
+    if report is not None and report.failed:
+        for process in started:
+            print(f"----- {process.name} (pid {process.pid}) -----\n{process.output()}")  # noqa: T201

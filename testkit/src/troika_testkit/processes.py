@@ -1,0 +1,98 @@
+"""Running Troika's services as real processes in tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from pathlib import Path
+
+__all__ = ["ServiceProcess", "wait_for"]
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, what: str = "condition"
+) -> None:
+    """Polls ``condition`` until it is true.
+
+    Raises:
+        TimeoutError: Naming ``what``, if ``timeout`` seconds pass first.
+    """
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+class ServiceProcess:
+    """A service started as ``python -m <module>`` with a given environment, its output in a file.
+
+    Args:
+        module: The module to run (``troika_planner``).
+        env: ``TROIKA_*`` variables added to this process's environment.
+        log_dir: Where its output file goes.
+        name: A label for the output file.
+    """
+
+    def __init__(
+        self, module: str, env: dict[str, str], log_dir: Path, name: str | None = None
+    ) -> None:
+        self.module = module
+        self.name = name or module
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "TROIKA_LOG_FORMAT": "json", **env}
+        self.log_path = log_dir / f"{self.name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> ServiceProcess:
+        """Starts the process."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", self.module],
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        assert self.process is not None, "not started"  # noqa: S101 - test helper
+        return self.process.pid
+
+    def output(self) -> str:
+        """Everything the process has written so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, no goodbye, as a crash would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, waiting up to ``timeout`` seconds, then SIGKILL; returns the exit status."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return self.process.returncode
