@@ -33,6 +33,18 @@ def _ids(messages: Sequence[Message]) -> list[str]:
     return [message.id for message in messages]
 
 
+async def the_dead_letter(bus: Bus) -> DeadLettered:
+    """Waits for the one dead letter the test expects."""
+
+    async def dead() -> bool:
+        return len(await stored(bus, StreamKey.DEAD)) > 0
+
+    await wait_for(dead, what="the dead letter")
+    [letter] = await stored(bus, StreamKey.DEAD)
+    assert isinstance(letter, DeadLettered)
+    return letter
+
+
 def answer(message: PlanRequested) -> PlanProduced:
     return PlanProduced(
         id=derive_id(message.id, "plan.produced"),
@@ -124,12 +136,7 @@ async def test_a_permanent_failure_is_dead_lettered_at_once(harness: Harness, bu
     request = PlanRequested(correlation_id="task-7", objective="")
     await bus.publish(request)
 
-    async def dead() -> bool:
-        return len(await stored(bus, StreamKey.DEAD)) == 1
-
-    await wait_for(dead, what="the dead letter")
-    [letter] = await stored(bus, StreamKey.DEAD)
-    assert isinstance(letter, DeadLettered)
+    letter = await the_dead_letter(bus)
     assert letter.reason == "the objective is empty"
     assert (letter.deliveries, letter.service) == (1, "planner")
     assert letter.correlation_id == "task-7"
@@ -147,12 +154,7 @@ async def test_a_handler_that_always_crashes_is_dead_lettered_after_the_delivery
     harness.behaviour = crash
     await bus.publish(PlanRequested(objective="o"))
 
-    async def dead() -> bool:
-        return len(await stored(bus, StreamKey.DEAD)) == 1
-
-    await wait_for(dead, what="the dead letter")
-    [letter] = await stored(bus, StreamKey.DEAD)
-    assert isinstance(letter, DeadLettered)
+    letter = await the_dead_letter(bus)
     assert letter.deliveries == agent_settings.max_deliver
     assert "gave up after 3 deliveries" in letter.reason
     await asyncio.sleep(0.5)  # nothing may come back after the dead letter
@@ -165,12 +167,7 @@ async def test_a_malformed_payload_is_dead_lettered_without_reaching_a_handler(
     subject = f"{bus.topology.prefix}.plan.requested"
     await bus.js.publish(subject, b"\xff{not a message", headers={"Nats-Msg-Id": "bad-1"})
 
-    async def dead() -> bool:
-        return len(await stored(bus, StreamKey.DEAD)) == 1
-
-    await wait_for(dead, what="the dead letter")
-    [letter] = await stored(bus, StreamKey.DEAD)
-    assert isinstance(letter, DeadLettered)
+    letter = await the_dead_letter(bus)
     assert letter.reason.startswith(f"undecodable message on {subject}")
     assert letter.payload == b"\xff{not a message"
     assert letter.deliveries == 1
@@ -192,12 +189,7 @@ async def test_a_message_type_with_no_handler_is_dead_lettered(
     task = asyncio.create_task(runner.run(stop))
     await bus.publish(PlanRequested(objective="o"))
 
-    async def dead() -> bool:
-        return len(await stored(bus, StreamKey.DEAD)) == 1
-
-    await wait_for(dead, what="the dead letter")
-    [letter] = await stored(bus, StreamKey.DEAD)
-    assert isinstance(letter, DeadLettered)
+    letter = await the_dead_letter(bus)
     assert letter.reason == "planner has no handler for 'plan.requested'"
     stop.set()
     await task
