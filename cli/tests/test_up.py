@@ -193,3 +193,15 @@ def test_killing_troika_up_leaves_no_process_behind(tmp_path: Path, start_up) ->
     process.communicate(timeout=10)
     left = wait_gone(children)
     assert left == set(), [_cmdline(pid) for pid in left]
+
+
+def test_up_makes_a_private_secret_key_once_and_keeps_it(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    assert run_check(data_dir, free_port()).returncode == 0
+    key_file = data_dir / "secret_key"
+    key = key_file.read_text()
+    assert len(key.strip()) >= 32
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert run_check(data_dir, free_port()).returncode == 0
+    assert key_file.read_text() == key
+    assert (data_dir / "troika.db").is_file()  # the gateway's database, migrated at start

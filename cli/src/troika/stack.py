@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import socket
 import sys
 import time
@@ -24,6 +25,8 @@ from troika.supervisor import ChildSpec, GaveUp, Supervisor
 from troika_shared.subjects import Topology
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from nats.aio.client import Client
 
     from troika.settings import UpSettings
@@ -160,6 +163,8 @@ class Stack:
             "TROIKA_LOG_FORMAT": "console" if s.log_format == "auto" else s.log_format,
             "PYTHONUNBUFFERED": "1",
         }
+        if "TROIKA_SECRET_KEY" not in os.environ:
+            env["TROIKA_SECRET_KEY"] = _secret_key(self.data_dir)
         if self.color:
             env["FORCE_COLOR"] = "1"
         specs = [ChildSpec("gateway", (sys.executable, "-m", "troika_gateway"), env)]
@@ -240,6 +245,18 @@ class Stack:
         for server in (self.valkey_server, self.nats_server):
             if server is not None:
                 await asyncio.to_thread(server.stop)
+
+
+def _secret_key(data_dir: Path) -> str:
+    """The gateway's signing key for this data directory: made once, kept readable by us alone."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(key + "\n")
+    return key
 
 
 def _gave_up_message(gave_up: GaveUp) -> str:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Self
 
 import structlog
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
@@ -24,7 +25,6 @@ from troika_shared.messages import Message, encode
 from troika_shared.subjects import Retention, StreamKey, StreamSpec, Topology
 
 if TYPE_CHECKING:
-    from nats.aio.msg import Msg
     from nats.js import JetStreamContext
 
     from troika_shared.settings import BusSettings

@@ -50,9 +50,16 @@ def configure_logging(
     renderer: structlog.types.Processor
     if console:
         colors = out.isatty() or os.environ.get("FORCE_COLOR", "") not in ("", "0")
-        renderer = structlog.dev.ConsoleRenderer(colors=colors)
+        # Plain tracebacks: the fancier ones print local variables, and locals hold secrets.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=colors, exception_formatter=structlog.dev.plain_traceback
+        )
     else:
-        shared.append(structlog.processors.dict_tracebacks)
+        shared.append(
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        )
         renderer = structlog.processors.JSONRenderer()
 
     structlog.configure(

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import sys
+
+import pydantic
 import uvicorn
 
 from troika_gateway.app import create_app
 from troika_gateway.settings import GatewaySettings
 from troika_shared.logs import configure_logging
 
+EXIT_CONFIG = 2
+
 
 def main() -> None:
     """Serves the API until SIGTERM or SIGINT."""
-    settings = GatewaySettings()
-    configure_logging(service="gateway", level=settings.log_level, fmt=settings.log_format)
+    try:
+        settings = GatewaySettings()
+        configure_logging(service="gateway", level=settings.log_level, fmt=settings.log_format)
+        app = create_app(settings)
+    except (pydantic.ValidationError, ValueError) as exc:
+        print(f"troika-gateway: the configuration is not usable:\n{exc}", file=sys.stderr)  # noqa: T201
+        raise SystemExit(EXIT_CONFIG) from exc
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        ws_ping_interval=20,
     )
 
 

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from importlib import metadata
 from typing import TYPE_CHECKING
 
 import structlog
+from argon2 import PasswordHasher
 from litestar import Litestar
 from litestar.datastructures import State
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.middleware import DefineMiddleware
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from redis.asyncio import Redis
 
+from troika_gateway.auth.middleware import PUBLIC_PATHS, BearerAuthMiddleware
+from troika_gateway.auth.passwords import Passwords
+from troika_gateway.auth.ratelimit import LoginLimiter
+from troika_gateway.auth.routes import AuthController
+from troika_gateway.auth.tokens import TokenIssuer
+from troika_gateway.db import create_engine, create_sessionmaker, upgrade
+from troika_gateway.dependencies import dependencies
 from troika_gateway.health import HealthController
+from troika_gateway.live import live_events
+from troika_gateway.openapi import openapi_config
+from troika_gateway.problems import exception_handlers
+from troika_gateway.tasks.routes import TaskController
 from troika_shared.bus import Bus
 
 if TYPE_CHECKING:
@@ -21,39 +32,86 @@ if TYPE_CHECKING:
 
     from troika_gateway.settings import GatewaySettings
 
+__all__ = ["create_app"]
+
 log = structlog.get_logger("troika.gateway")
 
 
 def create_app(settings: GatewaySettings) -> Litestar:
-    """Builds the gateway for ``settings``; clients are opened by its lifespan, not here."""
+    """Builds the gateway for ``settings``; clients are opened by its lifespan, not here.
+
+    Raises:
+        ValueError: ``TROIKA_SECRET_KEY`` is missing.
+    """
+    tokens = TokenIssuer(settings.require_secret_key(), settings.access_token_ttl_s)
 
     @asynccontextmanager
-    async def bus_lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with await Bus.connect(settings, name="gateway") as bus:
-            await bus.ensure_streams()
-            app.state.bus = bus
+    async def database(app: Litestar) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade(engine)
+            app.state.engine = engine
+            app.state.sessionmaker = create_sessionmaker(engine)
+            yield
+        finally:
+            await engine.dispose()
+
+    @asynccontextmanager
+    async def bus(app: Litestar) -> AsyncIterator[None]:
+        async with await Bus.connect(settings, name="gateway") as connection:
+            await connection.ensure_streams()
+            app.state.bus = connection
             yield
 
     @asynccontextmanager
-    async def redis_lifespan(app: Litestar) -> AsyncIterator[None]:
-        redis: Redis = Redis.from_url(settings.redis_url, socket_timeout=settings.ready_timeout_s)
-        app.state.redis = redis
+    async def redis(app: Litestar) -> AsyncIterator[None]:
+        client: Redis = Redis.from_url(settings.redis_url, socket_timeout=settings.ready_timeout_s)
+        app.state.redis = client
+        app.state.login_limiter = LoginLimiter(
+            client,
+            settings.redis_prefix,
+            per_account=settings.login_attempts_per_account,
+            per_address=settings.login_attempts_per_address,
+            window_s=settings.login_window_s,
+        )
         try:
             yield
         finally:
-            await redis.aclose()
+            await client.aclose()
 
+    prometheus = PrometheusConfig(
+        app_name="troika_gateway", prefix="troika_gateway", group_path=True
+    )
     return Litestar(
-        route_handlers=[HealthController],
-        lifespan=[bus_lifespan, redis_lifespan],
-        state=State({"settings": settings}),
-        openapi_config=OpenAPIConfig(
-            title="Troika",
-            version=metadata.version("troika-gateway"),
-            description="The public API of Troika, a multi-agent task assistant.",
-            path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+        route_handlers=[
+            HealthController,
+            AuthController,
+            TaskController,
+            live_events,
+            PrometheusController,
+        ],
+        lifespan=[database, bus, redis],
+        state=State(
+            {
+                "settings": settings,
+                "tokens": tokens,
+                "passwords": Passwords(
+                    PasswordHasher(
+                        time_cost=settings.password_time_cost,
+                        memory_cost=settings.password_memory_kib,
+                    )
+                ),
+            }
         ),
+        dependencies=dependencies(),
+        middleware=[
+            prometheus.middleware,
+            DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
+        ],
+        exception_handlers=exception_handlers(),
+        openapi_config=openapi_config(),
+        request_max_body_size=settings.max_upload_bytes + (1 << 20),
         debug=False,
         logging_config=None,  # structlog, configured by the process, renders every line
     )

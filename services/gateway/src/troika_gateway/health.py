@@ -11,10 +11,10 @@ from litestar import Controller, get
 from litestar.datastructures import State
 from litestar.response import Response
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from sqlalchemy import text
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
-
 
 CheckState = Literal["ok", "failing"]
 
@@ -41,6 +41,11 @@ async def _check(probe: Awaitable[object], timeout: float) -> str | None:
     return None
 
 
+async def _database(state: State) -> None:
+    async with state.engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+
+
 class HealthController(Controller):
     """Probes for supervisors, load balancers and ``troika up --check``."""
 
@@ -51,15 +56,16 @@ class HealthController(Controller):
         """Answers as long as the process serves requests."""
         return Health()
 
-    @get("/ready", summary="Readiness (NATS, Redis)", cache=False)
+    @get("/ready", summary="Readiness (database, NATS, Redis)", cache=False)
     async def ready(self, state: State) -> Response[Readiness]:
-        """Answers 200 when NATS and Redis answer, 503 naming what failed otherwise."""
+        """200 when the database, NATS and Redis answer; 503 naming what failed otherwise."""
         timeout: float = state.settings.ready_timeout_s
+        names = ("database", "nats", "redis")
         results = await asyncio.gather(
+            _check(_database(state), timeout),
             _check(state.bus.nc.flush(timeout=timeout), timeout),
             _check(state.redis.ping(), timeout),
         )
-        names = ("nats", "redis")
         errors = {name: error for name, error in zip(names, results, strict=True) if error}
         checks: dict[str, CheckState] = {n: "failing" if n in errors else "ok" for n in names}
         ready = not errors

@@ -2,22 +2,113 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from troika_shared.settings import BusSettings
+
+# Keys people copy from examples and tutorials: refused whatever their length.
+_WELL_KNOWN_KEYS = frozenset(
+    {
+        "secret",
+        "secret-key",
+        "secret_key",
+        "changeme",
+        "change-me",
+        "change_me",
+        "changethis",
+        "please-change-me",
+        "your-secret-key",
+        "your_secret_key",
+        "supersecret",
+        "super-secret-key",
+        "development",
+        "insecure",
+        "troika",
+        "password",
+    }
+)
+MIN_SECRET_KEY_LENGTH = 32
 
 
 class GatewaySettings(BusSettings):
     """Everything the gateway reads from ``TROIKA_*`` variables.
 
     Attributes:
+        secret_key: Signs access tokens. Required: at least 32 characters, not a well-known value.
+            ``troika up`` generates one into the data directory.
+        database_url: SQLAlchemy URL: ``sqlite+aiosqlite:///…`` or ``postgresql+asyncpg://…``.
+            Defaults to ``troika.db`` in the data directory.
+        data_dir: Task workspaces, uploads and profile photos.
         gateway_host: The address the API listens on.
         gateway_port: The API's port.
         redis_url: Redis or Valkey, for scheduling and rate limits.
+        redis_prefix: Prefix of every key the gateway writes to Redis.
         ready_timeout_s: How long each readiness check may take.
+        access_token_ttl_s: Lifetime of an access token.
+        refresh_token_ttl_s: Lifetime of a refresh token (a session), renewed on each refresh.
+        max_json_bytes: Largest JSON request body.
+        max_upload_bytes: Largest uploaded file.
+        max_photo_bytes: Largest profile photo.
+        login_attempts_per_account: Failed logins of one account in the window before it waits.
+        login_attempts_per_address: Login attempts from one client address in the window.
+        login_window_s: The rate-limit window.
+        password_time_cost: Argon2id passes per hash (more is slower for attackers and for us).
+        password_memory_kib: Argon2id memory per hash, in KiB.
     """
 
+    secret_key: SecretStr | None = None
+    database_url: str = ""
+    data_dir: Path = Path("var")
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=0, le=65535)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "troika:"
     ready_timeout_s: float = Field(default=2.0, gt=0)
+    access_token_ttl_s: int = Field(default=15 * 60, ge=30)
+    refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+    max_json_bytes: int = Field(default=1 << 20, ge=1024)
+    max_upload_bytes: int = Field(default=50 << 20, ge=1024)
+    max_photo_bytes: int = Field(default=5 << 20, ge=1024)
+    login_attempts_per_account: int = Field(default=5, ge=1)
+    login_attempts_per_address: int = Field(default=30, ge=1)
+    login_window_s: int = Field(default=15 * 60, ge=1)
+    password_time_cost: int = Field(default=3, ge=1, le=20)
+    password_memory_kib: int = Field(default=64 * 1024, ge=8 * 1024, le=4 * 1024 * 1024)
+
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
+        key = value.get_secret_value()
+        if key.strip().lower() in _WELL_KNOWN_KEYS:
+            raise ValueError("is a well-known example value; generate a random one")
+        if len(key) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(
+                f"is {len(key)} characters; use at least {MIN_SECRET_KEY_LENGTH} random characters"
+            )
+        if len(set(key)) < 8:
+            raise ValueError("repeats too few characters to be random")
+        return value
+
+    @model_validator(mode="after")
+    def _default_database(self) -> GatewaySettings:
+        if not self.database_url:
+            path = (self.data_dir / "troika.db").resolve()
+            object.__setattr__(self, "database_url", f"sqlite+aiosqlite:///{path}")
+        return self
+
+    def require_secret_key(self) -> str:
+        """The signing key.
+
+        Raises:
+            ValueError: ``TROIKA_SECRET_KEY`` is not set.
+        """
+        if self.secret_key is None:
+            raise ValueError(
+                "TROIKA_SECRET_KEY is not set: give the gateway at least 32 random characters "
+                '(for example: python -c "import secrets; print(secrets.token_urlsafe(48))")'
+            )
+        return self.secret_key.get_secret_value()

@@ -1,0 +1,1 @@
+"""Accounts and sessions: passwords, tokens, rate limits and the authentication middleware."""

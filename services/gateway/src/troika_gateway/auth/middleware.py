@@ -1,0 +1,78 @@
+"""Authentication of every HTTP request: ``Authorization: Bearer <access token>``.
+
+Secure by default: every route needs a valid token except the few listed as public. A token is
+valid when its signature and expiry check out *and* its session has not been revoked, so logging
+out or changing the password ends access at once, not when the token expires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from sqlalchemy import select
+
+from troika_gateway.db.models import Session
+from troika_gateway.errors import Unauthorized
+
+if TYPE_CHECKING:
+    from litestar.connection import ASGIConnection
+
+    from troika_gateway.auth.tokens import AccessClaims, TokenIssuer
+
+__all__ = ["PUBLIC_PATHS", "BearerAuthMiddleware", "Principal", "authenticate"]
+
+PUBLIC_PATHS = [
+    "^/auth/register$",
+    "^/auth/login$",
+    "^/auth/refresh$",
+    "^/health$",
+    "^/ready$",
+    "^/metrics$",
+    "^/schema",
+    "^/ws",  # the WebSocket authenticates with its first message
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the user and the session the token belongs to."""
+
+    user_id: str
+    session_id: str
+
+
+async def authenticate(
+    token: str, issuer: TokenIssuer, sessionmaker: object
+) -> tuple[Principal, AccessClaims]:
+    """Verifies an access token and that its session is still live.
+
+    Raises:
+        Unauthorized: The token is invalid or expired, or its session was revoked.
+    """
+    claims = issuer.verify(token)
+    async with sessionmaker() as db:  # type: ignore[operator]
+        session = await db.scalar(
+            select(Session).where(
+                Session.id == claims.session_id, Session.user_id == claims.user_id
+            )
+        )
+    if session is None or session.revoked_at is not None:
+        raise Unauthorized("this session has ended; sign in again")
+    if session.expires_at <= datetime.now(UTC):
+        raise Unauthorized("this session has expired; sign in again")
+    return Principal(claims.user_id, claims.session_id), claims
+
+
+class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    """Puts a :class:`Principal` on ``request.user`` or refuses the request with 401."""
+
+    async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:  # type: ignore[type-arg]
+        scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("sign in and send the access token as 'Authorization: Bearer …'")
+        state = connection.app.state
+        principal, claims = await authenticate(token.strip(), state.tokens, state.sessionmaker)
+        return AuthenticationResult(user=principal, auth=claims)

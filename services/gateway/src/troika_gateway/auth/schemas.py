@@ -1,0 +1,102 @@
+"""What the account endpoints take and return."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+__all__ = [
+    "Email",
+    "Login",
+    "PasswordChange",
+    "Profile",
+    "ProfileUpdate",
+    "Refresh",
+    "Registration",
+    "Tokens",
+    "Username",
+]
+
+Email = Annotated[
+    str,
+    Meta(
+        min_length=3,
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="An e-mail address.",
+        examples=["ada@example.com"],
+    ),
+]
+Username = Annotated[
+    str,
+    Meta(
+        min_length=3,
+        max_length=32,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="3-32 letters, digits, '_', '.' or '-', starting with a letter or digit.",
+        examples=["ada"],
+    ),
+]
+Password = Annotated[str, Meta(min_length=1, max_length=256)]
+DisplayName = Annotated[str, Meta(max_length=100)]
+
+
+class Registration(Struct, forbid_unknown_fields=True):
+    """A new account."""
+
+    email: Email
+    username: Username
+    password: Annotated[str, Meta(min_length=1, max_length=256, description="10+ characters")]
+    display_name: DisplayName = ""
+
+
+class Login(Struct, forbid_unknown_fields=True):
+    """Sign-in with an e-mail address or a username."""
+
+    login: Annotated[str, Meta(min_length=1, max_length=254, examples=["ada"])]
+    password: Password
+
+
+class Refresh(Struct, forbid_unknown_fields=True):
+    """A refresh token to exchange for new tokens."""
+
+    refresh_token: Annotated[str, Meta(min_length=1, max_length=256)]
+
+
+class Tokens(Struct):
+    """A session's tokens. The refresh token is shown once; keep it safe."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    refresh_expires_in: int
+    token_type: str = "bearer"  # noqa: S105 - the OAuth 2 token type, not a secret
+
+
+class Profile(Struct):
+    """An account as its owner sees it."""
+
+    id: str
+    email: str
+    username: str
+    display_name: str
+    photo_url: str | None
+    created_at: datetime
+
+
+class ProfileUpdate(Struct, forbid_unknown_fields=True):
+    """Changes to a profile; changing the e-mail address needs the current password."""
+
+    email: Email | UnsetType = UNSET
+    username: Username | UnsetType = UNSET
+    display_name: DisplayName | UnsetType = UNSET
+    current_password: Password | UnsetType = UNSET
+
+
+class PasswordChange(Struct, forbid_unknown_fields=True):
+    """A new password; every other session is signed out."""
+
+    current_password: Password
+    new_password: Annotated[str, Meta(min_length=1, max_length=256)]

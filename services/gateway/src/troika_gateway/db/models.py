@@ -1,0 +1,300 @@
+"""The gateway's tables. Every row of user data is reachable from its owner's ``user_id``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from troika_gateway.db.types import JSONDocument, UTCDateTime
+from troika_shared.messages import utcnow
+
+__all__ = [
+    "Base",
+    "File",
+    "Interaction",
+    "LlmUsage",
+    "Schedule",
+    "Session",
+    "Subtask",
+    "Task",
+    "TaskEvent",
+    "TaskStatus",
+    "ToolCall",
+    "User",
+    "new_uuid",
+]
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_uuid() -> str:
+    """A new row id: 32 hex characters."""
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    """Declarative base with stable constraint names (so migrations can refer to them)."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class TaskStatus(StrEnum):
+    """A task's place in its life cycle (see the design's "Task statuses")."""
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    PLANNING = "planning"
+    EXECUTING = "executing"
+    AWAITING_APPROVAL = "awaiting_approval"
+    AWAITING_INPUT = "awaiting_input"
+    REVIEWING = "reviewing"
+    NEEDS_GUIDANCE = "needs_guidance"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        """Whether the task can change no more."""
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+_ID = String(32)
+
+
+class User(Base):
+    """An account."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_uuid)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    username: Mapped[str] = mapped_column(String(32), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    photo_content_type: Mapped[str | None] = mapped_column(String(64), default=None)
+    photo_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Session(Base):
+    """A signed-in client: its refresh token (hashed) and whether it was revoked.
+
+    Access tokens name their session, so revoking it (logout, password change) refuses them too.
+    """
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_uuid)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    refresh_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    client_address: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(255), default="")
+
+
+class Task(Base):
+    """An objective and everything that happens to it. ``version`` guards concurrent writers."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_user_created", "user_id", "created_at"),
+        Index("ix_tasks_user_status", "user_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_uuid)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(200))
+    objective: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(32), default=TaskStatus.QUEUED.value)
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[str] = mapped_column(Text, default="")
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, default=None)
+    review: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, default=None)
+    budget: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, default=None)
+    guidance: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("tasks.id", ondelete="SET NULL"), default=None
+    )
+    schedule_id: Mapped[str | None] = mapped_column(
+        ForeignKey("schedules.id", ondelete="SET NULL"), default=None
+    )
+    revision_round: Mapped[int] = mapped_column(Integer, default=0)
+    last_event_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    subtasks: Mapped[list[Subtask]] = relationship(
+        back_populates="task", cascade="all, delete-orphan", order_by="Subtask.position"
+    )
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy's declaration
+
+
+class Subtask(Base):
+    """One subtask of a task's plan."""
+
+    __tablename__ = "subtasks"
+    __table_args__ = (UniqueConstraint("task_id", "key"),)
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_uuid)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    depends_on: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
+    priority: Mapped[int] = mapped_column(Integer, default=3)
+    acceptance_criteria: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
+    tool_hints: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
+    status: Mapped[str] = mapped_column(String(32), default="pending")
+    result: Mapped[str] = mapped_column(Text, default="")
+    revision_notes: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    task: Mapped[Task] = relationship(back_populates="subtasks")
+
+
+class TaskEvent(Base):
+    """One entry of a task's event log; ``seq`` numbers a task's events 1, 2, 3…"""
+
+    __tablename__ = "task_events"
+    __table_args__ = (UniqueConstraint("task_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ToolCall(Base):
+    """A proposed tool call: ``proposed → approved|denied → running → succeeded|failed``."""
+
+    __tablename__ = "tool_calls"
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_uuid)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    subtask_key: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    tool: Mapped[str] = mapped_column(String(64))
+    arguments: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="proposed")
+    output: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Interaction(Base):
+    """Something waiting for the person: an approval, an input form, or a request for guidance."""
+
+    __tablename__ = "interactions"
+    __table_args__ = (Index("ix_interactions_user_status", "user_id", "status"),)
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_uuid)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    tool_call_id: Mapped[str | None] = mapped_column(
+        ForeignKey("tool_calls.id", ondelete="CASCADE"), default=None
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    prompt: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, default=None)
+    responded_by: Mapped[str | None] = mapped_column(String(255), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class File(Base):
+    """A file in a task's workspace (uploaded, or written by a tool)."""
+
+    __tablename__ = "files"
+    __table_args__ = (UniqueConstraint("task_id", "name"),)
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_uuid)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    origin: Mapped[str] = mapped_column(String(16), default="upload")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Schedule(Base):
+    """When a task runs: once at ``run_at``, or on a ``cron`` expression in ``timezone``.
+
+    Each firing makes a task linked back through ``Task.schedule_id``.
+    """
+
+    __tablename__ = "schedules"
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_uuid)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    objective: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(String(200))
+    run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    cron: Mapped[str | None] = mapped_column(String(120), default=None)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    max_runs: Mapped[int | None] = mapped_column(Integer, default=None)
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+    misfire_policy: Mapped[str] = mapped_column(String(16), default="run_once")
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    policy: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    budget: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class LlmUsage(Base):
+    """One LLM call: model, tokens, latency and estimated cost, counted on its task."""
+
+    __tablename__ = "llm_usage"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    agent: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(128))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    estimated: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

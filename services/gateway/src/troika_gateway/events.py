@@ -1,0 +1,65 @@
+"""The task event log: numbered rows in the database, pushed live over the bus after commit.
+
+The database is the log's source of truth (``GET /tasks/{id}/events`` and WebSocket resumption
+read it); the bus only carries the news, so a missed live message costs nothing but a re-read.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from troika_gateway.db.models import Task, TaskEvent
+from troika_shared.errors import DependencyUnavailable
+from troika_shared.messages import TaskEvent as TaskEventMessage
+from troika_shared.messages import derive_id
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from troika_shared.bus import Bus
+
+__all__ = ["append_event", "publish_events", "to_message"]
+
+log = structlog.get_logger("troika.gateway.events")
+
+
+def append_event(db: AsyncSession, task: Task, kind: str, data: dict[str, Any]) -> TaskEvent:
+    """Adds the task's next event to the session (numbered after the task's last one).
+
+    Numbering goes through the task row, whose version column makes two writers that race for
+    the same number conflict instead of both succeeding.
+    """
+    task.last_event_seq += 1
+    event = TaskEvent(
+        task_id=task.id, user_id=task.user_id, seq=task.last_event_seq, kind=kind, data=data
+    )
+    db.add(event)
+    return event
+
+
+def to_message(event: TaskEvent) -> TaskEventMessage:
+    """The bus message for a stored event (its id is stable, so re-publishing is harmless)."""
+    return TaskEventMessage(
+        id=derive_id(event.task_id, "event", event.seq),
+        correlation_id=event.task_id,
+        occurred_at=event.created_at,
+        user_id=event.user_id,
+        seq=event.seq,
+        kind=event.kind,
+        data=event.data,
+    )
+
+
+async def publish_events(bus: Bus, events: Iterable[TaskEvent]) -> None:
+    """Announces committed events to live viewers; a failure only delays them until a re-read."""
+    for event in events:
+        try:
+            await bus.publish(to_message(event))
+        except DependencyUnavailable as exc:
+            log.warning(
+                "event.publish_failed", task_id=event.task_id, seq=event.seq, error=str(exc)
+            )

@@ -1,0 +1,1 @@
+"""Tasks: creation, listing, control, files and the event log."""

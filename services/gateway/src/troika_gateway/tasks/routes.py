@@ -1,0 +1,174 @@
+"""The task endpoints: ``/tasks/…``."""
+
+from __future__ import annotations
+
+# Litestar reads handler and provider annotations at run time: their types are real imports.
+from collections.abc import AsyncIterator  # noqa: TC003
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from litestar import Controller, Request, delete, get, post, put
+from litestar.datastructures import State, UploadFile
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody, MultipartBody, QueryParameter
+from litestar.response import File
+from sqlalchemy.ext.asyncio import AsyncSession  # noqa: TC002
+
+from troika_gateway.auth.middleware import Principal  # noqa: TC001
+from troika_gateway.db.models import TaskStatus
+from troika_gateway.errors import InvalidInput
+from troika_gateway.events import publish_events
+from troika_gateway.openapi import BEARER
+from troika_gateway.tasks.schemas import (
+    EventPage,
+    FileView,
+    FollowUp,
+    GuidanceReply,
+    TaskCreate,
+    TaskDetail,
+    TaskPage,
+    TaskRename,
+    TaskSummary,
+)
+from troika_gateway.tasks.service import Tasks, summary_of
+
+__all__ = ["TaskController"]
+
+_JSON_LIMIT = 1 << 20
+_MAX_FILES_PER_UPLOAD = 20
+
+
+async def provide_tasks(
+    request: Request[Principal, Any, State], db: NamedDependency[AsyncSession], state: State
+) -> AsyncIterator[Tasks]:
+    """Task operations for the caller; events they record are published after the request."""
+    tasks = Tasks(
+        db, request.user.user_id, state.settings.data_dir, state.settings.max_upload_bytes
+    )
+    yield tasks
+    if tasks.new_events:
+        await publish_events(state.bus, tasks.new_events)
+
+
+@dataclass
+class FilesUpload:
+    """One or more files, each in a form field named ``files``."""
+
+    files: list[UploadFile]
+
+
+class TaskController(Controller):
+    """Tasks, their control, files and event log."""
+
+    path = "/tasks"
+    tags = ["tasks"]  # noqa: RUF012 - Litestar reads it as a class attribute
+    dependencies = {"tasks": Provide(provide_tasks)}  # noqa: RUF012 - as above
+    security = BEARER
+
+    @post("/", request_max_body_size=_JSON_LIMIT)
+    async def create(
+        self, data: JSONBody[TaskCreate], tasks: NamedDependency[Tasks]
+    ) -> TaskSummary:
+        """Creates a task; it starts as ``queued``. Attach files with ``POST /tasks/{id}/files``."""
+        return summary_of(await tasks.create(data))
+
+    @get("/")
+    async def list_tasks(
+        self,
+        tasks: NamedDependency[Tasks],
+        status: Annotated[
+            list[TaskStatus] | None,
+            QueryParameter(description="only tasks in these statuses (repeatable)"),
+        ] = None,
+        q: Annotated[
+            str, QueryParameter(description="text in the title or objective", max_length=200)
+        ] = "",
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        offset: Annotated[int, QueryParameter(ge=0, le=1_000_000)] = 0,
+    ) -> TaskPage:
+        """The caller's tasks, newest first."""
+        statuses = [s.value for s in status or []]
+        return await tasks.page(statuses=statuses, query=q, limit=limit, offset=offset)
+
+    @get("/{task_id:str}")
+    async def detail(self, task_id: FromPath[str], tasks: NamedDependency[Tasks]) -> TaskDetail:
+        """The task with its plan, subtasks, results, review, files and cost."""
+        return await tasks.detail(task_id)
+
+    @put("/{task_id:str}", request_max_body_size=_JSON_LIMIT)
+    async def rename(
+        self, task_id: FromPath[str], data: JSONBody[TaskRename], tasks: NamedDependency[Tasks]
+    ) -> TaskSummary:
+        """Renames the task."""
+        return summary_of(await tasks.rename(task_id, data.title))
+
+    @delete("/{task_id:str}", status_code=204)
+    async def remove(self, task_id: FromPath[str], tasks: NamedDependency[Tasks]) -> None:
+        """Deletes the task, its event log and its files."""
+        await tasks.delete(task_id)
+
+    @post("/{task_id:str}/cancel", status_code=200)
+    async def cancel(self, task_id: FromPath[str], tasks: NamedDependency[Tasks]) -> TaskSummary:
+        """Stops the task; nothing further is executed."""
+        return summary_of(await tasks.cancel(task_id))
+
+    @post("/{task_id:str}/rerun", status_code=201)
+    async def rerun(self, task_id: FromPath[str], tasks: NamedDependency[Tasks]) -> TaskSummary:
+        """Starts a fresh run of the same objective (a new task) with the same uploads."""
+        return summary_of(await tasks.rerun(task_id))
+
+    @post("/{task_id:str}/continue", status_code=201, request_max_body_size=_JSON_LIMIT)
+    async def follow_up(
+        self, task_id: FromPath[str], data: JSONBody[FollowUp], tasks: NamedDependency[Tasks]
+    ) -> TaskSummary:
+        """Starts a follow-up task that carries this one's result and files."""
+        return summary_of(await tasks.follow_up(task_id, data))
+
+    @post("/{task_id:str}/guidance", status_code=200, request_max_body_size=_JSON_LIMIT)
+    async def guidance(
+        self, task_id: FromPath[str], data: JSONBody[GuidanceReply], tasks: NamedDependency[Tasks]
+    ) -> TaskSummary:
+        """Answers a task that paused for guidance: continue, re-plan, or cancel."""
+        return summary_of(await tasks.guidance(task_id, data))
+
+    @get("/{task_id:str}/events")
+    async def events(
+        self,
+        task_id: FromPath[str],
+        tasks: NamedDependency[Tasks],
+        after: Annotated[int, QueryParameter(ge=0, description="return events after this seq")] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 500,
+    ) -> EventPage:
+        """The task's event log from sequence number ``after`` on."""
+        return await tasks.events(task_id, after, limit)
+
+    @get("/{task_id:str}/files")
+    async def files(self, task_id: FromPath[str], tasks: NamedDependency[Tasks]) -> list[FileView]:
+        """The files in the task's workspace."""
+        await tasks.get(task_id)
+        return await tasks.files(task_id)
+
+    @post("/{task_id:str}/files", status_code=201)
+    async def upload(
+        self,
+        task_id: FromPath[str],
+        data: MultipartBody[FilesUpload],
+        tasks: NamedDependency[Tasks],
+    ) -> list[FileView]:
+        """Uploads files to the task's workspace (a file of the same name is replaced)."""
+        if len(data.files) > _MAX_FILES_PER_UPLOAD:
+            raise InvalidInput(f"upload at most {_MAX_FILES_PER_UPLOAD} files at a time")
+        return await tasks.upload(task_id, data.files)
+
+    @get("/{task_id:str}/files/{name:str}", media_type="application/octet-stream")
+    async def download(
+        self, task_id: FromPath[str], name: FromPath[str], tasks: NamedDependency[Tasks]
+    ) -> File:
+        """Downloads a file (as an attachment)."""
+        row, path = await tasks.file(task_id, name)
+        return File(
+            path=path,
+            filename=row.name,
+            media_type=row.content_type,
+            content_disposition_type="attachment",
+        )

@@ -1,0 +1,162 @@
+"""What the task endpoints take and return."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from msgspec import Meta, Struct
+
+__all__ = [
+    "Budget",
+    "Cost",
+    "EventPage",
+    "EventView",
+    "FileView",
+    "FollowUp",
+    "GuidanceReply",
+    "SubtaskView",
+    "TaskCreate",
+    "TaskDetail",
+    "TaskPage",
+    "TaskRename",
+    "TaskSummary",
+]
+
+Objective = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=20_000,
+        description="What the agents should achieve, in plain words.",
+        examples=["Research the latest news about Tesla and create a summary"],
+    ),
+]
+Title = Annotated[str, Meta(max_length=200)]
+
+
+class Budget(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Limits that pause the task for guidance when reached."""
+
+    max_steps: Annotated[int, Meta(ge=1, le=10_000)] | None = None
+    max_tokens: Annotated[int, Meta(ge=1, le=100_000_000)] | None = None
+    max_cost_usd: Annotated[float, Meta(gt=0, le=10_000)] | None = None
+
+
+class TaskCreate(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A new task."""
+
+    objective: Objective
+    title: Title = ""
+    budget: Budget | None = None
+
+
+class TaskRename(Struct, forbid_unknown_fields=True):
+    """A task's new title."""
+
+    title: Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class FollowUp(Struct, forbid_unknown_fields=True):
+    """A follow-up task that starts from this one's result and files."""
+
+    objective: Objective
+
+
+class GuidanceReply(Struct, forbid_unknown_fields=True, kw_only=True):
+    """The person's answer to a task that asked for guidance."""
+
+    action: Literal["continue", "replan", "cancel"] = "continue"
+    text: Annotated[str, Meta(max_length=10_000)] = ""
+
+
+class TaskSummary(Struct, kw_only=True):
+    """A task in a list."""
+
+    id: str
+    title: str
+    objective: str
+    status: str
+    status_reason: str
+    parent_id: str | None
+    schedule_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    last_event_seq: int
+
+
+class SubtaskView(Struct, kw_only=True):
+    """One subtask of the plan and how far it got."""
+
+    key: str
+    title: str
+    description: str
+    depends_on: list[str]
+    priority: int
+    acceptance_criteria: list[str]
+    tool_hints: list[str]
+    status: str
+    result: str
+
+
+class Cost(Struct, kw_only=True):
+    """What the task's LLM calls cost so far."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class FileView(Struct, kw_only=True):
+    """A file in the task's workspace."""
+
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+    origin: str
+    created_at: datetime
+    updated_at: datetime
+    url: str
+
+
+class TaskDetail(TaskSummary, kw_only=True):
+    """Everything about one task."""
+
+    result: str
+    plan: dict[str, Any] | None
+    review: dict[str, Any] | None
+    budget: dict[str, Any] | None
+    guidance: list[str]
+    subtasks: list[SubtaskView]
+    files: list[FileView]
+    cost: Cost
+
+
+class TaskPage(Struct, kw_only=True):
+    """One page of tasks, newest first."""
+
+    items: list[TaskSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class EventView(Struct, kw_only=True):
+    """One entry of a task's event log."""
+
+    seq: int
+    kind: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class EventPage(Struct, kw_only=True):
+    """Events after a sequence number; ask again with ``after=last_seq`` for more."""
+
+    task_id: str
+    events: list[EventView]
+    last_seq: int

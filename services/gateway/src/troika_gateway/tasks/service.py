@@ -1,0 +1,437 @@
+"""Task operations for one caller. Every query is scoped to the caller: another user's task is
+indistinguishable from a task that does not exist."""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import shutil
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+import msgspec
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.exc import StaleDataError
+
+from troika_gateway.db.models import File, LlmUsage, Task, TaskEvent, TaskStatus
+from troika_gateway.errors import Conflict, InvalidInput, NotFound
+from troika_gateway.events import append_event
+from troika_gateway.storage import Stored, Workspace, remove_tree, store_upload
+from troika_gateway.tasks.schemas import (
+    Cost,
+    EventPage,
+    EventView,
+    FileView,
+    SubtaskView,
+    TaskDetail,
+    TaskPage,
+    TaskSummary,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+    from pathlib import Path
+
+    from litestar.datastructures import UploadFile
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from troika_gateway.tasks.schemas import FollowUp, GuidanceReply, TaskCreate
+
+__all__ = ["Tasks", "summary_of"]
+
+_CONTENT_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
+_WRITE_ATTEMPTS = 3
+
+
+def _title_from(objective: str) -> str:
+    first = objective.strip().splitlines()[0]
+    return first if len(first) <= 80 else first[:79].rstrip() + "…"
+
+
+def summary_of(task: Task) -> TaskSummary:
+    """A task as it appears in lists."""
+    return TaskSummary(
+        id=task.id,
+        title=task.title,
+        objective=task.objective,
+        status=task.status,
+        status_reason=task.status_reason,
+        parent_id=task.parent_id,
+        schedule_id=task.schedule_id,
+        created_at=task.created_at,
+        updated_at=task.updated_at,
+        started_at=task.started_at,
+        finished_at=task.finished_at,
+        last_event_seq=task.last_event_seq,
+    )
+
+
+def _file_view(task_id: str, row: File) -> FileView:
+    return FileView(
+        name=row.name,
+        content_type=row.content_type,
+        size=row.size,
+        sha256=row.sha256,
+        origin=row.origin,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        url=f"/tasks/{task_id}/files/{row.name}",
+    )
+
+
+class Tasks:
+    """Task operations on one database session, for one user.
+
+    Args:
+        db: The request's session.
+        user_id: The caller; every query is scoped to them.
+        data_dir: Where workspaces live.
+        max_upload_bytes: The largest file accepted.
+    """
+
+    def __init__(
+        self, db: AsyncSession, user_id: str, data_dir: Path, max_upload_bytes: int
+    ) -> None:
+        self.db = db
+        self.user_id = user_id
+        self.data_dir = data_dir
+        self.max_upload_bytes = max_upload_bytes
+        self.new_events: list[TaskEvent] = []
+
+    # --- reading ---------------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> Task:
+        """The caller's task.
+
+        Raises:
+            NotFound: No such task, or not the caller's.
+        """
+        task = await self.db.scalar(
+            select(Task).where(Task.id == task_id, Task.user_id == self.user_id)
+        )
+        if task is None:
+            raise NotFound("task")
+        return task
+
+    async def page(
+        self, *, statuses: Sequence[str], query: str, limit: int, offset: int
+    ) -> TaskPage:
+        """The caller's tasks, newest first, filtered by status and text."""
+        where: list[Any] = [Task.user_id == self.user_id]
+        if statuses:
+            where.append(Task.status.in_(statuses))
+        if text := query.strip():
+            pattern = (
+                "%"
+                + text.lower().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+                + "%"
+            )
+            where.append(
+                or_(
+                    func.lower(Task.title).like(pattern, escape="\\"),
+                    func.lower(Task.objective).like(pattern, escape="\\"),
+                )
+            )
+        total = await self.db.scalar(select(func.count()).select_from(Task).where(*where)) or 0
+        rows = await self.db.scalars(
+            select(Task)
+            .where(*where)
+            .order_by(Task.created_at.desc(), Task.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return TaskPage(
+            items=[summary_of(t) for t in rows], total=total, limit=limit, offset=offset
+        )
+
+    async def detail(self, task_id: str) -> TaskDetail:
+        """Everything about one task."""
+        task = await self.db.scalar(
+            select(Task)
+            .where(Task.id == task_id, Task.user_id == self.user_id)
+            .options(selectinload(Task.subtasks))
+        )
+        if task is None:
+            raise NotFound("task")
+        usage = (
+            await self.db.execute(
+                select(
+                    func.count(LlmUsage.id),
+                    func.coalesce(func.sum(LlmUsage.prompt_tokens), 0),
+                    func.coalesce(func.sum(LlmUsage.completion_tokens), 0),
+                    func.coalesce(func.sum(LlmUsage.cost_usd), 0.0),
+                ).where(LlmUsage.task_id == task.id)
+            )
+        ).one()
+        return TaskDetail(
+            **msgspec.structs.asdict(summary_of(task)),
+            result=task.result,
+            plan=task.plan,
+            review=task.review,
+            budget=task.budget,
+            guidance=list(task.guidance),
+            subtasks=[
+                SubtaskView(
+                    key=s.key,
+                    title=s.title,
+                    description=s.description,
+                    depends_on=list(s.depends_on),
+                    priority=s.priority,
+                    acceptance_criteria=list(s.acceptance_criteria),
+                    tool_hints=list(s.tool_hints),
+                    status=s.status,
+                    result=s.result,
+                )
+                for s in task.subtasks
+            ],
+            files=await self.files(task.id),
+            cost=Cost(
+                calls=int(usage[0]),
+                prompt_tokens=int(usage[1]),
+                completion_tokens=int(usage[2]),
+                cost_usd=float(usage[3]),
+            ),
+        )
+
+    async def events(self, task_id: str, after: int, limit: int) -> EventPage:
+        """The task's events with ``seq > after``, oldest first."""
+        task = await self.get(task_id)
+        rows = await self.db.scalars(
+            select(TaskEvent)
+            .where(TaskEvent.task_id == task.id, TaskEvent.seq > after)
+            .order_by(TaskEvent.seq)
+            .limit(limit)
+        )
+        events = [
+            EventView(seq=e.seq, kind=e.kind, data=e.data, created_at=e.created_at) for e in rows
+        ]
+        return EventPage(
+            task_id=task.id, events=events, last_seq=events[-1].seq if events else after
+        )
+
+    async def files(self, task_id: str) -> list[FileView]:
+        """The files in the task's workspace."""
+        rows = await self.db.scalars(
+            select(File).where(File.task_id == task_id).order_by(File.name)
+        )
+        return [_file_view(task_id, row) for row in rows]
+
+    async def file(self, task_id: str, name: str) -> tuple[File, Path]:
+        """One file's record and its path on disk.
+
+        Raises:
+            NotFound: No such task or file.
+        """
+        task = await self.get(task_id)
+        path = Workspace(self.data_dir, task.id).path(name)
+        row = await self.db.scalar(
+            select(File).where(File.task_id == task.id, File.name == path.name)
+        )
+        if row is None or not await anyio.Path(path).is_file():
+            raise NotFound("file")
+        return row, path
+
+    # --- writing ---------------------------------------------------------------------------
+
+    async def _change(self, task_id: str, change: Callable[[Task], Awaitable[None]]) -> Task:
+        """Applies ``change`` to a fresh copy of the task and commits, retrying if another writer
+        (the orchestrator) committed in between."""
+        for attempt in range(_WRITE_ATTEMPTS):
+            task = await self.get(task_id)
+            await change(task)
+            try:
+                await self.db.commit()
+            except StaleDataError:
+                await self.db.rollback()
+                self.new_events.clear()
+                if attempt == _WRITE_ATTEMPTS - 1:
+                    raise Conflict("the task kept changing; try again") from None
+                continue
+            return task
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _event(self, task: Task, kind: str, **data: object) -> None:
+        self.new_events.append(append_event(self.db, task, kind, data))
+
+    async def create(self, data: TaskCreate) -> Task:
+        """A new task, queued."""
+        budget = msgspec.to_builtins(data.budget) if data.budget else None
+        return await self._insert(data.objective, data.title, budget)
+
+    async def _insert(
+        self, objective: str, title: str, budget: dict[str, Any] | None, parent: Task | None = None
+    ) -> Task:
+        objective = objective.strip()
+        if not objective:
+            raise InvalidInput(
+                "the objective is empty", [{"field": "objective", "message": "write what to do"}]
+            )
+        task = Task(
+            user_id=self.user_id,
+            title=title.strip() or _title_from(objective),
+            objective=objective,
+            status=TaskStatus.QUEUED.value,
+            budget=budget,
+            parent_id=parent.id if parent else None,
+            last_event_seq=0,
+        )
+        self.db.add(task)
+        await self.db.flush()
+        self._event(task, "task.created", title=task.title, status=task.status)
+        await self.db.commit()
+        return task
+
+    async def rename(self, task_id: str, title: str) -> Task:
+        """Gives a task a new title."""
+        clean = title.strip()
+        if not clean:
+            raise InvalidInput("the title is empty", [{"field": "title", "message": "is empty"}])
+
+        async def change(task: Task) -> None:
+            task.title = clean
+            self._event(task, "task.renamed", title=clean)
+
+        return await self._change(task_id, change)
+
+    async def delete(self, task_id: str) -> None:
+        """Deletes a task with its events, files and workspace."""
+        task = await self.get(task_id)
+        await self.db.execute(delete(Task).where(Task.id == task.id, Task.user_id == self.user_id))
+        await self.db.commit()
+        await remove_tree(Workspace(self.data_dir, task.id).root)
+
+    async def cancel(self, task_id: str) -> Task:
+        """Stops a task that has not finished.
+
+        Raises:
+            Conflict: It has finished already.
+        """
+
+        async def change(task: Task) -> None:
+            status = TaskStatus(task.status)
+            if status.final:
+                raise Conflict(f"the task has already finished ({status.value})")
+            task.status = TaskStatus.CANCELLED.value
+            task.status_reason = "cancelled by you"
+            task.finished_at = datetime.now(UTC)
+            self._event(task, "task.cancelled", previous=status.value)
+
+        return await self._change(task_id, change)
+
+    async def rerun(self, task_id: str) -> Task:
+        """A fresh run of the same objective, with the files that were uploaded to it."""
+        old = await self.get(task_id)
+        new = await self._insert(old.objective, old.title, old.budget)
+        await self._copy_files(old, new, only_uploads=True)
+        await self._note(old.id, "task.rerun", {"task_id": new.id})
+        return new
+
+    async def follow_up(self, task_id: str, data: FollowUp) -> Task:
+        """A follow-up that carries this task's result and files.
+
+        Raises:
+            Conflict: The task has not finished.
+        """
+        old = await self.get(task_id)
+        if not TaskStatus(old.status).final:
+            raise Conflict("a task can be continued once it has finished; cancel it first")
+        new = await self._insert(data.objective, "", old.budget, parent=old)
+        if old.result:
+            new.guidance = [f"The previous task's result:\n{old.result}"]
+        await self._copy_files(old, new, only_uploads=False)
+        await self._note(old.id, "task.continued", {"task_id": new.id})
+        return new
+
+    async def guidance(self, task_id: str, reply: GuidanceReply) -> Task:
+        """The person's answer to a task that paused for guidance.
+
+        Raises:
+            Conflict: The task is not waiting for guidance.
+            InvalidInput: Continuing or re-planning without instructions.
+        """
+        if reply.action != "cancel" and not reply.text.strip():
+            raise InvalidInput(
+                "say what the agents should do", [{"field": "text", "message": "is empty"}]
+            )
+
+        async def change(task: Task) -> None:
+            if task.status != TaskStatus.NEEDS_GUIDANCE.value:
+                raise Conflict(f"the task is not waiting for guidance (it is {task.status})")
+            if reply.action == "cancel":
+                task.status = TaskStatus.CANCELLED.value
+                task.status_reason = "cancelled by you"
+                task.finished_at = datetime.now(UTC)
+            else:
+                task.guidance = [*task.guidance, reply.text.strip()]
+                task.status = TaskStatus.QUEUED.value
+                task.status_reason = ""
+            self._event(task, "task.guidance", action=reply.action, text=reply.text.strip())
+
+        return await self._change(task_id, change)
+
+    async def _note(self, task_id: str, kind: str, data: dict[str, object]) -> None:
+        async def change(task: Task) -> None:
+            self._event(task, kind, **data)
+
+        await self._change(task_id, change)
+
+    async def upload(self, task_id: str, uploads: Sequence[UploadFile]) -> list[FileView]:
+        """Stores uploaded files in the task's workspace (a file of the same name is replaced).
+
+        Raises:
+            InvalidInput: No file, or an unsafe name.
+            PayloadTooLarge: A file is over the limit.
+        """
+        if not uploads:
+            raise InvalidInput("no file in the upload", [{"field": "files", "message": "empty"}])
+        task = await self.get(task_id)
+        workspace = Workspace(self.data_dir, task.id)
+        targets = [(upload, workspace.path(upload.filename or "")) for upload in uploads]
+        stored: list[tuple[UploadFile, Path, Stored]] = []
+        for upload, target in targets:
+            stored.append(
+                (upload, target, await store_upload(upload, target, self.max_upload_bytes))
+            )
+        rows = []
+        for upload, target, info in stored:
+            rows.append(await self._record(task, target.name, info, upload.content_type, "upload"))
+
+        async def change(fresh: Task) -> None:
+            self._event(fresh, "files.uploaded", names=[row.name for row in rows])
+
+        await self.db.flush()
+        await self._change(task.id, change)
+        return [_file_view(task.id, row) for row in rows]
+
+    async def _record(
+        self, task: Task, name: str, info: Stored, declared_type: str, origin: str
+    ) -> File:
+        content_type = declared_type.split(";", maxsplit=1)[0].strip().lower()
+        if not _CONTENT_TYPE.match(content_type) or content_type == "application/octet-stream":
+            content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        row = await self.db.scalar(select(File).where(File.task_id == task.id, File.name == name))
+        if row is None:
+            row = File(task_id=task.id, name=name, content_type=content_type, size=info.size,
+                       sha256=info.sha256, origin=origin)  # fmt: skip
+            self.db.add(row)
+        else:
+            row.content_type, row.size, row.sha256 = content_type, info.size, info.sha256
+            row.updated_at = datetime.now(UTC)
+        return row
+
+    async def _copy_files(self, old: Task, new: Task, *, only_uploads: bool) -> None:
+        query = select(File).where(File.task_id == old.id)
+        if only_uploads:
+            query = query.where(File.origin == "upload")
+        source, target = Workspace(self.data_dir, old.id), Workspace(self.data_dir, new.id)
+        for row in list(await self.db.scalars(query)):
+            src = source.path(row.name)
+            if not await anyio.Path(src).is_file():
+                continue
+            await anyio.Path(target.root).mkdir(parents=True, exist_ok=True)
+            await anyio.to_thread.run_sync(shutil.copy2, src, target.path(row.name))
+            self.db.add(File(task_id=new.id, name=row.name, content_type=row.content_type,
+                             size=row.size, sha256=row.sha256, origin=row.origin))  # fmt: skip
+        await self.db.commit()

@@ -1,0 +1,295 @@
+"""Accounts and sessions, as a client sees them."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import jwt
+import pytest
+from sqlalchemy import func, select
+
+from troika_gateway.auth.tokens import TokenIssuer
+from troika_gateway.db.models import Session, User
+
+from .conftest import STRONG_PASSWORD, assert_problem, sign_up
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+async def count(gateway, model) -> int:
+    async with gateway.app.state.sessionmaker() as db:
+        return await db.scalar(select(func.count()).select_from(model))
+
+
+async def test_register_sign_in_and_see_my_profile(client: httpx.AsyncClient) -> None:
+    created = await client.post(
+        "/auth/register",
+        json={
+            "email": "Ada@Example.com",
+            "username": "ada",
+            "password": STRONG_PASSWORD,
+            "display_name": "Ada Lovelace",
+        },
+    )
+    assert created.status_code == 201
+    profile = created.json()
+    assert (profile["email"], profile["username"], profile["display_name"]) == (
+        "ada@example.com",
+        "ada",
+        "Ada Lovelace",
+    )
+    assert "password" not in created.text
+    assert "password_hash" not in created.text
+
+    for login in ("ada", "ADA@example.com"):
+        signed_in = await client.post(
+            "/auth/login", json={"login": login, "password": STRONG_PASSWORD}
+        )
+        assert signed_in.status_code == 200
+        tokens = signed_in.json()
+        assert tokens["token_type"] == "bearer"
+        assert tokens["expires_in"] == 15 * 60
+        me = await client.get(
+            "/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        )
+        assert me.status_code == 200
+        assert me.json()["id"] == profile["id"]
+
+
+async def test_passwords_are_stored_as_argon2id_hashes(client, gateway) -> None:
+    await sign_up(client, "hashcheck")
+    async with gateway.app.state.sessionmaker() as db:
+        stored = await db.scalar(select(User.password_hash).where(User.username == "hashcheck"))
+    assert stored.startswith("$argon2id$")
+    assert STRONG_PASSWORD not in stored
+
+
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("short1!", "at least 10 characters"),
+        ("password123", "too common"),
+        ("aaaaaaaaaaaaaa", "more different characters"),
+        ("my-name-is-grace-x", "do not include your username"),
+    ],
+)
+async def test_weak_passwords_are_refused_with_the_reason(
+    client, gateway, password, reason
+) -> None:
+    response = await client.post(
+        "/auth/register",
+        json={"email": "grace@example.com", "username": "grace", "password": password},
+    )
+    body = assert_problem(response, 422, reason)
+    assert body["errors"][0]["field"] == "password"
+    assert await count(gateway, User) == 0
+
+
+async def test_a_taken_email_or_username_is_a_conflict(client, gateway, alice) -> None:
+    for email, username in (("alice@example.com", "alice2"), ("other@example.com", "ALICE")):
+        response = await client.post(
+            "/auth/register",
+            json={"email": email, "username": username, "password": STRONG_PASSWORD},
+        )
+        assert_problem(response, 409)
+    assert await count(gateway, User) == 1
+
+
+async def test_a_wrong_password_and_an_unknown_user_look_the_same(client, alice) -> None:
+    wrong = await client.post(
+        "/auth/login", json={"login": "alice", "password": "not the password"}
+    )
+    unknown = await client.post("/auth/login", json={"login": "nobody", "password": "whatever"})
+    assert_problem(wrong, 401)
+    assert_problem(unknown, 401)
+    assert wrong.json()["detail"] == unknown.json()["detail"]
+    assert wrong.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_repeated_failed_sign_ins_are_rate_limited_with_retry_after(client, alice) -> None:
+    for _ in range(5):
+        response = await client.post("/auth/login", json={"login": "alice", "password": "wrong!"})
+        assert response.status_code == 401
+    limited = await client.post("/auth/login", json={"login": "alice", "password": STRONG_PASSWORD})
+    body = assert_problem(limited, 429, "too many failed sign-ins")
+    assert 0 < int(limited.headers["retry-after"]) <= 15 * 60
+    assert body["title"] == "Too many attempts"
+
+
+async def test_one_address_is_limited_across_accounts(client, gateway) -> None:
+    limit = gateway.settings.login_attempts_per_address
+    statuses = [
+        (await client.post("/auth/login", json={"login": f"u{n}", "password": "x"})).status_code
+        for n in range(limit + 1)
+    ]
+    assert statuses[:limit] == [401] * limit
+    assert statuses[limit] == 429
+
+
+async def test_refresh_rotates_the_refresh_token(client, alice) -> None:
+    first = await client.post(
+        "/auth/refresh", json={"refresh_token": alice.tokens["refresh_token"]}
+    )
+    assert first.status_code == 200
+    rotated = first.json()
+    assert rotated["refresh_token"] != alice.tokens["refresh_token"]
+    me = await client.get(
+        "/auth/me", headers={"Authorization": f"Bearer {rotated['access_token']}"}
+    )
+    assert me.status_code == 200
+    reused = await client.post(
+        "/auth/refresh", json={"refresh_token": alice.tokens["refresh_token"]}
+    )
+    assert_problem(reused, 401, "refresh token is not valid")
+
+
+async def test_concurrent_refreshes_of_one_token_succeed_once(client, alice) -> None:
+    body = {"refresh_token": alice.tokens["refresh_token"]}
+    responses = await asyncio.gather(*(client.post("/auth/refresh", json=body) for _ in range(5)))
+    assert sorted(r.status_code for r in responses) == [200, 401, 401, 401, 401]
+
+
+async def test_after_logout_the_old_access_and_refresh_tokens_are_refused(client, alice) -> None:
+    other_device = await client.post(
+        "/auth/login", json={"login": "alice", "password": STRONG_PASSWORD}
+    )
+    logout = await client.post("/auth/logout", headers=alice.headers)
+    assert logout.status_code == 204
+    assert_problem(await client.get("/auth/me", headers=alice.headers), 401, "session has ended")
+    refresh = await client.post(
+        "/auth/refresh", json={"refresh_token": alice.tokens["refresh_token"]}
+    )
+    assert_problem(refresh, 401)
+    still = {"Authorization": f"Bearer {other_device.json()['access_token']}"}
+    assert (await client.get("/auth/me", headers=still)).status_code == 200
+
+
+async def test_expired_forged_and_malformed_tokens_are_refused(client, gateway, alice) -> None:
+    claims = jwt.decode(alice.tokens["access_token"], options={"verify_signature": False})
+    key = gateway.settings.require_secret_key()
+    past = datetime.now(UTC) - timedelta(hours=1)
+    expired = TokenIssuer(key, 60).issue(claims["sub"], claims["sid"], now=past)
+    forged = TokenIssuer(secrets.token_urlsafe(48), 900).issue(claims["sub"], claims["sid"])
+    unsigned = jwt.encode({**claims, "alg": "none"}, key="", algorithm="none")
+    cases = {
+        "expired": (expired, "expired"),
+        "forged": (forged, "not valid"),
+        "unsigned": (unsigned, "not valid"),
+        "garbage": ("not.a.token", "not valid"),
+    }
+    for token, reason in cases.values():
+        response = await client.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert_problem(response, 401, reason)
+    assert_problem(await client.get("/auth/me"), 401, "sign in")
+    basic = await client.get("/auth/me", headers={"Authorization": "Basic YWxpY2U6eA=="})
+    assert_problem(basic, 401)
+
+
+async def test_changing_the_email_needs_the_current_password(client, alice) -> None:
+    without = await client.put(
+        "/auth/profile", headers=alice.headers, json={"email": "new@example.com"}
+    )
+    assert_problem(without, 401, "current password")
+    wrong = await client.put(
+        "/auth/profile",
+        headers=alice.headers,
+        json={"email": "new@example.com", "current_password": "nope"},
+    )
+    assert_problem(wrong, 401)
+    assert (await client.get("/auth/me", headers=alice.headers)).json()[
+        "email"
+    ] == "alice@example.com"
+    ok = await client.put(
+        "/auth/profile",
+        headers=alice.headers,
+        json={
+            "email": "new@example.com",
+            "current_password": STRONG_PASSWORD,
+            "display_name": "Al",
+        },
+    )
+    assert ok.status_code == 200
+    assert (ok.json()["email"], ok.json()["display_name"]) == ("new@example.com", "Al")
+
+
+async def test_a_taken_username_cannot_be_taken_over(client, alice, bob) -> None:
+    response = await client.put("/auth/profile", headers=bob.headers, json={"username": "Alice"})
+    assert_problem(response, 409, "taken")
+
+
+async def test_a_password_change_signs_out_every_other_session(client, gateway, alice) -> None:
+    other = (
+        await client.post("/auth/login", json={"login": "alice", "password": STRONG_PASSWORD})
+    ).json()
+    new_password = "a much better passphrase 2"
+    changed = await client.put(
+        "/auth/password",
+        headers=alice.headers,
+        json={"current_password": STRONG_PASSWORD, "new_password": new_password},
+    )
+    assert changed.status_code == 204
+    assert (await client.get("/auth/me", headers=alice.headers)).status_code == 200
+    other_headers = {"Authorization": f"Bearer {other['access_token']}"}
+    assert_problem(await client.get("/auth/me", headers=other_headers), 401)
+    refresh = await client.post("/auth/refresh", json={"refresh_token": other["refresh_token"]})
+    assert_problem(refresh, 401)
+    old = await client.post("/auth/login", json={"login": "alice", "password": STRONG_PASSWORD})
+    assert_problem(old, 401)
+    new = await client.post("/auth/login", json={"login": "alice", "password": new_password})
+    assert new.status_code == 200
+
+
+async def test_a_password_change_needs_the_right_current_password(client, alice) -> None:
+    response = await client.put(
+        "/auth/password",
+        headers=alice.headers,
+        json={"current_password": "wrong", "new_password": "a much better passphrase 2"},
+    )
+    assert_problem(response, 401, "current password")
+    weak = await client.put(
+        "/auth/password",
+        headers=alice.headers,
+        json={"current_password": STRONG_PASSWORD, "new_password": "short"},
+    )
+    assert_problem(weak, 422, "at least 10")
+
+
+async def test_profile_photo_upload_is_served_as_a_file(client, alice) -> None:
+    uploaded = await client.put(
+        "/auth/photo", headers=alice.headers, files={"photo": ("me.png", PNG, "image/png")}
+    )
+    assert uploaded.status_code == 200
+    photo_url = uploaded.json()["photo_url"]
+    assert photo_url.startswith("/auth/photo")
+    served = await client.get(photo_url, headers=alice.headers)
+    assert served.status_code == 200
+    assert served.headers["content-type"] == "image/png"
+    assert served.content == PNG
+    assert (await client.delete("/auth/photo", headers=alice.headers)).status_code == 204
+    assert_problem(await client.get("/auth/photo", headers=alice.headers), 404)
+
+
+async def test_a_photo_that_is_not_an_image_or_too_large_is_refused(client, gateway, alice) -> None:
+    fake = await client.put(
+        "/auth/photo", headers=alice.headers, files={"photo": ("me.png", b"<svg/>", "image/png")}
+    )
+    assert_problem(fake, 422, "PNG, JPEG, GIF or WebP")
+    big = PNG + b"\x00" * gateway.settings.max_photo_bytes
+    too_large = await client.put(
+        "/auth/photo", headers=alice.headers, files={"photo": ("me.png", big, "image/png")}
+    )
+    assert_problem(too_large, 413)
+    assert (await client.get("/auth/me", headers=alice.headers)).json()["photo_url"] is None
+    photo_dir = gateway.settings.data_dir / "users"
+    leftovers = [p for p in photo_dir.rglob("*") if p.is_file()] if photo_dir.exists() else []
+    assert leftovers == []
+
+
+async def test_sessions_record_where_they_came_from(client, gateway, alice) -> None:
+    async with gateway.app.state.sessionmaker() as db:
+        session = await db.scalar(select(Session))
+    assert session.client_address == "127.0.0.1"
+    assert session.user_agent.startswith("python-httpx")

@@ -1,0 +1,240 @@
+"""Tasks: create, list, filter, detail, rename, delete, control and the event log."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import update
+
+from troika_gateway.db.models import Task, TaskStatus
+
+from .conftest import assert_problem
+
+
+async def create(client, account, objective="Research the latest news about Tesla", **extra):
+    response = await client.post(
+        "/tasks", headers=account.headers, json={"objective": objective, **extra}
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def events(client, account, task_id, after=0):
+    response = await client.get(
+        f"/tasks/{task_id}/events", headers=account.headers, params={"after": after}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def set_status(gateway, task_id, status: TaskStatus, result: str = "") -> None:
+    async with gateway.app.state.sessionmaker() as db:
+        await db.execute(
+            update(Task).where(Task.id == task_id).values(status=status.value, result=result)
+        )
+        await db.commit()
+
+
+async def test_a_new_task_is_queued_with_a_title_and_a_first_event(client, alice) -> None:
+    task = await create(
+        client, alice, "Search for Python tutorials and save the best 5 links\nmore"
+    )
+    assert task["status"] == "queued"
+    assert task["title"] == "Search for Python tutorials and save the best 5 links"
+    assert task["last_event_seq"] == 1
+    log = await events(client, alice, task["id"])
+    assert [(e["seq"], e["kind"]) for e in log["events"]] == [(1, "task.created")]
+    assert log["last_seq"] == 1
+
+
+async def test_the_detail_shows_plan_subtasks_files_and_cost(client, alice) -> None:
+    task = await create(
+        client, alice, title="Tesla news", budget={"max_steps": 20, "max_cost_usd": 0.5}
+    )
+    detail = await client.get(f"/tasks/{task['id']}", headers=alice.headers)
+    assert detail.status_code == 200
+    body = detail.json()
+    assert body["title"] == "Tesla news"
+    assert body["budget"] == {"max_steps": 20, "max_tokens": None, "max_cost_usd": 0.5}
+    assert body["subtasks"] == []
+    assert body["files"] == []
+    assert body["cost"] == {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+
+
+async def test_listing_filters_searches_and_pages_newest_first(client, alice) -> None:
+    made = [await create(client, alice, f"objective number {n}") for n in range(5)]
+    await create(client, alice, "Send an email to john@example.com about the 100% meeting")
+    await client.post(f"/tasks/{made[0]['id']}/cancel", headers=alice.headers)
+
+    page = (await client.get("/tasks", headers=alice.headers, params={"limit": 2})).json()
+    assert page["total"] == 6
+    assert len(page["items"]) == 2
+    assert page["items"][0]["objective"].startswith("Send an email")
+    second = (
+        await client.get("/tasks", headers=alice.headers, params={"limit": 2, "offset": 2})
+    ).json()
+    assert {t["id"] for t in page["items"]}.isdisjoint({t["id"] for t in second["items"]})
+
+    cancelled = (
+        await client.get("/tasks", headers=alice.headers, params={"status": "cancelled"})
+    ).json()
+    assert [t["id"] for t in cancelled["items"]] == [made[0]["id"]]
+    both = await client.get(
+        "/tasks", headers=alice.headers, params=[("status", "cancelled"), ("status", "queued")]
+    )
+    assert both.json()["total"] == 6
+
+    found = (
+        await client.get("/tasks", headers=alice.headers, params={"q": "EMAIL to John"})
+    ).json()
+    assert found["total"] == 1
+    literal = (await client.get("/tasks", headers=alice.headers, params={"q": "100%"})).json()
+    assert literal["total"] == 1  # '%' is matched literally, not as a wildcard
+    none = (await client.get("/tasks", headers=alice.headers, params={"q": "_"})).json()
+    assert none["total"] == 0
+
+
+async def test_rename_appends_an_event(client, alice) -> None:
+    task = await create(client, alice)
+    renamed = await client.put(
+        f"/tasks/{task['id']}", headers=alice.headers, json={"title": "  Tesla  "}
+    )
+    assert renamed.json()["title"] == "Tesla"
+    log = await events(client, alice, task["id"], after=1)
+    assert [(e["seq"], e["kind"], e["data"]) for e in log["events"]] == [
+        (2, "task.renamed", {"title": "Tesla"})
+    ]
+    assert_problem(
+        await client.put(f"/tasks/{task['id']}", headers=alice.headers, json={"title": "   "}), 422
+    )
+
+
+async def test_cancel_stops_an_unfinished_task_and_is_refused_for_a_finished_one(
+    client, alice
+) -> None:
+    task = await create(client, alice)
+    cancelled = await client.post(f"/tasks/{task['id']}/cancel", headers=alice.headers)
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["finished_at"] is not None
+    again = await client.post(f"/tasks/{task['id']}/cancel", headers=alice.headers)
+    assert_problem(again, 409, "already finished (cancelled)")
+    kinds = [e["kind"] for e in (await events(client, alice, task["id"]))["events"]]
+    assert kinds == ["task.created", "task.cancelled"]
+
+
+async def test_rerun_makes_a_fresh_task_with_the_same_objective(client, alice) -> None:
+    task = await create(client, alice, "Update cell A1 in report.xlsx to 'Q4 Revenue'")
+    await client.post(
+        f"/tasks/{task['id']}/files",
+        headers=alice.headers,
+        files={"files": ("report.xlsx", b"PK\x03\x04data")},
+    )
+    rerun = await client.post(f"/tasks/{task['id']}/rerun", headers=alice.headers)
+    assert rerun.status_code == 201
+    fresh = rerun.json()
+    assert fresh["id"] != task["id"]
+    assert (fresh["objective"], fresh["status"]) == (task["objective"], "queued")
+    files = (await client.get(f"/tasks/{fresh['id']}/files", headers=alice.headers)).json()
+    assert [f["name"] for f in files] == ["report.xlsx"]
+    kinds = [e["kind"] for e in (await events(client, alice, task["id"]))["events"]]
+    assert kinds[-1] == "task.rerun"
+
+
+async def test_continue_carries_the_result_and_files_of_a_finished_task(
+    client, gateway, alice
+) -> None:
+    task = await create(client, alice)
+    await client.post(
+        f"/tasks/{task['id']}/files",
+        headers=alice.headers,
+        files={"files": ("summary.md", b"# Tesla\n")},
+    )
+    early = await client.post(
+        f"/tasks/{task['id']}/continue", headers=alice.headers, json={"objective": "more"}
+    )
+    assert_problem(early, 409, "once it has finished")
+    await set_status(gateway, task["id"], TaskStatus.COMPLETED, result="Tesla delivered 400k cars.")
+    follow = await client.post(
+        f"/tasks/{task['id']}/continue",
+        headers=alice.headers,
+        json={"objective": "Mail me the summary"},
+    )
+    assert follow.status_code == 201
+    new = follow.json()
+    assert new["parent_id"] == task["id"]
+    detail = (await client.get(f"/tasks/{new['id']}", headers=alice.headers)).json()
+    assert detail["guidance"] == ["The previous task's result:\nTesla delivered 400k cars."]
+    download = await client.get(f"/tasks/{new['id']}/files/summary.md", headers=alice.headers)
+    assert download.content == b"# Tesla\n"
+
+
+async def test_guidance_is_only_for_a_task_that_asked_for_it(client, gateway, alice) -> None:
+    task = await create(client, alice)
+    refused = await client.post(
+        f"/tasks/{task['id']}/guidance", headers=alice.headers, json={"text": "go on"}
+    )
+    assert_problem(refused, 409, "not waiting for guidance")
+    await set_status(gateway, task["id"], TaskStatus.NEEDS_GUIDANCE)
+    empty = await client.post(
+        f"/tasks/{task['id']}/guidance", headers=alice.headers, json={"text": " "}
+    )
+    assert_problem(empty, 422)
+    answered = await client.post(
+        f"/tasks/{task['id']}/guidance",
+        headers=alice.headers,
+        json={"action": "replan", "text": "Use only Reuters as a source"},
+    )
+    assert answered.json()["status"] == "queued"
+    detail = (await client.get(f"/tasks/{task['id']}", headers=alice.headers)).json()
+    assert detail["guidance"] == ["Use only Reuters as a source"]
+
+
+async def test_delete_removes_the_task_its_events_and_its_files(client, gateway, alice) -> None:
+    task = await create(client, alice)
+    await client.post(
+        f"/tasks/{task['id']}/files", headers=alice.headers, files={"files": ("a.txt", b"a")}
+    )
+    workspace = gateway.settings.data_dir / "workspaces" / task["id"]
+    assert (workspace / "a.txt").is_file()
+    assert (await client.delete(f"/tasks/{task['id']}", headers=alice.headers)).status_code == 204
+    assert_problem(await client.get(f"/tasks/{task['id']}", headers=alice.headers), 404)
+    assert_problem(await client.get(f"/tasks/{task['id']}/events", headers=alice.headers), 404)
+    assert not workspace.exists()
+    assert (await client.get("/tasks", headers=alice.headers)).json()["total"] == 0
+
+
+async def test_the_event_log_pages_from_any_sequence_number(client, alice) -> None:
+    task = await create(client, alice)
+    for n in range(5):
+        await client.put(f"/tasks/{task['id']}", headers=alice.headers, json={"title": f"t{n}"})
+    log = await events(client, alice, task["id"], after=3)
+    assert [e["seq"] for e in log["events"]] == [4, 5, 6]
+    limited = await client.get(
+        f"/tasks/{task['id']}/events", headers=alice.headers, params={"after": 0, "limit": 2}
+    )
+    assert [e["seq"] for e in limited.json()["events"]] == [1, 2]
+    assert limited.json()["last_seq"] == 2
+    assert (await events(client, alice, task["id"], after=6))["events"] == []
+
+
+async def test_concurrent_renames_number_their_events_without_gaps(client, alice) -> None:
+    task = await create(client, alice)
+    results = await asyncio.gather(
+        *(
+            client.put(f"/tasks/{task['id']}", headers=alice.headers, json={"title": f"t{n}"})
+            for n in range(6)
+        )
+    )
+    assert all(r.status_code in (200, 409) for r in results)
+    applied = sum(r.status_code == 200 for r in results)
+    seqs = [e["seq"] for e in (await events(client, alice, task["id"]))["events"]]
+    assert seqs == list(range(1, applied + 2))
+
+
+@pytest.mark.parametrize("path", ["", "/events", "/files", "/files/a.txt"])
+async def test_an_unknown_task_is_404(client, alice, path) -> None:
+    assert_problem(
+        await client.get(f"/tasks/0000{path}", headers=alice.headers), 404, "no such task"
+    )
