@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from troika_gateway.db.models import Interaction
+
 from .conftest import assert_problem
 from .test_tasks import create
 
@@ -66,3 +68,44 @@ async def test_lists_show_only_my_tasks(client, alice, bob, alices_task) -> None
     assert [t["id"] for t in mine["items"]] == [bobs["id"]]
     searched = (await client.get("/tasks", headers=bob.headers, params={"q": "Alice"})).json()
     assert searched["total"] == 0
+
+
+async def add_interaction(gateway, task_id: str, user_id: str, status: str = "pending") -> str:
+    async with gateway.app.state.sessionmaker() as db:
+        row = Interaction(
+            user_id=user_id,
+            task_id=task_id,
+            kind="approval",
+            status=status,
+            prompt={"tool": "send_email", "arguments": {"to": "john@example.com"}},
+        )
+        db.add(row)
+        await db.commit()
+        return row.id
+
+
+async def test_interactions_are_private_to_their_owner(client, gateway, alice, bob, alices_task):
+    me = (await client.get("/auth/me", headers=alice.headers)).json()
+    pending = await add_interaction(gateway, alices_task["id"], me["id"])
+    await add_interaction(gateway, alices_task["id"], me["id"], status="approved")
+
+    mine = (await client.get("/interactions/pending", headers=alice.headers)).json()
+    assert [(i["id"], i["kind"], i["prompt"]["tool"]) for i in mine] == [
+        (pending, "approval", "send_email")
+    ]
+    only_task = await client.get(
+        "/interactions/pending", headers=alice.headers, params={"task_id": alices_task["id"]}
+    )
+    assert [i["id"] for i in only_task.json()] == [pending]
+    assert (await client.get(f"/interactions/{pending}", headers=alice.headers)).status_code == 200
+
+    assert (await client.get("/interactions/pending", headers=bob.headers)).json() == []
+    assert_problem(
+        await client.get(f"/interactions/{pending}", headers=bob.headers),
+        404,
+        "no such interaction",
+    )
+    theirs = await client.get(
+        "/interactions/pending", headers=bob.headers, params={"task_id": alices_task["id"]}
+    )
+    assert theirs.json() == []

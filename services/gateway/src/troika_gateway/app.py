@@ -21,6 +21,7 @@ from troika_gateway.auth.tokens import TokenIssuer
 from troika_gateway.db import create_engine, create_sessionmaker, upgrade
 from troika_gateway.dependencies import dependencies
 from troika_gateway.health import HealthController
+from troika_gateway.interactions.routes import InteractionController
 from troika_gateway.live import live_events
 from troika_gateway.openapi import openapi_config
 from troika_gateway.problems import exception_handlers
@@ -88,6 +89,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             HealthController,
             AuthController,
             TaskController,
+            InteractionController,
             live_events,
             PrometheusController,
         ],

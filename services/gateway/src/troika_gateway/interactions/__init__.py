@@ -1,0 +1,1 @@
+"""What waits for the person: approvals, input forms and requests for guidance."""
