@@ -13,6 +13,7 @@ import pytest
 
 from troika_shared.bus import Bus
 from troika_shared.settings import AgentSettings
+from troika_testkit.llm import ScriptedLLM
 from troika_testkit.processes import ServiceProcess
 from troika_testkit.servers import Servers
 
@@ -28,6 +29,7 @@ __all__ = [
     "nats_url",
     "postgres_url",
     "redis_url",
+    "scripted_llm",
     "spawn",
     "troika_servers",
 ]
@@ -136,3 +138,10 @@ def spawn(
     if report is not None and report.failed:
         for process in started:
             print(f"----- {process.name} (pid {process.pid}) -----\n{process.output()}")  # noqa: T201
+
+
+@pytest.fixture
+def scripted_llm() -> Iterator[ScriptedLLM]:
+    """A scripted OpenAI-compatible server on a loopback port (see :class:`ScriptedLLM`)."""
+    with ScriptedLLM() as llm:
+        yield llm

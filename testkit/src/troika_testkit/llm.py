@@ -1,0 +1,216 @@
+"""A scripted OpenAI-compatible server: the one outside service Troika's tests replace.
+
+It speaks the chat-completions protocol on a loopback port, so the real ``openai`` +
+``instructor`` code path runs end to end. Answers come from a script, per response model
+(the function the client asks the model to call): queued arguments, or a function of the
+request. Errors and delays can be injected, and every request is kept for assertions.
+
+    llm = ScriptedLLM().start()
+    llm.reply("PlanDraft", {"summary": "…", "subtasks": […]})
+    llm.fail(503, times=2)             # the next two requests fail
+    settings = LlmSettings(llm_base_url=llm.base_url, llm_model="scripted")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from troika.embedded import free_port
+
+__all__ = ["Reply", "ScriptedLLM"]
+
+Reply = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
+"""A tool call's arguments, or a function from the request to them."""
+
+_Send = Callable[[dict[str, Any]], Any]
+_Receive = Callable[[], Any]
+
+
+@dataclass
+class _Failure:
+    status: int
+    times: int
+    tool: str | None
+    body: str = "injected failure"
+
+
+@dataclass
+class ScriptedLLM:
+    """The server and its script.
+
+    Attributes:
+        requests: Every chat-completions request body received, in order.
+        usage: ``(prompt_tokens, completion_tokens)`` reported for each answer.
+    """
+
+    usage: tuple[int, int] = (120, 30)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    _script: dict[str, deque[Reply]] = field(default_factory=lambda: defaultdict(deque))
+    _defaults: dict[str, Reply] = field(default_factory=dict)
+    _failures: deque[_Failure] = field(default_factory=deque)
+    _delay_s: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: uvicorn.Server | None = None
+    _thread: threading.Thread | None = None
+    port: int = 0
+
+    # --- the script ----------------------------------------------------------------------
+
+    def reply(self, tool: str, *answers: Reply) -> ScriptedLLM:
+        """Queues answers for requests that ask for ``tool`` (the response model's name)."""
+        with self._lock:
+            self._script[tool].extend(answers)
+        return self
+
+    def always(self, tool: str, answer: Reply) -> ScriptedLLM:
+        """Answers every request for ``tool`` that finds nothing queued with ``answer``."""
+        with self._lock:
+            self._defaults[tool] = answer
+        return self
+
+    def fail(
+        self, status: int, *, times: int = 1, tool: str | None = None, body: str = ""
+    ) -> ScriptedLLM:
+        """Makes the next ``times`` requests (for ``tool``, or any) answer with ``status``."""
+        with self._lock:
+            self._failures.append(_Failure(status, times, tool, body or f"injected {status}"))
+        return self
+
+    def delay(self, seconds: float) -> ScriptedLLM:
+        """Delays every answer."""
+        self._delay_s = seconds
+        return self
+
+    def asked_for(self, tool: str) -> list[dict[str, Any]]:
+        """The requests that asked for ``tool``."""
+        return [r for r in self.requests if _tool_of(r) == tool]
+
+    @property
+    def base_url(self) -> str:
+        """What to give the client as ``base_url``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # --- serving -------------------------------------------------------------------------
+
+    def start(self) -> ScriptedLLM:
+        """Serves on a free loopback port in a background thread."""
+        self.port = free_port()
+        config = uvicorn.Config(self._app, host="127.0.0.1", port=self.port, log_config=None,
+                                access_log=False, lifespan="off", interface="asgi3")  # fmt: skip
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="scripted-llm", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the scripted LLM server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Stops serving."""
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(10)
+
+    def __enter__(self) -> ScriptedLLM:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    async def _app(self, scope: dict[str, Any], receive: _Receive, send: _Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if scope["path"].rstrip("/") != "/v1/chat/completions":
+            await _respond(send, 404, {"error": {"message": f"no route {scope['path']}"}})
+            return
+        request = json.loads(body)
+        with self._lock:
+            self.requests.append(request)
+            failure = self._next_failure(_tool_of(request))
+            answer = None if failure else self._next_answer(_tool_of(request))
+        if self._delay_s:
+            await asyncio.sleep(self._delay_s)
+        if failure is not None:
+            await _respond(
+                send, failure.status, {"error": {"message": failure.body, "type": "injected"}}
+            )
+            return
+        if answer is None:
+            message = f"the script has no answer for {_tool_of(request)!r}"
+            await _respond(send, 400, {"error": {"message": message, "type": "unscripted"}})
+            return
+        arguments = answer(request) if callable(answer) else answer
+        await _respond(send, 200, self._completion(request, arguments))
+
+    def _next_failure(self, tool: str) -> _Failure | None:
+        for failure in self._failures:
+            if failure.tool in (None, tool):
+                failure.times -= 1
+                if failure.times <= 0:
+                    self._failures.remove(failure)
+                return failure
+        return None
+
+    def _next_answer(self, tool: str) -> Reply | None:
+        queue = self._script.get(tool)
+        if queue:
+            return queue.popleft()
+        return self._defaults.get(tool)
+
+    def _completion(self, request: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
+        prompt, completion = self.usage
+        call = {
+            "id": f"call_{len(self.requests)}",
+            "type": "function",
+            "function": {"name": _tool_of(request), "arguments": json.dumps(arguments)},
+        }
+        return {
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": request.get("model", "scripted"),
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "tool_calls",
+                    "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        }
+
+
+def _tool_of(request: dict[str, Any]) -> str:
+    choice = request.get("tool_choice")
+    if isinstance(choice, dict):
+        return str(choice.get("function", {}).get("name", ""))
+    tools = request.get("tools") or []
+    return str(tools[0]["function"]["name"]) if tools else ""
+
+
+async def _respond(send: _Send, status: int, payload: dict[str, Any]) -> None:
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
