@@ -195,6 +195,7 @@ class PlanProduced(Message, kw_only=True, frozen=True, tag="plan.produced"):
 
     plan: Plan | None = None
     stuck_reason: str | None = None
+    unusable: bool = False
     usage: tuple[Usage, ...] = ()
 
 
@@ -204,6 +205,8 @@ class StepRequested(Message, kw_only=True, frozen=True, tag="step.requested"):
     objective: str
     plan: Plan
     subtask_id: str
+    step: int = 1
+    files: tuple[str, ...] = ()
     dependency_results: dict[str, str] = msgspec.field(default_factory=dict)
     transcript: tuple[TranscriptEntry, ...] = ()
     tools: tuple[ToolSpec, ...] = ()
@@ -218,6 +221,7 @@ class StepProposed(Message, kw_only=True, frozen=True, tag="step.proposed"):
     tool_calls: tuple[ToolCall, ...] = ()
     result: SubtaskResult | None = None
     stuck_reason: str | None = None
+    unusable: bool = False
     usage: tuple[Usage, ...] = ()
 
 
@@ -255,6 +259,7 @@ class ReviewVerdict(Message, kw_only=True, frozen=True, tag="review.verdict"):
     summary: str = ""
     revisions: tuple[Revision, ...] = ()
     stuck_reason: str | None = None
+    unusable: bool = False
     usage: tuple[Usage, ...] = ()
 
 

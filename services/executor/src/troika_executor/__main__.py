@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from troika_executor.handlers import build_router
 from troika_executor.settings import ExecutorSettings
+from troika_shared.llm import OpenAICompatibleLLM
 from troika_shared.runner import serve
 from troika_shared.subjects import StreamKey
 
 
 def main() -> None:
     """Consumes step requests and approved tool calls until SIGTERM or SIGINT."""
+    settings = ExecutorSettings()
     serve(
         service="executor",
         distribution="troika-executor",
-        settings=ExecutorSettings(),
-        router=build_router(),
+        settings=settings,
+        router=build_router(OpenAICompatibleLLM(settings), settings.data_dir.resolve()),
         stream=StreamKey.EXECUTOR,
     )
 

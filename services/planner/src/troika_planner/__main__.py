@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from troika_planner.handlers import build_router
 from troika_planner.settings import PlannerSettings
+from troika_shared.llm import OpenAICompatibleLLM
 from troika_shared.runner import serve
 from troika_shared.subjects import StreamKey
 
 
 def main() -> None:
     """Consumes plan requests until SIGTERM or SIGINT."""
+    settings = PlannerSettings()
     serve(
         service="planner",
         distribution="troika-planner",
-        settings=PlannerSettings(),
-        router=build_router(),
+        settings=settings,
+        router=build_router(OpenAICompatibleLLM(settings)),
         stream=StreamKey.PLANNER,
     )
 

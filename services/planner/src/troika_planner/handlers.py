@@ -1,15 +1,60 @@
-"""The planner's handlers: a message in, the messages to publish out.
-
-The agent logic arrives with the LLM layer. Until then the planner routes no message type, so a
-request that reaches it is dead-lettered with the reason "planner has no handler", visibly, rather
-than acknowledged and lost.
-"""
+"""The planner's handlers: a message in, the messages to publish out."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from troika_planner.planning import SYSTEM, PlanDraft, prompt, to_plan
+from troika_shared.llm import UnusableAnswer
+from troika_shared.messages import Message, PlanProduced, PlanRequested, derive_id
 from troika_shared.router import Router
 
+if TYPE_CHECKING:
+    from troika_shared.llm import LLM
 
-def build_router() -> Router:
+__all__ = ["build_router", "plan"]
+
+
+async def plan(request: PlanRequested, llm: LLM) -> PlanProduced:
+    """Plans the objective; an unusable answer or a refusal becomes a reason, not an error."""
+    reply_id = derive_id(request.id, "plan.produced")
+    try:
+        answer = await llm.complete(
+            system=SYSTEM,
+            messages=prompt(request),
+            response_model=PlanDraft,
+            context={"tools": [tool.name for tool in request.tools]},
+        )
+    except UnusableAnswer as exc:
+        return PlanProduced(
+            id=reply_id,
+            correlation_id=request.correlation_id,
+            stuck_reason=exc.reason,
+            unusable=True,
+            usage=(exc.usage,),
+        )
+    draft = answer.value
+    if draft.cannot_proceed.strip():
+        return PlanProduced(
+            id=reply_id,
+            correlation_id=request.correlation_id,
+            stuck_reason=draft.cannot_proceed.strip(),
+            usage=(answer.usage,),
+        )
+    return PlanProduced(
+        id=reply_id,
+        correlation_id=request.correlation_id,
+        plan=to_plan(draft),
+        usage=(answer.usage,),
+    )
+
+
+def build_router(llm: LLM) -> Router:
     """The planner's router."""
-    return Router("planner")
+    router = Router("planner")
+
+    async def on_plan_requested(request: PlanRequested) -> list[Message]:
+        return [await plan(request, llm)]
+
+    router.add(PlanRequested, on_plan_requested)
+    return router

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from troika_shared.llm import LlmSettings
 from troika_shared.settings import AgentSettings
 
 
-class PlannerSettings(AgentSettings):
-    """Everything the planner reads from ``TROIKA_*`` variables: the bus and its work queue."""
+class PlannerSettings(AgentSettings, LlmSettings):
+    """Everything the planner reads from ``TROIKA_*`` variables: the bus and the model."""

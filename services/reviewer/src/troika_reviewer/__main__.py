@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from troika_reviewer.handlers import build_router
 from troika_reviewer.settings import ReviewerSettings
+from troika_shared.llm import OpenAICompatibleLLM
 from troika_shared.runner import serve
 from troika_shared.subjects import StreamKey
 
 
 def main() -> None:
     """Consumes review requests until SIGTERM or SIGINT."""
+    settings = ReviewerSettings()
     serve(
         service="reviewer",
         distribution="troika-reviewer",
-        settings=ReviewerSettings(),
-        router=build_router(),
+        settings=settings,
+        router=build_router(OpenAICompatibleLLM(settings)),
         stream=StreamKey.REVIEWER,
     )
 

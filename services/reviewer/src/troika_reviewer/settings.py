@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from troika_shared.llm import LlmSettings
 from troika_shared.settings import AgentSettings
 
 
-class ReviewerSettings(AgentSettings):
-    """Everything the reviewer reads from ``TROIKA_*`` variables: the bus and its work queue."""
+class ReviewerSettings(AgentSettings, LlmSettings):
+    """Everything the reviewer reads from ``TROIKA_*`` variables: the bus and the model."""

@@ -1,0 +1,85 @@
+"""The planner's handler: a plan request in, a validated plan (or a reason) out."""
+
+from __future__ import annotations
+
+import pytest
+
+from troika_planner.handlers import plan
+from troika_shared.catalogue import specs
+from troika_shared.messages import PlanRequested, derive_id
+from troika_testkit.agents import llm_for, plan_answer
+
+REQUEST = PlanRequested(
+    correlation_id="task-1",
+    objective="Research the latest news about Tesla and create a summary",
+    files=("notes.txt",),
+    guidance=("Use only two sources",),
+    tools=specs(),
+)
+
+
+@pytest.fixture
+async def llm(scripted_llm):
+    client = llm_for(scripted_llm, llm_validation_retries=1)
+    yield client
+    await client.close()
+
+
+async def test_a_plan_with_dependencies_comes_back_in_order(scripted_llm, llm) -> None:
+    scripted_llm.reply(
+        "PlanDraft",
+        plan_answer(
+            ("search", [], []), ("write", ["search"], ["create_file"]), summary="two steps"
+        ),
+    )
+    produced = await plan(REQUEST, llm)
+    assert produced.id == derive_id(REQUEST.id, "plan.produced")
+    assert produced.correlation_id == "task-1"
+    assert produced.plan is not None
+    assert [(s.id, s.depends_on, s.tool_hints) for s in produced.plan.subtasks] == [
+        ("search", (), ()),
+        ("write", ("search",), ("create_file",)),
+    ]
+    assert produced.plan.summary == "two steps"
+    assert produced.usage[0].prompt_tokens == 120
+    prompt = scripted_llm.requests[0]["messages"][1]["content"]
+    assert "<<<DATA objective>>>\nResearch the latest news about Tesla" in prompt
+    assert "Use only two sources" in prompt
+    assert "create_file" in prompt
+    assert "notes.txt" in prompt
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (plan_answer(("a", ["b"], []), ("b", ["a"], [])), "cycle"),
+        (plan_answer(("a", ["ghost"], [])), "unknown ids"),
+        (plan_answer(("a", [], ["launch_rocket"])), "tools that do not exist"),
+        (plan_answer(("a", [], []), ("a", [], [])), "unique"),
+        ({"summary": "nothing", "subtasks": []}, "at least one subtask"),
+    ],
+)
+async def test_an_invalid_plan_is_sent_back_with_the_reason(scripted_llm, llm, bad, reason) -> None:
+    scripted_llm.reply("PlanDraft", bad, plan_answer(("a", [], [])))
+    produced = await plan(REQUEST, llm)
+    assert produced.plan is not None
+    assert [s.id for s in produced.plan.subtasks] == ["a"]
+    assert reason in str(scripted_llm.requests[1]["messages"])
+
+
+async def test_a_plan_that_stays_invalid_is_an_unusable_answer(scripted_llm, llm) -> None:
+    scripted_llm.always("PlanDraft", plan_answer(("a", ["a"], [])))
+    produced = await plan(REQUEST, llm)
+    assert produced.plan is None
+    assert produced.unusable is True
+    assert "not usable" in produced.stuck_reason
+
+
+async def test_a_planner_that_cannot_proceed_says_why(scripted_llm, llm) -> None:
+    scripted_llm.reply(
+        "PlanDraft", {"cannot_proceed": "Which Tesla: the company or the scientist?"}
+    )
+    produced = await plan(REQUEST, llm)
+    assert produced.plan is None
+    assert produced.unusable is False
+    assert produced.stuck_reason == "Which Tesla: the company or the scientist?"

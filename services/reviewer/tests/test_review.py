@@ -1,0 +1,61 @@
+"""The reviewer's handler: results in, a verdict out."""
+
+from __future__ import annotations
+
+import pytest
+
+from troika_reviewer.handlers import review
+from troika_shared.messages import Plan, ReviewRequested, Subtask, SubtaskResult
+from troika_testkit.agents import llm_for
+
+REQUEST = ReviewRequested(
+    correlation_id="task-1",
+    objective="Summarise Tesla news into summary.md",
+    plan=Plan(
+        subtasks=(
+            Subtask(id="search", title="Search", acceptance_criteria=("3 sources",)),
+            Subtask(id="write", title="Write", acceptance_criteria=("summary.md exists",)),
+        )
+    ),
+    results={
+        "search": SubtaskResult(summary="found 3"),
+        "write": SubtaskResult(summary="wrote it", files=("summary.md",)),
+    },
+    evidence={"summary.md": "# Tesla\nDeliveries rose."},
+    round=1,
+)
+
+
+@pytest.fixture
+async def llm(scripted_llm):
+    client = llm_for(scripted_llm, llm_validation_retries=1)
+    yield client
+    await client.close()
+
+
+async def test_an_approval(scripted_llm, llm) -> None:
+    scripted_llm.reply("ReviewDecision", {"approved": True, "summary": "All criteria met."})
+    verdict = await review(REQUEST, llm)
+    assert (verdict.approved, verdict.summary, verdict.revisions) == (True, "All criteria met.", ())
+    prompt = scripted_llm.requests[0]["messages"][1]["content"]
+    assert "<<<DATA evidence summary.md>>>\n# Tesla" in prompt
+    assert "summary.md exists" in prompt
+
+
+async def test_a_revision_names_the_subtask_and_the_problem(scripted_llm, llm) -> None:
+    scripted_llm.reply(
+        "ReviewDecision",
+        {"approved": False, "revisions": [{"subtask_id": "ghost", "problem": "x"}]},
+        {"approved": False, "revisions": [{"subtask_id": "write", "problem": "cite the sources"}]},
+    )
+    verdict = await review(REQUEST, llm)
+    assert verdict.approved is False
+    assert [(r.subtask_id, r.problem) for r in verdict.revisions] == [("write", "cite the sources")]
+    assert "unknown subtask ids" in str(scripted_llm.requests[1]["messages"])
+
+
+async def test_a_rejection_without_revisions_is_sent_back(scripted_llm, llm) -> None:
+    scripted_llm.always("ReviewDecision", {"approved": False})
+    verdict = await review(REQUEST, llm)
+    assert verdict.unusable is True
+    assert verdict.approved is False
