@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
+
 from troika_shared.llm import LlmSettings, OpenAICompatibleLLM
 
 if TYPE_CHECKING:
@@ -16,7 +18,7 @@ def llm_for(server: ScriptedLLM, **overrides: Any) -> OpenAICompatibleLLM:  # no
     """A real OpenAI-compatible client pointed at the scripted server."""
     settings = LlmSettings(
         llm_base_url=server.base_url,
-        llm_api_key="test-key",
+        llm_api_key=SecretStr("test-key"),
         llm_model=overrides.pop("model", "gpt-4o-mini"),
         llm_max_retries=overrides.pop("max_retries", 0),
         llm_timeout_s=overrides.pop("timeout", 10),
