@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
-COMPONENTS = ("nats", "valkey", "gateway", "planner", "executor", "reviewer")
+COMPONENTS = ("nats", "valkey", "gateway", "worker", "planner", "executor", "reviewer")
 
 
 def troika_env(data_dir: Path, **extra: str) -> dict[str, str]:
@@ -120,7 +120,7 @@ def test_up_uses_servers_that_are_already_configured(
     assert result.returncode == 0, result.stdout + result.stderr
     rows = status_rows(result.stdout)
     assert rows == dict.fromkeys(
-        ("nats", "redis", "gateway", "planner", "executor", "reviewer"), "ready"
+        ("nats", "redis", "gateway", "worker", "planner", "executor", "reviewer"), "ready"
     )
     assert nats_url in result.stdout
     assert not (data_dir / "nats").exists()
@@ -175,7 +175,7 @@ def test_ctrl_c_stops_every_process(tmp_path: Path, start_up) -> None:
     data_dir = tmp_path / "var"
     process = start_up(data_dir)
     children = descendants(process.pid)
-    assert len(children) == 2 + 1 + 3 * 2  # nats, valkey, the gateway, two of each agent
+    assert len(children) == 2 + 2 + 3 * 2  # nats, valkey, gateway, worker, two of each agent
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=30)
     assert process.returncode == 0, rest
@@ -188,7 +188,7 @@ def test_killing_troika_up_leaves_no_process_behind(tmp_path: Path, start_up) ->
     data_dir = tmp_path / "var"
     process = start_up(data_dir)
     children = descendants(process.pid)
-    assert len(children) == 2 + 1 + 3 * 2
+    assert len(children) == 2 + 2 + 3 * 2
     process.kill()
     process.communicate(timeout=10)
     left = wait_gone(children)

@@ -167,7 +167,10 @@ class Stack:
             env["TROIKA_SECRET_KEY"] = _secret_key(self.data_dir)
         if self.color:
             env["FORCE_COLOR"] = "1"
-        specs = [ChildSpec("gateway", (sys.executable, "-m", "troika_gateway"), env)]
+        specs = [
+            ChildSpec("gateway", (sys.executable, "-m", "troika_gateway"), env),
+            ChildSpec("worker", (sys.executable, "-m", "troika_gateway.worker"), env),
+        ]
         for agent in AGENTS:
             for replica in range(1, s.agent_replicas + 1):
                 name = agent if s.agent_replicas == 1 else f"{agent}-{replica}"
@@ -189,6 +192,9 @@ class Stack:
                 "gateway", self.gateway_url, note=f"API docs: {self.gateway_url}/schema/swagger"
             ),
         ]
+        rows.append(
+            Component("worker", f"nats service {self.topology.service_name('orchestrator')}")
+        )
         rows += [
             Component(agent, f"nats service {self.topology.service_name(agent)}")
             for agent in AGENTS
@@ -233,6 +239,9 @@ class Stack:
             elif row.name == "gateway":
                 with contextlib.suppress(httpx.HTTPError):
                     row.ready = (await http.get(f"{self.gateway_url}/ready")).status_code == 200
+            elif row.name == "worker":
+                answers = await ping_service(nc, self.topology.service_name("orchestrator"))
+                row.ready = len(answers) >= 1
             else:
                 answers = await ping_service(nc, self.topology.service_name(row.name))
                 row.ready = len(answers) >= self.settings.agent_replicas

@@ -42,10 +42,13 @@ async def test_a_new_task_is_queued_with_a_title_and_a_first_event(client, alice
     )
     assert task["status"] == "queued"
     assert task["title"] == "Search for Python tutorials and save the best 5 links"
-    assert task["last_event_seq"] == 1
+    assert task["last_event_seq"] == 2
     log = await events(client, alice, task["id"])
-    assert [(e["seq"], e["kind"]) for e in log["events"]] == [(1, "task.created")]
-    assert log["last_seq"] == 1
+    assert [(e["seq"], e["kind"]) for e in log["events"]] == [
+        (1, "task.created"),
+        (2, "plan.requested"),
+    ]
+    assert log["last_seq"] == 2
 
 
 async def test_the_detail_shows_plan_subtasks_files_and_cost(client, alice) -> None:
@@ -101,9 +104,9 @@ async def test_rename_appends_an_event(client, alice) -> None:
         f"/tasks/{task['id']}", headers=alice.headers, json={"title": "  Tesla  "}
     )
     assert renamed.json()["title"] == "Tesla"
-    log = await events(client, alice, task["id"], after=1)
+    log = await events(client, alice, task["id"], after=2)
     assert [(e["seq"], e["kind"], e["data"]) for e in log["events"]] == [
-        (2, "task.renamed", {"title": "Tesla"})
+        (3, "task.renamed", {"title": "Tesla"})
     ]
     assert_problem(
         await client.put(f"/tasks/{task['id']}", headers=alice.headers, json={"title": "   "}), 422
@@ -121,7 +124,7 @@ async def test_cancel_stops_an_unfinished_task_and_is_refused_for_a_finished_one
     again = await client.post(f"/tasks/{task['id']}/cancel", headers=alice.headers)
     assert_problem(again, 409, "already finished (cancelled)")
     kinds = [e["kind"] for e in (await events(client, alice, task["id"]))["events"]]
-    assert kinds == ["task.created", "task.cancelled"]
+    assert kinds == ["task.created", "plan.requested", "task.cancelled"]
 
 
 async def test_rerun_makes_a_fresh_task_with_the_same_objective(client, alice) -> None:
@@ -186,7 +189,7 @@ async def test_guidance_is_only_for_a_task_that_asked_for_it(client, gateway, al
         headers=alice.headers,
         json={"action": "replan", "text": "Use only Reuters as a source"},
     )
-    assert answered.json()["status"] == "queued"
+    assert answered.json()["status"] == "planning"  # re-planning with the instructions
     detail = (await client.get(f"/tasks/{task['id']}", headers=alice.headers)).json()
     assert detail["guidance"] == ["Use only Reuters as a source"]
 
@@ -210,13 +213,13 @@ async def test_the_event_log_pages_from_any_sequence_number(client, alice) -> No
     for n in range(5):
         await client.put(f"/tasks/{task['id']}", headers=alice.headers, json={"title": f"t{n}"})
     log = await events(client, alice, task["id"], after=3)
-    assert [e["seq"] for e in log["events"]] == [4, 5, 6]
+    assert [e["seq"] for e in log["events"]] == [4, 5, 6, 7]
     limited = await client.get(
         f"/tasks/{task['id']}/events", headers=alice.headers, params={"after": 0, "limit": 2}
     )
     assert [e["seq"] for e in limited.json()["events"]] == [1, 2]
     assert limited.json()["last_seq"] == 2
-    assert (await events(client, alice, task["id"], after=6))["events"] == []
+    assert (await events(client, alice, task["id"], after=7))["events"] == []
 
 
 async def test_concurrent_renames_number_their_events_without_gaps(client, alice) -> None:
@@ -230,7 +233,7 @@ async def test_concurrent_renames_number_their_events_without_gaps(client, alice
     assert all(r.status_code in (200, 409) for r in results)
     applied = sum(r.status_code == 200 for r in results)
     seqs = [e["seq"] for e in (await events(client, alice, task["id"]))["events"]]
-    assert seqs == list(range(1, applied + 2))
+    assert seqs == list(range(1, applied + 3))
 
 
 @pytest.mark.parametrize("path", ["", "/events", "/files", "/files/a.txt"])

@@ -56,6 +56,14 @@ class GatewaySettings(BusSettings):
         login_window_s: The rate-limit window.
         password_time_cost: Argon2id passes per hash (more is slower for attackers and for us).
         password_memory_kib: Argon2id memory per hash, in KiB.
+        stuck_denials: Denied tool calls in one task before it asks for guidance.
+        stuck_tool_failures: Consecutive failed tool calls before it asks.
+        stuck_revision_rounds: Review rounds that send work back before it asks.
+        stuck_unusable_answers: Empty or unparseable agent answers in a row before it asks.
+        stuck_same_call: Times the same tool call (same arguments) may be proposed.
+        max_steps: Executor steps per task when the task sets no budget of its own.
+        evidence_chars: Characters of each produced file shown to the reviewer.
+        relay_interval_s: How often the outbox relay sweeps for unpublished messages.
     """
 
     secret_key: SecretStr | None = None
@@ -76,6 +84,14 @@ class GatewaySettings(BusSettings):
     login_window_s: int = Field(default=15 * 60, ge=1)
     password_time_cost: int = Field(default=3, ge=1, le=20)
     password_memory_kib: int = Field(default=64 * 1024, ge=8 * 1024, le=4 * 1024 * 1024)
+    stuck_denials: int = Field(default=3, ge=1)
+    stuck_tool_failures: int = Field(default=3, ge=1)
+    stuck_revision_rounds: int = Field(default=3, ge=1)
+    stuck_unusable_answers: int = Field(default=2, ge=1)
+    stuck_same_call: int = Field(default=3, ge=2)
+    max_steps: int = Field(default=50, ge=1)
+    evidence_chars: int = Field(default=8000, ge=100)
+    relay_interval_s: float = Field(default=1.0, gt=0)
 
     @field_validator("secret_key")
     @classmethod

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -29,6 +30,8 @@ __all__ = [
     "File",
     "Interaction",
     "LlmUsage",
+    "Outbox",
+    "ProcessedMessage",
     "Schedule",
     "Session",
     "Subtask",
@@ -146,6 +149,11 @@ class Task(Base):
         ForeignKey("schedules.id", ondelete="SET NULL"), default=None
     )
     revision_round: Mapped[int] = mapped_column(Integer, default=0)
+    steps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    dispatches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    unusable_streak: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failure_streak: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    denials: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_event_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -178,6 +186,8 @@ class Subtask(Base):
     tool_hints: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
     status: Mapped[str] = mapped_column(String(32), default="pending")
     result: Mapped[str] = mapped_column(Text, default="")
+    result_files: Mapped[list[str]] = mapped_column(JSONDocument, default=list, server_default="[]")
+    steps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     revision_notes: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -211,6 +221,8 @@ class ToolCall(Base):
     tool: Mapped[str] = mapped_column(String(64))
     arguments: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     status: Mapped[str] = mapped_column(String(16), default="proposed")
+    step: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    proposals: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     output: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -298,3 +310,30 @@ class LlmUsage(Base):
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     estimated: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Outbox(Base):
+    """A message committed with the state change that caused it, published after the commit.
+
+    A crash between commit and publish leaves the row unpublished; the relay publishes it on
+    its next sweep, and JetStream drops the copy if the first publish did get through.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_unpublished", "published_at", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    task_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class ProcessedMessage(Base):
+    """A bus message whose effects are committed: a redelivered copy is acknowledged, not redone."""
+
+    __tablename__ = "processed_messages"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

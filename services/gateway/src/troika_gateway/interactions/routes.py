@@ -1,25 +1,31 @@
-"""The interaction endpoints: ``/interactions/…`` (answering them comes with approvals)."""
+"""The interaction endpoints: ``/interactions/…``: what waits for the person, and the answers."""
 
 from __future__ import annotations
 
 # Litestar reads handler annotations at run time: their types are real imports.
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from litestar import Controller, Request, get
+from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath, QueryParameter
-from msgspec import Struct
+from litestar.params import FromPath, JSONBody, QueryParameter
+from msgspec import Meta, Struct
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from troika_gateway.auth.middleware import Principal
-from troika_gateway.db.models import Interaction
-from troika_gateway.errors import NotFound
+from troika_gateway.db.models import Interaction, Task, TaskStatus, ToolCall
+from troika_gateway.errors import Conflict, NotFound
+from troika_gateway.events import publish_events
 from troika_gateway.openapi import BEARER
+from troika_gateway.pipeline.machine import Machine
+from troika_gateway.pipeline.outbox import kick
 
-__all__ = ["InteractionController", "InteractionView"]
+__all__ = ["Answer", "InteractionController", "InteractionView"]
+
+_ANSWER_ATTEMPTS = 3
 
 
 class InteractionView(Struct, kw_only=True):
@@ -32,6 +38,13 @@ class InteractionView(Struct, kw_only=True):
     prompt: dict[str, Any]
     created_at: datetime
     expires_at: datetime | None
+
+
+class Answer(Struct, forbid_unknown_fields=True, kw_only=True):
+    """The person's decision on a proposed action."""
+
+    decision: Literal["approve", "deny"]
+    reason: Annotated[str, Meta(max_length=2000)] = ""
 
 
 def _view(row: Interaction) -> InteractionView:
@@ -85,3 +98,49 @@ class InteractionController(Controller):
         if row is None:
             raise NotFound("interaction")
         return _view(row)
+
+    @post("/{interaction_id:str}/respond", status_code=200, request_max_body_size=64 * 1024)
+    async def respond(
+        self,
+        interaction_id: FromPath[str],
+        data: JSONBody[Answer],
+        request: Request[Principal, Any, State],
+        db: NamedDependency[AsyncSession],
+        state: State,
+    ) -> InteractionView:
+        """Approves or denies a proposed action; an interaction is answered once."""
+        for attempt in range(_ANSWER_ATTEMPTS):
+            row = await db.scalar(
+                select(Interaction).where(
+                    Interaction.id == interaction_id, Interaction.user_id == request.user.user_id
+                )
+            )
+            if row is None:
+                raise NotFound("interaction")
+            if row.status != "pending":
+                raise Conflict(f"this was answered already ({row.status})")
+            task = await db.get(Task, row.task_id)
+            call = await db.get(ToolCall, row.tool_call_id) if row.tool_call_id else None
+            if task is None or TaskStatus(task.status).final:
+                raise Conflict("the task has finished")
+            if call is None or call.status != "proposed":
+                raise Conflict("this action is no longer waiting for a decision")
+            approve = data.decision == "approve"
+            row.status = "approved" if approve else "denied"
+            row.response = {"decision": data.decision, "reason": data.reason}
+            client = request.client.host if request.client else "unknown"
+            row.responded_by = f"{request.user.user_id}@{client}"[:255]
+            row.responded_at = datetime.now(UTC)
+            machine = Machine(db, state.settings)
+            try:
+                await machine.respond(task, call, approve=approve, reason=data.reason.strip())
+                await db.commit()
+            except StaleDataError:
+                await db.rollback()
+                if attempt == _ANSWER_ATTEMPTS - 1:
+                    raise Conflict("the task kept changing; try again") from None
+                continue
+            await publish_events(state.bus, machine.events)
+            await kick(state.bus)
+            return _view(row)
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -19,6 +19,7 @@ from troika_gateway.db.models import TaskStatus
 from troika_gateway.errors import InvalidInput
 from troika_gateway.events import publish_events
 from troika_gateway.openapi import BEARER
+from troika_gateway.pipeline.outbox import kick
 from troika_gateway.tasks.schemas import (
     EventPage,
     FileView,
@@ -42,12 +43,12 @@ async def provide_tasks(
     request: Request[Principal, Any, State], db: NamedDependency[AsyncSession], state: State
 ) -> AsyncIterator[Tasks]:
     """Task operations for the caller; events they record are published after the request."""
-    tasks = Tasks(
-        db, request.user.user_id, state.settings.data_dir, state.settings.max_upload_bytes
-    )
+    tasks = Tasks(db, request.user.user_id, state.settings)
     yield tasks
     if tasks.new_events:
         await publish_events(state.bus, tasks.new_events)
+    if tasks.commands_queued:
+        await kick(state.bus)
 
 
 @dataclass

@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import msgspec
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
-from troika_gateway.db.models import File, LlmUsage, Task, TaskEvent, TaskStatus
+from troika_gateway.db.models import File, Interaction, LlmUsage, Task, TaskEvent, TaskStatus
 from troika_gateway.errors import Conflict, InvalidInput, NotFound
 from troika_gateway.events import append_event
+from troika_gateway.pipeline.machine import Machine
 from troika_gateway.storage import Stored, Workspace, remove_tree, store_upload
 from troika_gateway.tasks.schemas import (
     Cost,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from litestar.datastructures import UploadFile
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from troika_gateway.settings import GatewaySettings
     from troika_gateway.tasks.schemas import FollowUp, GuidanceReply, TaskCreate
 
 __all__ = ["Tasks", "summary_of"]
@@ -91,14 +93,14 @@ class Tasks:
         max_upload_bytes: The largest file accepted.
     """
 
-    def __init__(
-        self, db: AsyncSession, user_id: str, data_dir: Path, max_upload_bytes: int
-    ) -> None:
+    def __init__(self, db: AsyncSession, user_id: str, settings: GatewaySettings) -> None:
         self.db = db
         self.user_id = user_id
-        self.data_dir = data_dir
-        self.max_upload_bytes = max_upload_bytes
+        self.settings = settings
+        self.data_dir = settings.data_dir
+        self.max_upload_bytes = settings.max_upload_bytes
         self.new_events: list[TaskEvent] = []
+        self.commands_queued = False
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -240,8 +242,8 @@ class Tasks:
         (the orchestrator) committed in between."""
         for attempt in range(_WRITE_ATTEMPTS):
             task = await self.get(task_id)
-            await change(task)
             try:
+                await change(task)
                 await self.db.commit()
             except StaleDataError:
                 await self.db.rollback()
@@ -258,10 +260,22 @@ class Tasks:
     async def create(self, data: TaskCreate) -> Task:
         """A new task, queued."""
         budget = msgspec.to_builtins(data.budget) if data.budget else None
-        return await self._insert(data.objective, data.title, budget)
+        task = await self._insert(data.objective, data.title, budget)
+        return await self._start(task)
+
+    async def _start(self, task: Task) -> Task:
+        """Sends the new task to the planners (through the outbox, with the commit)."""
+        await self._machine_step(lambda machine: machine.request_plan(task))
+        await self.db.commit()
+        return task
 
     async def _insert(
-        self, objective: str, title: str, budget: dict[str, Any] | None, parent: Task | None = None
+        self,
+        objective: str,
+        title: str,
+        budget: dict[str, Any] | None,
+        parent: Task | None = None,
+        guidance: list[str] | None = None,
     ) -> Task:
         objective = objective.strip()
         if not objective:
@@ -275,13 +289,20 @@ class Tasks:
             status=TaskStatus.QUEUED.value,
             budget=budget,
             parent_id=parent.id if parent else None,
+            guidance=guidance or [],
             last_event_seq=0,
         )
         self.db.add(task)
         await self.db.flush()
         self._event(task, "task.created", title=task.title, status=task.status)
-        await self.db.commit()
         return task
+
+    async def _machine_step(self, step: Callable[[Machine], Awaitable[None]]) -> None:
+        """Runs a state-machine transition in this session, collecting its events."""
+        machine = Machine(self.db, self.settings)
+        await step(machine)
+        self.new_events.extend(machine.events)
+        self.commands_queued = True
 
     async def rename(self, task_id: str, title: str) -> Task:
         """Gives a task a new title."""
@@ -316,6 +337,11 @@ class Tasks:
             task.status = TaskStatus.CANCELLED.value
             task.status_reason = "cancelled by you"
             task.finished_at = datetime.now(UTC)
+            await self.db.execute(
+                update(Interaction)
+                .where(Interaction.task_id == task.id, Interaction.status == "pending")
+                .values(status="cancelled")
+            )
             self._event(task, "task.cancelled", previous=status.value)
 
         return await self._change(task_id, change)
@@ -325,6 +351,7 @@ class Tasks:
         old = await self.get(task_id)
         new = await self._insert(old.objective, old.title, old.budget)
         await self._copy_files(old, new, only_uploads=True)
+        await self._start(new)
         await self._note(old.id, "task.rerun", {"task_id": new.id})
         return new
 
@@ -337,10 +364,10 @@ class Tasks:
         old = await self.get(task_id)
         if not TaskStatus(old.status).final:
             raise Conflict("a task can be continued once it has finished; cancel it first")
-        new = await self._insert(data.objective, "", old.budget, parent=old)
-        if old.result:
-            new.guidance = [f"The previous task's result:\n{old.result}"]
+        carried = [f"The previous task's result:\n{old.result}"] if old.result else []
+        new = await self._insert(data.objective, "", old.budget, parent=old, guidance=carried)
         await self._copy_files(old, new, only_uploads=False)
+        await self._start(new)
         await self._note(old.id, "task.continued", {"task_id": new.id})
         return new
 
@@ -359,15 +386,14 @@ class Tasks:
         async def change(task: Task) -> None:
             if task.status != TaskStatus.NEEDS_GUIDANCE.value:
                 raise Conflict(f"the task is not waiting for guidance (it is {task.status})")
+            self._event(task, "task.guidance", action=reply.action, text=reply.text.strip())
             if reply.action == "cancel":
                 task.status = TaskStatus.CANCELLED.value
                 task.status_reason = "cancelled by you"
                 task.finished_at = datetime.now(UTC)
             else:
                 task.guidance = [*task.guidance, reply.text.strip()]
-                task.status = TaskStatus.QUEUED.value
-                task.status_reason = ""
-            self._event(task, "task.guidance", action=reply.action, text=reply.text.strip())
+                await self._machine_step(lambda machine: machine.resume(task, reply.action))
 
         return await self._change(task_id, change)
 

@@ -1,0 +1,101 @@
+"""The orchestrator: the single writer of task state, driven by the agents' answers.
+
+Each answer is applied in one transaction (state, events, next commands in the outbox, and the
+answer's id as processed), so a redelivered answer is acknowledged without being applied twice,
+and a crash before the commit leaves nothing half-done: the answer is simply delivered again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+
+from troika_gateway.db.models import ProcessedMessage, Task, TaskStatus
+from troika_gateway.events import publish_events
+from troika_gateway.pipeline.machine import Machine
+from troika_gateway.pipeline.outbox import kick
+from troika_shared.errors import RetryableError
+from troika_shared.messages import Message, PlanProduced, ReviewVerdict, StepProposed, ToolResult
+from troika_shared.router import Router
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from troika_gateway.settings import GatewaySettings
+    from troika_shared.bus import Bus
+
+__all__ = ["Orchestrator"]
+
+log = structlog.get_logger("troika.orchestrator")
+
+Change = "Callable[[Machine, Task], Awaitable[None]]"
+
+
+class Orchestrator:
+    """Applies the agents' answers to their tasks.
+
+    Args:
+        sessionmaker: The database.
+        settings: Thresholds and the data directory.
+        bus: Where events and kicks go after each commit.
+    """
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], settings: GatewaySettings, bus: Bus
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.bus = bus
+
+    def router(self) -> Router:
+        """Routes every answer type to its transition."""
+        router = Router("orchestrator")
+
+        async def on_plan(message: PlanProduced) -> list[Message]:
+            return await self.apply(message, lambda m, t: m.on_plan(t, message))
+
+        async def on_step(message: StepProposed) -> list[Message]:
+            return await self.apply(message, lambda m, t: m.on_step(t, message))
+
+        async def on_result(message: ToolResult) -> list[Message]:
+            return await self.apply(message, lambda m, t: m.on_tool_result(t, message))
+
+        async def on_verdict(message: ReviewVerdict) -> list[Message]:
+            return await self.apply(message, lambda m, t: m.on_verdict(t, message))
+
+        router.add(PlanProduced, on_plan)
+        router.add(StepProposed, on_step)
+        router.add(ToolResult, on_result)
+        router.add(ReviewVerdict, on_verdict)
+        return router
+
+    async def apply(
+        self, message: Message, change: Callable[[Machine, Task], Awaitable[None]]
+    ) -> list[Message]:
+        """Applies one answer in one transaction; publishes its events after the commit.
+
+        Raises:
+            RetryableError: Another writer changed the task meanwhile (the answer comes again).
+        """
+        async with self.sessionmaker() as db:
+            if await db.get(ProcessedMessage, message.id) is not None:
+                return []  # applied already: this is a redelivery
+            db.add(ProcessedMessage(id=message.id))
+            task = await db.get(Task, message.correlation_id)
+            machine = Machine(db, self.settings)
+            try:
+                if task is not None and not TaskStatus(task.status).final:
+                    await change(machine, task)
+                await db.commit()
+            except (StaleDataError, IntegrityError) as exc:
+                await db.rollback()
+                raise RetryableError("the task changed meanwhile", delay=0.05) from exc
+        if machine.events:
+            await publish_events(self.bus, machine.events)
+        await kick(self.bus)
+        return []

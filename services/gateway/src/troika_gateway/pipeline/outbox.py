@@ -1,0 +1,141 @@
+"""The outbox: commands are committed with the state change that caused them, then published.
+
+Whoever commits outbox rows kicks the relay (a core NATS message); the relay also sweeps on a
+timer, so a crash between commit and publish is repaired within a second or so. Publishing is
+idempotent: each row's id is its message's ``Nats-Msg-Id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.orm.exc import StaleDataError
+
+from troika_gateway.db.models import Outbox, Task, TaskStatus
+from troika_gateway.events import append_event, publish_events
+from troika_shared.errors import DependencyUnavailable
+from troika_shared.messages import Message, PlanRequested, decode, encode
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from troika_shared.bus import Bus
+
+__all__ = ["Relay", "enqueue", "kick", "kick_subject"]
+
+log = structlog.get_logger("troika.gateway.outbox")
+_BATCH = 200
+
+
+def enqueue(db: AsyncSession, message: Message) -> None:
+    """Adds a message to the outbox in the session's transaction."""
+    db.add(
+        Outbox(
+            id=message.id,
+            task_id=message.correlation_id or None,
+            kind=message.type,
+            payload=encode(message),
+        )
+    )
+
+
+def kick_subject(bus: Bus) -> str:
+    """The subject that wakes the relays."""
+    return f"{bus.topology.prefix}.outbox.kick"
+
+
+async def kick(bus: Bus) -> None:
+    """Wakes the relays (best effort: they sweep on a timer anyway)."""
+    with contextlib.suppress(Exception):
+        await bus.nc.publish(kick_subject(bus), b"")
+
+
+class Relay:
+    """Publishes outbox rows that are not published yet.
+
+    Args:
+        sessionmaker: The database.
+        bus: The bus.
+        interval_s: Time between sweeps when nobody kicks.
+    """
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], bus: Bus, interval_s: float
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.bus = bus
+        self.interval_s = interval_s
+        self._wake = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sweeps until ``stop`` is set."""
+
+        async def woken(_: object) -> None:
+            self._wake.set()
+
+        subscription = await self.bus.nc.subscribe(kick_subject(self.bus), cb=woken)
+        try:
+            while not stop.is_set():
+                try:
+                    while await self.sweep() == _BATCH:
+                        continue
+                except DependencyUnavailable as exc:
+                    log.warning("outbox.publish_failed", error=str(exc))
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.interval_s):
+                        waits = [
+                            asyncio.create_task(self._wake.wait()),
+                            asyncio.create_task(stop.wait()),
+                        ]
+                        try:
+                            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                        finally:
+                            for wait in waits:
+                                wait.cancel()
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def sweep(self) -> int:
+        """Publishes one batch of pending rows; returns how many."""
+        async with self.sessionmaker() as db:
+            rows = list(
+                await db.scalars(
+                    select(Outbox)
+                    .where(Outbox.published_at.is_(None))
+                    .order_by(Outbox.created_at)
+                    .limit(_BATCH)
+                )
+            )
+        for row in rows:
+            message = decode(row.payload)
+            await self.bus.publish(message)
+            async with self.sessionmaker() as db:
+                await db.execute(
+                    update(Outbox).where(Outbox.id == row.id).values(published_at=datetime.now(UTC))
+                )
+                await db.commit()
+            if isinstance(message, PlanRequested):
+                await self._mark_planning(message.correlation_id)
+        return len(rows)
+
+    async def _mark_planning(self, task_id: str) -> None:
+        """A queued task whose plan request went out is now planning."""
+        async with self.sessionmaker() as db:
+            task = await db.get(Task, task_id)
+            if task is None or task.status != TaskStatus.QUEUED.value:
+                return
+            task.status = TaskStatus.PLANNING.value
+            task.started_at = task.started_at or datetime.now(UTC)
+            event = append_event(db, task, "task.planning", {"status": task.status})
+            try:
+                await db.commit()
+            except StaleDataError:
+                return  # another writer moved it on; nothing to do
+        await publish_events(self.bus, [event])

@@ -1,0 +1,81 @@
+"""The gateway's worker process: the orchestrator and the outbox relay.
+
+Run as many as you like (``python -m troika_gateway.worker``): they share the orchestrator's
+durable consumer, and the version column settles any race between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from importlib import metadata
+
+import pydantic
+import structlog
+
+from troika_gateway.db import create_engine, create_sessionmaker, upgrade
+from troika_gateway.pipeline.orchestrator import Orchestrator
+from troika_gateway.pipeline.outbox import Relay
+from troika_gateway.settings import GatewaySettings
+from troika_shared.bus import Bus
+from troika_shared.errors import DependencyUnavailable
+from troika_shared.logs import configure_logging
+from troika_shared.runner import ServiceRunner
+from troika_shared.settings import AgentSettings
+from troika_shared.subjects import StreamKey
+
+__all__ = ["WorkerSettings", "main", "run_worker"]
+
+log = structlog.get_logger("troika.worker")
+EXIT_CONFIG = 2
+
+
+class WorkerSettings(GatewaySettings, AgentSettings):
+    """The gateway's settings plus how the orchestrator consumes the agents' answers."""
+
+
+async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
+    """Runs the orchestrator and the relay until ``stop`` is set."""
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+        sessionmaker = create_sessionmaker(engine)
+        async with await Bus.connect(settings, name="gateway-worker") as bus:
+            await bus.ensure_streams()
+            relay = Relay(sessionmaker, bus, settings.relay_interval_s)
+            runner = ServiceRunner(
+                service="orchestrator",
+                version=metadata.version("troika-gateway"),
+                settings=settings,
+                router=Orchestrator(sessionmaker, settings, bus).router(),
+                stream=StreamKey.RESULTS,
+            )
+            await asyncio.gather(runner.run(stop), relay.run(stop))
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    """Runs until SIGTERM or SIGINT."""
+    try:
+        settings = WorkerSettings()
+    except pydantic.ValidationError as exc:
+        raise SystemExit(f"troika worker: the configuration is not usable:\n{exc}") from exc
+    configure_logging(service="worker", level=settings.log_level, fmt=settings.log_format)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_worker(settings, stop)
+
+    try:
+        asyncio.run(serve())
+    except DependencyUnavailable as exc:
+        log.error("worker.unavailable", dependency=exc.dependency, error=str(exc))  # noqa: TRY400
+        raise SystemExit(3) from exc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,294 @@
+"""The orchestrator's state machine, fed agent answers directly: every stuck rule pauses the
+task with its reason, and guidance resumes it."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from troika_gateway.db.models import Outbox
+from troika_gateway.pipeline.orchestrator import Orchestrator
+from troika_shared.messages import (
+    Plan,
+    PlanProduced,
+    PlanRequested,
+    ReviewRequested,
+    ReviewVerdict,
+    Revision,
+    StepProposed,
+    StepRequested,
+    Subtask,
+    SubtaskResult,
+    ToolCall,
+    ToolExecute,
+    ToolOutcome,
+    ToolResult,
+    Usage,
+    decode,
+    derive_id,
+)
+
+from .test_tasks import create
+
+PLAN = Plan(subtasks=(Subtask(id="write", title="Write", acceptance_criteria=("done",)),))
+
+
+class Driver:
+    """Plays the agents' part against the real orchestrator and database."""
+
+    def __init__(self, gateway, client, account, task_id: str) -> None:
+        self.orchestrator = Orchestrator(
+            gateway.app.state.sessionmaker, gateway.settings, gateway.app.state.bus
+        )
+        self.router = self.orchestrator.router()
+        self.gateway = gateway
+        self.client = client
+        self.account = account
+        self.task_id = task_id
+        self.sent = 0
+
+    async def commands(self, kind: type) -> list:
+        async with self.gateway.app.state.sessionmaker() as db:
+            rows = await db.scalars(
+                select(Outbox).where(Outbox.task_id == self.task_id).order_by(Outbox.created_at)
+            )
+            return [m for m in (decode(r.payload) for r in rows) if isinstance(m, kind)]
+
+    async def answer(self, cause, message_type, **fields):
+        self.sent += 1
+        message = message_type(
+            id=derive_id(cause.id, "answer", self.sent), correlation_id=self.task_id, **fields
+        )
+        await self.router.dispatch(message)
+        return message
+
+    async def task(self) -> dict:
+        return (
+            await self.client.get(f"/tasks/{self.task_id}", headers=self.account.headers)
+        ).json()
+
+    async def plan(self, plan: Plan = PLAN, **fields) -> None:
+        [request] = (await self.commands(PlanRequested))[-1:]
+        await self.answer(request, PlanProduced, plan=plan, **fields)
+
+    async def last_step(self) -> StepRequested:
+        return (await self.commands(StepRequested))[-1]
+
+    async def propose(self, *calls: ToolCall) -> None:
+        step = await self.last_step()
+        await self.answer(step, StepProposed, subtask_id=step.subtask_id, tool_calls=calls)
+
+    async def respond(self, decision: str = "approve") -> list[dict]:
+        pending = (
+            await self.client.get("/interactions/pending", headers=self.account.headers)
+        ).json()
+        for interaction in pending:
+            response = await self.client.post(
+                f"/interactions/{interaction['id']}/respond",
+                headers=self.account.headers,
+                json={"decision": decision},
+            )
+            assert response.status_code == 200, response.text
+        return pending
+
+    async def run_tools(self, *, ok: bool = True) -> None:
+        for execute in await self.commands(ToolExecute):
+            await self.answer(
+                execute,
+                ToolResult,
+                subtask_id=execute.subtask_id,
+                key=execute.call.key,
+                outcome=ToolOutcome(
+                    ok=ok, output="done" if ok else "", error=None if ok else "boom"
+                ),
+            )
+
+    async def finish(self) -> None:
+        step = await self.last_step()
+        await self.answer(
+            step, StepProposed, subtask_id=step.subtask_id, result=SubtaskResult(summary="finished")
+        )
+
+
+@pytest.fixture
+async def driver(gateway, client, alice):
+    async def start(**task_fields) -> Driver:
+        task = await create(client, alice, "Write a report", **task_fields)
+        return Driver(gateway, client, alice, task["id"])
+
+    return start
+
+
+def call(n: int = 1, path: str | None = None) -> ToolCall:
+    args = {"path": path or f"f{n}.md"}
+    return ToolCall(key=derive_id("call", str(args)), tool="read_file", arguments=args)
+
+
+async def test_the_happy_path_plans_executes_reviews_and_completes(driver) -> None:
+    d = await driver()
+    await d.plan(usage=(Usage(model="m", prompt_tokens=10, completion_tokens=5, cost_usd=0.01),))
+    assert (await d.task())["status"] == "executing"
+    await d.propose(call(1))
+    assert (await d.task())["status"] == "awaiting_approval"
+    [approval] = await d.respond("approve")
+    assert approval["prompt"]["tool"] == "read_file"
+    assert approval["prompt"]["arguments"] == {"path": "f1.md"}
+    await d.run_tools()
+    step = await d.last_step()
+    assert [e.call.tool for e in step.transcript] == ["read_file"]  # the executor sees the outcome
+    await d.finish()
+    [review] = await d.commands(ReviewRequested)
+    assert review.results["write"].summary == "finished"
+    await d.answer(review, ReviewVerdict, approved=True, summary="Good.")
+    task = await d.task()
+    assert (task["status"], task["result"]) == ("completed", "Good.")
+    assert task["cost"] == {
+        "calls": 1,
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "cost_usd": 0.01,
+    }
+
+
+async def test_a_redelivered_answer_is_applied_once(driver) -> None:
+    d = await driver()
+    [request] = await d.commands(PlanRequested)
+    answer = PlanProduced(id="fixed-id", correlation_id=d.task_id, plan=PLAN)
+    await d.router.dispatch(answer)
+    await d.router.dispatch(answer)
+    assert len(await d.commands(StepRequested)) == 1
+    assert request.correlation_id == d.task_id
+
+
+async def test_a_planner_that_cannot_proceed_pauses_and_guidance_replans(
+    driver, client, alice
+) -> None:
+    d = await driver()
+    await d.plan(plan=None, stuck_reason="Which Tesla do you mean?")
+    task = await d.task()
+    assert (task["status"], task["status_reason"]) == (
+        "needs_guidance",
+        "the planner cannot proceed: Which Tesla do you mean?",
+    )
+    answered = await client.post(
+        f"/tasks/{d.task_id}/guidance",
+        headers=alice.headers,
+        json={"action": "continue", "text": "The company"},
+    )
+    assert answered.json()["status"] == "planning"
+    latest = (await d.commands(PlanRequested))[-1]
+    assert latest.guidance == ("The company",)  # the person's words reach the planner
+
+
+async def test_two_unusable_answers_in_a_row_pause(driver) -> None:
+    d = await driver()
+    await d.plan(plan=None, stuck_reason="not usable: bad json", unusable=True)
+    assert (await d.task())["status"] != "needs_guidance"
+    assert len(await d.commands(PlanRequested)) == 2  # asked again
+    await d.plan(plan=None, stuck_reason="not usable: bad json", unusable=True)
+    task = await d.task()
+    assert task["status"] == "needs_guidance"
+    assert task["status_reason"] == "the planner gave 2 unusable answers in a row"
+
+
+async def test_three_failed_tool_calls_in_a_row_pause(driver) -> None:
+    d = await driver()
+    await d.plan()
+    for n in range(1, 4):
+        await d.propose(call(n))
+        await d.respond()
+        await d.run_tools(ok=False)
+    task = await d.task()
+    assert (task["status"], task["status_reason"]) == (
+        "needs_guidance",
+        "3 tool calls failed in a row",
+    )
+
+
+async def test_the_same_call_proposed_three_times_pauses(driver) -> None:
+    d = await driver()
+    await d.plan()
+    await d.propose(call(1))
+    await d.respond()
+    await d.run_tools()
+    await d.propose(call(1))
+    await d.propose(call(1))
+    task = await d.task()
+    assert task["status"] == "needs_guidance"
+    assert task["status_reason"] == "the executor proposed the same read_file call 3 times"
+
+
+async def test_three_revision_rounds_pause(driver) -> None:
+    d = await driver()
+    await d.plan()
+    for _ in range(3):
+        await d.finish()
+        review = (await d.commands(ReviewRequested))[-1]
+        await d.answer(
+            review,
+            ReviewVerdict,
+            approved=False,
+            revisions=(Revision(subtask_id="write", problem="thin"),),
+        )
+    task = await d.task()
+    assert (task["status"], task["status_reason"]) == (
+        "needs_guidance",
+        "the reviewer sent work back 3 times",
+    )
+    steps = await d.commands(StepRequested)
+    assert steps[-1].revision_notes == ("thin", "thin")
+
+
+async def test_the_step_budget_pauses(driver) -> None:
+    d = await driver(budget={"max_steps": 2})
+    await d.plan()
+    await d.propose(call(1))
+    await d.respond()
+    await d.run_tools()
+    await d.propose(call(2))
+    await d.respond()
+    await d.run_tools()
+    task = await d.task()
+    assert (task["status"], task["status_reason"]) == (
+        "needs_guidance",
+        "the step budget of 2 steps is used up",
+    )
+
+
+async def test_the_token_budget_pauses(driver) -> None:
+    d = await driver(budget={"max_tokens": 100})
+    await d.plan(usage=(Usage(model="m", prompt_tokens=90, completion_tokens=20),))
+    task = await d.task()
+    assert (task["status"], task["status_reason"]) == (
+        "needs_guidance",
+        "the token budget of 100 tokens is used up",
+    )
+
+
+async def test_an_executor_that_is_stuck_pauses_and_continue_resumes_the_subtask(
+    driver, client, alice
+) -> None:
+    d = await driver()
+    await d.plan()
+    step = await d.last_step()
+    await d.answer(step, StepProposed, subtask_id="write", stuck_reason="I need John's address")
+    task = await d.task()
+    assert task["status_reason"] == "the executor cannot proceed: I need John's address"
+    await client.post(
+        f"/tasks/{d.task_id}/guidance",
+        headers=alice.headers,
+        json={"action": "continue", "text": "john@example.com"},
+    )
+    resumed = await d.last_step()
+    assert resumed.id != step.id
+    assert resumed.guidance == ("john@example.com",)
+    assert (await d.task())["status"] == "executing"
+
+
+async def test_answers_for_a_cancelled_task_change_nothing(driver, client, alice) -> None:
+    d = await driver()
+    await client.post(f"/tasks/{d.task_id}/cancel", headers=alice.headers)
+    await d.plan()
+    task = await d.task()
+    assert task["status"] == "cancelled"
+    assert await d.commands(StepRequested) == []

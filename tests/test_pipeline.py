@@ -1,0 +1,283 @@
+"""The whole pipeline as processes: gateway, worker, planner, executor, reviewer, real NATS and
+database, and the scripted LLM. A person signs up, states an objective, approves each action,
+and the task completes with its files."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from troika.embedded import free_port
+from troika_testkit import wait_for
+from troika_testkit.agents import llm_env, plan_answer
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Stack:
+    url: str
+    data_dir: object
+    processes: dict
+
+
+@pytest.fixture
+async def stack(spawn, tmp_path, redis_url, bus_prefix, scripted_llm):
+    port = free_port()
+    common = {
+        "TROIKA_SECRET_KEY": secrets.token_urlsafe(48),
+        "TROIKA_DATA_DIR": str(tmp_path / "data"),
+        "TROIKA_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'troika.db'}",
+        "TROIKA_REDIS_URL": redis_url,
+        "TROIKA_REDIS_PREFIX": f"{bus_prefix}:",
+        "TROIKA_GATEWAY_PORT": str(port),
+        "TROIKA_PASSWORD_TIME_COST": "1",
+        "TROIKA_PASSWORD_MEMORY_KIB": "8192",
+        "TROIKA_ACK_WAIT_S": "5",
+        **llm_env(scripted_llm),
+    }
+    processes = {
+        "gateway": spawn("troika_gateway", name="gateway", **common),
+    }
+    url = f"http://127.0.0.1:{port}"
+
+    async def ready() -> bool:
+        try:
+            async with httpx.AsyncClient() as http:
+                return (await http.get(f"{url}/ready")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await wait_for(ready, timeout=30, what="the gateway")
+    for module, name in (
+        ("troika_gateway.worker", "worker"),
+        ("troika_planner", "planner"),
+        ("troika_executor", "executor"),
+        ("troika_reviewer", "reviewer"),
+    ):
+        processes[name] = spawn(module, name=name, **common)
+    return Stack(url, tmp_path / "data", processes)
+
+
+def step_script(request: dict) -> dict:
+    """The executor: each subtask writes its file, then finishes naming it."""
+    prompt = request["messages"][1]["content"]
+    subtask = re.search(r"Your subtask: (\S+) —", prompt).group(1)
+    if "Tool calls so far in this subtask" not in prompt:
+        return {
+            "action": "use_tools",
+            "tool_calls": [
+                {
+                    "tool": "create_file",
+                    "arguments": {"path": f"{subtask}.md", "content": f"# {subtask}\n"},
+                }
+            ],
+        }
+    return {"action": "finish", "result": f"wrote {subtask}.md", "result_files": [f"{subtask}.md"]}
+
+
+async def sign_in(http: httpx.AsyncClient) -> dict[str, str]:
+    await http.post(
+        "/auth/register", json={"email": "ada@example.com", "username": "ada", "password": PASSWORD}
+    )
+    tokens = (await http.post("/auth/login", json={"login": "ada", "password": PASSWORD})).json()
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+async def approve_until_final(
+    http: httpx.AsyncClient, headers, task_id: str, timeout: float = 60
+) -> dict:
+    """Approves every pending action of the task until it stops running; returns the task."""
+    approved = 0
+    final = {"completed", "failed", "cancelled", "needs_guidance"}
+
+    async def settled() -> bool:
+        nonlocal approved
+        for interaction in (
+            await http.get("/interactions/pending", headers=headers, params={"task_id": task_id})
+        ).json():
+            response = await http.post(
+                f"/interactions/{interaction['id']}/respond",
+                headers=headers,
+                json={"decision": "approve"},
+            )
+            assert response.status_code == 200, response.text
+            approved += 1
+        task = (await http.get(f"/tasks/{task_id}", headers=headers)).json()
+        return task["status"] in final
+
+    await wait_for(settled, timeout=timeout, what="the task to finish")
+    task = (await http.get(f"/tasks/{task_id}", headers=headers)).json()
+    task["approved"] = approved
+    return task
+
+
+async def test_a_three_subtask_objective_with_a_dependency_completes(stack, scripted_llm) -> None:
+    scripted_llm.reply(
+        "PlanDraft",
+        plan_answer(
+            ("intro", [], ["create_file"]),
+            ("facts", [], ["create_file"]),
+            ("summary", ["intro"], ["create_file"]),
+        ),
+    )
+    scripted_llm.always("StepDecision", step_script)
+    scripted_llm.always(
+        "ReviewDecision", {"approved": True, "summary": "All three files are there."}
+    )
+    async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
+        headers = await sign_in(http)
+        task = (
+            await http.post(
+                "/tasks", headers=headers, json={"objective": "Write intro, facts and a summary"}
+            )
+        ).json()
+        done = await approve_until_final(http, headers, task["id"])
+
+        assert done["status"] == "completed", done
+        assert done["result"] == "All three files are there."
+        assert done["approved"] == 3
+        assert [s["key"] for s in done["subtasks"]] in (
+            ["intro", "facts", "summary"],
+            ["facts", "intro", "summary"],
+        )
+        assert all(s["status"] == "done" for s in done["subtasks"])
+        assert {f["name"] for f in done["files"]} == {"intro.md", "facts.md", "summary.md"}
+        assert done["cost"]["calls"] == 1 + 3 * 2 + 1  # plan, two steps per subtask, review
+        download = await http.get(f"/tasks/{task['id']}/files/summary.md", headers=headers)
+        assert download.text == "# summary\n"
+        log = (await http.get(f"/tasks/{task['id']}/events", headers=headers)).json()["events"]
+        kinds = [e["kind"] for e in log]
+        assert kinds[0] == "task.created"
+        assert kinds[-1] == "task.completed"
+        assert kinds.count("subtask.done") == 3
+        assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
+
+    summary_step = next(
+        r
+        for r in scripted_llm.asked_for("StepDecision")
+        if "Your subtask: summary —" in r["messages"][1]["content"]
+    )
+    assert (
+        "Result of subtask intro" in summary_step["messages"][1]["content"]
+    )  # dependency results flow
+
+
+async def test_a_revision_sends_one_subtask_back_and_the_task_then_completes(
+    stack, scripted_llm
+) -> None:
+    scripted_llm.reply("PlanDraft", plan_answer(("draft", [], ["create_file"]), ("check", [], [])))
+    scripted_llm.always("StepDecision", step_script)
+    scripted_llm.reply(
+        "ReviewDecision",
+        {
+            "approved": False,
+            "summary": "draft is thin",
+            "revisions": [{"subtask_id": "draft", "problem": "add a title"}],
+        },
+        {"approved": True, "summary": "Good now."},
+    )
+    async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
+        headers = await sign_in(http)
+        task = (
+            await http.post("/tasks", headers=headers, json={"objective": "Draft and check"})
+        ).json()
+        done = await approve_until_final(http, headers, task["id"])
+    assert done["status"] == "completed", done
+    assert done["review"]["round"] == 2
+    revised = [
+        r
+        for r in scripted_llm.asked_for("StepDecision")
+        if "sent this subtask back" in r["messages"][1]["content"]
+    ]
+    assert revised
+    assert all("Your subtask: draft —" in r["messages"][1]["content"] for r in revised)
+    assert "add a title" in revised[0]["messages"][1]["content"]
+
+
+async def test_a_denied_call_never_runs_and_three_denials_ask_for_guidance(
+    stack, scripted_llm
+) -> None:
+    scripted_llm.reply("PlanDraft", plan_answer(("write", [], ["create_file"])))
+    counter = {"n": 0}
+
+    def propose(request: dict) -> dict:
+        counter["n"] += 1
+        return {
+            "action": "use_tools",
+            "tool_calls": [
+                {
+                    "tool": "create_file",
+                    "arguments": {"path": f"try{counter['n']}.md", "content": "x"},
+                }
+            ],
+        }
+
+    scripted_llm.always("StepDecision", propose)
+    async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
+        headers = await sign_in(http)
+        task = (
+            await http.post("/tasks", headers=headers, json={"objective": "Write a file"})
+        ).json()
+        for _ in range(3):
+
+            async def pending():
+                return (await http.get("/interactions/pending", headers=headers)).json()
+
+            async def one_pending() -> bool:
+                return len(await pending()) == 1
+
+            await wait_for(one_pending, timeout=30, what="an approval request")
+            [interaction] = await pending()
+            denied = await http.post(
+                f"/interactions/{interaction['id']}/respond",
+                headers=headers,
+                json={"decision": "deny", "reason": "not now"},
+            )
+            assert denied.status_code == 200
+            again = await http.post(
+                f"/interactions/{interaction['id']}/respond",
+                headers=headers,
+                json={"decision": "approve"},
+            )
+            assert again.status_code == 409  # answered once, and that answer stands
+
+        async def paused() -> bool:
+            return (await http.get(f"/tasks/{task['id']}", headers=headers)).json()[
+                "status"
+            ] == "needs_guidance"
+
+        await wait_for(paused, timeout=30, what="the task to ask for guidance")
+        detail = (await http.get(f"/tasks/{task['id']}", headers=headers)).json()
+        assert detail["status_reason"] == "3 tool calls were denied in this task"
+        assert detail["files"] == []
+    assert not list((stack.data_dir / "workspaces" / task["id"]).glob("try*.md"))
+
+
+async def test_cancel_stops_a_running_task(stack, scripted_llm) -> None:
+    scripted_llm.reply("PlanDraft", plan_answer(("write", [], ["create_file"])))
+    scripted_llm.always("StepDecision", step_script)
+    async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
+        headers = await sign_in(http)
+        task = (
+            await http.post("/tasks", headers=headers, json={"objective": "Write a file"})
+        ).json()
+
+        async def waiting() -> bool:
+            return len((await http.get("/interactions/pending", headers=headers)).json()) == 1
+
+        await wait_for(waiting, timeout=30, what="an approval request")
+        cancelled = await http.post(f"/tasks/{task['id']}/cancel", headers=headers)
+        assert cancelled.json()["status"] == "cancelled"
+        assert (await http.get("/interactions/pending", headers=headers)).json() == []
+        await asyncio.sleep(1)
+        detail = (await http.get(f"/tasks/{task['id']}", headers=headers)).json()
+    assert detail["status"] == "cancelled"
+    assert not (stack.data_dir / "workspaces" / task["id"] / "write.md").exists()
