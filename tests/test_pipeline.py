@@ -5,6 +5,7 @@ and the task completes with its files."""
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import secrets
 from dataclasses import dataclass
@@ -21,11 +22,38 @@ pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery staple"
 
 
+SERVICES = (
+    ("troika_gateway.worker", "worker"),
+    ("troika_planner", "planner"),
+    ("troika_executor", "executor"),
+    ("troika_reviewer", "reviewer"),
+)
+
+
 @dataclass
 class Stack:
     url: str
     data_dir: object
     processes: dict
+    spawn: object
+    env: dict
+    generation: int = 0
+
+    def start(self, name: str, module: str) -> None:
+        self.generation += 1
+        self.processes[name] = self.spawn(module, name=f"{name}-{self.generation}", **self.env)
+
+    def kill(self, name: str) -> None:
+        self.processes[name].kill()
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            process.stop()
+
+    def start_all(self) -> None:
+        self.start("gateway", "troika_gateway")
+        for module, name in SERVICES:
+            self.start(name, module)
 
 
 @pytest.fixture
@@ -43,11 +71,15 @@ async def stack(spawn, tmp_path, redis_url, bus_prefix, scripted_llm):
         "TROIKA_ACK_WAIT_S": "5",
         **llm_env(scripted_llm),
     }
-    processes = {
-        "gateway": spawn("troika_gateway", name="gateway", **common),
-    }
-    url = f"http://127.0.0.1:{port}"
+    stack = Stack(f"http://127.0.0.1:{port}", tmp_path / "data", {}, spawn, common)
+    stack.start("gateway", "troika_gateway")
+    await gateway_ready(stack.url)
+    for module, name in SERVICES:
+        stack.start(name, module)
+    return stack
 
+
+async def gateway_ready(url: str) -> None:
     async def ready() -> bool:
         try:
             async with httpx.AsyncClient() as http:
@@ -56,14 +88,6 @@ async def stack(spawn, tmp_path, redis_url, bus_prefix, scripted_llm):
             return False
 
     await wait_for(ready, timeout=30, what="the gateway")
-    for module, name in (
-        ("troika_gateway.worker", "worker"),
-        ("troika_planner", "planner"),
-        ("troika_executor", "executor"),
-        ("troika_reviewer", "reviewer"),
-    ):
-        processes[name] = spawn(module, name=name, **common)
-    return Stack(url, tmp_path / "data", processes)
 
 
 def step_script(request: dict) -> dict:
@@ -281,3 +305,78 @@ async def test_cancel_stops_a_running_task(stack, scripted_llm) -> None:
         detail = (await http.get(f"/tasks/{task['id']}", headers=headers)).json()
     assert detail["status"] == "cancelled"
     assert not (stack.data_dir / "workspaces" / task["id"] / "write.md").exists()
+
+
+async def test_restarting_everything_while_a_task_waits_loses_nothing(stack, scripted_llm) -> None:
+    scripted_llm.reply("PlanDraft", plan_answer(("write", [], ["create_file"])))
+    scripted_llm.always("StepDecision", step_script)
+    scripted_llm.always("ReviewDecision", {"approved": True, "summary": "Done."})
+    async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
+        headers = await sign_in(http)
+        task = (
+            await http.post("/tasks", headers=headers, json={"objective": "Write a file"})
+        ).json()
+
+        async def waiting() -> bool:
+            return len((await http.get("/interactions/pending", headers=headers)).json()) == 1
+
+        await wait_for(waiting, timeout=30, what="an approval request")
+    stack.stop_all()
+    stack.start_all()
+    await gateway_ready(stack.url)
+    async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
+        tokens = (
+            await http.post("/auth/login", json={"login": "ada", "password": PASSWORD})
+        ).json()
+        headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+        done = await approve_until_final(http, headers, task["id"])
+    assert done["status"] == "completed", done
+    assert done["approved"] == 1
+    assert [f["name"] for f in done["files"]] == ["write.md"]
+
+
+async def test_killing_services_at_random_loses_no_task_and_runs_no_call_twice(
+    stack, scripted_llm
+) -> None:
+    scripted_llm.always(
+        "PlanDraft", plan_answer(("one", [], ["create_file"]), ("two", ["one"], ["create_file"]))
+    )
+    scripted_llm.always("StepDecision", step_script)
+    scripted_llm.always("ReviewDecision", {"approved": True, "summary": "Done."})
+    rng = random.Random(7)  # noqa: S311 - a fixed seed: the same storm every run
+    stop = asyncio.Event()
+    kills = []
+
+    async def storm() -> None:
+        victims = [name for _, name in SERVICES]
+        modules = {name: module for module, name in SERVICES}
+        while not stop.is_set():
+            await asyncio.sleep(rng.uniform(3, 6))  # time enough to start up again
+            victim = rng.choice(victims)
+            stack.kill(victim)
+            kills.append(victim)
+            stack.start(victim, modules[victim])
+
+    async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
+        headers = await sign_in(http)
+        tasks = [
+            (
+                await http.post("/tasks", headers=headers, json={"objective": f"Objective {n}"})
+            ).json()
+            for n in range(10)
+        ]
+        chaos = asyncio.create_task(storm())
+        try:
+            results = [
+                await approve_until_final(http, headers, t["id"], timeout=240) for t in tasks
+            ]
+        finally:
+            stop.set()
+            await chaos
+        assert len(kills) >= 5, kills  # the storm really hit the services
+        for done in results:
+            assert done["status"] == "completed", done
+            assert sorted(f["name"] for f in done["files"]) == ["one.md", "two.md"]
+            log = (await http.get(f"/tasks/{done['id']}/events", headers=headers)).json()["events"]
+            finished = [e["data"]["key"] for e in log if e["kind"] == "tool.finished"]
+            assert len(finished) == len(set(finished)) == 2  # each call ran and was counted once

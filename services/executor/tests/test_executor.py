@@ -107,7 +107,9 @@ def execute_request(tool: str, **arguments) -> ToolExecute:
         correlation_id="task-1",
         user_id="u1",
         subtask_id="write",
-        call=ToolCall(key="k", tool=tool, arguments=arguments),
+        call=ToolCall(
+            key=call_key("task-1", "write", tool, arguments), tool=tool, arguments=arguments
+        ),
     )
 
 
@@ -155,3 +157,24 @@ async def test_unknown_tools_and_bad_arguments_fail_plainly(tmp_path) -> None:
     assert bad.outcome.error.startswith("invalid arguments")
     missing = await execute(execute_request("read_file", path="nope.txt"), tmp_path)
     assert missing.outcome.error == "there is no file 'nope.txt'"
+
+
+async def test_a_redelivered_call_returns_the_kept_outcome_without_running_again(tmp_path) -> None:
+    request = ToolExecute(
+        id="m1",
+        correlation_id="task-1",
+        user_id="u1",
+        subtask_id="write",
+        call=ToolCall(
+            key="key-1", tool="create_file", arguments={"path": "a.md", "content": "first"}
+        ),
+    )
+    first = await execute(request, tmp_path)
+    target = tmp_path / "workspaces" / "task-1" / "a.md"
+    target.write_text("changed by someone else since")
+    again = await execute(request, tmp_path)  # the same message, delivered again
+    assert again.outcome == first.outcome
+    assert again.id == first.id
+    assert target.read_text() == "changed by someone else since"  # it did not run twice
+    listed = await execute(execute_request("list_files"), tmp_path)
+    assert ".calls" not in listed.outcome.output

@@ -6,8 +6,10 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
+from troika_executor.ledger import CallLedger
 from troika_executor.stepping import SYSTEM, StepDecision, prompt, to_tool_calls
 from troika_executor.tools import run_tool
+from troika_executor.workspace import Workspace
 from troika_shared.llm import UnusableAnswer
 from troika_shared.messages import (
     Message,
@@ -56,10 +58,19 @@ async def step(request: StepRequested, llm: LLM) -> StepProposed:
 
 
 async def execute(request: ToolExecute, data_dir: Path) -> ToolResult:
-    """Runs one approved tool call in the task's folder."""
-    outcome = await run_tool(
-        data_dir, request.correlation_id, request.call.tool, request.call.arguments
-    )
+    """Runs one approved tool call in the task's folder, at most once per idempotency key.
+
+    The outcome is kept in the task's folder (where no tool can reach it) before the message is
+    acknowledged, so a redelivered request after a crash returns the kept outcome instead of
+    running the call again.
+    """
+    ledger = CallLedger(Workspace(data_dir, request.correlation_id))
+    outcome = await ledger.recall(request.call.key)
+    if outcome is None:
+        outcome = await run_tool(
+            data_dir, request.correlation_id, request.call.tool, request.call.arguments
+        )
+        await ledger.remember(request.call.key, outcome)
     return ToolResult(
         id=derive_id(request.id, "tool.result"),
         correlation_id=request.correlation_id,

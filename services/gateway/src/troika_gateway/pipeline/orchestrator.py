@@ -33,7 +33,7 @@ __all__ = ["Orchestrator"]
 
 log = structlog.get_logger("troika.orchestrator")
 
-Change = "Callable[[Machine, Task], Awaitable[None]]"
+_ATTEMPTS = 5  # a conflict means another answer for the task just committed: simply reapply
 
 
 class Orchestrator:
@@ -82,19 +82,22 @@ class Orchestrator:
         Raises:
             RetryableError: Another writer changed the task meanwhile (the answer comes again).
         """
-        async with self.sessionmaker() as db:
-            if await db.get(ProcessedMessage, message.id) is not None:
-                return []  # applied already: this is a redelivery
-            db.add(ProcessedMessage(id=message.id))
-            task = await db.get(Task, message.correlation_id)
-            machine = Machine(db, self.settings)
-            try:
-                if task is not None and not TaskStatus(task.status).final:
-                    await change(machine, task)
-                await db.commit()
-            except (StaleDataError, IntegrityError) as exc:
-                await db.rollback()
-                raise RetryableError("the task changed meanwhile", delay=0.05) from exc
+        for attempt in range(_ATTEMPTS):
+            async with self.sessionmaker() as db:
+                if await db.get(ProcessedMessage, message.id) is not None:
+                    return []  # applied already: this is a redelivery
+                db.add(ProcessedMessage(id=message.id))
+                task = await db.get(Task, message.correlation_id)
+                machine = Machine(db, self.settings)
+                try:
+                    if task is not None and not TaskStatus(task.status).final:
+                        await change(machine, task)
+                    await db.commit()
+                    break
+                except (StaleDataError, IntegrityError) as exc:
+                    await db.rollback()
+                    if attempt == _ATTEMPTS - 1:
+                        raise RetryableError("the task kept changing", delay=0.2) from exc
         if machine.events:
             await publish_events(self.bus, machine.events)
         await kick(self.bus)
