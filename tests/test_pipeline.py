@@ -115,6 +115,19 @@ async def sign_in(http: httpx.AsyncClient) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
+async def one_approval_waiting(http: httpx.AsyncClient, headers) -> list[dict]:
+    """Waits until exactly one action waits for approval; returns the pending list."""
+
+    async def pending() -> list[dict]:
+        return (await http.get("/interactions/pending", headers=headers)).json()
+
+    async def one() -> bool:
+        return len(await pending()) == 1
+
+    await wait_for(one, timeout=30, what="an approval request")
+    return await pending()
+
+
 async def approve_until_final(
     http: httpx.AsyncClient, headers, task_id: str, timeout: float = 60
 ) -> dict:
@@ -251,15 +264,7 @@ async def test_a_denied_call_never_runs_and_three_denials_ask_for_guidance(
             await http.post("/tasks", headers=headers, json={"objective": "Write a file"})
         ).json()
         for _ in range(3):
-
-            async def pending():
-                return (await http.get("/interactions/pending", headers=headers)).json()
-
-            async def one_pending() -> bool:
-                return len(await pending()) == 1
-
-            await wait_for(one_pending, timeout=30, what="an approval request")
-            [interaction] = await pending()
+            [interaction] = await one_approval_waiting(http, headers)
             denied = await http.post(
                 f"/interactions/{interaction['id']}/respond",
                 headers=headers,
@@ -294,10 +299,7 @@ async def test_cancel_stops_a_running_task(stack, scripted_llm) -> None:
             await http.post("/tasks", headers=headers, json={"objective": "Write a file"})
         ).json()
 
-        async def waiting() -> bool:
-            return len((await http.get("/interactions/pending", headers=headers)).json()) == 1
-
-        await wait_for(waiting, timeout=30, what="an approval request")
+        await one_approval_waiting(http, headers)
         cancelled = await http.post(f"/tasks/{task['id']}/cancel", headers=headers)
         assert cancelled.json()["status"] == "cancelled"
         assert (await http.get("/interactions/pending", headers=headers)).json() == []
@@ -317,10 +319,7 @@ async def test_restarting_everything_while_a_task_waits_loses_nothing(stack, scr
             await http.post("/tasks", headers=headers, json={"objective": "Write a file"})
         ).json()
 
-        async def waiting() -> bool:
-            return len((await http.get("/interactions/pending", headers=headers)).json()) == 1
-
-        await wait_for(waiting, timeout=30, what="an approval request")
+        await one_approval_waiting(http, headers)
     stack.stop_all()
     stack.start_all()
     await gateway_ready(stack.url)
