@@ -19,6 +19,7 @@ from troika_gateway.errors import Unauthorized
 
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from troika_gateway.auth.tokens import AccessClaims, TokenIssuer
 
@@ -45,7 +46,7 @@ class Principal:
 
 
 async def authenticate(
-    token: str, issuer: TokenIssuer, sessionmaker: object
+    token: str, issuer: TokenIssuer, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> tuple[Principal, AccessClaims]:
     """Verifies an access token and that its session is still live.
 
@@ -53,7 +54,7 @@ async def authenticate(
         Unauthorized: The token is invalid or expired, or its session was revoked.
     """
     claims = issuer.verify(token)
-    async with sessionmaker() as db:  # type: ignore[operator]
+    async with sessionmaker() as db:
         session = await db.scalar(
             select(Session).where(
                 Session.id == claims.session_id, Session.user_id == claims.user_id

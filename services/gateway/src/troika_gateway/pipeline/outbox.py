@@ -113,14 +113,20 @@ class Relay:
                     .limit(_BATCH)
                 )
             )
-        for row in rows:
-            message = decode(row.payload)
+        messages = [decode(row.payload) for row in rows]
+        for message in messages:
             await self.bus.publish(message)
+        if rows:
+            # One commit for the batch: a crash before it only re-publishes, and JetStream drops
+            # the copies by their ids.
             async with self.sessionmaker() as db:
                 await db.execute(
-                    update(Outbox).where(Outbox.id == row.id).values(published_at=datetime.now(UTC))
+                    update(Outbox)
+                    .where(Outbox.id.in_([row.id for row in rows]))
+                    .values(published_at=datetime.now(UTC))
                 )
                 await db.commit()
+        for message in messages:
             if isinstance(message, PlanRequested):
                 await self._mark_planning(message.correlation_id)
         return len(rows)
