@@ -9,7 +9,7 @@ PYTHON ?= python3
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 export UV_PYTHON_PREFERENCE ?= system
 
-.PHONY: help install run check test test-fast lint format clean
+.PHONY: help install run check test test-fast bench lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ test: install ## run the whole test suite (real NATS, Redis and PostgreSQL where
 
 test-fast: install ## the tests not marked slow
 	$(UV) run --frozen pytest -m "not slow"
+
+bench: install ## run the pipeline benchmark; writes var/bench/pipeline.json
+	$(UV) run --frozen python -m troika_testkit.bench --out var/bench/pipeline.json
 
 lint: install ## ruff, the formatter's check and mypy --strict
 	$(UV) run --frozen ruff check .

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
-COMPONENTS = ("nats", "valkey", "gateway", "worker", "planner", "executor", "reviewer")
+COMPONENTS = ("nats", "valkey", "llm", "gateway", "worker", "planner", "executor", "reviewer")
 
 
 def troika_env(data_dir: Path, **extra: str) -> dict[str, str]:
@@ -100,6 +100,9 @@ def test_up_check_starts_everything_reports_ready_and_stops(tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Troika is ready." in result.stdout
     assert status_rows(result.stdout) == dict.fromkeys(COMPONENTS, "ready")
+    # no model is configured, so the small local one serves, and the person is told what it is
+    assert "local model SmolLM2-135M-Instruct" in result.stdout
+    assert "it plans poorly" in result.stdout
     assert (data_dir / "nats" / "jetstream").is_dir()  # the embedded servers keep their data here
     assert not [pid for pid in descendants(1) if str(data_dir).encode() in _cmdline(pid)]
     with socket.socket() as probe:
@@ -116,8 +119,10 @@ def test_up_uses_servers_that_are_already_configured(
         TROIKA_NATS_URL=nats_url,
         TROIKA_REDIS_URL=redis_url,
         TROIKA_BUS_PREFIX=bus_prefix,
+        TROIKA_LLM_BASE_URL="http://127.0.0.1:9/v1",
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "plans poorly" not in result.stdout  # a configured endpoint: no local model
     rows = status_rows(result.stdout)
     assert rows == dict.fromkeys(
         ("nats", "redis", "gateway", "worker", "planner", "executor", "reviewer"), "ready"
@@ -175,7 +180,7 @@ def test_ctrl_c_stops_every_process(tmp_path: Path, start_up) -> None:
     data_dir = tmp_path / "var"
     process = start_up(data_dir)
     children = descendants(process.pid)
-    assert len(children) == 2 + 2 + 3 * 2  # nats, valkey, gateway, worker, two of each agent
+    assert len(children) == 2 + 1 + 2 + 3 * 2  # nats, valkey, llm, gateway, worker, 2 per agent
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=30)
     assert process.returncode == 0, rest
@@ -188,7 +193,7 @@ def test_killing_troika_up_leaves_no_process_behind(tmp_path: Path, start_up) ->
     data_dir = tmp_path / "var"
     process = start_up(data_dir)
     children = descendants(process.pid)
-    assert len(children) == 2 + 2 + 3 * 2
+    assert len(children) == 2 + 1 + 2 + 3 * 2
     process.kill()
     process.communicate(timeout=10)
     left = wait_gone(children)

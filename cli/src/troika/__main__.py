@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from troika.local_llm import NOTICE, model_name
 from troika.settings import UpSettings
-from troika.stack import Component, NotReady, PortInUse, Stack
+from troika.stack import Component, ModelMissing, NotReady, PortInUse, Stack
 from troika_shared.logs import configure_logging
 
 EXIT_NOT_READY = 1
@@ -77,7 +78,7 @@ async def _up(settings: UpSettings, *, check: bool) -> int:
     try:
         try:
             await stack.start()
-        except PortInUse as exc:
+        except (PortInUse, ModelMissing) as exc:
             print(f"Troika did not start: {exc}", file=sys.stderr)  # noqa: T201
             return EXIT_NOT_READY
         ready = asyncio.create_task(stack.wait_ready(settings.ready_timeout_s))
@@ -89,6 +90,9 @@ async def _up(settings: UpSettings, *, check: bool) -> int:
             print(f"\nTroika did not start: {exc}\n\n{_table(exc.components)}", file=sys.stderr)  # noqa: T201
             return EXIT_NOT_READY
         print(f"\nTroika is ready.\n\n{_table(rows)}\n", flush=True)  # noqa: T201
+        if stack.local_model is not None:
+            notice = NOTICE.format(name=model_name(stack.local_model))
+            print(f"Note: {notice}\n", flush=True)  # noqa: T201
         if check:
             return 0
         print(f"API: {stack.gateway_url}   (Ctrl+C stops everything)\n", flush=True)  # noqa: T201

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from troika_shared.settings import TroikaSettings
+from troika_shared.llm import LlmSettings
 
 
-class UpSettings(TroikaSettings):
+class UpSettings(LlmSettings):
     """The one-machine stack.
 
     Attributes:
@@ -21,6 +21,7 @@ class UpSettings(TroikaSettings):
         gateway_port: The gateway API's port.
         agent_replicas: Processes of each agent service (planner, executor, reviewer).
         ready_timeout_s: How long ``troika up`` waits for everything to report ready.
+        llm_gguf: The GGUF model the local provider serves (default: SmolLM2-135M-Instruct).
     """
 
     data_dir: Path = Path("var")
@@ -31,3 +32,11 @@ class UpSettings(TroikaSettings):
     gateway_port: int = Field(default=8000, ge=1, le=65535)
     agent_replicas: int = Field(default=1, ge=1, le=16)
     ready_timeout_s: float = Field(default=60.0, gt=0)
+    llm_gguf: Path | None = None
+
+    @property
+    def serves_local_llm(self) -> bool:
+        """Whether ``troika up`` runs the embedded model: asked for, or nothing else is set."""
+        if self.llm_provider == "auto":
+            return self.llm_base_url is None and self.llm_api_key is None
+        return self.llm_provider == "local"

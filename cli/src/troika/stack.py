@@ -20,18 +20,28 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from troika.embedded import EmbeddedNats, EmbeddedValkey
+from troika.embedded import EmbeddedNats, EmbeddedValkey, free_port
+from troika.local_llm import ModelMissing, default_gguf, model_name
 from troika.supervisor import ChildSpec, GaveUp, Supervisor
 from troika_shared.subjects import Topology
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
     from nats.aio.client import Client
 
     from troika.settings import UpSettings
 
-__all__ = ["AGENTS", "Component", "NotReady", "PortInUse", "Stack", "ping_service"]
+__all__ = [
+    "AGENTS",
+    "Component",
+    "ModelMissing",
+    "NotReady",
+    "PortInUse",
+    "Stack",
+    "ping_service",
+]
 
 AGENTS = ("planner", "executor", "reviewer")
 log = structlog.get_logger("troika.up")
@@ -108,12 +118,19 @@ class Stack:
         settings: Where things go and what to start.
         out: Where the services' prefixed output goes.
         color: Colour their labels.
+        env: Variables for every service on top of this process's environment.
     """
 
     def __init__(
-        self, settings: UpSettings, out: IO[str] = sys.stdout, *, color: bool = False
+        self,
+        settings: UpSettings,
+        out: IO[str] = sys.stdout,
+        *,
+        color: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
+        self.extra_env = dict(env or {})
         self.out = out
         self.color = color
         self.topology = Topology(settings.bus_prefix)
@@ -123,6 +140,8 @@ class Stack:
         self.supervisor: Supervisor | None = None
         self.nats_url = settings.nats_url or ""
         self.redis_url = settings.redis_url or ""
+        self.local_model: Path | None = None
+        self.llm_url = ""
 
     @property
     def gateway_url(self) -> str:
@@ -134,10 +153,16 @@ class Stack:
 
         Raises:
             PortInUse: The gateway's port is taken by another program.
+            ModelMissing: The local model is asked for, and there is no GGUF file to serve.
         """
         host, port = self.settings.gateway_host, self.settings.gateway_port
         if not _port_free(host, port):
             raise PortInUse(host, port)
+        if self.settings.serves_local_llm:
+            self.local_model = self.settings.llm_gguf or default_gguf()
+            if not self.local_model.is_file():
+                raise ModelMissing(f"{self.local_model} is not a file (TROIKA_LLM_GGUF)")
+            self.llm_url = f"http://127.0.0.1:{free_port()}/v1"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.nats_url:
             self.nats_server = EmbeddedNats(self.data_dir / "nats")
@@ -152,6 +177,7 @@ class Stack:
         s = self.settings
         env = {
             **os.environ,
+            **self.extra_env,
             "TROIKA_NATS_URL": self.nats_url,
             "TROIKA_REDIS_URL": self.redis_url,
             "TROIKA_BUS_PREFIX": s.bus_prefix,
@@ -163,11 +189,19 @@ class Stack:
             "TROIKA_LOG_FORMAT": "console" if s.log_format == "auto" else s.log_format,
             "PYTHONUNBUFFERED": "1",
         }
-        if "TROIKA_SECRET_KEY" not in os.environ:
+        if "TROIKA_SECRET_KEY" not in env:
             env["TROIKA_SECRET_KEY"] = _secret_key(self.data_dir)
         if self.color:
             env["FORCE_COLOR"] = "1"
-        specs = [
+        specs = []
+        if self.local_model is not None:
+            env["TROIKA_LLM_PROVIDER"] = "local"
+            env["TROIKA_LLM_BASE_URL"] = self.llm_url
+            env["TROIKA_LLM_MODEL"] = model_name(self.local_model)
+            port = self.llm_url.rsplit(":", 1)[1].split("/")[0]
+            argv = ("-m", "troika.local_llm", "--port", port, "--gguf", str(self.local_model))
+            specs.append(ChildSpec("llm", (sys.executable, *argv), env))
+        specs += [
             ChildSpec("gateway", (sys.executable, "-m", "troika_gateway"), env),
             ChildSpec("worker", (sys.executable, "-m", "troika_gateway.worker"), env),
         ]
@@ -188,6 +222,11 @@ class Stack:
         rows = [
             Component("nats", self.nats_url, note=nats_note),
             Component("valkey" if self.valkey_server else "redis", self.redis_url, note=redis_note),
+        ]
+        if self.local_model is not None:
+            note = f"local model {model_name(self.local_model)}"
+            rows.append(Component("llm", self.llm_url, note=note))
+        rows += [
             Component(
                 "gateway", self.gateway_url, note=f"API docs: {self.gateway_url}/schema/swagger"
             ),
@@ -236,6 +275,10 @@ class Stack:
                 with contextlib.suppress(RedisError, OSError):
                     async with Redis.from_url(self.redis_url, socket_timeout=2.0) as redis:
                         row.ready = bool(await redis.ping())
+            elif row.name == "llm":
+                with contextlib.suppress(httpx.HTTPError):
+                    health = self.llm_url.removesuffix("/v1") + "/health"
+                    row.ready = (await http.get(health)).status_code == 200
             elif row.name == "gateway":
                 with contextlib.suppress(httpx.HTTPError):
                     row.ready = (await http.get(f"{self.gateway_url}/ready")).status_code == 200

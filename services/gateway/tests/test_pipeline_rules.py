@@ -3,6 +3,8 @@ task with its reason, and guidance resumes it."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import select
 
@@ -150,6 +152,31 @@ async def test_the_happy_path_plans_executes_reviews_and_completes(driver) -> No
     }
 
 
+async def test_approvals_of_one_task_answered_at_once_all_go_through(driver, client, alice):
+    d = await driver()
+    await d.plan()
+    await d.propose(call(1), call(2), call(3), call(4))
+    pending = (await client.get("/interactions/pending", headers=alice.headers)).json()
+    assert len(pending) == 4
+    answers = await asyncio.gather(*(
+        client.post(f"/interactions/{p['id']}/respond", headers=alice.headers,
+                    json={"decision": "approve"})
+        for p in pending
+    ))  # fmt: skip
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    executes = await d.commands(ToolExecute)
+    assert sorted(e.call.arguments["path"] for e in executes) == [
+        "f1.md",
+        "f2.md",
+        "f3.md",
+        "f4.md",
+    ]
+    assert len({e.id for e in executes}) == 4
+    log = (await client.get(f"/tasks/{d.task_id}/events", headers=alice.headers)).json()["events"]
+    assert [e["kind"] for e in log].count("tool.approved") == 4
+    assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
+
+
 async def test_a_redelivered_answer_is_applied_once(driver) -> None:
     d = await driver()
     [request] = await d.commands(PlanRequested)
@@ -292,3 +319,33 @@ async def test_answers_for_a_cancelled_task_change_nothing(driver, client, alice
     task = await d.task()
     assert task["status"] == "cancelled"
     assert await d.commands(StepRequested) == []
+
+
+async def test_a_file_an_agent_wrote_in_a_folder_can_be_downloaded(
+    driver, gateway, client, alice
+) -> None:
+    d = await driver()
+    await d.plan()
+    await d.propose(call(1, "notes/summary.md"))
+    await d.respond()
+    folder = gateway.settings.data_dir / "workspaces" / d.task_id / "notes"
+    folder.mkdir(parents=True)
+    (folder / "summary.md").write_text("# Summary\n")
+    (gateway.settings.data_dir / "secret").write_text("do not serve")
+    [execute] = await d.commands(ToolExecute)
+    outcome = ToolOutcome(ok=True, output="written", files=("notes/summary.md",))
+    await d.answer(
+        execute, ToolResult, subtask_id=execute.subtask_id, key=execute.call.key, outcome=outcome
+    )
+    assert [f["name"] for f in (await d.task())["files"]] == ["notes/summary.md"]
+    url = f"/tasks/{d.task_id}/files"
+    download = await client.get(f"{url}/notes/summary.md", headers=alice.headers)
+    assert download.status_code == 200
+    assert download.text == "# Summary\n"
+    assert 'filename="summary.md"' in download.headers["content-disposition"]
+    for escape in ("notes/..%2F..%2F..%2Fsecret", "notes/%2e%2e/%2e%2e/%2e%2e/secret", "notes/.x"):
+        refused = await client.get(f"{url}/{escape}", headers=alice.headers)
+        assert 400 <= refused.status_code < 500, escape
+        assert "do not serve" not in refused.text
+    missing = await client.get(f"{url}/notes/other.md", headers=alice.headers)
+    assert missing.status_code == 404

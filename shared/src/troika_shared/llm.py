@@ -57,8 +57,12 @@ class LlmSettings(TroikaSettings):
     """Which model the agents use and how to reach it.
 
     Attributes:
-        llm_provider: ``openai`` (any OpenAI-compatible endpoint) or ``local`` (an embedded
-            llama.cpp server that ``troika up`` starts; small models plan poorly).
+        llm_provider: ``openai`` (any OpenAI-compatible endpoint), ``local`` (an embedded
+            llama.cpp server that ``troika up`` starts; small models plan poorly) or ``auto``
+            (``troika up`` serves the local model when no endpoint or key is configured).
+        llm_mode: How answers are asked for: ``tools`` (a function call; OpenAI and most
+            servers) or ``json_schema`` (JSON constrained by the answer's schema; llama.cpp).
+            Unset: ``json_schema`` for the local model, ``tools`` otherwise.
         llm_base_url: The endpoint (``None``: OpenAI's).
         llm_api_key: The key (``TROIKA_LLM_API_KEY``, or ``OPENAI_API_KEY``).
         llm_model: The model name the endpoint knows.
@@ -68,7 +72,8 @@ class LlmSettings(TroikaSettings):
         llm_temperature: Sampling temperature.
     """
 
-    llm_provider: Literal["openai", "local"] = "openai"
+    llm_provider: Literal["auto", "openai", "local"] = "auto"
+    llm_mode: Literal["tools", "json_schema"] | None = None
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("TROIKA_LLM_API_KEY", "OPENAI_API_KEY")
@@ -154,7 +159,11 @@ class OpenAICompatibleLLM:
             timeout=settings.llm_timeout_s,
             max_retries=settings.llm_max_retries,
         )
-        self._client = instructor.from_openai(self._openai, mode=instructor.Mode.TOOLS)
+        mode = settings.llm_mode or ("json_schema" if settings.llm_provider == "local" else "tools")
+        self._client = instructor.from_openai(
+            self._openai,
+            mode=instructor.Mode.JSON_SCHEMA if mode == "json_schema" else instructor.Mode.TOOLS,
+        )
 
     async def close(self) -> None:
         """Closes the HTTP connections."""

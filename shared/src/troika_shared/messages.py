@@ -7,7 +7,8 @@ type, and unknown fields are ignored, so an older service can read a newer messa
 A message's ``id`` is its identity on the bus: it becomes the JetStream ``Nats-Msg-Id`` (a
 re-published copy is dropped as a duplicate) and handlers are idempotent on it. Messages produced
 in answer to another take a :func:`derive_id` of their cause, so a handler that runs twice after a
-redelivery publishes the same ids again, and the copies are dropped.
+redelivery publishes the same ids again, and the copies are dropped. Answers also carry their
+request's ``occurred_at`` as ``requested_at``, so the orchestrator can time each round trip.
 """
 
 from __future__ import annotations
@@ -197,6 +198,7 @@ class PlanProduced(Message, kw_only=True, frozen=True, tag="plan.produced"):
     stuck_reason: str | None = None
     unusable: bool = False
     usage: tuple[Usage, ...] = ()
+    requested_at: datetime | None = None
 
 
 class StepRequested(Message, kw_only=True, frozen=True, tag="step.requested"):
@@ -223,6 +225,7 @@ class StepProposed(Message, kw_only=True, frozen=True, tag="step.proposed"):
     stuck_reason: str | None = None
     unusable: bool = False
     usage: tuple[Usage, ...] = ()
+    requested_at: datetime | None = None
 
 
 class ToolExecute(Message, kw_only=True, frozen=True, tag="tool.execute"):
@@ -239,6 +242,7 @@ class ToolResult(Message, kw_only=True, frozen=True, tag="tool.result"):
     subtask_id: str
     key: str
     outcome: ToolOutcome
+    requested_at: datetime | None = None
 
 
 class ReviewRequested(Message, kw_only=True, frozen=True, tag="review.requested"):
@@ -261,6 +265,7 @@ class ReviewVerdict(Message, kw_only=True, frozen=True, tag="review.verdict"):
     stuck_reason: str | None = None
     unusable: bool = False
     usage: tuple[Usage, ...] = ()
+    requested_at: datetime | None = None
 
 
 class DesktopAction(Message, kw_only=True, frozen=True, tag="desktop.action"):

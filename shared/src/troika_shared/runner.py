@@ -43,6 +43,8 @@ from troika_shared.logs import configure_logging
 from troika_shared.messages import DeadLettered, Message, decode, derive_id
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from nats.micro.service import Service
 
     from troika_shared.router import Router
@@ -238,15 +240,26 @@ class ServiceRunner:
         return self._bus
 
 
-def run_until_signalled(runner: ServiceRunner) -> None:
-    """Runs a service in a fresh event loop until SIGTERM or SIGINT, then shuts it down cleanly."""
+def run_until_signalled(
+    runner: ServiceRunner, on_stop: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Runs a service in a fresh event loop until SIGTERM or SIGINT, then shuts it down cleanly.
+
+    Args:
+        runner: The service.
+        on_stop: Awaited last, in the same loop (closing the service's own clients).
+    """
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await runner.run(stop)
+        try:
+            await runner.run(stop)
+        finally:
+            if on_stop is not None:
+                await on_stop()
 
     asyncio.run(main())
 
@@ -258,6 +271,7 @@ def serve(
     settings: AgentSettings,
     router: Router,
     stream: StreamKey,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Everything an agent service's ``__main__`` does: logging, then the runner until a signal.
 
@@ -267,6 +281,7 @@ def serve(
         settings: The service's settings, already built.
         router: Its handlers.
         stream: The work-queue stream it consumes.
+        on_stop: Awaited after the runner stops (closing the service's LLM client).
     """
     configure_logging(service=service, level=settings.log_level, fmt=settings.log_format)
     runner = ServiceRunner(
@@ -277,7 +292,7 @@ def serve(
         stream=stream,
     )
     try:
-        run_until_signalled(runner)
+        run_until_signalled(runner, on_stop)
     except DependencyUnavailable as exc:
         log.error(  # noqa: TRY400 - an expected condition: no traceback, just the reason
             "service.unavailable", dependency=exc.dependency, error=str(exc)

@@ -20,7 +20,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -49,10 +49,12 @@ class ScriptedLLM:
 
     Attributes:
         requests: Every chat-completions request body received, in order.
-        usage: ``(prompt_tokens, completion_tokens)`` reported for each answer.
+        usage: ``(prompt_tokens, completion_tokens)`` reported for each answer, or
+            ``"estimate"``: about one token per four characters of the request's messages and
+            tools and of the answer (what a benchmark reports as prompt sizes).
     """
 
-    usage: tuple[int, int] = (120, 30)
+    usage: tuple[int, int] | Literal["estimate"] = (120, 30)
     requests: list[dict[str, Any]] = field(default_factory=list)
     _script: dict[str, deque[Reply]] = field(default_factory=lambda: defaultdict(deque))
     _defaults: dict[str, Reply] = field(default_factory=dict)
@@ -175,7 +177,11 @@ class ScriptedLLM:
         return self._defaults.get(tool)
 
     def _completion(self, request: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
-        prompt, completion = self.usage
+        if self.usage == "estimate":
+            asked = json.dumps([request.get("messages", []), request.get("tools", [])])
+            prompt, completion = _tokens(asked), _tokens(json.dumps(arguments))
+        else:
+            prompt, completion = self.usage
         call = {
             "id": f"call_{len(self.requests)}",
             "type": "function",
@@ -199,6 +205,10 @@ class ScriptedLLM:
                 "total_tokens": prompt + completion,
             },
         }
+
+
+def _tokens(text: str) -> int:
+    return max(1, -(-len(text) // 4))
 
 
 def _tool_of(request: dict[str, Any]) -> str:

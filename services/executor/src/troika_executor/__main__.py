@@ -12,11 +12,13 @@ from troika_shared.subjects import StreamKey
 def main() -> None:
     """Consumes step requests and approved tool calls until SIGTERM or SIGINT."""
     settings = ExecutorSettings()
+    llm = OpenAICompatibleLLM(settings)
     serve(
         service="executor",
         distribution="troika-executor",
         settings=settings,
-        router=build_router(OpenAICompatibleLLM(settings), settings.data_dir.resolve()),
+        router=build_router(llm, settings.data_dir.resolve()),
+        on_stop=llm.close,
         stream=StreamKey.EXECUTOR,
     )
 

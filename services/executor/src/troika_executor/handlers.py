@@ -37,6 +37,7 @@ async def step(request: StepRequested, llm: LLM) -> StepProposed:
         id=derive_id(request.id, "step.proposed"),
         correlation_id=request.correlation_id,
         subtask_id=request.subtask_id,
+        requested_at=request.occurred_at,
     )
     try:
         answer = await llm.complete(
@@ -77,6 +78,7 @@ async def execute(request: ToolExecute, data_dir: Path) -> ToolResult:
         subtask_id=request.subtask_id,
         key=request.call.key,
         outcome=outcome,
+        requested_at=request.occurred_at,
     )
 
 

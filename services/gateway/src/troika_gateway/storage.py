@@ -88,6 +88,19 @@ class Workspace:
             raise InvalidInput(f"the file name {name[:80]!r} points outside the task's folder")
         return target
 
+    def nested(self, relative: str) -> Path:
+        """Where a file at ``relative`` (``notes/summary.md``, as a tool wrote it) lives.
+
+        Raises:
+            InvalidInput: A part of the path is not a safe name, or it resolves outside the
+                workspace (through ``..`` or a link).
+        """
+        parts = [safe_name(part) for part in relative.strip("/").split("/")]
+        target = self.root.joinpath(*parts).resolve()
+        if not target.is_relative_to(self.root) or target == self.root:
+            raise InvalidInput(f"the path {relative[:80]!r} points outside the task's folder")
+        return target
+
 
 async def store_upload(upload: UploadFile, target: Path, limit: int) -> Stored:
     """Copies an upload to ``target`` (atomically), refusing it past ``limit`` bytes.

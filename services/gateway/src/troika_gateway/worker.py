@@ -42,12 +42,14 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
         sessionmaker = create_sessionmaker(engine)
         async with await Bus.connect(settings, name="gateway-worker") as bus:
             await bus.ensure_streams()
-            relay = Relay(sessionmaker, bus, settings.relay_interval_s)
+            # SQLite takes one writer at a time: this process's writers queue for it in turn.
+            writes = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+            relay = Relay(sessionmaker, bus, settings.relay_interval_s, writes)
             runner = ServiceRunner(
                 service="orchestrator",
                 version=metadata.version("troika-gateway"),
                 settings=settings,
-                router=Orchestrator(sessionmaker, settings, bus).router(),
+                router=Orchestrator(sessionmaker, settings, bus, writes).router(),
                 stream=StreamKey.RESULTS,
             )
             await asyncio.gather(runner.run(stop), relay.run(stop))

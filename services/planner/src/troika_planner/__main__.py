@@ -12,11 +12,13 @@ from troika_shared.subjects import StreamKey
 def main() -> None:
     """Consumes plan requests until SIGTERM or SIGINT."""
     settings = PlannerSettings()
+    llm = OpenAICompatibleLLM(settings)
     serve(
         service="planner",
         distribution="troika-planner",
         settings=settings,
-        router=build_router(OpenAICompatibleLLM(settings)),
+        router=build_router(llm),
+        on_stop=llm.close,
         stream=StreamKey.PLANNER,
     )
 

@@ -29,6 +29,7 @@ async def plan(request: PlanRequested, llm: LLM) -> PlanProduced:
         return PlanProduced(
             id=reply_id,
             correlation_id=request.correlation_id,
+            requested_at=request.occurred_at,
             stuck_reason=exc.reason,
             unusable=True,
             usage=(exc.usage,),
@@ -38,12 +39,14 @@ async def plan(request: PlanRequested, llm: LLM) -> PlanProduced:
         return PlanProduced(
             id=reply_id,
             correlation_id=request.correlation_id,
+            requested_at=request.occurred_at,
             stuck_reason=draft.cannot_proceed.strip(),
             usage=(answer.usage,),
         )
     return PlanProduced(
         id=reply_id,
         correlation_id=request.correlation_id,
+        requested_at=request.occurred_at,
         plan=to_plan(draft),
         usage=(answer.usage,),
     )

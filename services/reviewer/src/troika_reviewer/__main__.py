@@ -12,11 +12,13 @@ from troika_shared.subjects import StreamKey
 def main() -> None:
     """Consumes review requests until SIGTERM or SIGINT."""
     settings = ReviewerSettings()
+    llm = OpenAICompatibleLLM(settings)
     serve(
         service="reviewer",
         distribution="troika-reviewer",
         settings=settings,
-        router=build_router(OpenAICompatibleLLM(settings)),
+        router=build_router(llm),
+        on_stop=llm.close,
         stream=StreamKey.REVIEWER,
     )
 

@@ -22,6 +22,7 @@ async def review(request: ReviewRequested, llm: LLM) -> ReviewVerdict:
         ReviewVerdict,
         id=derive_id(request.id, "review.verdict"),
         correlation_id=request.correlation_id,
+        requested_at=request.occurred_at,
     )
     try:
         answer = await llm.complete(

@@ -5,12 +5,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm.exc import StaleDataError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["create_engine", "create_sessionmaker"]
+__all__ = ["WRITE_CONFLICTS", "create_engine", "create_sessionmaker"]
+
+WRITE_CONFLICTS = (StaleDataError, IntegrityError)
+"""What a task's writer meets when another writer committed to the same task first: the task's
+version moved on, or the other took the next event number or message id. Roll back, load the
+task again and reapply."""
 
 
 def create_engine(url: str) -> AsyncEngine:

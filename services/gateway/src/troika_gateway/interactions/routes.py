@@ -13,9 +13,9 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Meta, Struct
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
 
 from troika_gateway.auth.middleware import Principal
+from troika_gateway.db.engine import WRITE_CONFLICTS
 from troika_gateway.db.models import Interaction, Task, TaskStatus, ToolCall
 from troika_gateway.errors import Conflict, NotFound
 from troika_gateway.events import publish_events
@@ -25,7 +25,7 @@ from troika_gateway.pipeline.outbox import kick
 
 __all__ = ["Answer", "InteractionController", "InteractionView"]
 
-_ANSWER_ATTEMPTS = 3
+_ANSWER_ATTEMPTS = 5
 
 
 class InteractionView(Struct, kw_only=True):
@@ -135,7 +135,7 @@ class InteractionController(Controller):
             try:
                 await machine.respond(task, call, approve=approve, reason=data.reason.strip())
                 await db.commit()
-            except StaleDataError:
+            except WRITE_CONFLICTS:
                 await db.rollback()
                 if attempt == _ANSWER_ATTEMPTS - 1:
                     raise Conflict("the task kept changing; try again") from None

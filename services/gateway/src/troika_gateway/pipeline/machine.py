@@ -28,6 +28,7 @@ from troika_gateway.db.models import (
     TaskEvent,
     TaskStatus,
     ToolCall,
+    new_uuid,
 )
 from troika_gateway.events import append_event
 from troika_gateway.pipeline.outbox import enqueue
@@ -347,24 +348,25 @@ class Machine:
             )
             self.db.add(row)
             await self.db.flush()
-            self.db.add(
-                Interaction(
-                    user_id=task.user_id,
-                    task_id=task.id,
-                    tool_call_id=row.id,
-                    kind="approval",
-                    prompt={
-                        "tool": call.tool,
-                        "risk": definition.risk if definition else "external",
-                        "description": definition.description if definition else "",
-                        "arguments": call.arguments,
-                        "subtask": subtask.key,
-                    },
-                )
+            interaction = Interaction(
+                id=new_uuid(),
+                user_id=task.user_id,
+                task_id=task.id,
+                tool_call_id=row.id,
+                kind="approval",
+                prompt={
+                    "tool": call.tool,
+                    "risk": definition.risk if definition else "external",
+                    "description": definition.description if definition else "",
+                    "arguments": call.arguments,
+                    "subtask": subtask.key,
+                },
             )
+            self.db.add(interaction)
             self.event(
                 task,
                 "approval.requested",
+                interaction_id=interaction.id,
                 subtask=subtask.key,
                 tool=call.tool,
                 arguments=call.arguments,

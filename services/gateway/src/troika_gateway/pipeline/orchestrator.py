@@ -7,21 +7,29 @@ and a crash before the commit leaves nothing half-done: the answer is simply del
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.exc import StaleDataError
 
+from troika_gateway.db.engine import WRITE_CONFLICTS
 from troika_gateway.db.models import ProcessedMessage, Task, TaskStatus
 from troika_gateway.events import publish_events
 from troika_gateway.pipeline.machine import Machine
 from troika_gateway.pipeline.outbox import kick
 from troika_shared.errors import RetryableError
-from troika_shared.messages import Message, PlanProduced, ReviewVerdict, StepProposed, ToolResult
+from troika_shared.messages import (
+    Message,
+    PlanProduced,
+    ReviewVerdict,
+    StepProposed,
+    ToolResult,
+    utcnow,
+)
 from troika_shared.router import Router
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Awaitable, Callable
 
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -43,14 +51,21 @@ class Orchestrator:
         sessionmaker: The database.
         settings: Thresholds and the data directory.
         bus: Where events and kicks go after each commit.
+        writes: Held around each transaction, where the database takes one writer at a time
+            (SQLite): queueing here is cheaper than SQLite's own busy-wait back-off.
     """
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], settings: GatewaySettings, bus: Bus
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: GatewaySettings,
+        bus: Bus,
+        writes: asyncio.Lock | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.bus = bus
+        self.writes = writes or contextlib.nullcontext()
 
     def router(self) -> Router:
         """Routes every answer type to its transition."""
@@ -83,7 +98,7 @@ class Orchestrator:
             RetryableError: Another writer changed the task meanwhile (the answer comes again).
         """
         for attempt in range(_ATTEMPTS):
-            async with self.sessionmaker() as db:
+            async with self.writes, self.sessionmaker() as db:
                 if await db.get(ProcessedMessage, message.id) is not None:
                     return []  # applied already: this is a redelivery
                 db.add(ProcessedMessage(id=message.id))
@@ -94,11 +109,39 @@ class Orchestrator:
                         await change(machine, task)
                     await db.commit()
                     break
-                except (StaleDataError, IntegrityError) as exc:
+                except WRITE_CONFLICTS as exc:
                     await db.rollback()
                     if attempt == _ATTEMPTS - 1:
                         raise RetryableError("the task kept changing", delay=0.2) from exc
+        await kick(self.bus)  # the relay publishes the next commands while the events go out
         if machine.events:
             await publish_events(self.bus, machine.events)
-        await kick(self.bus)
+        _log_round_trip(message)
         return []
+
+
+def _log_round_trip(message: Message) -> None:
+    """Logs how long the answer's round trip took, and how much of it was not the LLM.
+
+    The round trip runs from the request's creation to this answer's commit: the outbox, both
+    bus hops, the agent's own work, the LLM call and this transaction. ``overhead_ms`` is that
+    time less the LLM calls' latency (what ``make bench`` reports as the step overhead):
+    ``there_ms`` up to the agent's answer, ``back_ms`` from there to this commit.
+    """
+    requested_at = getattr(message, "requested_at", None)
+    if requested_at is None:
+        return
+    now = utcnow()
+    round_trip_ms = (now - requested_at).total_seconds() * 1000
+    back_ms = (now - message.occurred_at).total_seconds() * 1000
+    llm_ms = sum(usage.latency_ms for usage in getattr(message, "usage", ()))
+    log.info(
+        "answer.applied",
+        type=message.type,
+        task_id=message.correlation_id,
+        round_trip_ms=round(round_trip_ms, 3),
+        llm_ms=round(llm_ms, 3),
+        overhead_ms=round(round_trip_ms - llm_ms, 3),
+        there_ms=round(round_trip_ms - back_ms - llm_ms, 3),
+        back_ms=round(back_ms, 3),
+    )

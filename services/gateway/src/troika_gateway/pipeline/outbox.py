@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import select, update
-from sqlalchemy.orm.exc import StaleDataError
 
+from troika_gateway.db.engine import WRITE_CONFLICTS
 from troika_gateway.db.models import Outbox, Task, TaskStatus
 from troika_gateway.events import append_event, publish_events
 from troika_shared.errors import DependencyUnavailable
@@ -30,6 +30,7 @@ __all__ = ["Relay", "enqueue", "kick", "kick_subject"]
 
 log = structlog.get_logger("troika.gateway.outbox")
 _BATCH = 200
+_MARK_ATTEMPTS = 5
 
 
 def enqueue(db: AsyncSession, message: Message) -> None:
@@ -62,14 +63,20 @@ class Relay:
         sessionmaker: The database.
         bus: The bus.
         interval_s: Time between sweeps when nobody kicks.
+        writes: Held around each write where the database takes one writer at a time.
     """
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], bus: Bus, interval_s: float
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        bus: Bus,
+        interval_s: float,
+        writes: asyncio.Lock | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.bus = bus
         self.interval_s = interval_s
+        self.writes = writes or contextlib.nullcontext()
         self._wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -81,12 +88,12 @@ class Relay:
         subscription = await self.bus.nc.subscribe(kick_subject(self.bus), cb=woken)
         try:
             while not stop.is_set():
+                self._wake.clear()  # before the sweep: a kick during it means another sweep
                 try:
                     while await self.sweep() == _BATCH:
                         continue
                 except DependencyUnavailable as exc:
                     log.warning("outbox.publish_failed", error=str(exc))
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.interval_s):
                         waits = [
@@ -119,7 +126,7 @@ class Relay:
         if rows:
             # One commit for the batch: a crash before it only re-publishes, and JetStream drops
             # the copies by their ids.
-            async with self.sessionmaker() as db:
+            async with self.writes, self.sessionmaker() as db:
                 await db.execute(
                     update(Outbox)
                     .where(Outbox.id.in_([row.id for row in rows]))
@@ -133,15 +140,17 @@ class Relay:
 
     async def _mark_planning(self, task_id: str) -> None:
         """A queued task whose plan request went out is now planning."""
-        async with self.sessionmaker() as db:
-            task = await db.get(Task, task_id)
-            if task is None or task.status != TaskStatus.QUEUED.value:
-                return
-            task.status = TaskStatus.PLANNING.value
-            task.started_at = task.started_at or datetime.now(UTC)
-            event = append_event(db, task, "task.planning", {"status": task.status})
-            try:
-                await db.commit()
-            except StaleDataError:
-                return  # another writer moved it on; nothing to do
-        await publish_events(self.bus, [event])
+        for _ in range(_MARK_ATTEMPTS):
+            async with self.writes, self.sessionmaker() as db:
+                task = await db.get(Task, task_id)
+                if task is None or task.status != TaskStatus.QUEUED.value:
+                    return  # another writer moved it on; nothing to do
+                task.status = TaskStatus.PLANNING.value
+                task.started_at = task.started_at or datetime.now(UTC)
+                event = append_event(db, task, "task.planning", {"status": task.status})
+                try:
+                    await db.commit()
+                except WRITE_CONFLICTS:
+                    continue  # another writer committed to the task first: look again
+            await publish_events(self.bus, [event])
+            return

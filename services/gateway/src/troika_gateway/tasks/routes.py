@@ -161,15 +161,15 @@ class TaskController(Controller):
             raise InvalidInput(f"upload at most {_MAX_FILES_PER_UPLOAD} files at a time")
         return await tasks.upload(task_id, data.files)
 
-    @get("/{task_id:str}/files/{name:str}", media_type="application/octet-stream")
+    @get("/{task_id:str}/files/{name:path}", media_type="application/octet-stream")
     async def download(
         self, task_id: FromPath[str], name: FromPath[str], tasks: NamedDependency[Tasks]
     ) -> File:
-        """Downloads a file (as an attachment)."""
-        row, path = await tasks.file(task_id, name)
+        """Downloads a file (as an attachment); files the agents wrote may be in folders."""
+        row, path = await tasks.file(task_id, name.lstrip("/"))
         return File(
             path=path,
-            filename=row.name,
+            filename=path.name,
             media_type=row.content_type,
             content_disposition_type="attachment",
         )

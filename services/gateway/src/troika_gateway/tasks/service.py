@@ -13,8 +13,8 @@ import anyio.to_thread
 import msgspec
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import selectinload
-from sqlalchemy.orm.exc import StaleDataError
 
+from troika_gateway.db.engine import WRITE_CONFLICTS
 from troika_gateway.db.models import File, Interaction, LlmUsage, Task, TaskEvent, TaskStatus
 from troika_gateway.errors import Conflict, InvalidInput, NotFound
 from troika_gateway.events import append_event
@@ -227,10 +227,10 @@ class Tasks:
             NotFound: No such task or file.
         """
         task = await self.get(task_id)
-        path = Workspace(self.data_dir, task.id).path(name)
-        row = await self.db.scalar(
-            select(File).where(File.task_id == task.id, File.name == path.name)
-        )
+        workspace = Workspace(self.data_dir, task.id)
+        path = workspace.nested(name)
+        stored = path.relative_to(workspace.root).as_posix()
+        row = await self.db.scalar(select(File).where(File.task_id == task.id, File.name == stored))
         if row is None or not await anyio.Path(path).is_file():
             raise NotFound("file")
         return row, path
@@ -245,7 +245,7 @@ class Tasks:
             try:
                 await change(task)
                 await self.db.commit()
-            except StaleDataError:
+            except WRITE_CONFLICTS:
                 await self.db.rollback()
                 self.new_events.clear()
                 if attempt == _WRITE_ATTEMPTS - 1:
