@@ -131,6 +131,7 @@ class Bus:
                 ),
                 storage=api.StorageType.FILE,
                 max_age=spec.max_age_s or None,
+                max_msgs_per_subject=spec.max_msgs_per_subject,
                 duplicate_window=self._duplicate_window,
             )
             try:
@@ -172,6 +173,21 @@ class Bus:
         except (NatsTimeoutError, NoServersError, ConnectionClosedError) as exc:
             raise DependencyUnavailable("nats", f"publish to {target}: {exc!r}") from exc
         return not ack.duplicate
+
+    async def stopped(self, task_id: str) -> bool:
+        """Whether the task has reached a final status (its queued calls must not run).
+
+        Raises:
+            DependencyUnavailable: JetStream did not answer.
+        """
+        stream = self.topology.stream_name(StreamKey.STOPPED)
+        try:
+            await self.js.get_last_msg(stream, self.topology.stopped_subject(task_id))
+        except NotFoundError:
+            return False
+        except (NatsTimeoutError, TimeoutError, ConnectionClosedError) as exc:
+            raise DependencyUnavailable("nats", f"could not look up task {task_id}: {exc}") from exc
+        return True
 
     async def work_queue(
         self,

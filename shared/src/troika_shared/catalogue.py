@@ -8,7 +8,7 @@ validation of what the model proposes come from one definition.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,13 +50,60 @@ class ListFilesArgs(_Args):
 
 @dataclass(frozen=True, slots=True)
 class ToolDefinition:
-    """A tool: its name, purpose, arguments and how much care it needs."""
+    """A tool: its name, purpose, arguments and how much care it needs.
+
+    Attributes:
+        risk: ``read`` (looks only), ``write`` (changes the task's folder) or ``external``
+            (acts in the world: sends, posts, submits, runs code, drives the desktop).
+        input_fields: Arguments the person fills in on the approval form (an e-mail's
+            recipient, subject and body): the agent proposes them, the person decides them.
+    """
 
     name: str
     description: str
     arguments: type[_Args]
     risk: Risk
-    needs_input: bool = False
+    input_fields: tuple[str, ...] = ()
+
+    @property
+    def needs_input(self) -> bool:
+        """Whether approving a call means filling in a form."""
+        return bool(self.input_fields)
+
+    @property
+    def side_effects(self) -> bool:
+        """Whether a call acts outside the task's folder (never allowed without asking unless
+        the person confirms it)."""
+        return self.risk == "external"
+
+    def form(self, proposed: dict[str, Any]) -> dict[str, Any]:
+        """The approval form: the JSON schema of the input fields, the agent's values as defaults.
+
+        Returns:
+            An object schema with only the input fields, ``additionalProperties: false``.
+        """
+        schema = self.arguments.model_json_schema()
+        properties = {}
+        for name in self.input_fields:
+            field = dict(schema["properties"][name])
+            if name in proposed:
+                field["default"] = proposed[name]
+            properties[name] = field
+        required = [name for name in schema.get("required", []) if name in self.input_fields]
+        return {
+            "type": "object",
+            "properties": properties,
+            "required": required,
+            "additionalProperties": False,
+        }
+
+    def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The arguments as the tool accepts them.
+
+        Raises:
+            pydantic.ValidationError: They do not fit the tool's schema.
+        """
+        return self.arguments.model_validate(arguments).model_dump(mode="json", exclude_unset=True)
 
     def spec(self) -> ToolSpec:
         """The tool as it is shown to the agents."""

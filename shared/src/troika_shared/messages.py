@@ -36,6 +36,7 @@ __all__ = [
     "Subtask",
     "SubtaskResult",
     "TaskEvent",
+    "TaskStopped",
     "ToolCall",
     "ToolExecute",
     "ToolOutcome",
@@ -229,11 +230,12 @@ class StepProposed(Message, kw_only=True, frozen=True, tag="step.proposed"):
 
 
 class ToolExecute(Message, kw_only=True, frozen=True, tag="tool.execute"):
-    """Runs one approved tool call."""
+    """Runs one approved tool call; ``approval`` is the gateway's seal on exactly this call."""
 
     user_id: str
     subtask_id: str
     call: ToolCall
+    approval: str = ""
 
 
 class ToolResult(Message, kw_only=True, frozen=True, tag="tool.result"):
@@ -285,6 +287,16 @@ class DesktopResult(Message, kw_only=True, frozen=True, tag="desktop.result"):
     outcome: ToolOutcome
 
 
+class TaskStopped(Message, kw_only=True, frozen=True, tag="task.stopped"):
+    """A task reached a final status: whatever is still queued for it must not act any more.
+
+    One per task is kept on the bus (the last), where the executors look before running a
+    call, so a call that was already on its way when the person cancelled never runs.
+    """
+
+    status: str
+
+
 class TaskEvent(Message, kw_only=True, frozen=True, tag="task.event"):
     """One entry of a task's event log, pushed to the user's live view."""
 
@@ -327,6 +339,7 @@ AnyMessage = (
     | ReviewVerdict
     | DesktopAction
     | DesktopResult
+    | TaskStopped
     | TaskEvent
     | DeadLettered
 )

@@ -67,6 +67,8 @@ class ServiceRunner:
         settings: Bus and consumer settings.
         router: The handlers.
         stream: The work-queue stream to consume.
+        on_start: Awaited with the connected bus before the first message (handlers that need
+            to look something up on the bus bind to it here).
     """
 
     def __init__(
@@ -77,12 +79,14 @@ class ServiceRunner:
         settings: AgentSettings,
         router: Router,
         stream: StreamKey,
+        on_start: Callable[[Bus], Awaitable[None]] | None = None,
     ) -> None:
         self.service = service
         self.version = version
         self.settings = settings
         self.router = router
         self.stream = stream
+        self.on_start = on_start
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.ready = asyncio.Event()
         self._bus: Bus | None = None
@@ -97,6 +101,8 @@ class ServiceRunner:
         self._bus = bus
         try:
             await bus.ensure_streams()
+            if self.on_start is not None:
+                await self.on_start(bus)
             queue = await bus.work_queue(
                 self.stream,
                 self.service,
@@ -271,6 +277,7 @@ def serve(
     settings: AgentSettings,
     router: Router,
     stream: StreamKey,
+    on_start: Callable[[Bus], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Everything an agent service's ``__main__`` does: logging, then the runner until a signal.
@@ -281,6 +288,7 @@ def serve(
         settings: The service's settings, already built.
         router: Its handlers.
         stream: The work-queue stream it consumes.
+        on_start: Awaited with the connected bus before the first message.
         on_stop: Awaited after the runner stops (closing the service's LLM client).
     """
     configure_logging(service=service, level=settings.log_level, fmt=settings.log_format)
@@ -290,6 +298,7 @@ def serve(
         settings=settings,
         router=router,
         stream=stream,
+        on_start=on_start,
     )
     try:
         run_until_signalled(runner, on_stop)

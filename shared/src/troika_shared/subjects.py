@@ -25,6 +25,7 @@ from troika_shared.messages import (
     StepProposed,
     StepRequested,
     TaskEvent,
+    TaskStopped,
     ToolExecute,
     ToolResult,
 )
@@ -47,6 +48,7 @@ class StreamKey(StrEnum):
     DESKTOP = "DESKTOP"
     EVENTS = "EVENTS"
     DEAD = "DEAD"
+    STOPPED = "STOPPED"
 
 
 class Retention(StrEnum):
@@ -66,6 +68,7 @@ class StreamSpec:
     retention: Retention
     max_age_s: float = 0.0
     description: str = ""
+    max_msgs_per_subject: int = -1
 
 
 # Which stream stores each command and answer: the agents' inboxes are work queues (each
@@ -108,8 +111,14 @@ class Topology:
                 return self.desktop_subject(user)
             case DeadLettered(stream=stream):
                 return f"{self.prefix}.dead.{stream}"
+            case TaskStopped(correlation_id=task):
+                return self.stopped_subject(task)
             case _:
                 return f"{self.prefix}.{message.type}"
+
+    def stopped_subject(self, task_id: str = "*") -> str:
+        """Where a task's final status is kept for the executors."""
+        return f"{self.prefix}.task.stopped.{task_id}"
 
     def event_subject(self, user_id: str, task_id: str = "*") -> str:
         """Events of one task of a user (``task_id="*"``: all of the user's tasks)."""
@@ -159,6 +168,15 @@ class Topology:
                 retention=Retention.LIMITS,
                 max_age_s=_DAY,
                 description="Troika task events for live views (the database keeps the log)",
+            ),
+            StreamSpec(
+                key=StreamKey.STOPPED,
+                name=self.stream_name(StreamKey.STOPPED),
+                subjects=(self.stopped_subject(),),
+                retention=Retention.LIMITS,
+                max_age_s=30 * _DAY,
+                max_msgs_per_subject=1,
+                description="Troika tasks that stopped: their queued calls must not run",
             ),
             StreamSpec(
                 key=StreamKey.DEAD,

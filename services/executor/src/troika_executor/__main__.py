@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from troika_executor.handlers import build_router
+from troika_executor.handlers import StoppedTasks, build_router
 from troika_executor.settings import ExecutorSettings
 from troika_shared.llm import OpenAICompatibleLLM
 from troika_shared.runner import serve
@@ -13,11 +13,13 @@ def main() -> None:
     """Consumes step requests and approved tool calls until SIGTERM or SIGINT."""
     settings = ExecutorSettings()
     llm = OpenAICompatibleLLM(settings)
+    stopped = StoppedTasks()
     serve(
         service="executor",
         distribution="troika-executor",
         settings=settings,
-        router=build_router(llm, settings.data_dir.resolve()),
+        router=build_router(llm, settings.data_dir.resolve(), settings.seal_key(), stopped),
+        on_start=stopped.bind,
         on_stop=llm.close,
         stream=StreamKey.EXECUTOR,
     )

@@ -6,10 +6,14 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
+import structlog
+
 from troika_executor.ledger import CallLedger
 from troika_executor.stepping import SYSTEM, StepDecision, prompt, to_tool_calls
 from troika_executor.tools import run_tool
 from troika_executor.workspace import Workspace
+from troika_shared.approvals import verify_approval
+from troika_shared.errors import DependencyUnavailable
 from troika_shared.llm import UnusableAnswer
 from troika_shared.messages import (
     Message,
@@ -17,17 +21,22 @@ from troika_shared.messages import (
     StepRequested,
     SubtaskResult,
     ToolExecute,
+    ToolOutcome,
     ToolResult,
     derive_id,
 )
 from troika_shared.router import Router
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
+    from troika_shared.bus import Bus
     from troika_shared.llm import LLM
 
-__all__ = ["build_router", "execute", "step"]
+__all__ = ["StoppedTasks", "build_router", "execute", "step"]
+
+log = structlog.get_logger("troika.executor")
 
 
 async def step(request: StepRequested, llm: LLM) -> StepProposed:
@@ -58,16 +67,33 @@ async def step(request: StepRequested, llm: LLM) -> StepProposed:
     return reply(stuck_reason=decision.stuck_reason.strip(), usage=(answer.usage,))
 
 
-async def execute(request: ToolExecute, data_dir: Path) -> ToolResult:
+async def execute(
+    request: ToolExecute,
+    data_dir: Path,
+    seal_key: bytes | None,
+    stopped: Callable[[str], Awaitable[bool]] | None = None,
+) -> ToolResult:
     """Runs one approved tool call in the task's folder, at most once per idempotency key.
 
-    The outcome is kept in the task's folder (where no tool can reach it) before the message is
-    acknowledged, so a redelivered request after a crash returns the kept outcome instead of
-    running the call again.
+    A call runs only under the gateway's seal on exactly this call (see
+    :mod:`troika_shared.approvals`); anything else is refused without running. The outcome is
+    kept in the task's folder (where no tool can reach it) before the message is acknowledged,
+    so a redelivered request after a crash returns the kept outcome instead of running the call
+    again. A call of a task that has stopped (cancelled while the call was on its way) is
+    refused, as ``stopped`` tells.
     """
     ledger = CallLedger(Workspace(data_dir, request.correlation_id))
     outcome = await ledger.recall(request.call.key)
-    if outcome is None:
+    if outcome is None and not (
+        seal_key is not None
+        and verify_approval(seal_key, request.correlation_id, request.call, request.approval)
+    ):
+        log.warning("tool.refused", tool=request.call.tool, key=request.call.key)
+        outcome = ToolOutcome(ok=False, error="refused: the call does not carry a valid approval")
+    elif outcome is None and stopped is not None and await stopped(request.correlation_id):
+        log.info("tool.skipped", tool=request.call.tool, reason="the task has stopped")
+        outcome = ToolOutcome(ok=False, error="not run: the task stopped before the call ran")
+    elif outcome is None:
         outcome = await run_tool(
             data_dir, request.correlation_id, request.call.tool, request.call.arguments
         )
@@ -82,7 +108,30 @@ async def execute(request: ToolExecute, data_dir: Path) -> ToolResult:
     )
 
 
-def build_router(llm: LLM, data_dir: Path) -> Router:
+class StoppedTasks:
+    """Looks up, on the bus, whether a task has stopped; bound to the bus once it connects."""
+
+    def __init__(self) -> None:
+        self._bus: Bus | None = None
+
+    async def bind(self, bus: Bus) -> None:
+        """Called by the runner with the connected bus."""
+        self._bus = bus
+
+    async def __call__(self, task_id: str) -> bool:
+        """Whether the task has stopped.
+
+        Raises:
+            DependencyUnavailable: The bus is not connected or did not answer (retry later).
+        """
+        if self._bus is None:
+            raise DependencyUnavailable("nats", "not connected yet")
+        return await self._bus.stopped(task_id)
+
+
+def build_router(
+    llm: LLM, data_dir: Path, seal_key: bytes | None, stopped: StoppedTasks | None = None
+) -> Router:
     """The executor's router."""
     router = Router("executor")
 
@@ -90,7 +139,7 @@ def build_router(llm: LLM, data_dir: Path) -> Router:
         return [await step(request, llm)]
 
     async def on_execute(request: ToolExecute) -> list[Message]:
-        return [await execute(request, data_dir)]
+        return [await execute(request, data_dir, seal_key, stopped)]
 
     router.add(StepRequested, on_step)
     router.add(ToolExecute, on_execute)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
+
+from troika_shared.approvals import approval_key
 from troika_shared.llm import LlmSettings
 from troika_shared.settings import AgentSettings
 
@@ -13,6 +16,13 @@ class ExecutorSettings(AgentSettings, LlmSettings):
 
     Attributes:
         data_dir: The data directory it shares with the gateway (task folders live under it).
+        secret_key: The deployment's secret key (the gateway's ``TROIKA_SECRET_KEY``): approved
+            calls are sealed with a key derived from it. Without it every call is refused.
     """
 
     data_dir: Path = Path("var")
+    secret_key: SecretStr | None = None
+
+    def seal_key(self) -> bytes | None:
+        """The key that checks the gateway's seals on approved calls."""
+        return approval_key(self.secret_key.get_secret_value()) if self.secret_key else None

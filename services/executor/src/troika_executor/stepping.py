@@ -12,8 +12,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, model_validator
 
 from troika_executor.tools import validate_arguments
+from troika_shared.approvals import call_key
 from troika_shared.llm import fence
-from troika_shared.messages import StepRequested, ToolCall, derive_id
+from troika_shared.messages import StepRequested, ToolCall
 
 __all__ = ["SYSTEM", "ProposedCall", "StepDecision", "call_key", "prompt", "to_tool_calls"]
 
@@ -66,12 +67,6 @@ class StepDecision(BaseModel):
         elif self.action == "stuck" and not self.stuck_reason.strip():
             raise ValueError("action stuck needs the reason")
         return self
-
-
-def call_key(task_id: str, subtask_id: str, tool: str, arguments: dict[str, Any]) -> str:
-    """A tool call's idempotency key: the same call with the same arguments has the same key."""
-    canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return derive_id(task_id, subtask_id, tool, canonical)
 
 
 def to_tool_calls(request: StepRequested, decision: StepDecision) -> tuple[ToolCall, ...]:

@@ -21,6 +21,11 @@ from troika_gateway.auth.tokens import TokenIssuer
 from troika_gateway.db import create_engine, create_sessionmaker, upgrade
 from troika_gateway.dependencies import dependencies
 from troika_gateway.health import HealthController
+from troika_gateway.interactions.policy_routes import (
+    AuditController,
+    PolicyController,
+    TaskPolicyController,
+)
 from troika_gateway.interactions.routes import InteractionController
 from troika_gateway.live import live_events
 from troika_gateway.openapi import openapi_config
@@ -90,6 +95,9 @@ def create_app(settings: GatewaySettings) -> Litestar:
             AuthController,
             TaskController,
             InteractionController,
+            PolicyController,
+            TaskPolicyController,
+            AuditController,
             live_events,
             PrometheusController,
         ],

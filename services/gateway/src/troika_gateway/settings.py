@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from troika_shared.approvals import approval_key
 from troika_shared.settings import BusSettings
 
 # Keys people copy from examples and tutorials: refused whatever their length.
@@ -64,6 +65,9 @@ class GatewaySettings(BusSettings):
         max_steps: Executor steps per task when the task sets no budget of its own.
         evidence_chars: Characters of each produced file shown to the reviewer.
         relay_interval_s: How often the outbox relay sweeps for unpublished messages.
+        approval_timeout_s: How long an approval or input form waits; unanswered, it expires
+            as denied (and counts toward the denials that pause a task).
+        expiry_sweep_s: How often the worker looks for expired approvals.
     """
 
     secret_key: SecretStr | None = None
@@ -92,6 +96,8 @@ class GatewaySettings(BusSettings):
     max_steps: int = Field(default=50, ge=1)
     evidence_chars: int = Field(default=8000, ge=100)
     relay_interval_s: float = Field(default=1.0, gt=0)
+    approval_timeout_s: float = Field(default=24 * 3600.0, gt=0)
+    expiry_sweep_s: float = Field(default=30.0, gt=0)
 
     @field_validator("secret_key")
     @classmethod
@@ -115,6 +121,10 @@ class GatewaySettings(BusSettings):
             path = (self.data_dir / "troika.db").resolve()
             object.__setattr__(self, "database_url", f"sqlite+aiosqlite:///{path}")
         return self
+
+    def seal_key(self) -> bytes | None:
+        """The key that seals approved tool calls for the executors (derived from the secret)."""
+        return approval_key(self.secret_key.get_secret_value()) if self.secret_key else None
 
     def require_secret_key(self) -> str:
         """The signing key.

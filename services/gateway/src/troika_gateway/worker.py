@@ -14,6 +14,7 @@ import pydantic
 import structlog
 
 from troika_gateway.db import create_engine, create_sessionmaker, upgrade
+from troika_gateway.pipeline.expiry import Expirer
 from troika_gateway.pipeline.orchestrator import Orchestrator
 from troika_gateway.pipeline.outbox import Relay
 from troika_gateway.settings import GatewaySettings
@@ -52,7 +53,8 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
                 router=Orchestrator(sessionmaker, settings, bus, writes).router(),
                 stream=StreamKey.RESULTS,
             )
-            await asyncio.gather(runner.run(stop), relay.run(stop))
+            expirer = Expirer(sessionmaker, settings, bus, writes)
+            await asyncio.gather(runner.run(stop), relay.run(stop), expirer.run(stop))
     finally:
         await engine.dispose()
 

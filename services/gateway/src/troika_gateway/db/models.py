@@ -26,6 +26,7 @@ from troika_gateway.db.types import JSONDocument, UTCDateTime
 from troika_shared.messages import utcnow
 
 __all__ = [
+    "AuditEntry",
     "Base",
     "File",
     "Interaction",
@@ -39,6 +40,7 @@ __all__ = [
     "TaskEvent",
     "TaskStatus",
     "ToolCall",
+    "ToolPolicy",
     "User",
     "new_uuid",
 ]
@@ -249,6 +251,44 @@ class Interaction(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class ToolPolicy(Base):
+    """How one tool's calls are decided: for all of a user's tasks (``scope`` ``"user"``), or
+    for one task (``scope`` is its id). ``mode``: ``ask`` (every call), ``ask_once`` (the first
+    call in a task; later ones are approved), ``allow`` (never asks) or ``deny`` (never runs)."""
+
+    __tablename__ = "tool_policies"
+    __table_args__ = (UniqueConstraint("user_id", "scope", "tool"),)
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_uuid)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    scope: Mapped[str] = mapped_column(String(32))
+    tool: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AuditEntry(Base):
+    """One decision about a tool call, kept for good: who or what decided, when, exactly which
+    arguments, and from which client."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (Index("ix_audit_entries_task_at", "task_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    tool_call_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    interaction_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    action: Mapped[str] = mapped_column(String(24))
+    actor: Mapped[str] = mapped_column(String(255))
+    tool: Mapped[str] = mapped_column(String(64))
+    arguments: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    client: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class File(Base):

@@ -17,11 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from troika_gateway.auth.middleware import Principal
 from troika_gateway.db.engine import WRITE_CONFLICTS
 from troika_gateway.db.models import Interaction, Task, TaskStatus, ToolCall
-from troika_gateway.errors import Conflict, NotFound
+from troika_gateway.errors import Conflict, InvalidInput, NotFound
 from troika_gateway.events import publish_events
+from troika_gateway.interactions.policies import edited_arguments, set_policy
 from troika_gateway.openapi import BEARER
 from troika_gateway.pipeline.machine import Machine
 from troika_gateway.pipeline.outbox import kick
+from troika_shared.catalogue import CATALOGUE
 
 __all__ = ["Answer", "InteractionController", "InteractionView"]
 
@@ -41,10 +43,30 @@ class InteractionView(Struct, kw_only=True):
 
 
 class Answer(Struct, forbid_unknown_fields=True, kw_only=True):
-    """The person's decision on a proposed action."""
+    """The person's decision on a proposed action.
+
+    Attributes:
+        decision: ``approve`` or ``deny``.
+        reason: Why (the agent sees it).
+        arguments: Approve these arguments instead of the proposed ones (a new action).
+        values: The form's fields, for a call that asks for the person's details.
+        remember: ``task``: approve this tool's later calls in this task without asking.
+    """
 
     decision: Literal["approve", "deny"]
     reason: Annotated[str, Meta(max_length=2000)] = ""
+    arguments: dict[str, Any] | None = None
+    values: dict[str, Any] | None = None
+    remember: Literal["task"] | None = None
+
+
+def _client(request: Request[Principal, Any, State]) -> dict[str, str]:
+    """Where an answer came from, for the audit trail."""
+    return {
+        "ip": request.client.host if request.client else "unknown",
+        "user_agent": request.headers.get("user-agent", "")[:255],
+        "name": request.headers.get("x-troika-client", "")[:64],
+    }
 
 
 def _view(row: Interaction) -> InteractionView:
@@ -125,15 +147,41 @@ class InteractionController(Controller):
                 raise Conflict("the task has finished")
             if call is None or call.status != "proposed":
                 raise Conflict("this action is no longer waiting for a decision")
+            if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
+                raise Conflict("this approval request expired; the call was not made")
             approve = data.decision == "approve"
+            definition = CATALOGUE.get(call.tool)
+            if row.kind == "input" and approve and data.values is None:
+                raise InvalidInput(
+                    "this action needs your details: send them as `values`",
+                    [{"field": "values", "message": "required to approve this action"}],
+                )
+            arguments = call.arguments
+            if approve:
+                arguments = edited_arguments(
+                    definition, call.arguments, arguments=data.arguments, values=data.values
+                )
+            client = _client(request)
             row.status = "approved" if approve else "denied"
-            row.response = {"decision": data.decision, "reason": data.reason}
-            client = request.client.host if request.client else "unknown"
-            row.responded_by = f"{request.user.user_id}@{client}"[:255]
+            row.response = {"decision": data.decision, "reason": data.reason,
+                            "arguments": arguments, "remember": data.remember}  # fmt: skip
+            row.responded_by = f"{request.user.user_id}@{client['ip']}"[:255]
             row.responded_at = datetime.now(UTC)
             machine = Machine(db, state.settings)
             try:
-                await machine.respond(task, call, approve=approve, reason=data.reason.strip())
+                if approve and data.remember == "task" and definition is not None:
+                    await set_policy(db, user_id=task.user_id, scope=task.id,
+                                     definition=definition, mode="ask_once")  # fmt: skip
+                await machine.respond(
+                    task,
+                    call,
+                    row,
+                    approve=approve,
+                    reason=data.reason.strip(),
+                    arguments=arguments,
+                    actor=f"user: {request.user.user_id}",
+                    client=client,
+                )
                 await db.commit()
             except WRITE_CONFLICTS:
                 await db.rollback()

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from graphlib import TopologicalSorter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import msgspec
 from sqlalchemy import delete, func, select
 
 from troika_gateway.db.models import (
+    AuditEntry,
     File,
     Interaction,
     LlmUsage,
@@ -31,9 +32,11 @@ from troika_gateway.db.models import (
     new_uuid,
 )
 from troika_gateway.events import append_event
+from troika_gateway.interactions import policies
 from troika_gateway.pipeline.outbox import enqueue
 from troika_gateway.storage import Workspace
 from troika_shared import catalogue
+from troika_shared.approvals import call_key, sign_approval
 from troika_shared.messages import (
     Plan,
     PlanProduced,
@@ -43,6 +46,7 @@ from troika_shared.messages import (
     StepProposed,
     StepRequested,
     SubtaskResult,
+    TaskStopped,
     ToolExecute,
     ToolOutcome,
     ToolResult,
@@ -59,6 +63,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from troika_gateway.settings import GatewaySettings
+    from troika_shared.catalogue import ToolDefinition
 
 __all__ = ["Machine"]
 
@@ -96,6 +101,9 @@ class Machine:
         task.status_reason = reason
         if status.final:
             task.finished_at = datetime.now(UTC)
+            stopped = TaskStopped(id=derive_id(task.id, "stopped"), correlation_id=task.id,
+                                  status=status.value)  # fmt: skip
+            enqueue(self.db, stopped)
         if previous != status.value:
             self.event(task, "task.status", status=status.value, previous=previous, reason=reason)
 
@@ -318,7 +326,7 @@ class Machine:
         await self._propose(task, subtask, message)
 
     async def _propose(self, task: Task, subtask: Subtask, message: StepProposed) -> None:
-        fresh = False
+        asked = False
         for call in message.tool_calls:
             row = await self.db.scalar(select(ToolCall).where(ToolCall.key == call.key))
             if row is not None:
@@ -335,8 +343,6 @@ class Machine:
                     )
                     return
                 continue
-            fresh = True
-            definition = catalogue.CATALOGUE.get(call.tool)
             row = ToolCall(
                 task_id=task.id,
                 subtask_key=subtask.key,
@@ -348,74 +354,234 @@ class Machine:
             )
             self.db.add(row)
             await self.db.flush()
-            interaction = Interaction(
-                id=new_uuid(),
+            definition = catalogue.CATALOGUE.get(call.tool)
+            decision = await policies.decide(
+                self.db,
                 user_id=task.user_id,
                 task_id=task.id,
-                tool_call_id=row.id,
-                kind="approval",
-                prompt={
-                    "tool": call.tool,
-                    "risk": definition.risk if definition else "external",
-                    "description": definition.description if definition else "",
-                    "arguments": call.arguments,
-                    "subtask": subtask.key,
-                },
-            )
-            self.db.add(interaction)
-            self.event(
-                task,
-                "approval.requested",
-                interaction_id=interaction.id,
-                subtask=subtask.key,
+                definition=definition,
                 tool=call.tool,
-                arguments=call.arguments,
+                approved_before=await self._approved_before(task, call.tool, exclude=row.id),
             )
-        if fresh:
+            if decision.outcome == "approve":
+                self.approve(task, row, actor=f"policy: {decision.rule}")
+            elif decision.outcome == "deny":
+                error = f"your policy denies {call.tool} ({decision.rule})"
+                if self.deny(task, row, actor=f"policy: {decision.rule}", error=error):
+                    return
+            else:
+                asked = True
+                self._ask(task, subtask, row, definition)
+        if asked:
+            await self._set_waiting(task)
+        elif task.status == TaskStatus.EXECUTING.value:
+            await self._settled(task, subtask)  # every call was decided by a rule, or repeated
+
+    def _ask(
+        self, task: Task, subtask: Subtask, row: ToolCall, definition: ToolDefinition | None
+    ) -> None:
+        """Shows the call to the person: all of its arguments, and a form where it needs one."""
+        prompt: dict[str, Any] = {
+            "tool": row.tool,
+            "risk": definition.risk if definition else "external",
+            "description": definition.description if definition else "",
+            "arguments": row.arguments,
+            "subtask": subtask.key,
+        }
+        kind = "approval"
+        if definition is not None and definition.needs_input:
+            kind = "input"
+            prompt["form"] = definition.form(row.arguments)
+        expires_at = datetime.now(UTC) + timedelta(seconds=self.settings.approval_timeout_s)
+        interaction = Interaction(
+            id=new_uuid(),
+            user_id=task.user_id,
+            task_id=task.id,
+            tool_call_id=row.id,
+            kind=kind,
+            prompt=prompt,
+            expires_at=expires_at,
+        )
+        self.db.add(interaction)
+        self.event(
+            task,
+            "approval.requested",
+            interaction_id=interaction.id,
+            form=kind == "input",
+            subtask=subtask.key,
+            tool=row.tool,
+            arguments=row.arguments,
+            expires_at=expires_at.isoformat(),
+        )
+
+    async def _set_waiting(self, task: Task) -> None:
+        """``awaiting_input`` while a form waits, ``awaiting_approval`` while only approvals do,
+        ``executing`` when nothing does."""
+        kinds = set(
+            await self.db.scalars(
+                select(Interaction.kind).where(
+                    Interaction.task_id == task.id, Interaction.status == "pending"
+                )
+            )
+        )
+        for interaction in self.db.new:
+            if isinstance(interaction, Interaction) and interaction.task_id == task.id:
+                kinds.add(interaction.kind)
+        if "input" in kinds:
+            self._set_status(task, TaskStatus.AWAITING_INPUT)
+        elif kinds:
             self._set_status(task, TaskStatus.AWAITING_APPROVAL)
         else:
-            await self.request_step(task, subtask)  # only repeats: their results are known
-
-    async def respond(self, task: Task, call: ToolCall, *, approve: bool, reason: str) -> None:
-        """The person approved or denied a proposed call."""
-        subtask = await self._subtask(task, call.subtask_key)
-        if approve:
-            call.status = "approved"
-            enqueue(
-                self.db,
-                ToolExecute(
-                    id=self._next_id(task, "execute"),
-                    correlation_id=task.id,
-                    user_id=task.user_id,
-                    subtask_id=call.subtask_key,
-                    call=ProposedCall(key=call.key, tool=call.tool, arguments=call.arguments),
-                ),
-            )
-            self.event(task, "tool.approved", tool=call.tool, key=call.key)
-        else:
-            call.status = "denied"
-            call.error = f"the person denied this call{': ' + reason if reason else ''}"
-            task.denials += 1
-            self.event(task, "tool.denied", tool=call.tool, key=call.key, reason=reason)
-            if task.denials >= self.settings.stuck_denials:
-                self.pause(
-                    task, f"{task.denials} tool calls were denied in this task", last_reason=reason
-                )
-                return
-        if not await self._pending_approvals(task, exclude=call.id):
             self._set_status(task, TaskStatus.EXECUTING)
-        if subtask is not None:
-            await self._settled(task, subtask)
 
-    async def _pending_approvals(self, task: Task, exclude: str) -> int:
-        count = await self.db.scalar(
+    async def _approved_before(self, task: Task, tool: str, exclude: str) -> bool:
+        approved = await self.db.scalar(
             select(func.count())
             .select_from(ToolCall)
             .where(
-                ToolCall.task_id == task.id, ToolCall.status == "proposed", ToolCall.id != exclude
+                ToolCall.task_id == task.id,
+                ToolCall.tool == tool,
+                ToolCall.id != exclude,
+                ToolCall.status.in_(("approved", "running", "succeeded", "failed")),
             )
         )
-        return int(count or 0)
+        return bool(approved)
+
+    def approve(
+        self,
+        task: Task,
+        call: ToolCall,
+        *,
+        actor: str,
+        client: dict[str, str] | None = None,
+        interaction_id: str | None = None,
+    ) -> None:
+        """Approves the call: its execution goes out sealed, and the decision is on record."""
+        call.status = "approved"
+        proposed = ProposedCall(key=call.key, tool=call.tool, arguments=call.arguments)
+        seal_key = self.settings.seal_key()
+        enqueue(
+            self.db,
+            ToolExecute(
+                id=self._next_id(task, "execute"),
+                correlation_id=task.id,
+                user_id=task.user_id,
+                subtask_id=call.subtask_key,
+                call=proposed,
+                approval=sign_approval(seal_key, task.id, proposed) if seal_key else "",
+            ),
+        )
+        self.audit(task, call, "approved", actor, client=client, interaction_id=interaction_id)
+        self.event(task, "tool.approved", tool=call.tool, key=call.key, by=actor)
+
+    def deny(
+        self,
+        task: Task,
+        call: ToolCall,
+        *,
+        actor: str,
+        error: str,
+        reason: str = "",
+        action: str = "denied",
+        client: dict[str, str] | None = None,
+        interaction_id: str | None = None,
+    ) -> bool:
+        """Denies the call (the agent sees ``error``); ``True`` if that paused the task."""
+        call.status = "denied"
+        call.error = error
+        task.denials += 1
+        self.audit(task, call, action, actor, reason=reason, client=client,
+                   interaction_id=interaction_id)  # fmt: skip
+        self.event(task, "tool.denied", tool=call.tool, key=call.key, reason=error, by=actor)
+        if task.denials >= self.settings.stuck_denials:
+            self.pause(task, f"{task.denials} tool calls were denied in this task", last=error)
+            return True
+        return False
+
+    def audit(
+        self,
+        task: Task,
+        call: ToolCall,
+        action: str,
+        actor: str,
+        *,
+        reason: str = "",
+        client: dict[str, str] | None = None,
+        interaction_id: str | None = None,
+    ) -> None:
+        """Records a decision about a call: who or what, exactly which arguments, from where."""
+        self.db.add(
+            AuditEntry(
+                user_id=task.user_id,
+                task_id=task.id,
+                tool_call_id=call.id,
+                interaction_id=interaction_id,
+                action=action,
+                actor=actor[:255],
+                tool=call.tool,
+                arguments=call.arguments,
+                reason=reason,
+                client=client or {},
+                at=datetime.now(UTC),
+            )
+        )
+
+    async def respond(
+        self,
+        task: Task,
+        call: ToolCall,
+        interaction: Interaction,
+        *,
+        approve: bool,
+        reason: str,
+        arguments: dict[str, Any],
+        actor: str,
+        client: dict[str, str],
+    ) -> None:
+        """The person's answer to a proposed call: approve (as proposed, or with the arguments
+        they edited or filled in: a new call with its own key), or deny with a reason."""
+        subtask = await self._subtask(task, call.subtask_key)
+        if not approve:
+            error = f"the person denied this call{': ' + reason if reason else ''}"
+            if self.deny(task, call, actor=actor, error=error, reason=reason, client=client,
+                         interaction_id=interaction.id):  # fmt: skip
+                return
+        elif arguments != call.arguments:
+            edited = ToolCall(
+                task_id=task.id,
+                subtask_key=call.subtask_key,
+                key=call_key(task.id, call.subtask_key, call.tool, arguments),
+                tool=call.tool,
+                arguments=arguments,
+                step=call.step,
+                status="proposed",
+            )
+            self.db.add(edited)
+            await self.db.flush()
+            call.status = "replaced"
+            call.error = "the person changed the arguments before approving"
+            self.audit(task, call, "edited", actor, client=client, interaction_id=interaction.id)
+            self.approve(task, edited, actor=actor, client=client, interaction_id=interaction.id)
+        else:
+            self.approve(task, call, actor=actor, client=client, interaction_id=interaction.id)
+        await self._set_waiting(task)
+        if subtask is not None and task.status == TaskStatus.EXECUTING.value:
+            await self._settled(task, subtask)
+
+    async def expire(self, task: Task, call: ToolCall, interaction: Interaction) -> None:
+        """An approval nobody answered in time: the call is denied, and the agent is told."""
+        interaction.status = "expired"
+        interaction.responded_at = datetime.now(UTC)
+        hours = self.settings.approval_timeout_s / 3600
+        error = f"nobody answered the approval request within {hours:g} h; the call was not made"
+        self.event(task, "approval.expired", interaction_id=interaction.id, tool=call.tool)
+        if self.deny(task, call, actor="system: approval timeout", error=error, action="expired",
+                     interaction_id=interaction.id):  # fmt: skip
+            return
+        await self._set_waiting(task)
+        subtask = await self._subtask(task, call.subtask_key)
+        if subtask is not None and task.status == TaskStatus.EXECUTING.value:
+            await self._settled(task, subtask)
 
     async def on_tool_result(self, task: Task, message: ToolResult) -> None:
         """An approved call ran."""
@@ -478,7 +644,12 @@ class Machine:
         if (
             not open_calls
             and subtask.status == "running"
-            and task.status in (TaskStatus.EXECUTING.value, TaskStatus.AWAITING_APPROVAL.value)
+            and task.status
+            in (
+                TaskStatus.EXECUTING.value,
+                TaskStatus.AWAITING_APPROVAL.value,
+                TaskStatus.AWAITING_INPUT.value,
+            )
         ):
             await self.request_step(task, subtask)
 

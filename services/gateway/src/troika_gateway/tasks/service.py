@@ -19,6 +19,7 @@ from troika_gateway.db.models import File, Interaction, LlmUsage, Task, TaskEven
 from troika_gateway.errors import Conflict, InvalidInput, NotFound
 from troika_gateway.events import append_event
 from troika_gateway.pipeline.machine import Machine
+from troika_gateway.pipeline.outbox import enqueue
 from troika_gateway.storage import Stored, Workspace, remove_tree, store_upload
 from troika_gateway.tasks.schemas import (
     Cost,
@@ -30,6 +31,7 @@ from troika_gateway.tasks.schemas import (
     TaskPage,
     TaskSummary,
 )
+from troika_shared.messages import TaskStopped, derive_id
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -337,6 +339,11 @@ class Tasks:
             task.status = TaskStatus.CANCELLED.value
             task.status_reason = "cancelled by you"
             task.finished_at = datetime.now(UTC)
+            # on the bus, for the executors: a call already on its way must not run now
+            stopped = TaskStopped(id=derive_id(task.id, "stopped"), correlation_id=task.id,
+                                  status=task.status)  # fmt: skip
+            enqueue(self.db, stopped)
+            self.commands_queued = True
             await self.db.execute(
                 update(Interaction)
                 .where(Interaction.task_id == task.id, Interaction.status == "pending")

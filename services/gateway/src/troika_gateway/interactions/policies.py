@@ -1,0 +1,162 @@
+"""Tool policies: which calls still ask the person, and which are decided by a rule they set.
+
+A policy is per tool, for all of a user's tasks (scope ``user``) or for one task (scope: its id).
+How a call is decided:
+
+* ``deny`` at either level wins: the call is refused without asking;
+* otherwise the task's own policy, then the user's, then the default ``ask``;
+* ``ask_once``: the first call of the tool in a task asks; once one is approved, later ones are
+  approved by the rule;
+* ``allow``: approved by the rule. A tool that acts outside the task's folder (sends, posts,
+  submits, runs code) can be allowed for all tasks only with an explicit confirmation;
+* a tool with an input form always asks: the person's details are never guessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from troika_gateway.db.models import ToolPolicy
+from troika_gateway.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from troika_shared.catalogue import ToolDefinition
+
+__all__ = ["MODES", "Decision", "Mode", "decide", "edited_arguments", "set_policy"]
+
+Mode = Literal["ask", "ask_once", "allow", "deny"]
+MODES: tuple[Mode, ...] = ("ask", "ask_once", "allow", "deny")
+USER_SCOPE = "user"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the rules say about one call.
+
+    Attributes:
+        outcome: ``ask`` the person, ``approve`` or ``deny`` by the rule.
+        rule: The rule that decided, for the audit trail (``"allow for all tasks"``).
+    """
+
+    outcome: Literal["ask", "approve", "deny"]
+    rule: str = ""
+
+
+async def modes(db: AsyncSession, user_id: str, task_id: str, tool: str) -> dict[str, str]:
+    """The tool's policies that apply to the task: ``{"user": mode, "task": mode}``."""
+    rows = await db.scalars(
+        select(ToolPolicy).where(
+            ToolPolicy.user_id == user_id,
+            ToolPolicy.tool == tool,
+            ToolPolicy.scope.in_((USER_SCOPE, task_id)),
+        )
+    )
+    return {"user" if row.scope == USER_SCOPE else "task": row.mode for row in rows}
+
+
+async def decide(
+    db: AsyncSession,
+    *,
+    user_id: str,
+    task_id: str,
+    definition: ToolDefinition | None,
+    tool: str,
+    approved_before: bool,
+) -> Decision:
+    """How a proposed call of ``tool`` is decided (see the module's rules)."""
+    found = await modes(db, user_id, task_id, tool)
+    for level in ("task", "user"):
+        if found.get(level) == "deny":
+            return Decision("deny", f"deny {_where(level)}")
+    if definition is None or definition.needs_input:
+        return Decision("ask")
+    level = "task" if "task" in found else "user"
+    mode = found.get(level, "ask")
+    if mode == "allow":
+        return Decision("approve", f"allow {_where(level)}")
+    if mode == "ask_once" and approved_before:
+        return Decision("approve", f"ask once {_where(level)}")
+    return Decision("ask")
+
+
+def _where(level: str) -> str:
+    return "for all tasks" if level == "user" else "for this task"
+
+
+async def set_policy(
+    db: AsyncSession,
+    *,
+    user_id: str,
+    scope: str,
+    definition: ToolDefinition,
+    mode: Mode | None,
+    confirm: bool = False,
+) -> ToolPolicy | None:
+    """Sets (or, with ``mode`` ``None``, removes) a policy; the caller commits.
+
+    Raises:
+        InvalidInput: ``allow`` for all tasks on a tool with side effects, unconfirmed.
+    """
+    if mode == "allow" and scope == USER_SCOPE and definition.side_effects and not confirm:
+        message = (
+            f"{definition.name} acts outside the task's folder; allowing it for every task "
+            "without asking needs the explicit confirmation `confirm: true`"
+        )
+        raise InvalidInput(message, [{"field": "confirm", "message": "must be true"}])
+    row = await db.scalar(
+        select(ToolPolicy).where(
+            ToolPolicy.user_id == user_id,
+            ToolPolicy.scope == scope,
+            ToolPolicy.tool == definition.name,
+        )
+    )
+    if mode is None:
+        if row is not None:
+            await db.delete(row)
+        return None
+    if row is None:
+        row = ToolPolicy(user_id=user_id, scope=scope, tool=definition.name, mode=mode)
+        db.add(row)
+    else:
+        row.mode = mode
+    return row
+
+
+def edited_arguments(
+    definition: ToolDefinition | None,
+    proposed: dict[str, Any],
+    *,
+    arguments: dict[str, Any] | None,
+    values: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The arguments the person approves: as proposed, edited whole, or with form values.
+
+    Raises:
+        InvalidInput: A form value the tool does not ask for, or arguments the tool refuses.
+    """
+    if arguments is None and values is None:
+        return proposed
+    if definition is None:
+        raise InvalidInput("this tool is not in the catalogue; its arguments cannot be edited")
+    result = dict(arguments if arguments is not None else proposed)
+    if values is not None:
+        unknown = sorted(set(values) - set(definition.input_fields))
+        if unknown:
+            errors = [{"field": f"values.{name}", "message": "not a field of this form"}
+                      for name in unknown]  # fmt: skip
+            raise InvalidInput(f"unknown form fields: {', '.join(unknown)}", errors)
+        result.update(values)
+    try:
+        return definition.validate(result)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(map(str, error["loc"])), "message": error["msg"]}
+            for error in exc.errors(include_url=False)
+        ]
+        raise InvalidInput(f"the arguments do not fit {definition.name}", errors) from None
