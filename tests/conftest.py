@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
+
+from troika.embedded import free_port
+from troika_testkit import wait_for
+from troika_testkit.agents import llm_env
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,3 +37,71 @@ class Journal:
 @pytest.fixture
 def journal(tmp_path: Path) -> Journal:
     return Journal(tmp_path / "journal.txt")
+
+
+SERVICES = (
+    ("troika_gateway.worker", "worker"),
+    ("troika_planner", "planner"),
+    ("troika_executor", "executor"),
+    ("troika_reviewer", "reviewer"),
+)
+
+
+@dataclass
+class Stack:
+    url: str
+    data_dir: object
+    processes: dict
+    spawn: object
+    env: dict
+    generation: int = 0
+
+    def start(self, name: str, module: str) -> None:
+        self.generation += 1
+        self.processes[name] = self.spawn(module, name=f"{name}-{self.generation}", **self.env)
+
+    def kill(self, name: str) -> None:
+        self.processes[name].kill()
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            process.stop()
+
+    def start_all(self) -> None:
+        self.start("gateway", "troika_gateway")
+        for module, name in SERVICES:
+            self.start(name, module)
+
+
+@pytest.fixture
+async def stack(spawn, tmp_path, redis_url, bus_prefix, scripted_llm):
+    port = free_port()
+    common = {
+        "TROIKA_SECRET_KEY": secrets.token_urlsafe(48),
+        "TROIKA_DATA_DIR": str(tmp_path / "data"),
+        "TROIKA_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'troika.db'}",
+        "TROIKA_REDIS_URL": redis_url,
+        "TROIKA_REDIS_PREFIX": f"{bus_prefix}:",
+        "TROIKA_GATEWAY_PORT": str(port),
+        "TROIKA_PASSWORD_TIME_COST": "1",
+        "TROIKA_PASSWORD_MEMORY_KIB": "8192",
+        "TROIKA_ACK_WAIT_S": "5",
+        **llm_env(scripted_llm),
+    }
+    stack = Stack(f"http://127.0.0.1:{port}", tmp_path / "data", {}, spawn, common)
+    stack.start("gateway", "troika_gateway")
+    await gateway_ready(stack.url)
+    for module, name in SERVICES:
+        stack.start(name, module)
+    return stack
+
+
+async def gateway_ready(url: str) -> None:
+    async def ready() -> bool:
+        try:
+            async with httpx.AsyncClient() as http:
+                return (await http.get(f"{url}/ready")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await wait_for(ready, timeout=30, what="the gateway")

@@ -7,87 +7,18 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-import secrets
-from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from troika.embedded import free_port
 from troika_testkit import wait_for
-from troika_testkit.agents import llm_env, plan_answer
+from troika_testkit.agents import plan_answer
+
+from .conftest import SERVICES, gateway_ready
 
 pytestmark = pytest.mark.slow
 
 PASSWORD = "correct horse battery staple"
-
-
-SERVICES = (
-    ("troika_gateway.worker", "worker"),
-    ("troika_planner", "planner"),
-    ("troika_executor", "executor"),
-    ("troika_reviewer", "reviewer"),
-)
-
-
-@dataclass
-class Stack:
-    url: str
-    data_dir: object
-    processes: dict
-    spawn: object
-    env: dict
-    generation: int = 0
-
-    def start(self, name: str, module: str) -> None:
-        self.generation += 1
-        self.processes[name] = self.spawn(module, name=f"{name}-{self.generation}", **self.env)
-
-    def kill(self, name: str) -> None:
-        self.processes[name].kill()
-
-    def stop_all(self) -> None:
-        for process in self.processes.values():
-            process.stop()
-
-    def start_all(self) -> None:
-        self.start("gateway", "troika_gateway")
-        for module, name in SERVICES:
-            self.start(name, module)
-
-
-@pytest.fixture
-async def stack(spawn, tmp_path, redis_url, bus_prefix, scripted_llm):
-    port = free_port()
-    common = {
-        "TROIKA_SECRET_KEY": secrets.token_urlsafe(48),
-        "TROIKA_DATA_DIR": str(tmp_path / "data"),
-        "TROIKA_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'troika.db'}",
-        "TROIKA_REDIS_URL": redis_url,
-        "TROIKA_REDIS_PREFIX": f"{bus_prefix}:",
-        "TROIKA_GATEWAY_PORT": str(port),
-        "TROIKA_PASSWORD_TIME_COST": "1",
-        "TROIKA_PASSWORD_MEMORY_KIB": "8192",
-        "TROIKA_ACK_WAIT_S": "5",
-        **llm_env(scripted_llm),
-    }
-    stack = Stack(f"http://127.0.0.1:{port}", tmp_path / "data", {}, spawn, common)
-    stack.start("gateway", "troika_gateway")
-    await gateway_ready(stack.url)
-    for module, name in SERVICES:
-        stack.start(name, module)
-    return stack
-
-
-async def gateway_ready(url: str) -> None:
-    async def ready() -> bool:
-        try:
-            async with httpx.AsyncClient() as http:
-                return (await http.get(f"{url}/ready")).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    await wait_for(ready, timeout=30, what="the gateway")
 
 
 def step_script(request: dict) -> dict:
@@ -309,29 +240,51 @@ async def test_cancel_stops_a_running_task(stack, scripted_llm) -> None:
     assert not (stack.data_dir / "workspaces" / task["id"] / "write.md").exists()
 
 
-async def test_restarting_everything_while_a_task_waits_loses_nothing(stack, scripted_llm) -> None:
-    scripted_llm.reply("PlanDraft", plan_answer(("write", [], ["create_file"])))
+async def test_restarting_everything_while_20_approvals_wait_loses_nothing(
+    stack, scripted_llm
+) -> None:
+    scripted_llm.always("PlanDraft", plan_answer(("write", [], ["create_file"])))
     scripted_llm.always("StepDecision", step_script)
     scripted_llm.always("ReviewDecision", {"approved": True, "summary": "Done."})
-    async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30) as http:
         headers = await sign_in(http)
-        task = (
-            await http.post("/tasks", headers=headers, json={"objective": "Write a file"})
-        ).json()
+        created = await asyncio.gather(*(
+            http.post("/tasks", headers=headers, json={"objective": f"Write file {n}"})
+            for n in range(20)
+        ))  # fmt: skip
+        ids = [response.json()["id"] for response in created]
 
-        await one_approval_waiting(http, headers)
-    stack.stop_all()
+        async def all_waiting() -> bool:
+            return len((await http.get("/interactions/pending", headers=headers)).json()) == 20
+
+        await wait_for(all_waiting, timeout=90, what="20 approval requests")
+    stack.stop_all()  # every service: gateway, worker and the agents
     stack.start_all()
     await gateway_ready(stack.url)
-    async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30) as http:
         tokens = (
             await http.post("/auth/login", json={"login": "ada", "password": PASSWORD})
         ).json()
         headers = {"Authorization": f"Bearer {tokens['access_token']}"}
-        done = await approve_until_final(http, headers, task["id"])
-    assert done["status"] == "completed", done
-    assert done["approved"] == 1
-    assert [f["name"] for f in done["files"]] == ["write.md"]
+        waiting = (await http.get("/interactions/pending", headers=headers)).json()
+        assert sorted(i["task_id"] for i in waiting) == sorted(ids)
+        answers = await asyncio.gather(*(
+            http.post(f"/interactions/{i['id']}/respond", headers=headers,
+                      json={"decision": "approve"})
+            for i in waiting
+        ))  # fmt: skip
+        assert [a.status_code for a in answers] == [200] * 20
+
+        async def all_done() -> bool:
+            page = (await http.get("/tasks", headers=headers, params={"limit": 50})).json()
+            return all(t["status"] == "completed" for t in page["items"])
+
+        await wait_for(all_done, timeout=120, what="the 20 tasks to complete")
+        for task_id in ids:
+            task = (await http.get(f"/tasks/{task_id}", headers=headers)).json()
+            assert [f["name"] for f in task["files"]] == ["write.md"]
+            audit = (await http.get(f"/tasks/{task_id}/audit", headers=headers)).json()
+            assert [e["action"] for e in audit] == ["approved"]  # each call decided once
 
 
 async def test_killing_services_at_random_loses_no_task_and_runs_no_call_twice(
@@ -342,6 +295,7 @@ async def test_killing_services_at_random_loses_no_task_and_runs_no_call_twice(
     )
     scripted_llm.always("StepDecision", step_script)
     scripted_llm.always("ReviewDecision", {"approved": True, "summary": "Done."})
+    scripted_llm.delay(0.1)  # a model that takes its time: the storm has work to hit
     rng = random.Random(7)  # noqa: S311 - a fixed seed: the same storm every run
     stop = asyncio.Event()
     kills = []
@@ -350,7 +304,7 @@ async def test_killing_services_at_random_loses_no_task_and_runs_no_call_twice(
         victims = [name for _, name in SERVICES]
         modules = {name: module for module, name in SERVICES}
         while not stop.is_set():
-            await asyncio.sleep(rng.uniform(3, 6))  # time enough to start up again
+            await asyncio.sleep(rng.uniform(1.5, 3))  # time enough to start up again
             victim = rng.choice(victims)
             stack.kill(victim)
             kills.append(victim)

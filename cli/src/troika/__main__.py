@@ -14,6 +14,7 @@ from typing import Any
 from troika.local_llm import NOTICE, model_name
 from troika.settings import UpSettings
 from troika.stack import Component, ModelMissing, NotReady, PortInUse, Stack
+from troika.task_cli import run_task
 from troika_shared.logs import configure_logging
 
 EXIT_NOT_READY = 1
@@ -38,6 +39,21 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, dest="gateway_port", help="the gateway API's port")
     up.add_argument("--replicas", type=int, dest="agent_replicas", help="processes per agent")
     up.add_argument("--timeout", type=float, dest="ready_timeout_s", help="seconds to wait")
+    task = commands.add_parser(
+        "task",
+        help="run a task from the terminal, answering its approvals at the prompt",
+        description=(
+            "Create a task and follow it live: every action waits for your answer at the "
+            "prompt (with its complete arguments), and stuck agents ask for your guidance. "
+            "Signs in with the kept session, TROIKA_USERNAME / TROIKA_PASSWORD, or a prompt."
+        ),
+    )
+    task.add_argument("objective", nargs="?", help="what you want done")
+    task.add_argument("--file", type=Path, action="append", default=[], dest="files",
+                      help="attach a file (repeat for more)")  # fmt: skip
+    task.add_argument("--resume", metavar="TASK_ID", help="follow an existing task instead")
+    task.add_argument("--api", default=None, help="the gateway (default: TROIKA_API_URL or "
+                      "http://127.0.0.1:8000)")  # fmt: skip
     return parser
 
 
@@ -110,7 +126,19 @@ async def _up(settings: UpSettings, *, check: bool) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``troika`` command."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "task":
+        if not args.objective and not args.resume:
+            parser.error("say what you want done, or --resume a task")
+        for path in args.files:
+            if not path.is_file():
+                parser.error(f"{path} is not a file")
+        api = args.api or os.environ.get("TROIKA_API_URL") or "http://127.0.0.1:8000"
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        raise SystemExit(
+            asyncio.run(run_task(api, args.objective, files=args.files, resume=args.resume))
+        )
     if args.command == "up":
         overrides: dict[str, Any] = {
             key: value

@@ -323,3 +323,11 @@ async def test_cancelling_tells_the_executors_the_task_stopped(d) -> None:
     assert cancelled.status_code == 200
     [stopped] = await d.commands(TaskStopped)
     assert (stopped.correlation_id, stopped.status) == (d.task_id, "cancelled")
+
+
+async def test_deleting_a_running_task_tells_the_executors_too(d) -> None:
+    await d.propose(call(1))
+    deleted = await d.client.delete(f"/tasks/{d.task_id}", headers=d.account.headers)
+    assert deleted.status_code == 204
+    [stopped] = await d.commands(TaskStopped)
+    assert stopped.status == "deleted"

@@ -321,6 +321,11 @@ class Tasks:
     async def delete(self, task_id: str) -> None:
         """Deletes a task with its events, files and workspace."""
         task = await self.get(task_id)
+        if not TaskStatus(task.status).final:  # calls on their way must not run for it any more
+            stopped = TaskStopped(id=derive_id(task.id, "stopped"), correlation_id=task.id,
+                                  status="deleted")  # fmt: skip
+            enqueue(self.db, stopped)
+            self.commands_queued = True
         await self.db.execute(delete(Task).where(Task.id == task.id, Task.user_id == self.user_id))
         await self.db.commit()
         await remove_tree(Workspace(self.data_dir, task.id).root)
