@@ -7,18 +7,28 @@ validation of what the model proposes come from one definition.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from troika_shared.messages import ToolSpec
 
 __all__ = [
     "CATALOGUE",
+    "AnalyzeCsvArgs",
+    "AppendFileArgs",
     "CreateFileArgs",
+    "DeleteFileArgs",
+    "EditCsvArgs",
+    "EditExcelArgs",
+    "HttpRequestArgs",
     "ListFilesArgs",
+    "ReadCsvArgs",
+    "ReadExcelArgs",
     "ReadFileArgs",
+    "ReadWebpageArgs",
     "ToolDefinition",
     "specs",
 ]
@@ -46,6 +56,161 @@ class ReadFileArgs(_Args):
 
 class ListFilesArgs(_Args):
     """Lists the files in the task's folder."""
+
+
+class AppendFileArgs(_Args):
+    """Adds text to the end of a file in the task's folder (creating it if needed)."""
+
+    path: str = Field(min_length=1, max_length=255, description="Relative path of the file.")
+    content: str = Field(max_length=2_000_000, description="The text to add at the end.")
+
+
+class DeleteFileArgs(_Args):
+    """Deletes a file from the task's folder."""
+
+    path: str = Field(min_length=1, max_length=255, description="Relative path of the file.")
+
+
+_PATH = Field(min_length=1, max_length=255, description="Relative path of the file.")
+Scalar = str | int | float | bool | None
+
+
+class ReadCsvArgs(_Args):
+    """Reads a CSV file: its columns with their types, and the first rows."""
+
+    path: str = _PATH
+    rows: int = Field(default=20, ge=1, le=500, description="Rows to show.")
+
+
+class CsvFilter(_Args):
+    """Keeps the rows whose column compares true with the value."""
+
+    column: str = Field(min_length=1, max_length=255)
+    op: Literal["==", "!=", ">", ">=", "<", "<=", "contains"] = "=="
+    value: str | float | int | bool
+
+
+class CsvAggregate(_Args):
+    """A summary of one column."""
+
+    column: str = Field(min_length=1, max_length=255)
+    func: Literal["sum", "mean", "median", "min", "max", "count", "nunique"] = "sum"
+
+
+class CsvSort(_Args):
+    """An ordering."""
+
+    column: str = Field(min_length=1, max_length=255)
+    descending: bool = False
+
+
+class AnalyzeCsvArgs(_Args):
+    """Filters, groups, aggregates and sorts a CSV file; without a grouping or aggregates it
+    describes each column (count, mean, spread, most frequent values)."""
+
+    path: str = _PATH
+    filters: list[CsvFilter] = Field(default_factory=list, max_length=20)
+    group_by: list[str] = Field(default_factory=list, max_length=10)
+    aggregates: list[CsvAggregate] = Field(default_factory=list, max_length=20)
+    sort_by: list[CsvSort] = Field(default_factory=list, max_length=10)
+    limit: int = Field(default=50, ge=1, le=1000, description="Rows of the result to show.")
+    save_as: str | None = Field(
+        default=None, max_length=255, description="Also write the result to this CSV file."
+    )
+
+
+class CsvCellUpdate(_Args):
+    """Sets one cell: the row's number (0 is the first data row) and the column's name."""
+
+    row: int = Field(ge=0)
+    column: str = Field(min_length=1, max_length=255)
+    value: Scalar
+
+
+class CsvNewColumn(_Args):
+    """Adds a column, every row holding ``value``."""
+
+    name: str = Field(min_length=1, max_length=255)
+    value: Scalar = None
+
+
+class EditCsvArgs(_Args):
+    """Changes a CSV file: cells, new columns, new rows, rows removed."""
+
+    path: str = _PATH
+    updates: list[CsvCellUpdate] = Field(default_factory=list, max_length=10_000)
+    add_columns: list[CsvNewColumn] = Field(default_factory=list, max_length=100)
+    append_rows: list[dict[str, Scalar]] = Field(default_factory=list, max_length=10_000)
+    delete_rows: list[int] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="Row numbers to remove (0 is the first data row).",
+    )
+    save_as: str | None = Field(
+        default=None, max_length=255, description="Write the result here instead of over the file."
+    )
+
+
+class ReadExcelArgs(_Args):
+    """Reads an Excel workbook (.xlsx, .xlsm): its sheets, and one sheet's cells (formulas
+    shown as written, with their last computed values where the file has them)."""
+
+    path: str = _PATH
+    sheet: str | None = Field(default=None, max_length=31, description="Default: the first.")
+    rows: int = Field(default=30, ge=1, le=1000, description="Rows to show.")
+
+
+class ExcelCell(_Args):
+    """One cell to write: ``A1`` notation; a text starting with ``=`` is a formula."""
+
+    cell: str = Field(pattern=r"^[A-Za-z]{1,3}[1-9][0-9]{0,6}$")
+    value: Scalar
+
+
+class ExcelRange(_Args):
+    """A block of values written from ``start`` to the right and down, row by row."""
+
+    start: str = Field(pattern=r"^[A-Za-z]{1,3}[1-9][0-9]{0,6}$")
+    rows: list[list[Scalar]] = Field(min_length=1, max_length=100_000)
+
+
+_URL = Field(
+    min_length=8, max_length=2000, pattern=r"^https?://", description="An http(s) address."
+)
+
+
+class HttpRequestArgs(_Args):
+    """Calls an HTTP API: method, address, headers and a JSON or form body."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    url: str = _URL
+    headers: dict[str, str] = Field(default_factory=dict, max_length=30)
+    query: dict[str, str] = Field(default_factory=dict, max_length=50)
+    json_body: JsonValue = Field(default=None, description="A JSON body (sent as JSON).")
+    form: dict[str, str] | None = Field(default=None, description="A form body.")
+    timeout_s: float = Field(default=20, gt=0, le=60)
+    max_chars: int = Field(default=20_000, ge=100, le=200_000, description="Longest body shown.")
+
+
+class ReadWebpageArgs(_Args):
+    """Reads a web page: its title, its main text and its links."""
+
+    url: str = _URL
+    max_chars: int = Field(default=20_000, ge=100, le=200_000, description="Longest text shown.")
+    links: bool = Field(default=True, description="List the page's links too.")
+
+
+class EditExcelArgs(_Args):
+    """Writes cells, ranges and formulas into a workbook, adding sheets as needed; creates the
+    workbook if it does not exist. A macro-enabled .xlsm keeps its macros."""
+
+    path: str = _PATH
+    sheet: str | None = Field(
+        default=None, max_length=31, description="The sheet to write in (created if missing)."
+    )
+    cells: list[ExcelCell] = Field(default_factory=list, max_length=100_000)
+    ranges: list[ExcelRange] = Field(default_factory=list, max_length=100)
+    new_sheets: list[str] = Field(default_factory=list, max_length=50)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +271,10 @@ class ToolDefinition:
         return self.arguments.model_validate(arguments).model_dump(mode="json", exclude_unset=True)
 
     def spec(self) -> ToolSpec:
-        """The tool as it is shown to the agents."""
+        """The tool as it is shown to the agents (built once: every step request carries it)."""
+        return _spec(self)
+
+    def _build_spec(self) -> ToolSpec:
         schema = self.arguments.model_json_schema()
         schema.pop("title", None)
         return ToolSpec(
@@ -131,8 +299,67 @@ CATALOGUE: dict[str, ToolDefinition] = {
             "read_file", "Read a text file from the task's folder.", ReadFileArgs, "read"
         ),
         ToolDefinition("list_files", "List the files in the task's folder.", ListFilesArgs, "read"),
+        ToolDefinition(
+            "append_file",
+            "Add text at the end of a file in the task's folder.",
+            AppendFileArgs,
+            "write",
+        ),
+        ToolDefinition(
+            "delete_file", "Delete a file from the task's folder.", DeleteFileArgs, "write"
+        ),
+        ToolDefinition(
+            "read_csv",
+            "Read a CSV file: its columns, their types and the first rows.",
+            ReadCsvArgs,
+            "read",
+        ),
+        ToolDefinition(
+            "analyze_csv",
+            "Filter, group, aggregate (sum, mean, …) and sort a CSV file, or describe its "
+            "columns; optionally save the result as a new CSV.",
+            AnalyzeCsvArgs,
+            "write",
+        ),
+        ToolDefinition(
+            "edit_csv",
+            "Change cells, add columns, append or delete rows of a CSV file.",
+            EditCsvArgs,
+            "write",
+        ),
+        ToolDefinition(
+            "read_excel",
+            "Read an Excel workbook: its sheets and a sheet's cells and formulas.",
+            ReadExcelArgs,
+            "read",
+        ),
+        ToolDefinition(
+            "read_webpage",
+            "Read a web page: its title, main text (without menus and ads) and links.",
+            ReadWebpageArgs,
+            "read",
+        ),
+        ToolDefinition(
+            "http_request",
+            "Call an HTTP API (GET, POST, …) with headers and a JSON or form body; returns "
+            "the status, headers and body.",
+            HttpRequestArgs,
+            "external",
+        ),
+        ToolDefinition(
+            "edit_excel",
+            "Write cells, ranges and formulas into an Excel workbook (created if missing), "
+            "adding sheets; .xlsm files keep their macros.",
+            EditExcelArgs,
+            "write",
+        ),
     )
 }
+
+
+@functools.cache
+def _spec(definition: ToolDefinition) -> ToolSpec:
+    return definition._build_spec()  # noqa: SLF001 - the cache's own builder
 
 
 def specs() -> tuple[ToolSpec, ...]:

@@ -18,7 +18,9 @@ def main() -> None:
         service="executor",
         distribution="troika-executor",
         settings=settings,
-        router=build_router(llm, settings.data_dir.resolve(), settings.seal_key(), stopped),
+        router=build_router(
+            llm, settings.data_dir.resolve(), settings.seal_key(), stopped, settings.outbound()
+        ),
         on_start=stopped.bind,
         on_stop=llm.close,
         stream=StreamKey.EXECUTOR,

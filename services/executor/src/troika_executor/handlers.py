@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from pathlib import Path
 
+    from troika_executor.net import OutboundPolicy
     from troika_shared.bus import Bus
     from troika_shared.llm import LLM
 
@@ -72,6 +73,7 @@ async def execute(
     data_dir: Path,
     seal_key: bytes | None,
     stopped: Callable[[str], Awaitable[bool]] | None = None,
+    outbound: OutboundPolicy | None = None,
 ) -> ToolResult:
     """Runs one approved tool call in the task's folder, at most once per idempotency key.
 
@@ -95,7 +97,7 @@ async def execute(
         outcome = ToolOutcome(ok=False, error="not run: the task stopped before the call ran")
     elif outcome is None:
         outcome = await run_tool(
-            data_dir, request.correlation_id, request.call.tool, request.call.arguments
+            data_dir, request.correlation_id, request.call.tool, request.call.arguments, outbound
         )
         await ledger.remember(request.call.key, outcome)
     return ToolResult(
@@ -130,7 +132,11 @@ class StoppedTasks:
 
 
 def build_router(
-    llm: LLM, data_dir: Path, seal_key: bytes | None, stopped: StoppedTasks | None = None
+    llm: LLM,
+    data_dir: Path,
+    seal_key: bytes | None,
+    stopped: StoppedTasks | None = None,
+    outbound: OutboundPolicy | None = None,
 ) -> Router:
     """The executor's router."""
     router = Router("executor")
@@ -139,7 +145,7 @@ def build_router(
         return [await step(request, llm)]
 
     async def on_execute(request: ToolExecute) -> list[Message]:
-        return [await execute(request, data_dir, seal_key, stopped)]
+        return [await execute(request, data_dir, seal_key, stopped, outbound)]
 
     router.add(StepRequested, on_step)
     router.add(ToolExecute, on_execute)

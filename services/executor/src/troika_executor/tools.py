@@ -8,24 +8,43 @@ in a thread, off the event loop.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 from pydantic import BaseModel, ValidationError
 
+from troika_executor import tabular, web
+from troika_executor.net import OutboundPolicy
 from troika_executor.workspace import OutsideWorkspace, Workspace
-from troika_shared.catalogue import CATALOGUE, CreateFileArgs, ReadFileArgs
+from troika_shared.catalogue import (
+    CATALOGUE,
+    AppendFileArgs,
+    CreateFileArgs,
+    DeleteFileArgs,
+    ReadFileArgs,
+)
 from troika_shared.messages import ToolOutcome
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["IMPLEMENTATIONS", "run_tool", "validate_arguments"]
-
-Implementation = Callable[[Workspace, Any], Awaitable[ToolOutcome]]
+__all__ = ["IMPLEMENTATIONS", "ToolContext", "run_tool", "validate_arguments"]
 
 
-async def _create_file(workspace: Workspace, args: CreateFileArgs) -> ToolOutcome:
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """What a tool may use: the task's folder, and the rule for reaching the network."""
+
+    workspace: Workspace
+    outbound: OutboundPolicy
+
+
+Implementation = Callable[[ToolContext, Any], Awaitable[ToolOutcome]]
+
+
+async def _create_file(context: ToolContext, args: CreateFileArgs) -> ToolOutcome:
+    workspace = context.workspace
     target = workspace.path(args.path)
 
     def write() -> None:
@@ -40,7 +59,8 @@ async def _create_file(workspace: Workspace, args: CreateFileArgs) -> ToolOutcom
     return ToolOutcome(ok=True, output=f"wrote {relative} ({size} bytes)", files=(relative,))
 
 
-async def _read_file(workspace: Workspace, args: ReadFileArgs) -> ToolOutcome:
+async def _read_file(context: ToolContext, args: ReadFileArgs) -> ToolOutcome:
+    workspace = context.workspace
     target = workspace.path(args.path)
     if not target.is_file():
         return ToolOutcome(ok=False, error=f"there is no file {args.path!r}")
@@ -54,15 +74,51 @@ async def _read_file(workspace: Workspace, args: ReadFileArgs) -> ToolOutcome:
     return ToolOutcome(ok=True, output=text)
 
 
-async def _list_files(workspace: Workspace, _: BaseModel) -> ToolOutcome:
-    names = await anyio.to_thread.run_sync(workspace.files)
+async def _list_files(context: ToolContext, _: BaseModel) -> ToolOutcome:
+    names = await anyio.to_thread.run_sync(context.workspace.files)
     return ToolOutcome(ok=True, output="\n".join(names) if names else "(the folder is empty)")
+
+
+async def _append_file(context: ToolContext, args: AppendFileArgs) -> ToolOutcome:
+    workspace = context.workspace
+    target = workspace.path(args.path)
+
+    def append() -> int:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("a", encoding="utf-8") as file:
+            file.write(args.content)
+        return target.stat().st_size
+
+    size = await anyio.to_thread.run_sync(append)
+    relative = str(target.relative_to(workspace.root))
+    added = len(args.content.encode())
+    return ToolOutcome(
+        ok=True, output=f"added {added} bytes to {relative} (now {size} bytes)", files=(relative,)
+    )
+
+
+async def _delete_file(context: ToolContext, args: DeleteFileArgs) -> ToolOutcome:
+    workspace = context.workspace
+    target = workspace.path(args.path)
+    if not target.is_file():
+        return ToolOutcome(ok=False, error=f"there is no file {args.path!r}")
+    await anyio.to_thread.run_sync(target.unlink)
+    return ToolOutcome(ok=True, output=f"deleted {target.relative_to(workspace.root)}")
 
 
 IMPLEMENTATIONS: dict[str, Implementation] = {
     "create_file": _create_file,
     "read_file": _read_file,
     "list_files": _list_files,
+    "append_file": _append_file,
+    "delete_file": _delete_file,
+    "read_csv": lambda context, args: tabular.read_csv(context.workspace, args),
+    "analyze_csv": lambda context, args: tabular.analyze_csv(context.workspace, args),
+    "edit_csv": lambda context, args: tabular.edit_csv(context.workspace, args),
+    "read_excel": lambda context, args: tabular.read_excel(context.workspace, args),
+    "edit_excel": lambda context, args: tabular.edit_excel(context.workspace, args),
+    "read_webpage": lambda context, args: web.read_webpage(args, context.outbound),
+    "http_request": lambda context, args: web.http_request(args, context.outbound),
 }
 
 
@@ -77,15 +133,23 @@ def validate_arguments(tool: str, arguments: dict[str, Any]) -> BaseModel:
 
 
 async def run_tool(
-    data_dir: Path, task_id: str, tool: str, arguments: dict[str, Any]
+    data_dir: Path,
+    task_id: str,
+    tool: str,
+    arguments: dict[str, Any],
+    outbound: OutboundPolicy | None = None,
 ) -> ToolOutcome:
-    """Runs one tool call in the task's workspace and says how it went."""
+    """Runs one tool call in the task's workspace and says how it went.
+
+    ``outbound`` allows non-public hosts (the default allows none).
+    """
     implementation = IMPLEMENTATIONS.get(tool)
     if implementation is None or tool not in CATALOGUE:
         return ToolOutcome(ok=False, error=f"there is no tool {tool!r}")
     try:
         parsed = validate_arguments(tool, arguments)
-        return await implementation(Workspace(data_dir, task_id), parsed)
+        context = ToolContext(Workspace(data_dir, task_id), outbound or OutboundPolicy())
+        return await implementation(context, parsed)
     except ValidationError as exc:
         return ToolOutcome(ok=False, error=f"invalid arguments: {exc.errors(include_url=False)}")
     except OutsideWorkspace as exc:

@@ -24,6 +24,8 @@ from troika_gateway.db.models import ToolPolicy
 from troika_gateway.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from troika_shared.catalogue import ToolDefinition
@@ -67,9 +69,13 @@ async def decide(
     task_id: str,
     definition: ToolDefinition | None,
     tool: str,
-    approved_before: bool,
+    approved_before: Callable[[], Awaitable[bool]],
 ) -> Decision:
-    """How a proposed call of ``tool`` is decided (see the module's rules)."""
+    """How a proposed call of ``tool`` is decided (see the module's rules).
+
+    ``approved_before`` tells whether a call of the tool was approved in this task already; it
+    is asked only under an ``ask_once`` policy.
+    """
     found = await modes(db, user_id, task_id, tool)
     for level in ("task", "user"):
         if found.get(level) == "deny":
@@ -80,7 +86,7 @@ async def decide(
     mode = found.get(level, "ask")
     if mode == "allow":
         return Decision("approve", f"allow {_where(level)}")
-    if mode == "ask_once" and approved_before:
+    if mode == "ask_once" and await approved_before():
         return Decision("approve", f"ask once {_where(level)}")
     return Decision("ask")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from graphlib import TopologicalSorter
 from typing import TYPE_CHECKING, Any
 
@@ -361,7 +362,7 @@ class Machine:
                 task_id=task.id,
                 definition=definition,
                 tool=call.tool,
-                approved_before=await self._approved_before(task, call.tool, exclude=row.id),
+                approved_before=partial(self._approved_before, task, call.tool, exclude=row.id),
             )
             if decision.outcome == "approve":
                 self.approve(task, row, actor=f"policy: {decision.rule}")
