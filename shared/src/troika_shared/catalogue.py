@@ -30,6 +30,7 @@ __all__ = [
     "ReadFileArgs",
     "ReadWebpageArgs",
     "ToolDefinition",
+    "WebSearchArgs",
     "specs",
 ]
 
@@ -200,6 +201,21 @@ class ReadWebpageArgs(_Args):
     links: bool = Field(default=True, description="List the page's links too.")
 
 
+class WebSearchArgs(_Args):
+    """Searches the web."""
+
+    query: str = Field(min_length=1, max_length=500)
+    region: str = Field(
+        default="wt-wt",
+        pattern=r"^[a-z]{2}-[a-z]{2}$",
+        description="Region code such as 'us-en' or 'de-de'; 'wt-wt' is none.",
+    )
+    time_limit: Literal["d", "w", "m", "y"] | None = Field(
+        default=None, description="Only results from the last day, week, month or year."
+    )
+    max_results: int = Field(default=10, ge=1, le=50)
+
+
 class EditExcelArgs(_Args):
     """Writes cells, ranges and formulas into a workbook, adding sheets as needed; creates the
     workbook if it does not exist. A macro-enabled .xlsm keeps its macros."""
@@ -331,6 +347,18 @@ CATALOGUE: dict[str, ToolDefinition] = {
             "read_excel",
             "Read an Excel workbook: its sheets and a sheet's cells and formulas.",
             ReadExcelArgs,
+            "read",
+        ),
+        ToolDefinition(
+            "web_search",
+            "Search the web: titles, addresses and snippets of the results.",
+            WebSearchArgs,
+            "read",
+        ),
+        ToolDefinition(
+            "web_search_news",
+            "Search recent news: headlines, dates, sources, addresses and excerpts.",
+            WebSearchArgs,
             "read",
         ),
         ToolDefinition(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 from pydantic import BaseModel, ValidationError
 
-from troika_executor import tabular, web
+from troika_executor import search, tabular, web
 from troika_executor.net import OutboundPolicy
 from troika_executor.workspace import OutsideWorkspace, Workspace
 from troika_shared.catalogue import (
@@ -38,6 +38,7 @@ class ToolContext:
 
     workspace: Workspace
     outbound: OutboundPolicy
+    search_backend: str = "auto"
 
 
 Implementation = Callable[[ToolContext, Any], Awaitable[ToolOutcome]]
@@ -117,6 +118,8 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
     "edit_csv": lambda context, args: tabular.edit_csv(context.workspace, args),
     "read_excel": lambda context, args: tabular.read_excel(context.workspace, args),
     "edit_excel": lambda context, args: tabular.edit_excel(context.workspace, args),
+    "web_search": lambda context, args: search.web_search(args, context.search_backend),
+    "web_search_news": lambda context, args: search.web_search_news(args, context.search_backend),
     "read_webpage": lambda context, args: web.read_webpage(args, context.outbound),
     "http_request": lambda context, args: web.http_request(args, context.outbound),
 }
