@@ -115,19 +115,26 @@ class Session:
         _raise_for(await self.http.post("/auth/register", json=body))
         await self.login(username, password)
 
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:  # noqa: ANN401
+        """Sends a request; an expired access token is renewed once with the kept session."""
+        response = await self.http.request(method, path, **kwargs)
+        if response.status_code == 401 and await self.resume():
+            response = await self.http.request(method, path, **kwargs)
+        return _raise_for(response)
+
     async def get(self, path: str, **params: Any) -> Any:  # noqa: ANN401 - JSON
         """``GET`` a JSON document."""
-        return _raise_for(await self.http.get(path, params=params or None)).json()
+        return (await self._send("GET", path, params=params or None)).json()
 
     async def post(self, path: str, body: dict[str, Any] | None = None) -> Any:  # noqa: ANN401
         """``POST`` JSON; returns the JSON answer."""
-        return _raise_for(await self.http.post(path, json=body or {})).json()
+        return (await self._send("POST", path, json=body or {})).json()
 
     async def upload(self, task_id: str, path: Path) -> None:
         """Attaches a file to a task."""
         with path.open("rb") as file:
             files = {"files": (path.name, file.read())}
-        _raise_for(await self.http.post(f"/tasks/{task_id}/files", files=files))
+        await self._send("POST", f"/tasks/{task_id}/files", files=files)
 
     @property
     def ws_url(self) -> str:

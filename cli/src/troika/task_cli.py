@@ -29,11 +29,16 @@ __all__ = ["EXIT_INPUT_CLOSED", "Terminal", "run_task"]
 
 EXIT_FAILED = 1
 EXIT_INPUT_CLOSED = 3
+_RECONNECTS = 20
 _FINAL = {"completed": 0, "failed": EXIT_FAILED, "cancelled": EXIT_FAILED}
 
 
 class InputClosed(Exception):
     """Standard input ended while a question waited."""
+
+
+class LiveViewRefused(Exception):
+    """The WebSocket did not accept the session (it expired, or was ended)."""
 
 
 @dataclass
@@ -124,20 +129,35 @@ class TaskRunner:
         self.terminal = terminal
         self.task_id = task_id
         self.asked: set[str] = set()
+        self.last_seq = 0
 
     async def run(self) -> int:
-        """Returns the exit status: 0 completed, 1 failed or cancelled, 3 input closed."""
+        """Returns the exit status: 0 completed, 1 failed or cancelled, 3 input closed.
+
+        When the live view closes (the access token expired, the gateway restarted), it signs in
+        again with the kept session and resumes after the last event it showed.
+        """
+        for _ in range(_RECONNECTS):
+            try:
+                return await self._follow()
+            except (websockets.ConnectionClosed, OSError, LiveViewRefused):
+                await asyncio.sleep(1)
+                await self.session.resume()
+        raise ApiError(503, "the live view keeps closing; try again later", [])
+
+    async def _follow(self) -> int:
         async with websockets.connect(self.session.ws_url, max_size=None) as socket:
             hello = {"type": "auth", "token": self.session.access_token,
-                     "resume": {self.task_id: 0}}  # fmt: skip
+                     "resume": {self.task_id: self.last_seq}}  # fmt: skip
             await socket.send(json.dumps(hello))
             ready = json.loads(await socket.recv())
             if ready.get("type") != "ready":
-                raise ApiError(401, str(ready.get("detail", "the live view refused us")), [])
+                raise LiveViewRefused(str(ready.get("detail", "the live view refused us")))
             while True:
                 message = json.loads(await socket.recv())
-                if message.get("type") != "event" or message.get("task_id") != self.task_id:
+                if message.get("type") != "event" or message["task_id"] != self.task_id:
                     continue
+                self.last_seq = max(self.last_seq, int(message["seq"]))
                 status = await self.on_event(message["kind"], message["data"])
                 if status is not None:
                     return status
@@ -230,6 +250,8 @@ class TaskRunner:
 
     async def guide(self, data: dict[str, Any]) -> None:
         """The agents are stuck: shows why and passes on the person's instructions."""
+        if (await self.session.get(f"/tasks/{self.task_id}"))["status"] != "needs_guidance":
+            return  # a replayed event from before: answered already
         self.terminal.say(f"\nThe agents need your guidance: {data.get('reason')}")
         text = await self.terminal.ask(
             "Your instructions (start with 'replan:' to re-plan, or type 'cancel'): "
@@ -240,7 +262,10 @@ class TaskRunner:
             body = {"action": "replan", "text": text.split(":", 1)[1].strip()}
         else:
             body = {"action": "continue", "text": text}
-        await self.session.post(f"/tasks/{self.task_id}/guidance", body)
+        try:
+            await self.session.post(f"/tasks/{self.task_id}/guidance", body)
+        except ApiError as exc:
+            self.terminal.say(f"Not accepted: {exc.detail}")
 
     async def finish(self) -> int:
         """Prints the outcome and the files; the exit status."""

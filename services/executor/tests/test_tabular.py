@@ -224,3 +224,15 @@ async def test_not_a_workbook_is_a_plain_error(tmp_path, folder) -> None:
     assert result.error.startswith("fake.xlsx is not a readable Excel workbook")
     wrong_kind = await run(tmp_path, "edit_excel", path="notes.txt", cells=[])
     assert wrong_kind.error == "edit_excel writes .xlsx or .xlsm files"
+
+
+async def test_one_column_and_semicolon_files_are_read_as_written(tmp_path, folder) -> None:
+    (folder / "names.csv").write_text("name\nalice\nbob\n")
+    (folder / "de.csv").write_text("stadt;umsatz\nBerlin;10,5\nKöln;3\n")
+    names = await run(tmp_path, "read_csv", path="names.csv")
+    assert names.output.startswith("2 rows, 1 columns:\n- name: ")
+    german = await run(tmp_path, "read_csv", path="de.csv")
+    assert german.output.startswith("2 rows, 2 columns:\n- stadt: ")
+    edited = await run(tmp_path, "edit_csv", path="names.csv", append_rows=[{"name": "carol"}])
+    assert edited.ok, edited.error
+    assert (folder / "names.csv").read_text() == "name\nalice\nbob\ncarol\n"

@@ -168,6 +168,9 @@ async def test_an_api_call_sends_json_and_shows_status_headers_and_body(
         "http://[::1]:{secret}/",
         "http://[::ffff:127.0.0.1]:{secret}/",
         "http://0.0.0.0:{secret}/",
+        "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 for 169.254.169.254
+        "http://[2002:7f00:1::]/",  # 6to4 for 127.0.0.1
+        "http://[::7f00:1]/",  # IPv4-compatible 127.0.0.1
     ],
 )
 async def test_private_addresses_are_refused(tmp_path, servers, url) -> None:
@@ -198,3 +201,10 @@ async def test_only_http_addresses_are_accepted(tmp_path, allowed) -> None:
         result = await run(tmp_path, allowed, "read_webpage", url=url)
         assert result.ok is False
         assert result.error.startswith("invalid arguments")
+
+
+async def test_a_header_that_cannot_be_sent_is_a_plain_error(tmp_path, servers, allowed) -> None:
+    url = f"http://127.0.0.1:{servers[0]}/api"
+    result = await run(tmp_path, allowed, "http_request", url=url, headers={"X-Name": "Zoë ✓"})
+    assert result.ok is False
+    assert result.error.startswith("http_request failed: UnicodeEncodeError")

@@ -10,10 +10,10 @@ import pytest
 from pydantic import Field
 from sqlalchemy import update
 
-from troika_gateway.db.models import Interaction
+from troika_gateway.db.models import Interaction, Task
 from troika_gateway.pipeline.expiry import Expirer
 from troika_shared import catalogue
-from troika_shared.approvals import verify_approval
+from troika_shared.approvals import call_key, verify_approval
 from troika_shared.messages import StepRequested, TaskStopped, ToolCall, ToolExecute
 
 from .conftest import assert_problem
@@ -331,3 +331,53 @@ async def test_deleting_a_running_task_tells_the_executors_too(d) -> None:
     assert deleted.status_code == 204
     [stopped] = await d.commands(TaskStopped)
     assert stopped.status == "deleted"
+
+
+async def test_an_approval_that_expires_while_the_task_is_paused_keeps_it_paused(d) -> None:
+    await d.propose(call(1))
+    async with d.gateway.app.state.sessionmaker() as db:
+        await db.execute(update(Task).values(status="needs_guidance", status_reason="asked"))
+        await db.execute(update(Interaction).values(expires_at=datetime.now(UTC)))
+        await db.commit()
+    expirer = Expirer(d.gateway.app.state.sessionmaker, d.gateway.settings, d.gateway.app.state.bus)
+    assert await expirer.sweep() == 1
+    task = await d.task()
+    assert (task["status"], task["status_reason"]) == ("needs_guidance", "asked")
+
+
+def keyed(d: Driver, path: str) -> ToolCall:
+    """A call as the executor proposes it: its key from the task, subtask, tool and arguments."""
+    arguments = {"path": path}
+    return ToolCall(
+        key=call_key(d.task_id, "write", "read_file", arguments),
+        tool="read_file",
+        arguments=arguments,
+    )
+
+
+async def test_an_edit_into_a_call_the_task_already_has_is_refused(d) -> None:
+    await d.propose(keyed(d, "a.md"), keyed(d, "b.md"))
+    first, second = await pending(d)
+    await answer(d, first["id"], decision="approve")
+    same = await answer(d, second["id"], decision="approve", arguments=first["prompt"]["arguments"])
+    assert_problem(same, 409, "exactly these arguments already")
+    assert [a["id"] for a in await pending(d)] == [second["id"]]
+    assert len(await d.commands(ToolExecute)) == 1
+
+
+async def test_replanning_withdraws_the_calls_still_waiting(d) -> None:
+    await d.propose(call(1))
+    [approval] = await pending(d)
+    async with d.gateway.app.state.sessionmaker() as db:
+        await db.execute(update(Task).values(status="needs_guidance", status_reason="asked"))
+        await db.commit()
+    replanned = await d.client.post(
+        f"/tasks/{d.task_id}/guidance",
+        headers=d.account.headers,
+        json={"action": "replan", "text": "Use the other file"},
+    )
+    assert replanned.status_code == 200, replanned.text
+    assert await pending(d) == []
+    late = await answer(d, approval["id"], decision="approve")
+    assert late.status_code == 404
+    assert (await d.task())["status"] == "planning"

@@ -7,6 +7,7 @@ step can correct itself.
 
 from __future__ import annotations
 
+import csv
 import io
 import zipfile
 from typing import TYPE_CHECKING, Any
@@ -49,9 +50,19 @@ def _load_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise TableProblem(f"there is no file {path.name!r}")
     try:
-        return pd.read_csv(path, sep=None, engine="python", encoding="utf-8-sig")
+        return pd.read_csv(path, sep=_delimiter(path), encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise TableProblem(f"{path.name} is not a readable CSV file: {exc}") from exc
+
+
+def _delimiter(path: Path) -> str:
+    """The file's delimiter among the usual ones (a comma when it has one column)."""
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as file:
+        sample = file.read(64 * 1024)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
 
 
 def _columns(frame: pd.DataFrame, names: list[str]) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
+import structlog
 from pydantic import BaseModel, ValidationError
 
 from troika_executor import search, tabular, web
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = ["IMPLEMENTATIONS", "ToolContext", "run_tool", "validate_arguments"]
+
+log = structlog.get_logger("troika.executor.tools")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,3 +162,8 @@ async def run_tool(
         return ToolOutcome(ok=False, error=f"refused: {exc}")
     except OSError as exc:
         return ToolOutcome(ok=False, error=f"{type(exc).__name__}: {exc.strerror or exc}")
+    except Exception as exc:
+        # A tool's own failure is the call's outcome: the agent hears it, the task goes on,
+        # and the message is not redelivered to run the call again.
+        log.exception("tool.crashed", tool=tool)
+        return ToolOutcome(ok=False, error=f"{tool} failed: {type(exc).__name__}: {exc}"[:2000])

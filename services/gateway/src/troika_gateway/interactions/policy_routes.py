@@ -13,6 +13,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 from msgspec import Struct
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from troika_gateway.auth.middleware import Principal
@@ -63,6 +64,20 @@ class AuditView(Struct, kw_only=True):
     client: dict[str, Any]
     tool_call_id: str | None
     interaction_id: str | None
+
+
+async def _save_policy(db: AsyncSession, **change: Any) -> None:  # noqa: ANN401
+    """Sets a policy and commits; a concurrent first write of the same policy is applied over."""
+    for attempt in range(2):
+        await set_policy(db, **change)
+        try:
+            await db.commit()
+        except IntegrityError:
+            await db.rollback()
+            if attempt:
+                raise
+        else:
+            return
 
 
 def _tool(name: str) -> ToolDefinition:
@@ -117,9 +132,14 @@ class PolicyController(Controller):
     ) -> PolicyView:
         """Sets how the tool's calls are decided in all of the caller's tasks."""
         definition = _tool(tool)
-        await set_policy(db, user_id=request.user.user_id, scope=USER_SCOPE,
-                         definition=definition, mode=data.mode, confirm=data.confirm)  # fmt: skip
-        await db.commit()
+        await _save_policy(
+            db,
+            user_id=request.user.user_id,
+            scope=USER_SCOPE,
+            definition=definition,
+            mode=data.mode,
+            confirm=data.confirm,
+        )
         return _view(definition, {"user": data.mode})
 
     @delete("/{tool:str}", status_code=204)
@@ -130,9 +150,9 @@ class PolicyController(Controller):
         db: NamedDependency[AsyncSession],
     ) -> None:
         """Back to asking every time."""
-        await set_policy(db, user_id=request.user.user_id, scope=USER_SCOPE,
-                         definition=_tool(tool), mode=None)  # fmt: skip
-        await db.commit()
+        await _save_policy(
+            db, user_id=request.user.user_id, scope=USER_SCOPE, definition=_tool(tool), mode=None
+        )
 
 
 class TaskPolicyController(Controller):
@@ -169,9 +189,14 @@ class TaskPolicyController(Controller):
         """Sets how the tool's calls are decided in this task."""
         task = await tasks.get(task_id)
         definition = _tool(tool)
-        await set_policy(db, user_id=task.user_id, scope=task.id, definition=definition,
-                         mode=data.mode, confirm=data.confirm)  # fmt: skip
-        await db.commit()
+        await _save_policy(
+            db,
+            user_id=task.user_id,
+            scope=task.id,
+            definition=definition,
+            mode=data.mode,
+            confirm=data.confirm,
+        )
         return _view(definition, await modes(db, task.user_id, task.id, tool))
 
     @delete("/{tool:str}", status_code=204)
@@ -184,9 +209,9 @@ class TaskPolicyController(Controller):
     ) -> None:
         """Back to the caller's policy for all tasks."""
         task = await tasks.get(task_id)
-        await set_policy(db, user_id=task.user_id, scope=task.id, definition=_tool(tool),
-                         mode=None)  # fmt: skip
-        await db.commit()
+        await _save_policy(
+            db, user_id=task.user_id, scope=task.id, definition=_tool(tool), mode=None
+        )
 
 
 class AuditController(Controller):

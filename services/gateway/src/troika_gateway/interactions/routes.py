@@ -21,7 +21,7 @@ from troika_gateway.errors import Conflict, InvalidInput, NotFound
 from troika_gateway.events import publish_events
 from troika_gateway.interactions.policies import edited_arguments, set_policy
 from troika_gateway.openapi import BEARER
-from troika_gateway.pipeline.machine import Machine
+from troika_gateway.pipeline.machine import Machine, SameCallExists
 from troika_gateway.pipeline.outbox import kick
 from troika_shared.catalogue import CATALOGUE
 
@@ -183,6 +183,9 @@ class InteractionController(Controller):
                     client=client,
                 )
                 await db.commit()
+            except SameCallExists as exc:
+                await db.rollback()
+                raise Conflict(str(exc)) from None
             except WRITE_CONFLICTS:
                 await db.rollback()
                 if attempt == _ANSWER_ATTEMPTS - 1:

@@ -66,9 +66,25 @@ if TYPE_CHECKING:
     from troika_gateway.settings import GatewaySettings
     from troika_shared.catalogue import ToolDefinition
 
-__all__ = ["Machine"]
+__all__ = ["Machine", "SameCallExists"]
+
+
+class SameCallExists(Exception):
+    """An edit would make a call this task has already (one key, one action)."""
+
+    def __init__(self, tool: str) -> None:
+        super().__init__(
+            f"this task has a {tool} call with exactly these arguments already; "
+            "deny this one, or change the arguments"
+        )
+
 
 ACTIVE = {"pending", "running"}
+_RUNNING = {
+    TaskStatus.EXECUTING.value,
+    TaskStatus.AWAITING_APPROVAL.value,
+    TaskStatus.AWAITING_INPUT.value,
+}
 SETTLED_CALLS = {"succeeded", "failed", "denied"}
 OPEN_CALLS = {"proposed", "approved", "running"}
 
@@ -417,7 +433,9 @@ class Machine:
 
     async def _set_waiting(self, task: Task) -> None:
         """``awaiting_input`` while a form waits, ``awaiting_approval`` while only approvals do,
-        ``executing`` when nothing does."""
+        ``executing`` when nothing does; a task paused for guidance stays paused."""
+        if task.status not in _RUNNING:
+            return
         kinds = set(
             await self.db.scalars(
                 select(Interaction.kind).where(
@@ -548,10 +566,13 @@ class Machine:
                          interaction_id=interaction.id):  # fmt: skip
                 return
         elif arguments != call.arguments:
+            key = call_key(task.id, call.subtask_key, call.tool, arguments)
+            if await self.db.scalar(select(ToolCall.id).where(ToolCall.key == key)):
+                raise SameCallExists(call.tool)
             edited = ToolCall(
                 task_id=task.id,
                 subtask_key=call.subtask_key,
-                key=call_key(task.id, call.subtask_key, call.tool, arguments),
+                key=key,
                 tool=call.tool,
                 arguments=arguments,
                 step=call.step,
@@ -738,6 +759,10 @@ class Machine:
     async def resume(self, task: Task, action: str) -> None:
         """Goes on after guidance: continue where it stopped, or plan again."""
         task.unusable_streak = task.failure_streak = task.denials = 0
+        # calls still waiting for a decision belong to the approach being left behind
+        await self.db.execute(
+            delete(ToolCall).where(ToolCall.task_id == task.id, ToolCall.status == "proposed")
+        )
         if action == "replan" or not task.plan:
             task.revision_round = 0
             self._set_status(task, TaskStatus.PLANNING)
@@ -751,9 +776,6 @@ class Machine:
         for subtask in subtasks:
             if subtask.status == "running":
                 subtask.status = "pending"
-        await self.db.execute(
-            delete(ToolCall).where(ToolCall.task_id == task.id, ToolCall.status == "proposed")
-        )
         await self.dispatch(task)
 
 
