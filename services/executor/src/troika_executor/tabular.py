@@ -18,6 +18,7 @@ import pandas as pd
 from openpyxl.utils.cell import coordinate_from_string, get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
 
+from troika_shared.catalogue import CsvAggregate
 from troika_shared.messages import ToolOutcome
 
 if TYPE_CHECKING:
@@ -182,9 +183,8 @@ async def analyze_csv(workspace: Workspace, args: AnalyzeCsvArgs) -> ToolOutcome
     return await _run(work)
 
 
-def _count(frame: pd.DataFrame, group_by: list[str]) -> Any:  # noqa: ANN401 - a CsvAggregate
-    from troika_shared.catalogue import CsvAggregate  # noqa: PLC0415 - the default aggregate
-
+def _count(frame: pd.DataFrame, group_by: list[str]) -> CsvAggregate:
+    """The aggregate used when only a grouping is asked for: rows per group."""
     rest = [c for c in frame.columns if c not in group_by]
     return CsvAggregate(column=str(rest[0] if rest else frame.columns[0]), func="count")
 

@@ -50,16 +50,25 @@ class Decision:
     rule: str = ""
 
 
+async def all_modes(
+    db: AsyncSession, user_id: str, task_id: str, tool: str | None = None
+) -> dict[str, dict[str, str]]:
+    """The policies that apply to the task, per tool: ``{tool: {"user": mode, "task": mode}}``
+    (every tool, or only ``tool``), in one query."""
+    query = select(ToolPolicy).where(
+        ToolPolicy.user_id == user_id, ToolPolicy.scope.in_((USER_SCOPE, task_id))
+    )
+    if tool is not None:
+        query = query.where(ToolPolicy.tool == tool)
+    found: dict[str, dict[str, str]] = {}
+    for row in await db.scalars(query):
+        found.setdefault(row.tool, {})["user" if row.scope == USER_SCOPE else "task"] = row.mode
+    return found
+
+
 async def modes(db: AsyncSession, user_id: str, task_id: str, tool: str) -> dict[str, str]:
     """The tool's policies that apply to the task: ``{"user": mode, "task": mode}``."""
-    rows = await db.scalars(
-        select(ToolPolicy).where(
-            ToolPolicy.user_id == user_id,
-            ToolPolicy.tool == tool,
-            ToolPolicy.scope.in_((USER_SCOPE, task_id)),
-        )
-    )
-    return {"user" if row.scope == USER_SCOPE else "task": row.mode for row in rows}
+    return (await all_modes(db, user_id, task_id, tool)).get(tool, {})
 
 
 async def decide(

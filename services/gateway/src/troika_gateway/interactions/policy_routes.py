@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from troika_gateway.auth.middleware import Principal
 from troika_gateway.db.models import AuditEntry, ToolPolicy
 from troika_gateway.errors import NotFound
-from troika_gateway.interactions.policies import USER_SCOPE, Mode, modes, set_policy
+from troika_gateway.interactions.policies import USER_SCOPE, Mode, all_modes, modes, set_policy
 from troika_gateway.openapi import BEARER
 from troika_gateway.tasks.routes import provide_tasks
 from troika_gateway.tasks.service import Tasks
@@ -172,10 +172,8 @@ class TaskPolicyController(Controller):
     ) -> list[PolicyView]:
         """Every tool with the caller's policy and this task's own."""
         task = await tasks.get(task_id)
-        return [
-            _view(definition, await modes(db, task.user_id, task.id, name))
-            for name, definition in CATALOGUE.items()
-        ]
+        found = await all_modes(db, task.user_id, task.id)
+        return [_view(definition, found.get(name, {})) for name, definition in CATALOGUE.items()]
 
     @put("/{tool:str}", request_max_body_size=4096)
     async def set_task_policy(

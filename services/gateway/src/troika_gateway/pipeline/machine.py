@@ -34,7 +34,7 @@ from troika_gateway.db.models import (
 )
 from troika_gateway.events import append_event
 from troika_gateway.interactions import policies
-from troika_gateway.pipeline.outbox import enqueue
+from troika_gateway.pipeline.outbox import enqueue, enqueue_stopped
 from troika_gateway.storage import Workspace
 from troika_shared import catalogue
 from troika_shared.approvals import call_key, sign_approval
@@ -47,7 +47,6 @@ from troika_shared.messages import (
     StepProposed,
     StepRequested,
     SubtaskResult,
-    TaskStopped,
     ToolExecute,
     ToolOutcome,
     ToolResult,
@@ -118,9 +117,7 @@ class Machine:
         task.status_reason = reason
         if status.final:
             task.finished_at = datetime.now(UTC)
-            stopped = TaskStopped(id=derive_id(task.id, "stopped"), correlation_id=task.id,
-                                  status=status.value)  # fmt: skip
-            enqueue(self.db, stopped)
+            enqueue_stopped(self.db, task.id, status.value)
         if previous != status.value:
             self.event(task, "task.status", status=status.value, previous=previous, reason=reason)
 

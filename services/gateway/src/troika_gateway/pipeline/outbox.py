@@ -19,14 +19,21 @@ from troika_gateway.db.engine import WRITE_CONFLICTS
 from troika_gateway.db.models import Outbox, Task, TaskStatus
 from troika_gateway.events import append_event, publish_events
 from troika_shared.errors import DependencyUnavailable
-from troika_shared.messages import Message, PlanRequested, decode, encode
+from troika_shared.messages import (
+    Message,
+    PlanRequested,
+    TaskStopped,
+    decode,
+    derive_id,
+    encode,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from troika_shared.bus import Bus
 
-__all__ = ["Relay", "enqueue", "kick", "kick_subject"]
+__all__ = ["Relay", "enqueue", "enqueue_stopped", "kick", "kick_subject"]
 
 log = structlog.get_logger("troika.gateway.outbox")
 _BATCH = 200
@@ -43,6 +50,13 @@ def enqueue(db: AsyncSession, message: Message) -> None:
             payload=encode(message),
         )
     )
+
+
+def enqueue_stopped(db: AsyncSession, task_id: str, status: str) -> None:
+    """Tells the executors, through the outbox, that a task stopped: its queued calls must not
+    run any more."""
+    enqueue(db, TaskStopped(id=derive_id(task_id, "stopped"), correlation_id=task_id,
+                            status=status))  # fmt: skip
 
 
 def kick_subject(bus: Bus) -> str:

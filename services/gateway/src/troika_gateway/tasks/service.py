@@ -19,7 +19,7 @@ from troika_gateway.db.models import File, Interaction, LlmUsage, Task, TaskEven
 from troika_gateway.errors import Conflict, InvalidInput, NotFound
 from troika_gateway.events import append_event
 from troika_gateway.pipeline.machine import Machine
-from troika_gateway.pipeline.outbox import enqueue
+from troika_gateway.pipeline.outbox import enqueue_stopped
 from troika_gateway.storage import Stored, Workspace, remove_tree, store_upload
 from troika_gateway.tasks.schemas import (
     Cost,
@@ -31,7 +31,6 @@ from troika_gateway.tasks.schemas import (
     TaskPage,
     TaskSummary,
 )
-from troika_shared.messages import TaskStopped, derive_id
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -322,9 +321,7 @@ class Tasks:
         """Deletes a task with its events, files and workspace."""
         task = await self.get(task_id)
         if not TaskStatus(task.status).final:  # calls on their way must not run for it any more
-            stopped = TaskStopped(id=derive_id(task.id, "stopped"), correlation_id=task.id,
-                                  status="deleted")  # fmt: skip
-            enqueue(self.db, stopped)
+            enqueue_stopped(self.db, task.id, "deleted")
             self.commands_queued = True
         await self.db.execute(delete(Task).where(Task.id == task.id, Task.user_id == self.user_id))
         await self.db.commit()
@@ -345,9 +342,7 @@ class Tasks:
             task.status_reason = "cancelled by you"
             task.finished_at = datetime.now(UTC)
             # on the bus, for the executors: a call already on its way must not run now
-            stopped = TaskStopped(id=derive_id(task.id, "stopped"), correlation_id=task.id,
-                                  status=task.status)  # fmt: skip
-            enqueue(self.db, stopped)
+            enqueue_stopped(self.db, task.id, task.status)
             self.commands_queued = True
             await self.db.execute(
                 update(Interaction)
