@@ -74,7 +74,13 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(spawn, tmp_path, redis_url, bus_prefix, scripted_llm):
+def stack_env() -> dict[str, str]:
+    """More settings for every process of the stack (a test module overrides this)."""
+    return {}
+
+
+@pytest.fixture
+async def stack(spawn, tmp_path, redis_url, bus_prefix, scripted_llm, stack_env):
     port = free_port()
     common = {
         "TROIKA_SECRET_KEY": secrets.token_urlsafe(48),
@@ -87,6 +93,7 @@ async def stack(spawn, tmp_path, redis_url, bus_prefix, scripted_llm):
         "TROIKA_PASSWORD_MEMORY_KIB": "8192",
         "TROIKA_ACK_WAIT_S": "5",
         **llm_env(scripted_llm),
+        **stack_env,
     }
     stack = Stack(f"http://127.0.0.1:{port}", tmp_path / "data", {}, spawn, common)
     stack.start("gateway", "troika_gateway")

@@ -6,6 +6,7 @@ import msgspec
 import pytest
 
 from troika_executor.handlers import StoppedTasks, execute, step
+from troika_executor.tools import Toolbox
 from troika_shared.approvals import approval_key, call_key, sign_approval
 from troika_shared.catalogue import specs
 from troika_shared.messages import (
@@ -122,24 +123,30 @@ def execute_request(tool: str, **arguments) -> ToolExecute:
 
 async def test_files_are_created_read_and_listed_in_the_task_folder(tmp_path) -> None:
     created = await execute(
-        execute_request("create_file", path="out/summary.md", content="# Tesla ✓"), tmp_path, KEY
+        execute_request("create_file", path="out/summary.md", content="# Tesla ✓"),
+        Toolbox(tmp_path),
+        KEY,
     )
     assert created.outcome.ok
     assert created.outcome.files == ("out/summary.md",)
     assert (tmp_path / "workspaces" / "task-1" / "out" / "summary.md").read_text() == "# Tesla ✓"
-    read = await execute(execute_request("read_file", path="out/summary.md"), tmp_path, KEY)
+    read = await execute(
+        execute_request("read_file", path="out/summary.md"), Toolbox(tmp_path), KEY
+    )
     assert read.outcome.output == "# Tesla ✓"
-    listed = await execute(execute_request("list_files"), tmp_path, KEY)
+    listed = await execute(execute_request("list_files"), Toolbox(tmp_path), KEY)
     assert listed.outcome.output == "out/summary.md"
     truncated = await execute(
-        execute_request("read_file", path="out/summary.md", max_chars=3), tmp_path, KEY
+        execute_request("read_file", path="out/summary.md", max_chars=3), Toolbox(tmp_path), KEY
     )
     assert truncated.outcome.output.startswith("# T\n[truncated")
 
 
 @pytest.mark.parametrize("path", ["../escape.txt", "/etc/passwd", "a/../../b", ".env"])
 async def test_paths_outside_the_task_folder_are_refused(tmp_path, path) -> None:
-    result = await execute(execute_request("create_file", path=path, content="x"), tmp_path, KEY)
+    result = await execute(
+        execute_request("create_file", path=path, content="x"), Toolbox(tmp_path), KEY
+    )
     assert result.outcome.ok is False
     assert result.outcome.error.startswith("refused")
     assert not (tmp_path / "escape.txt").exists()
@@ -151,18 +158,18 @@ async def test_a_symlink_out_of_the_folder_is_refused(tmp_path) -> None:
     folder.mkdir(parents=True)
     (tmp_path / "secret.txt").write_text("secret")
     (folder / "link.txt").symlink_to(tmp_path / "secret.txt")
-    result = await execute(execute_request("read_file", path="link.txt"), tmp_path, KEY)
+    result = await execute(execute_request("read_file", path="link.txt"), Toolbox(tmp_path), KEY)
     assert result.outcome.ok is False
     assert "secret" not in result.outcome.output
 
 
 async def test_unknown_tools_and_bad_arguments_fail_plainly(tmp_path) -> None:
-    unknown = await execute(execute_request("format_disk"), tmp_path, KEY)
+    unknown = await execute(execute_request("format_disk"), Toolbox(tmp_path), KEY)
     assert unknown.outcome.error == "there is no tool 'format_disk'"
-    bad = await execute(execute_request("read_file", path=""), tmp_path, KEY)
+    bad = await execute(execute_request("read_file", path=""), Toolbox(tmp_path), KEY)
     assert bad.outcome.ok is False
     assert bad.outcome.error.startswith("invalid arguments")
-    missing = await execute(execute_request("read_file", path="nope.txt"), tmp_path, KEY)
+    missing = await execute(execute_request("read_file", path="nope.txt"), Toolbox(tmp_path), KEY)
     assert missing.outcome.error == "there is no file 'nope.txt'"
 
 
@@ -176,14 +183,14 @@ async def test_a_redelivered_call_returns_the_kept_outcome_without_running_again
         call=call,
         approval=sign_approval(KEY, "task-1", call),
     )
-    first = await execute(request, tmp_path, KEY)
+    first = await execute(request, Toolbox(tmp_path), KEY)
     target = tmp_path / "workspaces" / "task-1" / "a.md"
     target.write_text("changed by someone else since")
-    again = await execute(request, tmp_path, KEY)  # the same message, delivered again
+    again = await execute(request, Toolbox(tmp_path), KEY)  # the same message, delivered again
     assert again.outcome == first.outcome
     assert again.id == first.id
     assert target.read_text() == "changed by someone else since"  # it did not run twice
-    listed = await execute(execute_request("list_files"), tmp_path, KEY)
+    listed = await execute(execute_request("list_files"), Toolbox(tmp_path), KEY)
     assert ".calls" not in listed.outcome.output
 
 
@@ -204,7 +211,7 @@ async def test_a_call_without_a_valid_approval_is_refused_and_does_not_run(
         request = msgspec.structs.replace(sealed, correlation_id="task-2")
     else:
         key = None
-    result = await execute(request, tmp_path, key)
+    result = await execute(request, Toolbox(tmp_path), key)
     assert result.outcome.ok is False
     assert result.outcome.error == "refused: the call does not carry a valid approval"
     assert not list(tmp_path.rglob("report.md"))
@@ -219,7 +226,7 @@ async def test_a_call_of_a_task_that_stopped_meanwhile_does_not_run(tmp_path, bu
     assert await stopped("task-1") is True
     assert await stopped("task-2") is False
     late = execute_request("create_file", path="late.md", content="written after the cancel")
-    result = await execute(late, tmp_path, KEY, stopped)
+    result = await execute(late, Toolbox(tmp_path), KEY, stopped)
     assert result.outcome.ok is False
     assert result.outcome.error == "not run: the task stopped before the call ran"
     assert not list(tmp_path.rglob("late.md"))

@@ -15,7 +15,7 @@ from ddgs.engines.mojeek import Mojeek
 from ddgs.results import NewsResult
 
 from troika_executor.net import OutboundPolicy
-from troika_executor.tools import run_tool
+from troika_executor.tools import Toolbox, run_tool
 
 SEEN: list[dict[str, list[str]]] = []
 
@@ -101,7 +101,7 @@ def engines(monkeypatch, engine_port):
 
 
 async def run(tmp_path, tool: str, **arguments):
-    return await run_tool(tmp_path, "task-1", tool, arguments, OutboundPolicy())
+    return await run_tool(Toolbox(tmp_path, OutboundPolicy()), "task-1", tool, arguments)
 
 
 async def test_web_search_lists_titles_addresses_and_snippets(tmp_path, engines) -> None:

@@ -9,7 +9,7 @@ import zipfile
 import openpyxl
 import pytest
 
-from troika_executor.tools import run_tool
+from troika_executor.tools import Toolbox, run_tool
 
 TASK = "task-1"
 SALES = """region,product,amount,units
@@ -30,7 +30,7 @@ def folder(tmp_path):
 
 
 async def run(tmp_path, tool: str, **arguments):
-    return await run_tool(tmp_path, TASK, tool, arguments)
+    return await run_tool(Toolbox(tmp_path), TASK, tool, arguments)
 
 
 def rows(path) -> list[dict[str, str]]:

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from troika_executor.net import OutboundPolicy
-from troika_executor.tools import run_tool
+from troika_executor.tools import Toolbox, run_tool
 
 ARTICLE = """<!doctype html><html><head><title>Quarterly sales up 12%</title></head><body>
 <nav><a href="/home">Home</a> <a href="/about">About us</a></nav>
@@ -91,7 +91,7 @@ def allowed(servers) -> OutboundPolicy:
 
 
 async def run(tmp_path, policy, tool: str, **arguments):
-    return await run_tool(tmp_path, "task-1", tool, arguments, policy)
+    return await run_tool(Toolbox(tmp_path, policy), "task-1", tool, arguments)
 
 
 async def test_a_page_is_read_as_title_main_text_and_links(tmp_path, servers, allowed) -> None:

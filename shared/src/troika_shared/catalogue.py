@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -29,6 +29,8 @@ __all__ = [
     "ReadExcelArgs",
     "ReadFileArgs",
     "ReadWebpageArgs",
+    "RunPythonArgs",
+    "SendEmailArgs",
     "ToolDefinition",
     "WebSearchArgs",
     "specs",
@@ -229,6 +231,41 @@ class EditExcelArgs(_Args):
     new_sheets: list[str] = Field(default_factory=list, max_length=50)
 
 
+_ADDRESS = r"^[^@\s<>,;]{1,64}@[^@\s<>,;]{1,255}$"
+_ADDRESSES: list[str] = Field(default_factory=list, max_length=50)
+
+
+class SendEmailArgs(_Args):
+    """Sends an e-mail from the person's own account (their SMTP settings), with files from
+    the task's folder attached."""
+
+    to: list[Annotated[str, Field(pattern=_ADDRESS)]] = Field(
+        min_length=1, max_length=50, description="Recipients' addresses."
+    )
+    subject: str = Field(min_length=1, max_length=998, pattern=r"^[^\r\n]*$")
+    body: str = Field(max_length=1_000_000, description="The message as plain text.")
+    html_body: str | None = Field(
+        default=None,
+        max_length=2_000_000,
+        description="The same message as HTML (sent alongside the plain text).",
+    )
+    cc: list[Annotated[str, Field(pattern=_ADDRESS)]] = _ADDRESSES
+    bcc: list[Annotated[str, Field(pattern=_ADDRESS)]] = _ADDRESSES
+    reply_to: Annotated[str, Field(pattern=_ADDRESS)] | None = None
+    attachments: list[str] = Field(
+        default_factory=list, max_length=20, description="Paths of files in the task's folder."
+    )
+
+
+class RunPythonArgs(_Args):
+    """Runs a Python 3 program in a sandbox: no network, limited time, memory and disk. It
+    starts in a copy of the task's folder (read the files by their relative paths); files it
+    writes there come back into the folder. pandas, numpy and openpyxl can be imported."""
+
+    code: str = Field(min_length=1, max_length=200_000, description="The whole program.")
+    timeout_s: int = Field(default=60, ge=1, le=600, description="Longest run, in seconds.")
+
+
 @dataclass(frozen=True, slots=True)
 class ToolDefinition:
     """A tool: its name, purpose, arguments and how much care it needs.
@@ -238,6 +275,8 @@ class ToolDefinition:
             (acts in the world: sends, posts, submits, runs code, drives the desktop).
         input_fields: Arguments the person fills in on the approval form (an e-mail's
             recipient, subject and body): the agent proposes them, the person decides them.
+        credentials: The kind of the person's stored credentials a call needs (``smtp``):
+            the gateway sends them, sealed for that call, with its approval.
     """
 
     name: str
@@ -245,6 +284,7 @@ class ToolDefinition:
     arguments: type[_Args]
     risk: Risk
     input_fields: tuple[str, ...] = ()
+    credentials: str | None = None
 
     @property
     def needs_input(self) -> bool:
@@ -380,6 +420,23 @@ CATALOGUE: dict[str, ToolDefinition] = {
             "adding sheets; .xlsm files keep their macros.",
             EditExcelArgs,
             "write",
+        ),
+        ToolDefinition(
+            "send_email",
+            "Send an e-mail (plain text, optionally HTML) from the person's own account, with "
+            "files from the task's folder attached. The person checks the recipients, subject "
+            "and text before it goes.",
+            SendEmailArgs,
+            "external",
+            input_fields=("to", "subject", "body"),
+            credentials="smtp",
+        ),
+        ToolDefinition(
+            "run_python",
+            "Run a Python program in a sandbox (no network; limited time, memory and disk) on "
+            "a copy of the task's files; files it writes come back. Returns its output.",
+            RunPythonArgs,
+            "external",
         ),
     )
 }

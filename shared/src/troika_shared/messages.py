@@ -230,12 +230,15 @@ class StepProposed(Message, kw_only=True, frozen=True, tag="step.proposed"):
 
 
 class ToolExecute(Message, kw_only=True, frozen=True, tag="tool.execute"):
-    """Runs one approved tool call; ``approval`` is the gateway's seal on exactly this call."""
+    """Runs one approved tool call; ``approval`` is the gateway's seal on exactly this call,
+    ``secrets`` the person's credentials the tool needs, encrypted for this call alone (see
+    :mod:`troika_shared.vault`)."""
 
     user_id: str
     subtask_id: str
     call: ToolCall
     approval: str = ""
+    secrets: str = ""
 
 
 class ToolResult(Message, kw_only=True, frozen=True, tag="tool.result"):

@@ -14,6 +14,7 @@ import pytest
 from troika_shared.bus import Bus
 from troika_shared.settings import AgentSettings
 from troika_testkit.llm import ScriptedLLM
+from troika_testkit.mail import MailServer
 from troika_testkit.processes import ServiceProcess
 from troika_testkit.servers import Servers
 
@@ -26,6 +27,7 @@ __all__ = [
     "bus",
     "bus_env",
     "bus_prefix",
+    "mail_server",
     "nats_url",
     "postgres_url",
     "redis_url",
@@ -145,3 +147,11 @@ def scripted_llm() -> Iterator[ScriptedLLM]:
     """A scripted OpenAI-compatible server on a loopback port (see :class:`ScriptedLLM`)."""
     with ScriptedLLM() as llm:
         yield llm
+
+
+@pytest.fixture
+def mail_server() -> Iterator[MailServer]:
+    """A real SMTP server on a loopback port that signs in ``alice`` / ``mail-pass-7`` and
+    keeps what it receives (see :class:`MailServer`)."""
+    with MailServer(username="alice", password="mail-pass-7") as server:  # noqa: S106 - a test account
+        yield server

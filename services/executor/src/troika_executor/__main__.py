@@ -19,7 +19,11 @@ def main() -> None:
         distribution="troika-executor",
         settings=settings,
         router=build_router(
-            llm, settings.data_dir.resolve(), settings.seal_key(), stopped, settings.outbound()
+            llm,
+            settings.toolbox(),
+            settings.seal_key(),
+            stopped,
+            secrets_key=settings.secrets_key(),
         ),
         on_start=stopped.bind,
         on_stop=llm.close,

@@ -4,13 +4,13 @@ tool call in, its outcome out."""
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from troika_executor.ledger import CallLedger
 from troika_executor.stepping import SYSTEM, StepDecision, prompt, to_tool_calls
-from troika_executor.tools import run_tool
+from troika_executor.tools import Toolbox, run_tool
 from troika_executor.workspace import Workspace
 from troika_shared.approvals import verify_approval
 from troika_shared.errors import DependencyUnavailable
@@ -26,12 +26,11 @@ from troika_shared.messages import (
     derive_id,
 )
 from troika_shared.router import Router
+from troika_shared.vault import VaultError, open_call_secrets
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-    from pathlib import Path
 
-    from troika_executor.net import OutboundPolicy
     from troika_shared.bus import Bus
     from troika_shared.llm import LLM
 
@@ -70,10 +69,11 @@ async def step(request: StepRequested, llm: LLM) -> StepProposed:
 
 async def execute(
     request: ToolExecute,
-    data_dir: Path,
+    toolbox: Toolbox,
     seal_key: bytes | None,
     stopped: Callable[[str], Awaitable[bool]] | None = None,
-    outbound: OutboundPolicy | None = None,
+    *,
+    secrets_key: bytes | None = None,
 ) -> ToolResult:
     """Runs one approved tool call in the task's folder, at most once per idempotency key.
 
@@ -82,9 +82,10 @@ async def execute(
     kept in the task's folder (where no tool can reach it) before the message is acknowledged,
     so a redelivered request after a crash returns the kept outcome instead of running the call
     again. A call of a task that has stopped (cancelled while the call was on its way) is
-    refused, as ``stopped`` tells.
+    refused, as ``stopped`` tells. The person's credentials that came sealed for this call are
+    opened with ``secrets_key`` and handed to the tool alone.
     """
-    ledger = CallLedger(Workspace(data_dir, request.correlation_id))
+    ledger = CallLedger(Workspace(toolbox.data_dir, request.correlation_id))
     outcome = await ledger.recall(request.call.key)
     if outcome is None and not (
         seal_key is not None
@@ -96,9 +97,20 @@ async def execute(
         log.info("tool.skipped", tool=request.call.tool, reason="the task has stopped")
         outcome = ToolOutcome(ok=False, error="not run: the task stopped before the call ran")
     elif outcome is None:
-        outcome = await run_tool(
-            data_dir, request.correlation_id, request.call.tool, request.call.arguments, outbound
-        )
+        try:
+            credentials = _credentials(request, secrets_key)
+        except VaultError:
+            log.warning("tool.credentials_unreadable", tool=request.call.tool)
+            outcome = ToolOutcome(
+                ok=False,
+                error="the person's credentials for this call could not be opened; "
+                "they may need to enter them again",
+            )
+        else:
+            outcome = await run_tool(
+                toolbox, request.correlation_id, request.call.tool, request.call.arguments,
+                credentials,
+            )  # fmt: skip
         await ledger.remember(request.call.key, outcome)
     return ToolResult(
         id=derive_id(request.id, "tool.result"),
@@ -108,6 +120,19 @@ async def execute(
         outcome=outcome,
         requested_at=request.occurred_at,
     )
+
+
+def _credentials(request: ToolExecute, key: bytes | None) -> dict[str, Any]:
+    """The credentials sealed for this call (none when none came).
+
+    Raises:
+        VaultError: They came but do not open (another deployment's key, or damaged).
+    """
+    if not request.secrets:
+        return {}
+    if key is None:
+        raise VaultError("no key to open credentials with")
+    return open_call_secrets(key, request.correlation_id, request.call.key, request.secrets)
 
 
 class StoppedTasks:
@@ -133,10 +158,11 @@ class StoppedTasks:
 
 def build_router(
     llm: LLM,
-    data_dir: Path,
+    toolbox: Toolbox,
     seal_key: bytes | None,
     stopped: StoppedTasks | None = None,
-    outbound: OutboundPolicy | None = None,
+    *,
+    secrets_key: bytes | None = None,
 ) -> Router:
     """The executor's router."""
     router = Router("executor")
@@ -145,7 +171,7 @@ def build_router(
         return [await step(request, llm)]
 
     async def on_execute(request: ToolExecute) -> list[Message]:
-        return [await execute(request, data_dir, seal_key, stopped, outbound)]
+        return [await execute(request, toolbox, seal_key, stopped, secrets_key=secrets_key)]
 
     router.add(StepRequested, on_step)
     router.add(ToolExecute, on_execute)

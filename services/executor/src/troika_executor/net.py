@@ -23,7 +23,7 @@ import httpx
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["Blocked", "GuardedBackend", "OutboundPolicy", "guarded_client"]
+__all__ = ["Blocked", "GuardedBackend", "OutboundPolicy", "checked_addresses", "guarded_client"]
 
 USER_AGENT = "Troika/0.1 (multi-agent task assistant)"
 
@@ -80,6 +80,33 @@ def public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+async def checked_addresses(host: str, port: int, policy: OutboundPolicy) -> list[str]:
+    """The addresses of ``host``, each checked: public, or the operator allowed the host.
+
+    Connect to one of these (never resolve the name again), so a name that changes its answer
+    between the check and the connection cannot lead elsewhere.
+
+    Raises:
+        Blocked: The name leads to an address the tools may not reach.
+        httpcore.ConnectError: The name does not resolve.
+    """
+    try:
+        infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror}") from exc
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise httpcore.ConnectError(f"{host} has no address")
+    if not policy.allows(host, port):
+        private = [address for address in addresses if not public(address)]
+        if private:
+            raise Blocked(
+                f"{host} leads to {private[0]}, which is not a public address; "
+                "the tools may not reach it"
+            )
+    return addresses
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """Opens TCP connections only to checked, public addresses (or allowed hosts)."""
 
@@ -96,20 +123,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         """Resolves, checks every address, then connects to the first one."""
-        try:
-            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror}") from exc
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        if not addresses:
-            raise httpcore.ConnectError(f"{host} has no address")
-        if not self.policy.allows(host, port):
-            private = [address for address in addresses if not public(address)]
-            if private:
-                raise Blocked(
-                    f"{host} leads to {private[0]}, which is not a public address; "
-                    "the tools may not reach it"
-                )
+        addresses = await checked_addresses(host, port, self.policy)
         return await self.inner.connect_tcp(
             addresses[0], port, timeout=timeout, local_address=local_address,
             socket_options=socket_options,

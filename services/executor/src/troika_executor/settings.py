@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 
 from troika_executor.net import OutboundPolicy
+from troika_executor.sandbox import Sandbox, SandboxLimits
+from troika_executor.tools import Toolbox
 from troika_shared.approvals import approval_key
 from troika_shared.llm import LlmSettings
 from troika_shared.settings import AgentSettings
+from troika_shared.vault import call_secrets_key
 
 
 class ExecutorSettings(AgentSettings, LlmSettings):
@@ -21,11 +25,41 @@ class ExecutorSettings(AgentSettings, LlmSettings):
             calls are sealed with a key derived from it. Without it every call is refused.
         outbound_allow_hosts: Hosts the web tools may reach although they are not public
             (names, addresses or ``host:port``), e.g. an intranet API. Empty: public only.
+        sandbox: How ``run_python`` is isolated: ``auto`` (namespaces where the machine
+            allows them, else the weaker ``basic``), ``namespaces`` (refuse to run without
+            them), ``basic``, or ``off`` (the tool is refused).
+        sandbox_memory_mb, sandbox_file_mb, sandbox_processes: Each run's limits.
+        sandbox_uid_base: When the executor runs as root, each concurrent run gets its own
+            uid from here on (``sandbox_slots`` of them).
     """
 
     data_dir: Path = Path("var")
     secret_key: SecretStr | None = None
     outbound_allow_hosts: list[str] = Field(default_factory=list)
+    sandbox: Literal["auto", "namespaces", "basic", "off"] = "auto"
+    sandbox_memory_mb: int = Field(default=1024, ge=64, le=65_536)
+    sandbox_file_mb: int = Field(default=64, ge=1, le=65_536)
+    sandbox_processes: int = Field(default=32, ge=1, le=4096)
+    sandbox_uid_base: int = Field(default=61_000, ge=1000)
+    sandbox_slots: int = Field(default=16, ge=1, le=1024)
+
+    def toolbox(self) -> Toolbox:
+        """What the tools share: the data directory, the outbound rule and the sandbox."""
+        data_dir = self.data_dir.resolve()
+        sandbox = (
+            None
+            if self.sandbox == "off"
+            else Sandbox(
+                data_dir, uid_base=self.sandbox_uid_base, slots=self.sandbox_slots,
+                mode=self.sandbox,
+            )
+        )  # fmt: skip
+        limits = SandboxLimits(
+            memory_mb=self.sandbox_memory_mb,
+            file_mb=self.sandbox_file_mb,
+            processes=self.sandbox_processes,
+        )
+        return Toolbox(data_dir, self.outbound(), sandbox=sandbox, sandbox_limits=limits)
 
     def outbound(self) -> OutboundPolicy:
         """The rule for the web tools' destinations."""
@@ -34,3 +68,7 @@ class ExecutorSettings(AgentSettings, LlmSettings):
     def seal_key(self) -> bytes | None:
         """The key that checks the gateway's seals on approved calls."""
         return approval_key(self.secret_key.get_secret_value()) if self.secret_key else None
+
+    def secrets_key(self) -> bytes | None:
+        """The key that opens the person's credentials sent with an approved call."""
+        return call_secrets_key(self.secret_key.get_secret_value()) if self.secret_key else None

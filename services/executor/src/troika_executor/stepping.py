@@ -113,7 +113,9 @@ def prompt(request: StepRequested) -> list[dict[str, str]]:
         lines = []
         for n, entry in enumerate(request.transcript, 1):
             outcome = entry.outcome
-            text = outcome.output if outcome.ok else f"FAILED: {outcome.error}"
+            text = outcome.output
+            if not outcome.ok:  # what a failed call printed helps to fix it (a traceback)
+                text = f"FAILED: {outcome.error}" + (f"\n{text}" if text else "")
             if len(text) > _TRANSCRIPT_CHARS:
                 text = text[:_TRANSCRIPT_CHARS] + " [truncated]"
             args = json.dumps(entry.call.arguments, ensure_ascii=False)[:500]

@@ -8,15 +8,17 @@ in a thread, off the event loop.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from troika_executor import search, tabular, web
+from troika_executor import mail, python_tool, search, tabular, web
 from troika_executor.net import OutboundPolicy
+from troika_executor.sandbox import DEFAULT_LIMITS, Sandbox, SandboxLimits
 from troika_executor.workspace import OutsideWorkspace, Workspace
 from troika_shared.catalogue import (
     CATALOGUE,
@@ -27,21 +29,37 @@ from troika_shared.catalogue import (
 )
 from troika_shared.messages import ToolOutcome
 
-if TYPE_CHECKING:
-    from pathlib import Path
-
-__all__ = ["IMPLEMENTATIONS", "ToolContext", "run_tool", "validate_arguments"]
+__all__ = ["IMPLEMENTATIONS", "ToolContext", "Toolbox", "run_tool", "validate_arguments"]
 
 log = structlog.get_logger("troika.executor.tools")
 
 
 @dataclass(frozen=True, slots=True)
+class Toolbox:
+    """What every call shares: where the task folders are, which destinations outside the
+    public internet the operator allows, the search backend, and the Python sandbox with its
+    limits (no sandbox: ``run_python`` is refused)."""
+
+    data_dir: Path
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    search_backend: str = "auto"
+    sandbox: Sandbox | None = None
+    sandbox_limits: SandboxLimits = DEFAULT_LIMITS
+
+
+@dataclass(frozen=True, slots=True)
 class ToolContext:
-    """What a tool may use: the task's folder, and the rule for reaching the network."""
+    """What one call may use: its task's folder, the shared toolbox, and the person's
+    credentials that came with the approval (by kind: ``smtp``)."""
 
     workspace: Workspace
-    outbound: OutboundPolicy
-    search_backend: str = "auto"
+    toolbox: Toolbox
+    credentials: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def outbound(self) -> OutboundPolicy:
+        """The rule for reaching the network."""
+        return self.toolbox.outbound
 
 
 Implementation = Callable[[ToolContext, Any], Awaitable[ToolOutcome]]
@@ -121,10 +139,18 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
     "edit_csv": lambda context, args: tabular.edit_csv(context.workspace, args),
     "read_excel": lambda context, args: tabular.read_excel(context.workspace, args),
     "edit_excel": lambda context, args: tabular.edit_excel(context.workspace, args),
-    "web_search": lambda context, args: search.web_search(args, context.search_backend),
-    "web_search_news": lambda context, args: search.web_search_news(args, context.search_backend),
+    "web_search": lambda context, args: search.web_search(args, context.toolbox.search_backend),
+    "web_search_news": lambda context, args: search.web_search_news(
+        args, context.toolbox.search_backend
+    ),
     "read_webpage": lambda context, args: web.read_webpage(args, context.outbound),
     "http_request": lambda context, args: web.http_request(args, context.outbound),
+    "send_email": lambda context, args: mail.send_email(
+        args, context.credentials.get("smtp"), context.workspace, context.outbound
+    ),
+    "run_python": lambda context, args: python_tool.run_python(
+        args, context.toolbox.sandbox, context.workspace, context.toolbox.sandbox_limits
+    ),
 }
 
 
@@ -139,22 +165,21 @@ def validate_arguments(tool: str, arguments: dict[str, Any]) -> BaseModel:
 
 
 async def run_tool(
-    data_dir: Path,
+    toolbox: Toolbox,
     task_id: str,
     tool: str,
     arguments: dict[str, Any],
-    outbound: OutboundPolicy | None = None,
+    credentials: dict[str, Any] | None = None,
 ) -> ToolOutcome:
-    """Runs one tool call in the task's workspace and says how it went.
-
-    ``outbound`` allows non-public hosts (the default allows none).
-    """
+    """Runs one tool call in the task's workspace and says how it went; ``credentials`` are
+    the person's, opened from the approved call."""
     implementation = IMPLEMENTATIONS.get(tool)
     if implementation is None or tool not in CATALOGUE:
         return ToolOutcome(ok=False, error=f"there is no tool {tool!r}")
     try:
         parsed = validate_arguments(tool, arguments)
-        context = ToolContext(Workspace(data_dir, task_id), outbound or OutboundPolicy())
+        workspace = Workspace(toolbox.data_dir, task_id)
+        context = ToolContext(workspace, toolbox, credentials or {})
         return await implementation(context, parsed)
     except ValidationError as exc:
         return ToolOutcome(ok=False, error=f"invalid arguments: {exc.errors(include_url=False)}")

@@ -18,6 +18,7 @@ from troika_gateway.auth.passwords import Passwords
 from troika_gateway.auth.ratelimit import LoginLimiter
 from troika_gateway.auth.routes import AuthController
 from troika_gateway.auth.tokens import TokenIssuer
+from troika_gateway.credentials import CredentialController
 from troika_gateway.db import create_engine, create_sessionmaker, upgrade
 from troika_gateway.dependencies import dependencies
 from troika_gateway.health import HealthController
@@ -98,6 +99,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             PolicyController,
             TaskPolicyController,
             AuditController,
+            CredentialController,
             live_events,
             PrometheusController,
         ],

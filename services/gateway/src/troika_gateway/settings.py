@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from troika_shared.approvals import approval_key
 from troika_shared.settings import BusSettings
+from troika_shared.vault import call_secrets_key, stored_secrets_key
 
 # Keys people copy from examples and tutorials: refused whatever their length.
 _WELL_KNOWN_KEYS = frozenset(
@@ -125,6 +126,14 @@ class GatewaySettings(BusSettings):
     def seal_key(self) -> bytes | None:
         """The key that seals approved tool calls for the executors (derived from the secret)."""
         return approval_key(self.secret_key.get_secret_value()) if self.secret_key else None
+
+    def stored_secrets_key(self) -> bytes | None:
+        """The key for the people's credentials at rest."""
+        return stored_secrets_key(self.secret_key.get_secret_value()) if self.secret_key else None
+
+    def call_secrets_key(self) -> bytes | None:
+        """The key that seals credentials into an approved call for the executor."""
+        return call_secrets_key(self.secret_key.get_secret_value()) if self.secret_key else None
 
     def require_secret_key(self) -> str:
         """The signing key.

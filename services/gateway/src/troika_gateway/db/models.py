@@ -28,6 +28,7 @@ from troika_shared.messages import utcnow
 __all__ = [
     "AuditEntry",
     "Base",
+    "Credential",
     "File",
     "Interaction",
     "LlmUsage",
@@ -266,6 +267,22 @@ class ToolPolicy(Base):
     scope: Mapped[str] = mapped_column(String(32))
     tool: Mapped[str] = mapped_column(String(64))
     mode: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Credential(Base):
+    """A person's credentials for one kind of tool (``smtp``): the secret part encrypted (see
+    :mod:`troika_shared.vault`, bound to the owner and kind), the rest readable for display."""
+
+    __tablename__ = "credentials"
+    __table_args__ = (UniqueConstraint("user_id", "kind"),)
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_uuid)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    sealed: Mapped[str] = mapped_column(Text)
+    shown: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

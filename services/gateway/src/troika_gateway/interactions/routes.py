@@ -4,7 +4,7 @@ from __future__ import annotations
 
 # Litestar reads handler annotations at run time: their types are real imports.
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from troika_gateway.auth.middleware import Principal
+from troika_gateway.credentials import load_secrets
 from troika_gateway.db.engine import WRITE_CONFLICTS
 from troika_gateway.db.models import Interaction, Task, TaskStatus, ToolCall
 from troika_gateway.errors import Conflict, InvalidInput, NotFound
@@ -24,6 +25,10 @@ from troika_gateway.openapi import BEARER
 from troika_gateway.pipeline.machine import Machine, SameCallExists
 from troika_gateway.pipeline.outbox import kick
 from troika_shared.catalogue import CATALOGUE
+
+if TYPE_CHECKING:
+    from troika_gateway.settings import GatewaySettings
+    from troika_shared.catalogue import ToolDefinition
 
 __all__ = ["Answer", "InteractionController", "InteractionView"]
 
@@ -79,6 +84,24 @@ def _view(row: Interaction) -> InteractionView:
         created_at=row.created_at,
         expires_at=row.expires_at,
     )
+
+
+async def _require_credentials(
+    db: AsyncSession, settings: GatewaySettings, task: Task, definition: ToolDefinition | None
+) -> None:
+    """Refuses to approve a call whose tool acts with credentials the person has not saved.
+
+    Raises:
+        Conflict: They are not set up (the person saves them, then approves again).
+    """
+    if definition is None or definition.credentials is None:
+        return
+    if await load_secrets(db, settings, task.user_id, definition.credentials) is None:
+        kind = definition.credentials
+        raise Conflict(
+            f"{definition.name} acts with your {kind.upper()} settings, which are not set up: "
+            f"save them (PUT /credentials/{kind}) and approve again"
+        )
 
 
 class InteractionController(Controller):
@@ -158,6 +181,7 @@ class InteractionController(Controller):
                 )
             arguments = call.arguments
             if approve:
+                await _require_credentials(db, state.settings, task, definition)
                 arguments = edited_arguments(
                     definition, call.arguments, arguments=data.arguments, values=data.values
                 )

@@ -20,6 +20,7 @@ import anyio.to_thread
 import msgspec
 from sqlalchemy import delete, func, select
 
+from troika_gateway.credentials import load_secrets
 from troika_gateway.db.models import (
     AuditEntry,
     File,
@@ -56,6 +57,7 @@ from troika_shared.messages import (
 )
 from troika_shared.messages import Subtask as PlannedSubtask
 from troika_shared.messages import ToolCall as ProposedCall
+from troika_shared.vault import seal_call_secrets
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -378,7 +380,7 @@ class Machine:
                 approved_before=partial(self._approved_before, task, call.tool, exclude=row.id),
             )
             if decision.outcome == "approve":
-                self.approve(task, row, actor=f"policy: {decision.rule}")
+                await self.approve(task, row, actor=f"policy: {decision.rule}")
             elif decision.outcome == "deny":
                 error = f"your policy denies {call.tool} ({decision.rule})"
                 if self.deny(task, row, actor=f"policy: {decision.rule}", error=error):
@@ -463,7 +465,7 @@ class Machine:
         )
         return bool(approved)
 
-    def approve(
+    async def approve(
         self,
         task: Task,
         call: ToolCall,
@@ -472,10 +474,12 @@ class Machine:
         client: dict[str, str] | None = None,
         interaction_id: str | None = None,
     ) -> None:
-        """Approves the call: its execution goes out sealed, and the decision is on record."""
+        """Approves the call: its execution goes out sealed (with the person's credentials the
+        tool needs, sealed for this call alone), and the decision is on record."""
         call.status = "approved"
         proposed = ProposedCall(key=call.key, tool=call.tool, arguments=call.arguments)
         seal_key = self.settings.seal_key()
+        secrets = await self._call_secrets(task, proposed)
         enqueue(
             self.db,
             ToolExecute(
@@ -485,10 +489,22 @@ class Machine:
                 subtask_id=call.subtask_key,
                 call=proposed,
                 approval=sign_approval(seal_key, task.id, proposed) if seal_key else "",
+                secrets=secrets,
             ),
         )
         self.audit(task, call, "approved", actor, client=client, interaction_id=interaction_id)
         self.event(task, "tool.approved", tool=call.tool, key=call.key, by=actor)
+
+    async def _call_secrets(self, task: Task, call: ProposedCall) -> str:
+        """The person's credentials for the call's tool, sealed for this call ("" if none)."""
+        definition = catalogue.CATALOGUE.get(call.tool)
+        key = self.settings.call_secrets_key()
+        if definition is None or definition.credentials is None or key is None:
+            return ""
+        secrets = await load_secrets(self.db, self.settings, task.user_id, definition.credentials)
+        if secrets is None:
+            return ""  # the tool says plainly that the person has not set them up
+        return seal_call_secrets(key, task.id, call.key, {definition.credentials: secrets})
 
     def deny(
         self,
@@ -580,9 +596,13 @@ class Machine:
             call.status = "replaced"
             call.error = "the person changed the arguments before approving"
             self.audit(task, call, "edited", actor, client=client, interaction_id=interaction.id)
-            self.approve(task, edited, actor=actor, client=client, interaction_id=interaction.id)
+            await self.approve(
+                task, edited, actor=actor, client=client, interaction_id=interaction.id
+            )
         else:
-            self.approve(task, call, actor=actor, client=client, interaction_id=interaction.id)
+            await self.approve(
+                task, call, actor=actor, client=client, interaction_id=interaction.id
+            )
         await self._set_waiting(task)
         if subtask is not None and task.status == TaskStatus.EXECUTING.value:
             await self._settled(task, subtask)
