@@ -184,3 +184,19 @@ async def test_the_executor_opens_credentials_sealed_for_exactly_this_call(
     assert moved.outcome.ok is False
     assert "could not be opened" in moved.outcome.error
     assert len(mail_server.received) == 1
+
+
+async def test_credentials_sealed_long_ago_no_longer_open(tmp_path, mail_server) -> None:
+    arguments = {"to": ["bob@example.com"], "subject": "Totals", "body": "Hi"}
+    key = call_secrets_key(SECRET)
+    request = approved(arguments, "")
+    stale = seal_call_secrets(
+        key, TASK, request.call.key, {"smtp": mail_server.settings()}, ttl_s=-1
+    )
+    result = await execute(
+        approved(arguments, stale), toolbox(tmp_path, mail_server), approval_key(SECRET),
+        secrets_key=key,
+    )  # fmt: skip
+    assert result.outcome.ok is False
+    assert "could not be opened" in result.outcome.error
+    assert mail_server.connections == 0

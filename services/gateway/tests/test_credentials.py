@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, text
 
+from troika_gateway.credentials import load_secrets
 from troika_gateway.db.models import Credential
 from troika_shared.messages import ToolCall, ToolExecute, derive_id
 from troika_shared.vault import VaultError, open_call_secrets
@@ -57,19 +58,46 @@ async def test_smtp_settings_are_saved_and_the_password_is_never_shown(
     assert "app-password-0451" not in repr(raw)
 
 
-async def test_leaving_the_password_out_keeps_it_and_an_empty_one_clears_it(
+async def test_leaving_the_password_out_keeps_it_for_the_same_server_only(
     gateway, client, alice
 ) -> None:
     await client.put("/credentials/smtp", headers=alice.headers, json=SMTP)
-    changed = {k: v for k, v in SMTP.items() if k != "password"} | {"port": 587}
-    response = await client.put("/credentials/smtp", headers=alice.headers, json=changed)
-    assert response.json()["password_set"] is True
-    assert response.json()["settings"]["port"] == 587
+    without = {k: v for k, v in SMTP.items() if k != "password"}
+    renamed = await client.put(
+        "/credentials/smtp", headers=alice.headers, json=without | {"from_name": "Alice E."}
+    )
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["password_set"] is True
+    me = (await client.get("/auth/me", headers=alice.headers)).json()
+    async with gateway.app.state.sessionmaker() as db:
+        kept = await load_secrets(db, gateway.settings, me["id"], "smtp")
+    assert kept["password"] == "app-password-0451"
+    # Another server must not receive the stored password: it has to be typed again.
+    before = [(row.sealed, row.shown) for row in await stored(gateway)]
+    elsewhere = without | {"host": "smtp.attacker.example"}
+    refused = await client.put("/credentials/smtp", headers=alice.headers, json=elsewhere)
+    assert_problem(refused, 422, "password again")
+    assert [(row.sealed, row.shown) for row in await stored(gateway)] == before
+    moved = await client.put(
+        "/credentials/smtp", headers=alice.headers, json=elsewhere | {"password": "new-one-77"}
+    )
+    assert moved.status_code == 200, moved.text
     cleared = await client.put(
-        "/credentials/smtp", headers=alice.headers, json=changed | {"password": ""}
+        "/credentials/smtp", headers=alice.headers, json=elsewhere | {"password": ""}
     )
     assert cleared.json()["password_set"] is False
     assert len(await stored(gateway)) == 1
+
+
+async def test_a_password_goes_only_over_tls_except_to_a_local_relay(client, alice) -> None:
+    plain = SMTP | {"security": "none", "port": 25}
+    assert_problem(await client.put("/credentials/smtp", headers=alice.headers, json=plain), 422)
+    local = plain | {"host": "127.0.0.1"}
+    response = await client.put("/credentials/smtp", headers=alice.headers, json=local)
+    assert response.status_code == 200, response.text
+    no_login = plain | {"password": "", "username": ""}
+    response = await client.put("/credentials/smtp", headers=alice.headers, json=no_login)
+    assert response.status_code == 200, response.text
 
 
 @pytest.mark.parametrize(
@@ -123,7 +151,9 @@ async def test_approving_an_email_without_smtp_settings_asks_for_them_first(d) -
     await d.propose(email_call())
     [form] = await pending(d)
     assert form["kind"] == "input"
-    assert set(form["prompt"]["form"]["properties"]) == {"to", "subject", "body"}
+    assert set(form["prompt"]["form"]["properties"]) == {
+        "to", "cc", "bcc", "subject", "body", "html_body", "attachments"
+    }  # fmt: skip
     values = {"to": ["bob@example.com"], "subject": "Totals", "body": "Attached."}
     refused = await answer(d, form["id"], decision="approve", values=values)
     assert_problem(refused, 409, "PUT /credentials/smtp")
@@ -139,7 +169,9 @@ async def test_approving_an_email_without_smtp_settings_asks_for_them_first(d) -
     # Sealed for this call alone, and never in the clear on its way.
     with pytest.raises(VaultError):
         open_call_secrets(key, d.task_id, "another-call", execute.secrets)
-    assert "app-password-0451" not in execute.secrets
+    async with d.gateway.app.state.sessionmaker() as db:
+        outbox = (await db.execute(text("SELECT * FROM outbox"))).all()
+    assert "app-password-0451" not in repr(outbox)
     events = await d.client.get(f"/tasks/{d.task_id}/events", headers=d.account.headers)
     assert "app-password-0451" not in events.text
 

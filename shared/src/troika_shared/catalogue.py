@@ -424,11 +424,12 @@ CATALOGUE: dict[str, ToolDefinition] = {
         ToolDefinition(
             "send_email",
             "Send an e-mail (plain text, optionally HTML) from the person's own account, with "
-            "files from the task's folder attached. The person checks the recipients, subject "
-            "and text before it goes.",
+            "files from the task's folder attached. The person checks the recipients, subject, "
+            "text and attachments before it goes.",
             SendEmailArgs,
             "external",
-            input_fields=("to", "subject", "body"),
+            # Everything the recipients will see is on the form the person approves.
+            input_fields=("to", "cc", "bcc", "subject", "body", "html_body", "attachments"),
             credentials="smtp",
         ),
         ToolDefinition(

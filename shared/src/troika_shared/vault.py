@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import os
+import time
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -82,15 +83,33 @@ def open_secret(key: bytes, token: str, context: str) -> dict[str, Any]:
     return value
 
 
-def seal_call_secrets(key: bytes, task_id: str, call_key: str, secrets: dict[str, Any]) -> str:
-    """Credentials for one approved call: they open only for that task's call."""
-    return seal_secret(key, secrets, f"{task_id}\n{call_key}")
+CALL_SECRETS_TTL_S = 3600.0
+
+
+def seal_call_secrets(
+    key: bytes,
+    task_id: str,
+    call_key: str,
+    secrets: dict[str, Any],
+    ttl_s: float = CALL_SECRETS_TTL_S,
+) -> str:
+    """Credentials for one approved call: they open only for that task's call, and only for
+    ``ttl_s`` seconds (a message redelivered much later no longer carries them)."""
+    sealed = {"expires": time.time() + ttl_s, "secrets": secrets}
+    return seal_secret(key, sealed, f"{task_id}\n{call_key}")
 
 
 def open_call_secrets(key: bytes, task_id: str, call_key: str, token: str) -> dict[str, Any]:
     """The credentials sealed for this call.
 
     Raises:
-        VaultError: They were sealed for another call, with another key, or are damaged.
+        VaultError: They were sealed for another call, with another key, are damaged, or
+            have expired.
     """
-    return open_secret(key, token, f"{task_id}\n{call_key}")
+    sealed = open_secret(key, token, f"{task_id}\n{call_key}")
+    if float(sealed.get("expires", 0)) < time.time():
+        raise VaultError("the credentials sealed for this call have expired")
+    secrets = sealed.get("secrets")
+    if not isinstance(secrets, dict):
+        raise VaultError("the sealed value holds no credentials")
+    return secrets

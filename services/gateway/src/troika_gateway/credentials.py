@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from troika_gateway.auth.middleware import Principal
 from troika_gateway.auth.schemas import Email
 from troika_gateway.db.models import Credential
-from troika_gateway.errors import NotFound
+from troika_gateway.errors import InvalidInput, NotFound
 from troika_gateway.openapi import BEARER
 from troika_shared.vault import VaultError, open_secret, seal_secret
 
@@ -113,6 +113,37 @@ async def load_secrets(
         return None
 
 
+_SERVER_FIELDS = ("host", "port", "security", "username")
+
+
+def _kept_password(kept: dict[str, Any] | None, data: SmtpSettings) -> str:
+    """The stored password, kept only for the same server and account.
+
+    Raises:
+        InvalidInput: The server or account changed: the password must come again (else a
+            stolen session could send the stored one to a server of its choosing).
+    """
+    if not kept or not kept.get("password"):
+        return ""
+    changed = [name for name in _SERVER_FIELDS if kept.get(name) != getattr(data, name)]
+    if changed:
+        message = "enter the password again when the server or account changes"
+        raise InvalidInput(message, [{"field": "password", "message": message}])
+    return str(kept["password"])
+
+
+def _require_tls_for(password: str, data: SmtpSettings) -> None:
+    """A password is sent only over TLS, except to a mail relay on this machine.
+
+    Raises:
+        InvalidInput: A password with ``security: none`` for a server elsewhere.
+    """
+    local = data.host in ("localhost", "127.0.0.1", "::1")
+    if password and data.security == "none" and not local:
+        message = "a password is sent only over TLS: use security 'starttls' or 'tls'"
+        raise InvalidInput(message, [{"field": "security", "message": message}])
+
+
 class CredentialController(Controller):
     """The caller's credentials for tools that act in their name."""
 
@@ -159,7 +190,8 @@ class CredentialController(Controller):
             password = data.password
             if password is None:
                 kept = await load_secrets(db, settings, user_id, SMTP) if row else None
-                password = str(kept.get("password", "")) if kept else ""
+                password = _kept_password(kept, data)
+            _require_tls_for(password, data)
             secrets = {
                 "host": data.host,
                 "port": data.port,
