@@ -31,6 +31,9 @@ from troika_gateway.interactions.routes import InteractionController
 from troika_gateway.live import live_events
 from troika_gateway.openapi import openapi_config
 from troika_gateway.problems import exception_handlers
+from troika_gateway.scheduling.jobs import Jobs
+from troika_gateway.scheduling.routes import ScheduleController
+from troika_gateway.scheduling.times import SystemClock
 from troika_gateway.tasks.routes import TaskController
 from troika_shared.bus import Bus
 
@@ -75,6 +78,8 @@ def create_app(settings: GatewaySettings) -> Litestar:
     async def redis(app: Litestar) -> AsyncIterator[None]:
         client: Redis = Redis.from_url(settings.redis_url, socket_timeout=settings.ready_timeout_s)
         app.state.redis = client
+        app.state.clock = SystemClock()
+        app.state.jobs = Jobs.connect(settings, app.state.clock)
         app.state.login_limiter = LoginLimiter(
             client,
             settings.redis_prefix,
@@ -85,6 +90,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
         try:
             yield
         finally:
+            await app.state.jobs.close()
             await client.aclose()
 
     prometheus = PrometheusConfig(
@@ -100,6 +106,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             TaskPolicyController,
             AuditController,
             CredentialController,
+            ScheduleController,
             live_events,
             PrometheusController,
         ],

@@ -69,6 +69,12 @@ class GatewaySettings(BusSettings):
         approval_timeout_s: How long an approval or input form waits; unanswered, it expires
             as denied (and counts toward the denials that pause a task).
         expiry_sweep_s: How often the worker looks for expired approvals.
+        schedule_poll_s: How often the worker's arq queue is polled for due schedules (a
+            schedule starts at most this late).
+        schedule_sweep_s: How often the worker reconciles the schedules in the database with
+            the jobs in Redis.
+        schedule_misfire_grace_s: A fire time missed by more than this (nothing was running)
+            follows the schedule's misfire policy instead of simply running late.
     """
 
     secret_key: SecretStr | None = None
@@ -99,6 +105,9 @@ class GatewaySettings(BusSettings):
     relay_interval_s: float = Field(default=1.0, gt=0)
     approval_timeout_s: float = Field(default=24 * 3600.0, gt=0)
     expiry_sweep_s: float = Field(default=30.0, gt=0)
+    schedule_poll_s: float = Field(default=0.25, gt=0, le=10)
+    schedule_sweep_s: float = Field(default=30.0, gt=0)
+    schedule_misfire_grace_s: float = Field(default=60.0, ge=0)
 
     @field_validator("secret_key")
     @classmethod

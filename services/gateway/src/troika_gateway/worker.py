@@ -1,4 +1,5 @@
-"""The gateway's worker process: the orchestrator and the outbox relay.
+"""The gateway's worker process: the orchestrator, the outbox relay, approval expiry and the
+scheduler (an arq worker).
 
 Run as many as you like (``python -m troika_gateway.worker``): they share the orchestrator's
 durable consumer, and the version column settles any race between them.
@@ -17,6 +18,9 @@ from troika_gateway.db import create_engine, create_sessionmaker, upgrade
 from troika_gateway.pipeline.expiry import Expirer
 from troika_gateway.pipeline.orchestrator import Orchestrator
 from troika_gateway.pipeline.outbox import Relay
+from troika_gateway.scheduling.jobs import Jobs
+from troika_gateway.scheduling.runner import Scheduler
+from troika_gateway.scheduling.times import SystemClock
 from troika_gateway.settings import GatewaySettings
 from troika_shared.bus import Bus
 from troika_shared.errors import DependencyUnavailable
@@ -54,7 +58,15 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
                 stream=StreamKey.RESULTS,
             )
             expirer = Expirer(sessionmaker, settings, bus, writes)
-            await asyncio.gather(runner.run(stop), relay.run(stop), expirer.run(stop))
+            clock = SystemClock()
+            jobs = Jobs.connect(settings, clock)
+            scheduler = Scheduler(sessionmaker, settings, bus, jobs, clock, writes)
+            try:
+                await asyncio.gather(
+                    runner.run(stop), relay.run(stop), expirer.run(stop), scheduler.run(stop)
+                )
+            finally:
+                await jobs.close()
     finally:
         await engine.dispose()
 

@@ -35,6 +35,7 @@ __all__ = [
     "Outbox",
     "ProcessedMessage",
     "Schedule",
+    "ScheduleRun",
     "Session",
     "Subtask",
     "Task",
@@ -350,6 +351,22 @@ class Schedule(Base):
     budget: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ScheduleRun(Base):
+    """One fire time of a schedule and what came of it: ``ran``, ``ran_late`` (missed while
+    nothing was running, run once after) or ``skipped``. Unique per schedule and fire time, so
+    a firing happens once however many workers try."""
+
+    __tablename__ = "schedule_runs"
+    __table_args__ = (UniqueConstraint("schedule_id", "due_at"),)
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_uuid)
+    schedule_id: Mapped[str] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    task_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    outcome: Mapped[str] = mapped_column(String(16))
 
 
 class LlmUsage(Base):

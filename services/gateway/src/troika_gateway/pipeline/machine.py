@@ -113,7 +113,8 @@ class Machine:
         task.dispatches += 1
         return derive_id(task.id, kind, task.dispatches)
 
-    def _set_status(self, task: Task, status: TaskStatus, reason: str = "") -> None:
+    def set_status(self, task: Task, status: TaskStatus, reason: str = "") -> None:
+        """Moves the task to ``status`` (announced as ``task.status``; a final one stops it)."""
         previous = task.status
         task.status = status.value
         task.status_reason = reason
@@ -176,7 +177,7 @@ class Machine:
 
     def pause(self, task: Task, reason: str, **evidence: object) -> None:
         """Stops the task to ask the person for guidance, saying why in plain words."""
-        self._set_status(task, TaskStatus.NEEDS_GUIDANCE, reason)
+        self.set_status(task, TaskStatus.NEEDS_GUIDANCE, reason)
         self.event(task, "task.needs_guidance", reason=reason, evidence=evidence)
 
     # --- planning --------------------------------------------------------------------------
@@ -225,7 +226,7 @@ class Machine:
                 for s in message.plan.subtasks
             ],
         )
-        self._set_status(task, TaskStatus.EXECUTING)
+        self.set_status(task, TaskStatus.EXECUTING)
         await self.dispatch(task)
 
     async def _agent_failed(self, task: Task, agent: str, reason: str, *, unusable: bool) -> None:
@@ -446,11 +447,11 @@ class Machine:
             if isinstance(interaction, Interaction) and interaction.task_id == task.id:
                 kinds.add(interaction.kind)
         if "input" in kinds:
-            self._set_status(task, TaskStatus.AWAITING_INPUT)
+            self.set_status(task, TaskStatus.AWAITING_INPUT)
         elif kinds:
-            self._set_status(task, TaskStatus.AWAITING_APPROVAL)
+            self.set_status(task, TaskStatus.AWAITING_APPROVAL)
         else:
-            self._set_status(task, TaskStatus.EXECUTING)
+            self.set_status(task, TaskStatus.EXECUTING)
 
     async def _approved_before(self, task: Task, tool: str, exclude: str) -> bool:
         approved = await self.db.scalar(
@@ -720,7 +721,7 @@ class Machine:
             guidance=tuple(task.guidance),
         )
         enqueue(self.db, message)
-        self._set_status(task, TaskStatus.REVIEWING)
+        self.set_status(task, TaskStatus.REVIEWING)
         self.event(task, "review.requested", round=task.revision_round + 1)
 
     async def on_verdict(self, task: Task, message: ReviewVerdict) -> None:
@@ -752,7 +753,7 @@ class Machine:
         if message.approved:
             subtasks = await self.subtasks(task)
             task.result = message.summary or "\n\n".join(f"{s.title}: {s.result}" for s in subtasks)
-            self._set_status(task, TaskStatus.COMPLETED)
+            self.set_status(task, TaskStatus.COMPLETED)
             self.event(task, "task.completed", result=task.result)
             return
         task.revision_round += 1
@@ -768,7 +769,7 @@ class Machine:
             if subtask is not None:
                 subtask.status = "pending"
                 subtask.revision_notes = [*subtask.revision_notes, revision.problem]
-        self._set_status(task, TaskStatus.EXECUTING)
+        self.set_status(task, TaskStatus.EXECUTING)
         await self.dispatch(task)
 
     # --- the person's guidance -----------------------------------------------------------
@@ -782,14 +783,14 @@ class Machine:
         )
         if action == "replan" or not task.plan:
             task.revision_round = 0
-            self._set_status(task, TaskStatus.PLANNING)
+            self.set_status(task, TaskStatus.PLANNING)
             await self.request_plan(task, replan=bool(task.plan))
             return
         subtasks = await self.subtasks(task)
         if all(s.status == "done" for s in subtasks):
             await self.request_review(task)
             return
-        self._set_status(task, TaskStatus.EXECUTING)
+        self.set_status(task, TaskStatus.EXECUTING)
         for subtask in subtasks:
             if subtask.status == "running":
                 subtask.status = "pending"

@@ -43,8 +43,12 @@ async def provide_tasks(
     request: Request[Principal, Any, State], db: NamedDependency[AsyncSession], state: State
 ) -> AsyncIterator[Tasks]:
     """Task operations for the caller; events they record are published after the request."""
-    tasks = Tasks(db, request.user.user_id, state.settings)
+    tasks = Tasks(db, request.user.user_id, state.settings, state.clock)
     yield tasks
+    for schedule_id, due in tasks.jobs_to_withdraw:
+        await state.jobs.withdraw(schedule_id, due)
+    for schedule_id, due in tasks.jobs_to_plan:
+        await state.jobs.plan(schedule_id, due)
     if tasks.new_events:
         await publish_events(state.bus, tasks.new_events)
     if tasks.commands_queued:
@@ -70,7 +74,8 @@ class TaskController(Controller):
     async def create(
         self, data: JSONBody[TaskCreate], tasks: NamedDependency[Tasks]
     ) -> TaskSummary:
-        """Creates a task; it starts as ``queued``. Attach files with ``POST /tasks/{id}/files``."""
+        """Creates a task; it starts as ``queued``, or waits as ``scheduled`` with ``run_at`` or
+        ``cron`` (see ``GET /schedules``). Attach files with ``POST /tasks/{id}/files``."""
         return summary_of(await tasks.create(data))
 
     @get("/")

@@ -43,12 +43,40 @@ class Budget(Struct, forbid_unknown_fields=True, kw_only=True):
     max_cost_usd: Annotated[float, Meta(gt=0, le=10_000)] | None = None
 
 
+PolicyMode = Literal["ask", "ask_once", "allow", "deny"]
+
+
 class TaskCreate(Struct, forbid_unknown_fields=True, kw_only=True):
-    """A new task."""
+    """A new task: now, later (``run_at``) or repeating (``cron``).
+
+    Attributes:
+        run_at: When to run it once: an ISO time with an offset, or a local time with
+            ``timezone``. It waits as ``scheduled`` until then.
+        cron: A cron expression (5 fields, or 6 with seconds first) read in ``timezone``:
+            each time makes a new task linked to the schedule.
+        timezone: An IANA time zone such as ``Europe/Berlin`` (default UTC).
+        until: A repeating schedule's last possible run time.
+        max_runs: How many times a repeating schedule runs at most.
+        misfire: A run missed because nothing was running: ``run_once`` when back, or ``skip``.
+        policies: How the scheduled runs decide tool calls (``allow`` runs them without asking);
+            tools not named keep your policy for all tasks as it is now.
+    """
 
     objective: Objective
     title: Title = ""
     budget: Budget | None = None
+    run_at: datetime | None = None
+    cron: Annotated[str, Meta(min_length=9, max_length=120)] | None = None
+    timezone: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    until: datetime | None = None
+    max_runs: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
+    misfire: Literal["run_once", "skip"] = "run_once"
+    policies: Annotated[dict[str, PolicyMode], Meta(max_length=100)] | None = None
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the task waits for a schedule instead of starting now."""
+        return self.run_at is not None or self.cron is not None
 
 
 class TaskRename(Struct, forbid_unknown_fields=True):

@@ -15,11 +15,21 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from troika_gateway.db.engine import WRITE_CONFLICTS
-from troika_gateway.db.models import File, Interaction, LlmUsage, Task, TaskEvent, TaskStatus
+from troika_gateway.db.models import (
+    File,
+    Interaction,
+    LlmUsage,
+    Schedule,
+    Task,
+    TaskEvent,
+    TaskStatus,
+)
 from troika_gateway.errors import Conflict, InvalidInput, NotFound
 from troika_gateway.events import append_event
 from troika_gateway.pipeline.machine import Machine
 from troika_gateway.pipeline.outbox import enqueue_stopped
+from troika_gateway.scheduling.service import ScheduleSpec, create_scheduled_task, first_run
+from troika_gateway.scheduling.times import SystemClock
 from troika_gateway.storage import Stored, Workspace, remove_tree, store_upload
 from troika_gateway.tasks.schemas import (
     Cost,
@@ -39,6 +49,7 @@ if TYPE_CHECKING:
     from litestar.datastructures import UploadFile
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from troika_gateway.scheduling.times import Clock
     from troika_gateway.settings import GatewaySettings
     from troika_gateway.tasks.schemas import FollowUp, GuidanceReply, TaskCreate
 
@@ -94,14 +105,23 @@ class Tasks:
         max_upload_bytes: The largest file accepted.
     """
 
-    def __init__(self, db: AsyncSession, user_id: str, settings: GatewaySettings) -> None:
+    def __init__(
+        self,
+        db: AsyncSession,
+        user_id: str,
+        settings: GatewaySettings,
+        clock: Clock | None = None,
+    ) -> None:
         self.db = db
         self.user_id = user_id
         self.settings = settings
         self.data_dir = settings.data_dir
         self.max_upload_bytes = settings.max_upload_bytes
+        self.clock = clock or SystemClock()
         self.new_events: list[TaskEvent] = []
         self.commands_queued = False
+        self.jobs_to_plan: list[tuple[str, datetime]] = []
+        self.jobs_to_withdraw: list[tuple[str, datetime]] = []
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -259,10 +279,41 @@ class Tasks:
         self.new_events.append(append_event(self.db, task, kind, data))
 
     async def create(self, data: TaskCreate) -> Task:
-        """A new task, queued."""
+        """A new task: queued, or waiting for its schedule.
+
+        Raises:
+            InvalidInput: The schedule is not valid (the field says which part).
+        """
         budget = msgspec.to_builtins(data.budget) if data.budget else None
-        task = await self._insert(data.objective, data.title, budget)
-        return await self._start(task)
+        if not data.scheduled:
+            task = await self._insert(data.objective, data.title, budget)
+            return await self._start(task)
+        spec = ScheduleSpec(
+            run_at=data.run_at, cron=data.cron, timezone=data.timezone, until=data.until,
+            max_runs=data.max_runs, misfire=data.misfire, policies=data.policies,
+        )  # fmt: skip
+        first_run(spec, self.clock.now())  # refuses a bad schedule before anything is written
+        task = await self._insert(data.objective, data.title, budget, status=TaskStatus.SCHEDULED)
+        schedule = await create_scheduled_task(self.db, task, spec, self.clock)
+        due = schedule.next_run_at
+        self._event(task, "task.scheduled", schedule_id=schedule.id,
+                    run_at=due.isoformat() if due else None)  # fmt: skip
+        await self.db.commit()
+        if due is not None:
+            self.jobs_to_plan.append((schedule.id, due))
+        return task
+
+    async def _stop_schedule(self, task: Task) -> None:
+        """A scheduled task cancelled or deleted takes its schedule with it."""
+        if task.status != TaskStatus.SCHEDULED.value or task.schedule_id is None:
+            return
+        schedule = await self.db.get(Schedule, task.schedule_id)
+        if schedule is None or schedule.status not in ("active", "paused"):
+            return
+        if schedule.next_run_at is not None:
+            self.jobs_to_withdraw.append((schedule.id, schedule.next_run_at))
+        schedule.status = "cancelled"
+        schedule.next_run_at = None
 
     async def _start(self, task: Task) -> Task:
         """Sends the new task to the planners (through the outbox, with the commit)."""
@@ -270,13 +321,14 @@ class Tasks:
         await self.db.commit()
         return task
 
-    async def _insert(
+    async def _insert(  # noqa: PLR0917 - what a new task is made of
         self,
         objective: str,
         title: str,
         budget: dict[str, Any] | None,
         parent: Task | None = None,
         guidance: list[str] | None = None,
+        status: TaskStatus = TaskStatus.QUEUED,
     ) -> Task:
         objective = objective.strip()
         if not objective:
@@ -287,7 +339,7 @@ class Tasks:
             user_id=self.user_id,
             title=title.strip() or _title_from(objective),
             objective=objective,
-            status=TaskStatus.QUEUED.value,
+            status=status.value,
             budget=budget,
             parent_id=parent.id if parent else None,
             guidance=guidance or [],
@@ -320,6 +372,7 @@ class Tasks:
     async def delete(self, task_id: str) -> None:
         """Deletes a task with its events, files and workspace."""
         task = await self.get(task_id)
+        await self._stop_schedule(task)
         if not TaskStatus(task.status).final:  # calls on their way must not run for it any more
             enqueue_stopped(self.db, task.id, "deleted")
             self.commands_queued = True
@@ -338,6 +391,7 @@ class Tasks:
             status = TaskStatus(task.status)
             if status.final:
                 raise Conflict(f"the task has already finished ({status.value})")
+            await self._stop_schedule(task)
             task.status = TaskStatus.CANCELLED.value
             task.status_reason = "cancelled by you"
             task.finished_at = datetime.now(UTC)

@@ -1,0 +1,150 @@
+"""The gateway worker's part in scheduling: an arq worker that fires due schedules, and a
+reconciler that makes Redis agree with the database.
+
+The reconciler runs at start and then every ``schedule_sweep_s``: a schedule whose job is
+missing (Redis restarted, the gateway could not reach it) gets one; a schedule whose time passed
+longer than ``schedule_misfire_grace_s`` ago, because nothing was running, follows its misfire
+policy: ``run_once`` fires it once now, ``skip`` records the missed run and moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from arq.worker import Retry, Worker, func
+from sqlalchemy import select
+
+from troika_gateway.db.engine import WRITE_CONFLICTS
+from troika_gateway.db.models import Schedule
+from troika_gateway.events import publish_events
+from troika_gateway.pipeline.outbox import kick
+from troika_gateway.scheduling import service
+from troika_gateway.scheduling.jobs import FIRE, Jobs, decode, encode, queue_name
+from troika_shared.errors import DependencyUnavailable
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from troika_gateway.scheduling.times import Clock
+    from troika_gateway.settings import GatewaySettings
+    from troika_shared.bus import Bus
+
+__all__ = ["Scheduler"]
+
+log = structlog.get_logger("troika.scheduler")
+
+
+class Scheduler:
+    """Fires schedules on time, once, and reconciles Redis with the database.
+
+    Args:
+        sessionmaker: The database.
+        settings: Redis, the poll interval, the sweep interval and the misfire grace.
+        bus: Where the runs' events and commands go.
+        jobs: The deferred jobs (a connection of this process's own).
+        clock: The time schedules are read against.
+        writes: SQLite's single-writer queue, shared with the rest of the worker.
+    """
+
+    def __init__(  # noqa: PLR0917 - the worker's parts, as its siblings take them
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: GatewaySettings,
+        bus: Bus,
+        jobs: Jobs,
+        clock: Clock,
+        writes: asyncio.Lock | None = None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.bus = bus
+        self.jobs = jobs
+        self.clock = clock
+        self.writes = writes or contextlib.nullcontext()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fires jobs and reconciles until ``stop`` is set."""
+        worker = Worker(
+            functions=[func(self._fire_job, name=FIRE, max_tries=10)],
+            redis_pool=self.jobs.redis,
+            queue_name=queue_name(self.settings),
+            handle_signals=False,
+            poll_delay=self.settings.schedule_poll_s,
+            job_serializer=encode,
+            job_deserializer=decode,
+            keep_result=3600,
+            max_jobs=20,
+            log_results=False,
+        )
+        polling = asyncio.create_task(worker.async_run())
+        try:
+            while not stop.is_set():
+                try:
+                    await self.reconcile()
+                except (DependencyUnavailable, OSError, *WRITE_CONFLICTS) as exc:
+                    log.warning("schedules.reconcile_failed", error=str(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.schedule_sweep_s)
+                if polling.done():
+                    polling.result()  # the arq worker stopped: say why
+        finally:
+            # Stop polling, let the firings in progress finish; the connection is the jobs'.
+            polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling
+            await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+
+    async def _fire_job(self, ctx: dict[str, Any], schedule_id: str, due: str) -> str:
+        """arq's entry point: fires one schedule at one fire time."""
+        try:
+            return await self.fire(schedule_id, datetime.fromisoformat(due))
+        except (DependencyUnavailable, OSError, *WRITE_CONFLICTS) as exc:
+            log.warning("schedule.fire_retry", schedule_id=schedule_id, error=str(exc))
+            raise Retry(defer=min(30, 2 ** int(ctx.get("job_try", 1)))) from exc
+
+    async def fire(self, schedule_id: str, due: datetime) -> str:
+        """Fires the schedule's run due at ``due`` (once, whoever else tries; a late one by its
+        misfire policy); returns what happened, and queues the next run's job."""
+        async with self.writes, self.sessionmaker() as db:
+            fired = await service.fire(db, self.settings, self.clock, schedule_id, due)
+        await self._after(schedule_id, fired)
+        return fired.outcome
+
+    async def _after(self, schedule_id: str, fired: service.Fired) -> None:
+        if fired.outcome == "stale":
+            return
+        log.info(
+            "schedule.fired" if fired.outcome != "skipped" else "schedule.skipped",
+            schedule_id=schedule_id, outcome=fired.outcome, task_id=fired.task_id,
+            next_run_at=fired.next_run_at.isoformat() if fired.next_run_at else None,
+        )  # fmt: skip
+        await publish_events(self.bus, list(fired.events))
+        if fired.outcome != "skipped":
+            await kick(self.bus)
+        if fired.next_run_at is not None:
+            await self.jobs.plan(schedule_id, fired.next_run_at)
+
+    async def reconcile(self) -> None:
+        """Makes sure each active schedule's next firing has its job, and applies the misfire
+        policy to those whose time passed while nothing ran."""
+        async with self.sessionmaker() as db:
+            rows = (
+                await db.execute(
+                    select(Schedule.id, Schedule.next_run_at).where(
+                        Schedule.status == "active", Schedule.next_run_at.is_not(None)
+                    )
+                )
+            ).all()
+        now = self.clock.now()
+        grace = self.settings.schedule_misfire_grace_s
+        for schedule_id, due in rows:
+            if due is None:  # pragma: no cover - the query excludes them
+                continue
+            if (now - due).total_seconds() <= grace:
+                await self.jobs.plan(schedule_id, due)  # queued once, whoever asks
+            else:
+                await self.fire(schedule_id, due)  # missed while down: its misfire policy
