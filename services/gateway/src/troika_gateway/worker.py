@@ -50,12 +50,20 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
             # SQLite takes one writer at a time: this process's writers queue for it in turn.
             writes = asyncio.Lock() if engine.dialect.name == "sqlite" else None
             relay = Relay(sessionmaker, bus, settings.relay_interval_s, writes)
+            orchestrator = Orchestrator(sessionmaker, settings, bus, writes)
             runner = ServiceRunner(
                 service="orchestrator",
                 version=metadata.version("troika-gateway"),
                 settings=settings,
-                router=Orchestrator(sessionmaker, settings, bus, writes).router(),
+                router=orchestrator.router(),
                 stream=StreamKey.RESULTS,
+            )
+            dead_letters = ServiceRunner(
+                service="dead-letters",
+                version=metadata.version("troika-gateway"),
+                settings=settings,
+                router=orchestrator.dead_letter_router(),
+                stream=StreamKey.DEAD,
             )
             expirer = Expirer(sessionmaker, settings, bus, writes)
             clock = SystemClock()
@@ -63,8 +71,9 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
             scheduler = Scheduler(sessionmaker, settings, bus, jobs, clock, writes)
             try:
                 await asyncio.gather(
-                    runner.run(stop), relay.run(stop), expirer.run(stop), scheduler.run(stop)
-                )
+                    runner.run(stop), dead_letters.run(stop), relay.run(stop),
+                    expirer.run(stop), scheduler.run(stop),
+                )  # fmt: skip
             finally:
                 await jobs.close()
     finally:

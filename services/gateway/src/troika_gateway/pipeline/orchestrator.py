@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
+import msgspec
 import structlog
 
 from troika_gateway.db.engine import WRITE_CONFLICTS
@@ -19,11 +20,19 @@ from troika_gateway.pipeline.machine import Machine
 from troika_gateway.pipeline.outbox import kick
 from troika_shared.errors import RetryableError
 from troika_shared.messages import (
+    DeadLettered,
     Message,
     PlanProduced,
+    PlanRequested,
+    ReviewRequested,
     ReviewVerdict,
     StepProposed,
+    StepRequested,
+    ToolExecute,
+    ToolOutcome,
     ToolResult,
+    decode,
+    derive_id,
     utcnow,
 )
 from troika_shared.router import Router
@@ -89,6 +98,37 @@ class Orchestrator:
         router.add(ReviewVerdict, on_verdict)
         return router
 
+    def dead_letter_router(self) -> Router:
+        """Routes the commands an agent gave up on back into their tasks: a tool call that
+        could not run fails like any failed call; a request no agent could answer pauses its
+        task for guidance. Nothing is left waiting for an answer that will never come."""
+        router = Router("dead-letters")
+
+        async def on_dead(letter: DeadLettered) -> list[Message]:
+            try:
+                command = decode(letter.payload)
+            except msgspec.DecodeError:
+                return []  # not a message of ours: only an operator can make sense of it
+            if isinstance(command, ToolExecute):
+                result = ToolResult(
+                    id=derive_id(letter.id, "tool.result"),
+                    correlation_id=command.correlation_id,
+                    subtask_id=command.subtask_id,
+                    key=command.call.key,
+                    outcome=ToolOutcome(
+                        ok=False,
+                        error=f"the {letter.service} gave up on this call: {letter.reason}",
+                    ),
+                )
+                return await self.apply(result, lambda m, t: m.on_tool_result(t, result))
+            if isinstance(command, (PlanRequested, StepRequested, ReviewRequested)):
+                reason = f"the {letter.service} could not handle a request: {letter.reason}"
+                return await self.apply(letter, lambda m, t: _pause(m, t, reason))
+            return []
+
+        router.add(DeadLettered, on_dead)
+        return router
+
     async def apply(
         self, message: Message, change: Callable[[Machine, Task], Awaitable[None]]
     ) -> list[Message]:
@@ -118,6 +158,10 @@ class Orchestrator:
             await publish_events(self.bus, machine.events)
         _log_round_trip(message)
         return []
+
+
+async def _pause(machine: Machine, task: Task, reason: str) -> None:
+    machine.pause(task, reason)
 
 
 def _log_round_trip(message: Message) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from arq.worker import Retry, Worker, func
+from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from troika_gateway.db.engine import WRITE_CONFLICTS
@@ -66,9 +67,8 @@ class Scheduler:
         self.clock = clock
         self.writes = writes or contextlib.nullcontext()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Fires jobs and reconciles until ``stop`` is set."""
-        worker = Worker(
+    def _worker(self) -> Worker:
+        return Worker(
             functions=[func(self._fire_job, name=FIRE, max_tries=10)],
             redis_pool=self.jobs.redis,
             queue_name=queue_name(self.settings),
@@ -80,21 +80,30 @@ class Scheduler:
             max_jobs=20,
             log_results=False,
         )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fires jobs and reconciles until ``stop`` is set. Redis going away stops only the
+        firing through jobs, which starts again once it answers (the rest of the worker goes
+        on, and missed times are caught up by the misfire policy)."""
+        worker = self._worker()
         polling = asyncio.create_task(worker.async_run())
         try:
             while not stop.is_set():
                 try:
                     await self.reconcile()
-                except (DependencyUnavailable, OSError, *WRITE_CONFLICTS) as exc:
+                except (DependencyUnavailable, RedisError, OSError, *WRITE_CONFLICTS) as exc:
                     log.warning("schedules.reconcile_failed", error=str(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.settings.schedule_sweep_s)
-                if polling.done():
-                    polling.result()  # the arq worker stopped: say why
+                if polling.done() and not stop.is_set():
+                    failure = None if polling.cancelled() else polling.exception()
+                    log.warning("schedules.polling_stopped", error=str(failure))
+                    worker = self._worker()
+                    polling = asyncio.create_task(worker.async_run())
         finally:
             # Stop polling, let the firings in progress finish; the connection is the jobs'.
             polling.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
                 await polling
             await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
 
