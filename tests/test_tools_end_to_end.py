@@ -145,7 +145,9 @@ async def approve_each(http: httpx.AsyncClient, headers, task_id: str, decided: 
             body: dict = {"decision": "approve"}
             if interaction["kind"] == "input":
                 form = interaction["prompt"]["form"]["properties"]
-                body["values"] = {name: field["default"] for name, field in form.items()}
+                body["values"] = {
+                    name: field["default"] for name, field in form.items() if "default" in field
+                }
                 body["values"]["subject"] += " (checked)"
             response = await http.post(
                 f"/interactions/{interaction['id']}/respond", headers=headers, json=body

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from troika_executor import sandbox as sandbox_module
 from troika_executor.python_tool import UNAVAILABLE
 from troika_executor.sandbox import Sandbox
 from troika_executor.stepping import prompt
@@ -71,3 +72,18 @@ async def test_a_program_past_its_time_is_stopped(toolbox) -> None:
 async def test_without_a_sandbox_no_code_runs(tmp_path) -> None:
     outcome = await run_tool(Toolbox(tmp_path), TASK, "run_python", {"code": "print(1)"})
     assert (outcome.ok, outcome.error) == (False, UNAVAILABLE)
+
+
+async def test_without_namespaces_or_root_the_agent_hears_why_no_code_runs(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(sandbox_module, "_namespaces_work", lambda: False)
+    sandbox = Sandbox(tmp_path)  # mode "auto"
+    sandbox._privileged = False  # as under an executor that is not root
+    code = "open('ran.txt', 'w').write('ran')"
+    outcome = await run_tool(Toolbox(tmp_path, sandbox=sandbox), TASK, "run_python", {"code": code})
+    assert outcome.ok is False
+    assert outcome.error is not None
+    assert outcome.error.startswith("run_python needs Linux namespaces")
+    assert outcome.error.endswith("set TROIKA_SANDBOX=basic to accept weaker isolation")
+    assert not (tmp_path / "workspaces" / TASK / "ran.txt").exists()

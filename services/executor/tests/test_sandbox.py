@@ -10,15 +10,24 @@ import asyncio
 import csv
 import io
 import os
+import pwd
+import stat
+import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from ast import literal_eval
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
+from troika_executor import sandbox as sandbox_module
 from troika_executor.sandbox import (
+    DEEPEST,
+    MOST_FILES,
+    ProcessesLeft,
     Sandbox,
     SandboxLimits,
     SandboxUnavailable,
@@ -27,8 +36,9 @@ from troika_executor.sandbox import (
 from troika_executor.workspace import Workspace
 
 TASK = "task-1"
-UID_BASE = 62_000
 SLOTS = 4
+# A uid range of this test process's own: another test run on the host sweeps only its own uids.
+UID_BASE = 62_100 + SLOTS * (os.getpid() % 500)
 UIDS = range(UID_BASE, UID_BASE + SLOTS)
 ROOT = os.geteuid() == 0
 SECRET = "s3cret-key-8c1f0e"
@@ -83,6 +93,27 @@ def jailed(data_dir):
 @pytest.fixture
 def basic(data_dir):
     return make_sandbox(data_dir, "basic")
+
+
+def unprivileged(data_dir: Path, mode: str) -> Sandbox:
+    """A sandbox that behaves as under an executor that is not root: the code keeps the
+    executor's uid (here root's, without its capabilities)."""
+    sandbox = Sandbox(data_dir, uid_base=UID_BASE, slots=SLOTS, mode=mode)
+    sandbox._privileged = False
+    try:
+        assert sandbox.isolation == mode
+    except SandboxUnavailable:
+        pytest.skip("this machine cannot create namespaces")
+    return sandbox
+
+
+@pytest.fixture
+def scratch_parent(tmp_path, monkeypatch) -> Path:
+    """The folder scratch folders are made in, to tell that they were removed."""
+    parent = tmp_path / "scratch"
+    parent.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(parent))
+    return parent
 
 
 def live_processes() -> list[tuple[int, int, bytes]]:
@@ -195,7 +226,10 @@ Path("report/2024/summary.md").write_text("# Summary")
 Path(".hidden").write_text("not for the workspace")
 Path("__pycache__").mkdir()
 Path("__pycache__/x.pyc").write_bytes(b"x")
-os.symlink("/etc/passwd", "passwd-link")
+try:
+    os.symlink("/etc/passwd", "passwd-link")
+except PermissionError:
+    pass  # "basic" isolation refuses links that lead out of the scratch folder
 """
     result = await sandbox.run(workspace, code, QUICK)
     assert result.exit_code == 0, result.stderr
@@ -521,3 +555,211 @@ except OSError as error:
     assert result.stdout.splitlines()[1].startswith("refused:")
     assert result.changed_files == ("result.txt",)
     assert list(temporary.iterdir()) == []  # the scratch folder was removed
+
+
+async def test_auto_refuses_basic_isolation_to_an_executor_that_is_not_root(
+    data_dir, workspace, monkeypatch
+) -> None:
+    monkeypatch.setattr(sandbox_module, "_namespaces_work", lambda: False)
+    sandbox = Sandbox(data_dir, uid_base=UID_BASE, slots=SLOTS, mode="auto")
+    sandbox._privileged = False
+    with pytest.raises(SandboxUnavailable) as refused:
+        await sandbox.run(workspace, "open('ran.txt', 'w').write('ran')", QUICK)
+    assert "TROIKA_SANDBOX=basic" in refused.value.reason
+    assert "namespaces" in str(refused.value)
+    assert not (workspace.root / "ran.txt").exists()
+    assert sandbox.check() is None  # at the executor's start: logged, not raised
+
+
+@needs_root
+async def test_auto_falls_back_to_basic_as_root_and_seals_the_data_directory(
+    data_dir, workspace, monkeypatch
+) -> None:
+    monkeypatch.setattr(sandbox_module, "_namespaces_work", lambda: False)
+    data_dir.chmod(0o755)
+    (data_dir / "workspaces").chmod(0o777)
+    sandbox = Sandbox(data_dir, uid_base=UID_BASE, slots=SLOTS, mode="auto")
+    with capture_logs() as logs:
+        assert sandbox.check() == "basic"
+    warned = [entry for entry in logs if entry["event"] == "sandbox.basic_isolation"]
+    assert [entry["log_level"] for entry in warned] == ["warning"]
+    # The code's uid is neither the owner nor in the group: "other" is its only way in.
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o750
+    assert stat.S_IMODE((data_dir / "workspaces").stat().st_mode) == 0o770
+    result = await sandbox.run(workspace, "print(open('sales.csv').read(6))", QUICK)
+    assert (result.exit_code, result.stdout, result.isolation) == (0, "region\n", "basic")
+
+
+async def test_basic_isolation_refuses_paths_the_guard_would_see_elsewhere(
+    data_dir, workspace
+) -> None:
+    # Audit events do not tell the dir_fd of os.open: a path relative to a folder descriptor
+    # must not lead where the guard, resolving it from the working folder, would not look.
+    basic = unprivileged(data_dir, "basic")
+    secret = str(data_dir / "secret.txt").lstrip("/")
+    ledger = str(workspace.root / ".calls" / "call-2.json").lstrip("/")
+    other = str(data_dir / "workspaces" / "other-task" / "planted").lstrip("/")
+    code = f"""
+import os
+def attempt(name, action):
+    try:
+        print(name, action())
+    except OSError as error:
+        print(name, "refused:", type(error).__name__)
+def from_root(path, flags):
+    root = os.open("/", os.O_RDONLY)
+    return os.read(os.open(path, flags, 0o644, dir_fd=root), 100)
+attempt("read", lambda: from_root({secret!r}, os.O_RDONLY))
+attempt("write", lambda: from_root({ledger!r}, os.O_RDWR | os.O_CREAT))
+attempt("mkdir", lambda: os.mkdir({other!r}, dir_fd=os.open("/", os.O_RDONLY)))
+def through_a_link():
+    os.mkdir("sub")
+    os.symlink({str(data_dir)!r}, "sub/link")
+    return os.read(os.open("link/secret.txt", os.O_RDONLY, dir_fd=os.open("sub", 0)), 100)
+attempt("link", through_a_link)
+def climbing():
+    deep = "/".join("d" * 10)
+    os.makedirs(deep + "/" + "/".join("e" * 30))
+    start = os.open(deep, os.O_RDONLY)
+    os.chdir(deep + "/" + "/".join("e" * 30))
+    ups = "../" * (os.getcwd().count("/") - 30)
+    return os.read(os.open(ups + {secret!r}, os.O_RDONLY, dir_fd=start), 100)
+attempt("climb", climbing)
+"""
+    result = await basic.run(workspace, code, QUICK)
+    assert result.exit_code == 0, result.stderr
+    assert [line.split()[:2] for line in result.stdout.splitlines()] == [
+        ["read", "refused:"],
+        ["write", "refused:"],
+        ["mkdir", "refused:"],
+        ["link", "refused:"],
+        ["climb", "refused:"],
+    ]
+    assert "top-secret-content" not in result.stdout
+    assert not (workspace.root / ".calls" / "call-2.json").exists()
+    assert not (data_dir / "workspaces" / "other-task" / "planted").exists()
+
+
+async def test_the_host_is_read_only_to_the_code_whatever_its_uid_may_write(
+    data_dir, workspace
+) -> None:
+    # Not root: the code keeps the executor's uid, which may write to its own files (the
+    # virtual environment here: a .pth file there would run in the executor's next start).
+    jailed = unprivileged(data_dir, "namespaces")
+    planted = Path(sys.prefix, f"troika-test-{uuid.uuid4().hex}.txt")
+    code = f"""
+import errno
+try:
+    open({str(planted)!r}, "w").write("planted")
+    print("written")
+except OSError as error:
+    print("refused:", errno.errorcode[error.errno])
+"""
+    try:
+        result = await jailed.run(workspace, code, QUICK)
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout == "refused: EROFS\n"
+        assert not planted.exists()  # noqa: ASYNC240 - nothing else runs meanwhile
+    finally:
+        planted.unlink(missing_ok=True)  # noqa: ASYNC240 - clean-up of a failed test
+
+
+def home_folders() -> tuple[Path, set[str], set[str]]:
+    """The executor user's home, the names in it the interpreter needs, and the others."""
+    home = Path(pwd.getpwuid(os.getuid()).pw_dir).resolve()
+    needed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, *sys.path) if p}
+    kept = {p.relative_to(home).parts[0] for p in needed if p.is_relative_to(home) and p != home}
+    return home, kept, {entry.name for entry in home.iterdir()} - kept
+
+
+async def test_the_executor_users_home_is_hidden_when_not_root(data_dir, workspace) -> None:
+    jailed = unprivileged(data_dir, "namespaces")
+    home, kept, private = home_folders()
+    if not private:
+        pytest.skip("the executor user's home holds nothing but the interpreter")
+    code = f"import os\nprint(sorted(os.listdir({str(home)!r})))"
+    result = await jailed.run(workspace, code, QUICK)
+    assert result.exit_code == 0, result.stderr
+    assert set(literal_eval(result.stdout)) <= kept
+
+
+@needs_root
+def test_without_mount_setattr_each_mount_is_made_read_only_one_by_one(tmp_path) -> None:
+    # Kernels before 5.12: the jail remounts each mount read-only, then the scratch writable.
+    writable = tmp_path / "writable"
+    writable.mkdir()
+    script = textwrap.dedent(f"""
+        import os, sys
+        from troika_executor import jail
+        libc = jail._Libc()
+        libc.unshare(jail._CLONE_NEWNS)
+        libc.mount(None, "/", None, jail._MS_REC | jail._MS_PRIVATE)
+        jail._remount_each(libc, "/", read_only=True)
+        for folder in (sys.prefix, {str(tmp_path)!r}):
+            try:
+                open(os.path.join(folder, "planted"), "w")
+                print("written")
+            except OSError as error:
+                print(error.errno)
+        libc.mount({str(writable)!r}, {str(writable)!r}, None, jail._MS_BIND)
+        jail._remount_each(libc, {str(writable)!r}, read_only=False)
+        open({str(writable / "kept")!r}, "w").write("kept")
+    """)
+    run = subprocess.run(
+        [sys.executable, "-I", "-c", script], capture_output=True, text=True, check=False
+    )
+    try:
+        assert (run.returncode, run.stdout.split()) == (0, ["30", "30"]), run.stderr
+        assert (writable / "kept").read_text() == "kept"
+    finally:
+        Path(sys.prefix, "planted").unlink(missing_ok=True)
+    assert not (tmp_path / "planted").exists()
+
+
+async def test_copying_back_is_bounded_in_files_and_depth(
+    sandbox, workspace, scratch_parent
+) -> None:
+    code = """
+import os
+os.makedirs("many")
+for index in range(3000):
+    open(f"many/f{index:04}", "w").close()
+os.makedirs("d/d/d/d/d")
+open("d/d/d/d/d/mid.txt", "w").write("mid")
+os.makedirs("deep")
+open("deep/bottom.txt", "w").write("bottom")
+for _ in range(1200):  # wraps "deep" in one more folder each time, with short paths only
+    os.mkdir("wrap")
+    os.rename("deep", "wrap/d")
+    os.rename("wrap", "deep")
+print("made")
+"""
+    result = await sandbox.run(workspace, code, SandboxLimits(timeout_s=30))
+    assert (result.exit_code, result.stdout) == (0, "made\n"), result.stderr
+    assert len(result.changed_files) == MOST_FILES
+    assert result.changed_files[0] == "d/d/d/d/d/mid.txt"
+    assert result.changed_files[-1] == f"many/f{MOST_FILES - 2:04}"
+    deep = "/".join(["deep"] + ["d"] * DEEPEST)
+    assert f"[not copied back: {deep}/: more than {DEEPEST} folders deep]" in result.stderr
+    more = 3000 - (MOST_FILES - 1)
+    assert f"[not copied back: {more} more new or changed files" in result.stderr
+    assert len(list((workspace.root / "many").iterdir())) == MOST_FILES - 1
+    assert (workspace.root / "d/d/d/d/d/mid.txt").read_text() == "mid"
+    assert list(scratch_parent.iterdir()) == []  # the scratch folder was removed all the same
+
+
+@needs_root
+async def test_processes_that_outlive_the_kill_fail_the_run_loudly(
+    sandbox, workspace, scratch_parent, monkeypatch
+) -> None:
+    # Stand-in for a process that SIGKILL does not end: before the run there is none.
+    sweeps = iter([0])
+    monkeypatch.setattr(sandbox_module, "_kill_uid", lambda _uid: next(sweeps, 1))
+    monkeypatch.setattr(sandbox_module, "_SWEEP_S", 0.2)
+    with capture_logs() as logs, pytest.raises(ProcessesLeft) as left:
+        await sandbox.run(workspace, "open('out.txt', 'w').write('out')", QUICK)
+    assert left.value.uid in UIDS
+    assert "could not be killed" in str(left.value)
+    assert any(entry["event"] == "sandbox.processes_left" for entry in logs)
+    assert not (workspace.root / "out.txt").exists()  # nothing is copied back
+    assert list(scratch_parent.iterdir()) == []

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import TYPE_CHECKING
+
 from troika_executor.handlers import StoppedTasks, build_router
 from troika_executor.settings import ExecutorSettings
 from troika_shared.llm import OpenAICompatibleLLM
 from troika_shared.runner import serve
 from troika_shared.subjects import StreamKey
+
+if TYPE_CHECKING:
+    from troika_shared.bus import Bus
 
 
 def main() -> None:
@@ -14,18 +20,27 @@ def main() -> None:
     settings = ExecutorSettings()
     llm = OpenAICompatibleLLM(settings)
     stopped = StoppedTasks()
+    toolbox = settings.toolbox()
+
+    async def start(bus: Bus) -> None:
+        await stopped.bind(bus)
+        if toolbox.sandbox is not None:
+            # Settled now, with logging set up: the log says at once whether run_python is
+            # isolated, only weakly ("basic", a warning), or refused (an error with the reason).
+            await asyncio.to_thread(toolbox.sandbox.check)
+
     serve(
         service="executor",
         distribution="troika-executor",
         settings=settings,
         router=build_router(
             llm,
-            settings.toolbox(),
+            toolbox,
             settings.seal_key(),
             stopped,
             secrets_key=settings.secrets_key(),
         ),
-        on_start=stopped.bind,
+        on_start=start,
         on_stop=llm.close,
         stream=StreamKey.EXECUTOR,
     )

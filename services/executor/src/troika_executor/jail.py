@@ -7,12 +7,15 @@ JSON on stdin, then:
 
 1. In "namespaces" isolation it unshares the network, mount, pid, IPC and UTS namespaces (and a
    user namespace when not root) and forks pid 1 of the new pid namespace. Pid 1 dies with the
-   jail, mounts a fresh ``/proc``, covers the host's shared folders and the data directory with
-   empty tmpfs mounts (binding back what the code needs), forks the process that runs the code,
-   reaps orphans, and reports the code's wait status; the jail then ends the same way.
+   jail, makes every mount of the host read-only, mounts a fresh ``/proc``, covers the host's
+   shared folders, the data directory and (when not root) the executor user's home with empty
+   tmpfs mounts (binding back what the code needs, read-only), binds the scratch folder back
+   writable, forks the process that runs the code, reaps orphans, and reports the code's wait
+   status; the jail then ends the same way.
 2. The process that is to run the code sets its resource limits, drops to the run's uid when
    the executor is root, sets ``no_new_privs`` and empties its capabilities. In "basic"
-   isolation it also removes the ways to start or signal processes that raise no audit event.
+   isolation it also removes the ways to start or signal processes, or to make FIFOs, that
+   raise no audit event.
 3. It installs the audit hook guard, writes one byte on the ``ready_fd`` pipe (a run whose
    jail never wrote it, and did not time out, is ``JailFailed``), and runs the code as
    ``__main__``; tracebacks start in the code, not here.
@@ -34,6 +37,8 @@ import ctypes
 import importlib
 import linecache
 import os
+import pathlib
+import pwd
 import resource
 import signal
 import stat
@@ -41,12 +46,13 @@ import sys
 import traceback
 import types
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from troika_executor.jail_orders import BASIC, MIB, NAMESPACES, Orders
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sized
 
     from troika_executor.jail_orders import SandboxLimits
 
@@ -63,12 +69,21 @@ _CLONE_NEWUSER = 0x1000_0000
 _CLONE_NEWPID = 0x2000_0000
 _CLONE_NEWNET = 0x4000_0000
 _NAMESPACE_FLAGS = _CLONE_NEWNET | _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWIPC | _CLONE_NEWUTS
+_MS_RDONLY = 0x1
 _MS_NOSUID = 0x2
 _MS_NODEV = 0x4
 _MS_NOEXEC = 0x8
+_MS_REMOUNT = 0x20
 _MS_BIND = 0x1000
 _MS_REC = 0x4000
 _MS_PRIVATE = 0x4_0000
+# mount_setattr(2), Linux 5.12: one call makes a whole mount tree read-only.
+_SYS_MOUNT_SETATTR = 442  # the same number on every architecture
+_AT_FDCWD = -100
+_AT_RECURSIVE = 0x8000
+_MOUNT_ATTR_RDONLY = 0x1
+# Per-mount flags a remount must repeat: in a user namespace the kernel refuses to drop them.
+_KEPT_OPTIONS = {"nosuid": _MS_NOSUID, "nodev": _MS_NODEV, "noexec": _MS_NOEXEC}
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
 _CAPABILITY_VERSION_3 = 0x2008_0522
@@ -76,6 +91,31 @@ _CAPABILITY_VERSION_3 = 0x2008_0522
 # Folders covered by an empty tmpfs in "namespaces" isolation, besides the data directory: shared
 # scratch space and the sockets of the host's services.
 _COVERED = ("/tmp", "/var/tmp", "/dev/shm", "/run")  # noqa: S108 - hidden from the code, not used
+_SMALL_COVER = "size=64k,nr_inodes=1024,mode=0755"
+# A home folder that is, holds or lies in one of these is the system's: it is never covered.
+_SYSTEM_FOLDERS = (
+    "/usr",
+    "/etc",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/boot",
+    "/proc",
+    "/sys",
+    "/dev",
+)
+
+
+class _MountAttr(ctypes.Structure):
+    """``struct mount_attr`` of mount_setattr(2)."""
+
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
 
 
 class _Libc:
@@ -111,6 +151,20 @@ class _Libc:
         )
         self._check(result, f"mount {target}")
 
+    def mount_setattr(self, target: str, *, read_only: bool) -> None:
+        """Sets or clears read-only on ``target``'s mount and every mount below it."""
+        bit = _MOUNT_ATTR_RDONLY
+        attr = _MountAttr(bit if read_only else 0, 0 if read_only else bit, 0, 0)
+        result = self._lib.syscall(
+            ctypes.c_long(_SYS_MOUNT_SETATTR),
+            ctypes.c_int(_AT_FDCWD),
+            os.fsencode(target),
+            ctypes.c_uint(_AT_RECURSIVE),
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
+        )
+        self._check(result, f"mount_setattr {target}")
+
     def prctl(self, option: int, value: int) -> None:
         zero = ctypes.c_ulong(0)
         self._check(
@@ -141,7 +195,7 @@ def _unshare(libc: _Libc) -> None:
 
 
 def _probe() -> int:
-    """Exit status 0 when this machine lets the jail build its namespaces."""
+    """Exit status 0 when this machine lets the jail build its namespaces and seal the host."""
     try:
         libc = _Libc()
         _unshare(libc)
@@ -151,6 +205,7 @@ def _probe() -> int:
     if child == 0:
         try:
             libc.mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+            _set_read_only(libc, "/", read_only=True)
             libc.mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
             alone = os.getpid() == 1 and Path("/proc/self").resolve().name == "1"
         except OSError:
@@ -247,30 +302,49 @@ def _blocked_top(path: str) -> str | None:
     return None
 
 
-def _cover_host(orders: Orders, libc: _Libc) -> None:
-    """Private mounts, a /proc of the new pid namespace, and empty tmpfs over what is hidden.
+def _home() -> str | None:
+    """The executor user's home folder, where its own secrets live; ``None`` when it has none
+    or it is one of the system's folders (``/``, ``/usr``...), which the code needs."""
+    try:
+        home = os.path.realpath(pwd.getpwuid(os.getuid()).pw_dir)
+    except (KeyError, OSError):
+        return None
+    system = any(_inside(home, f) or _inside(f, home) for f in _SYSTEM_FOLDERS)
+    return None if home == "/" or system else home
 
-    What the code needs under a covered folder (the interpreter where the code's uid could not
-    reach it, e.g. under a 0700 ``/root``, and its scratch folder) is bound back in place; the
-    data directory is covered last, so that no folder bound back can bring it into view.
+
+def _cover_host(orders: Orders, libc: _Libc) -> None:
+    """Private mounts, the host read-only, a /proc of the new pid namespace, and empty tmpfs
+    over what is hidden.
+
+    Every mount inherited from the host is made read-only before anything is mounted afresh,
+    so the code can write only to the tmpfs covers and its scratch folder, whatever its uid
+    may write on the host. What the code needs under a covered folder (the interpreter where
+    the code's uid could not reach it, e.g. under a 0700 ``/root`` or the executor user's
+    home) is bound back in place, read-only; the data directory is covered last, so that no
+    folder bound back can bring it into view; the scratch folder is bound back after it.
     """
     libc.mount(None, "/", None, _MS_REC | _MS_PRIVATE)
     flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
     roots = {root: os.open(root, flags) for root in _needed_roots()}
-    scratch = {orders.scratch: os.open(orders.scratch, flags)}
+    scratch = os.open(orders.scratch, flags)
+    _set_read_only(libc, "/", read_only=True)
     libc.mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
     spare = f"size={orders.limits.file_mb}m,nr_inodes=4096,mode=1777"
     targets = [(folder, spare) for folder in _COVERED]
     if orders.uid is not None:
         blocked = {_blocked_top(root) for root in roots}
-        targets += [(top, "size=64k,nr_inodes=1024,mode=0755") for top in blocked if top]
+        targets += [(top, _SMALL_COVER) for top in blocked if top]
+    elif (home := _home()) is not None:
+        # The code runs as the executor's own user: its keys and settings must stay out of sight.
+        targets.append((home, _SMALL_COVER))
     covered: list[str] = []
     for target, options in sorted(targets):
         if not any(_inside(target, done) for done in covered):
             _cover(libc, target, options, covered)
     _bind_back(libc, roots, covered)
     _cover(libc, orders.data_dir, "size=64k,nr_inodes=64,mode=0755", covered)
-    _bind_back(libc, scratch, covered)
+    _bind_scratch(libc, orders.scratch, scratch)
 
 
 def _cover(libc: _Libc, target: str, options: str, covered: list[str]) -> None:
@@ -280,12 +354,58 @@ def _cover(libc: _Libc, target: str, options: str, covered: list[str]) -> None:
 
 
 def _bind_back(libc: _Libc, folders: dict[str, int], covered: list[str]) -> None:
-    """Binds each folder (by its descriptor, opened before the covers) back where it was."""
+    """Binds each folder (by its descriptor, opened before the covers) back where it was.
+
+    A bind mount keeps the read-only flag of the mount it comes from: these stay read-only.
+    """
     for path, folder in sorted(folders.items()):
         if any(_inside(path, done) for done in covered):
             Path(path).mkdir(mode=0o755, parents=True, exist_ok=True)
             libc.mount(f"/proc/self/fd/{folder}", path, None, _MS_BIND | _MS_REC)
         os.close(folder)
+
+
+def _bind_scratch(libc: _Libc, path: str, folder: int) -> None:
+    """Binds the scratch folder (by its descriptor) in place and makes that mount writable."""
+    if not os.path.isdir(path):  # noqa: PTH112 - under a cover: only the folder is missing
+        Path(path).mkdir(mode=0o755, parents=True)
+    libc.mount(f"/proc/self/fd/{folder}", path, None, _MS_BIND | _MS_REC)
+    os.close(folder)
+    _set_read_only(libc, path, read_only=False)
+
+
+def _set_read_only(libc: _Libc, target: str, *, read_only: bool) -> None:
+    """Sets or clears read-only on the mount at ``target`` and every mount below it."""
+    try:
+        libc.mount_setattr(target, read_only=read_only)
+    except OSError:
+        _remount_each(libc, target, read_only=read_only)  # before Linux 5.12, or filtered
+
+
+def _remount_each(libc: _Libc, target: str, *, read_only: bool) -> None:
+    """What mount_setattr does, one bind remount per mount: every mount at or below ``target``
+    (a mount hidden under another at the same place is out of reach anyway)."""
+    for point, options in _mount_points():
+        if _inside(point, target):
+            flags = _MS_REMOUNT | _MS_BIND | (_MS_RDONLY if read_only else 0)
+            for option in options:
+                flags |= _KEPT_OPTIONS.get(option, 0)
+            libc.mount(None, point, None, flags)
+
+
+def _mount_points() -> list[tuple[str, frozenset[str]]]:
+    """Each mount's place and per-mount options, from ``/proc/self/mountinfo``."""
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        points.append((_unescape(fields[4]), frozenset(fields[5].split(","))))
+    return points
+
+
+def _unescape(field: str) -> str:
+    """The kernel writes a space, tab, newline or backslash in a path as ``\\ooo`` (octal)."""
+    first, *rest = field.split("\\")
+    return first + "".join(chr(int(part[:3], 8)) + part[3:] for part in rest)
 
 
 def _reach_imports() -> None:
@@ -355,54 +475,91 @@ _RELOADS = frozenset({"_posixsubprocess", "_signal", "signal", "_ctypes", "ctype
 
 
 def _disarm() -> None:
-    """Removes the few ways to start or signal processes that raise no audit event."""
+    """Removes the few ways to start or signal processes, or to make files, that raise no
+    audit event."""
+    import _imp  # noqa: PLC0415 - the import system's own module, disarmed below
     import _posixsubprocess  # noqa: PLC0415 - loaded here so that it can be disarmed
 
     def refused(*_args: object, **_kwargs: object) -> None:
         raise PermissionError("starting processes is not allowed in the sandbox")
+
+    def no_nodes(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError("making device nodes and FIFOs is not allowed in the sandbox")
+
+    def no_copies(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError("loading a built-in module again is not allowed in the sandbox")
 
     _posixsubprocess.__dict__["fork_exec"] = refused
     signal_c = sys.modules.get("_signal")
     for module in (signal, signal_c):
         if module is not None and "pidfd_send_signal" in module.__dict__:
             module.__dict__["pidfd_send_signal"] = refused
+    # mkfifo and mknod make files anywhere the uid may write, and raise no audit event.
+    for module in (os, sys.modules["posix"]):
+        module.__dict__["mkfifo"] = no_nodes
+        module.__dict__["mknod"] = no_nodes
+    # A fresh copy of a built-in module (posix, _signal) would bring back what was removed above
+    # and raises no audit event: every built-in module is loaded now, and no copy can be made.
+    for name in sys.stdlib_module_names.intersection(sys.builtin_module_names):
+        importlib.import_module(name)
+    _imp.__dict__["create_builtin"] = no_copies
 
 
-def _resolver() -> Callable[[object], str]:
-    """A realpath built on C functions only: the code cannot patch what the guard relies on."""
+# What the resolver tells about a path, besides where it leads.
+_CLIMBS = 1  # a ".." in a relative path, inside the scratch folder or after a /proc link
+_THROUGH_PROC = 2  # it follows a link of /proc/<pid>/ (fd/N, cwd, root, exe, map_files)
 
-    def resolve(
-        path: object,
+
+def _resolver(scratch: str, *, trust_proc: bool) -> Callable[[str], tuple[str, int]]:
+    """A realpath built on C functions only: the code cannot patch what the guard relies on.
+
+    It also says whether the path climbs with ".." where the guard cannot vouch for where that
+    leads (the code may swap a folder for a link meanwhile: see ``_guard``), and whether it
+    goes through a link of ``/proc/<pid>/``, whose target another thread may change.
+    ``trust_proc``: ".." after such a link is allowed (the imports of a root executor's code go
+    through ``/proc/self/fd``, see ``_reach_imports``; there the uid's permissions stand guard).
+    """
+
+    # One flat function, like the guard: whatever it calls is bound as a default argument.
+    def resolve(  # noqa: PLR0912
+        name: str,
         /,
         *,
-        _fspath: Callable[[Any], Any] = os.fspath,
+        _scratch: str = scratch,
+        _trust_proc: bool = trust_proc,
         _getcwd: Callable[[], str] = os.getcwd,
         _lstat: Callable[[str], os.stat_result] = os.lstat,
         _readlink: Callable[[str], str] = os.readlink,
         _is_link: Callable[[int], bool] = stat.S_ISLNK,
-        _isinstance: Callable[[object, type], bool] = isinstance,
-        _bytes: type = bytes,
+        _len: Callable[[Sized], int] = len,
         _error: type[Exception] = OSError,
-    ) -> str:
-        name = _fspath(path)
-        if _isinstance(name, _bytes):
-            name = name.decode("utf-8", "surrogateescape")
+        _climbs: int = _CLIMBS,
+        _through_proc: int = _THROUGH_PROC,
+    ) -> tuple[str, int]:
+        how = 0
         if not name.startswith("/"):
+            if ".." in name.split("/"):
+                how |= _climbs
             name = _getcwd() + "/" + name
         todo = name.split("/")
         todo.reverse()
         done: list[str] = []
         hops = 0
+        confined = False
         while todo:
             part = todo.pop()
             if part in ("", "."):
                 continue
             if part == "..":
+                if confined:
+                    how |= _climbs
                 if done:
                     done.pop()
                 continue
             done.append(part)
             candidate = "/" + "/".join(done)
+            if candidate == _scratch or candidate.startswith(_scratch + "/"):
+                confined = True
             try:
                 mode = _lstat(candidate).st_mode
             except _error:
@@ -410,7 +567,10 @@ def _resolver() -> Callable[[object], str]:
             if _is_link(mode):
                 hops += 1
                 if hops > 40:
-                    return candidate
+                    return candidate, how
+                if _len(done) > 2 and done[0] == "proc":
+                    how |= _through_proc
+                    confined = confined or not _trust_proc
                 target = _readlink(candidate)
                 done.pop()
                 if target.startswith("/"):
@@ -418,7 +578,7 @@ def _resolver() -> Callable[[object], str]:
                 more = target.split("/")
                 more.reverse()
                 todo.extend(more)
-        return "/" + "/".join(done)
+        return "/" + "/".join(done), how
 
     return resolve
 
@@ -443,21 +603,22 @@ _BASIC_REFUSED = frozenset(
         "sys.setprofile",
     }
 )
-# Events that change the file system, checked in "basic" isolation to stay in the scratch folder.
-_CHANGES = frozenset(
+# Events that change the file system, checked in "basic" isolation to stay in the scratch folder:
+# where their paths are among the arguments, each with the index of its dir_fd (-1: none).
+_CHANGES = MappingProxyType(
     {
-        "os.chmod",
-        "os.chown",
-        "os.link",
-        "os.mkdir",
-        "os.remove",
-        "os.rename",
-        "os.rmdir",
-        "os.symlink",
-        "os.truncate",
-        "os.utime",
-        "os.setxattr",
-        "os.removexattr",
+        "os.chmod": ((0, 2),),
+        "os.chown": ((0, 3),),
+        "os.link": ((0, 2), (1, 3)),
+        "os.mkdir": ((0, 2),),
+        "os.remove": ((0, 1),),
+        "os.rename": ((0, 2), (1, 3)),
+        "os.rmdir": ((0, 1),),
+        "os.symlink": ((1, 2),),
+        "os.truncate": ((0, -1),),
+        "os.utime": ((0, 3),),
+        "os.setxattr": ((0, -1),),
+        "os.removexattr": ((0, -1),),
     }
 )
 _NAME_LOOKUPS = frozenset(
@@ -470,21 +631,42 @@ _NAME_LOOKUPS = frozenset(
 )
 _ADDRESSED = frozenset({"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg"})
 _WRITES = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+# Path objects the "basic" guard accepts besides str and bytes: the standard library's.
+_PATH_TYPES = (pathlib.PurePosixPath, pathlib.PosixPath, os.DirEntry)
 
 
-def _guard(orders: Orders) -> Callable[[str, tuple[Any, ...]], None]:
+def _guard(orders: Orders) -> Callable[[str, tuple[Any, ...]], None]:  # noqa: PLR0915 - the hook
     """The audit hook. Sockets other than Unix ones are refused everywhere (defence in depth:
     in "namespaces" isolation the network namespace is what stops them); "basic" isolation adds
     the rest. Everything it uses is bound as a default argument, so patching modules or builtins
-    from the code changes nothing."""
+    from the code changes nothing.
+
+    In "basic" isolation the guard checks a path where the system call will resolve it, which
+    an audit event does not always tell: ``open`` omits the ``dir_fd`` of ``os.open``, and
+    another thread may change a folder, the working folder or a descriptor between the check
+    and the call. So the guard keeps these true, and what it checks then holds:
+
+    - the working folder stays in the scratch folder (``os.chdir``; a race of threads changing
+      it at once is not ruled out), and no folder outside it is opened: every descriptor of a
+      folder the code holds is one of the scratch folder's;
+    - links the code makes point into the scratch folder, never with "..";
+    - a path never climbs with ".." where the code could have changed what it climbs from: in
+      a relative path, below the scratch folder, or after a link of ``/proc/<pid>/``;
+    - nothing is written through a link of ``/proc/<pid>/``, nor changed through a descriptor
+      (``fchmod`` and the like); events that give a ``dir_fd`` are checked relative to it.
+
+    A relative path without ".." from any folder of the scratch folder, through links that
+    stay in it, stays in it: the ``dir_fd`` that ``open`` does not show cannot lead out.
+    """
     strict = orders.isolation == BASIC
     scratch = orders.scratch.rstrip("/")
     hidden = orders.data_dir.rstrip("/")
-    own = f"/proc/{os.getpid()}"
-    resolve = _resolver()
+    pid = os.getpid()
+    own = f"/proc/{pid}"
+    resolve = _resolver(scratch, trust_proc=orders.uid is not None)
 
     # One flat function: whatever it calls must be bound as a default argument, see above.
-    def guard(  # noqa: PLR0911, PLR0912
+    def guard(  # noqa: PLR0911, PLR0912, PLR0915
         event: str,
         args: tuple[Any, ...],
         /,
@@ -493,18 +675,33 @@ def _guard(orders: Orders) -> Callable[[str, tuple[Any, ...]], None]:
         _scratch: str = scratch,
         _hidden: str = hidden,
         _own: str = own,
-        _resolve: Callable[[object], str] = resolve,
+        _pid: int = pid,
+        _resolve: Callable[[str], tuple[str, int]] = resolve,
         _refused: frozenset[str] = _BASIC_REFUSED,
-        _changes: frozenset[str] = _CHANGES,
+        _changes: MappingProxyType[str, tuple[tuple[int, int], ...]] = _CHANGES,
         _lookups: frozenset[str] = _NAME_LOOKUPS,
         _addressed: frozenset[str] = _ADDRESSED,
         _reloads: frozenset[str] = _RELOADS,
+        _path_types: tuple[type, ...] = _PATH_TYPES,
+        _climbs: int = _CLIMBS,
+        _through_proc: int = _THROUGH_PROC,
         _unix: int = 1,  # AF_UNIX
         _writes: int = _WRITES,
         _isinstance: Callable[[object, Any], bool] = isinstance,
+        _len: Callable[[Sized], int] = len,
         _text: tuple[type, ...] = (str, bytes),
-        _pathlike: type = os.PathLike,
+        _type: Callable[[object], type] = type,
+        _fspath: Callable[[Any], Any] = os.fspath,
+        _readlink: Callable[[str], str] = os.readlink,
+        _stat: Callable[[str], os.stat_result] = os.stat,
+        _is_dir: Callable[[int], bool] = stat.S_ISDIR,
+        _as_str: Callable[[str], str] = str.__str__,
+        _decode: Callable[..., str] = bytes.decode,
+        _digits: Callable[[int], str] = int.__repr__,
+        _str: type = str,
+        _bytes: type = bytes,
         _int: type = int,
+        _error: type[Exception] = OSError,
         _denied: type[Exception] = PermissionError,
     ) -> None:
         def under(path: str, folder: str) -> bool:
@@ -520,7 +717,30 @@ def _guard(orders: Orders) -> Callable[[str, tuple[Any, ...]], None]:
             return True
 
         def writable(path: str) -> bool:
-            return under(path, _scratch) or path == "/dev/null" or under(path, _own + "/fd")
+            return under(path, _scratch) or path == "/dev/null"
+
+        def text(path: object) -> str:
+            """The path as a plain str (a subclass could answer the guard's calls its own way)."""
+            for kind in _path_types:
+                if _type(path) is kind:
+                    path = _fspath(path)
+                    break
+            if _isinstance(path, _str):
+                return _as_str(path)  # type: ignore[arg-type]
+            if _isinstance(path, _bytes):
+                return _decode(path, "utf-8", "surrogateescape")
+            raise _denied("only str, bytes and pathlib paths are allowed in the sandbox")
+
+        def place(path: object, dir_fd: object) -> tuple[str, int]:
+            """Where ``path`` (relative to ``dir_fd`` when one is given) leads, and how."""
+            if _isinstance(path, _int):
+                return _readlink("/proc/self/fd/" + _digits(path)), _through_proc  # type: ignore[arg-type]
+            name = text(path)
+            if _isinstance(dir_fd, _int) and dir_fd >= 0 and not name.startswith("/"):  # type: ignore[operator]
+                base = _readlink("/proc/self/fd/" + _digits(dir_fd))  # type: ignore[arg-type]
+                where, how = _resolve(base + "/" + name)
+                return where, how | (_climbs if ".." in name.split("/") else 0)
+            return _resolve(name)
 
         if event == "socket.__new__":
             if args[1] != _unix:
@@ -529,7 +749,7 @@ def _guard(orders: Orders) -> Callable[[str, tuple[Any, ...]], None]:
         if event in _lookups:
             raise _denied("network access is not allowed in the sandbox")
         if event in _addressed:
-            address = args[1] if len(args) > 1 else None
+            address = args[1] if _len(args) > 1 else None
             if address is not None and (_strict or not _isinstance(address, _text)):
                 raise _denied("network access is not allowed in the sandbox")
             return
@@ -549,23 +769,70 @@ def _guard(orders: Orders) -> Callable[[str, tuple[Any, ...]], None]:
             target, flags = args[0], args[2]
             if target is None or _isinstance(target, _int):
                 return
-            where = _resolve(target)
+            where, how = place(target, None)
             writing = _isinstance(flags, _int) and flags & _writes
+            if how & _climbs:
+                raise _denied(f"{where!r}: '..' is not allowed there in the sandbox")
+            if writing and how & _through_proc:
+                raise _denied(
+                    f"{where!r}: writing through /proc/self/fd or /dev/stdout is not allowed "
+                    "in the sandbox (print to sys.stdout instead)"
+                )
             if not readable(where) or (writing and not writable(where)):
-                raise _denied(f"{target!r} is out of the sandbox's reach")
+                raise _denied(f"{where!r} is out of the sandbox's reach")
+            if not under(where, _scratch):
+                try:
+                    folder = _is_dir(_stat(where).st_mode)
+                except _error:
+                    folder = False
+                if folder:
+                    raise _denied(
+                        f"{where!r}: opening a folder is allowed in the scratch folder only"
+                    )
             return
         if event in ("os.listdir", "os.scandir"):
             target = "." if args[0] is None else args[0]
-            if not _isinstance(target, _int) and not readable(_resolve(target)):
-                raise _denied(f"{target!r} is out of the sandbox's reach")
+            if _isinstance(target, _int):
+                return  # a descriptor of a folder: one in the scratch folder (see above)
+            where, how = place(target, None)
+            if how & _climbs or not readable(where):
+                raise _denied(f"{where!r} is out of the sandbox's reach")
             return
-        if event in _changes:
-            paths = args[1:2] if event == "os.symlink" else args
-            for each in paths:
-                if (_isinstance(each, _text) or _isinstance(each, _pathlike)) and not writable(
-                    _resolve(each)
-                ):
-                    raise _denied(f"{each!r} is out of the sandbox's reach")
+        if event == "os.chdir":
+            # ".." is fine here: the working folder itself is what is checked.
+            where, _ = place(args[0], None)
+            if not under(where, _scratch):
+                raise _denied("the working folder must stay in the scratch folder")
+            return
+        if event == "resource.prlimit":
+            if args[0] not in (0, _pid):
+                raise _denied("changing other processes' limits is not allowed in the sandbox")
+            return
+        if event == "sqlite3.connect":
+            database = text(args[0])
+            if database in ("", ":memory:"):
+                return
+            where, how = _resolve(database)
+            if how or database.startswith("file:") or not writable(where):
+                raise _denied(f"{database!r} is out of the sandbox's reach")
+            return
+        spots = _changes.get(event)
+        if spots is None:
+            return
+        if event == "os.symlink":
+            # A link must lead into the scratch folder from wherever it is moved to in it.
+            target = text(args[0])
+            if ".." in target.split("/") or (
+                target.startswith("/") and not under(target, _scratch)
+            ):
+                raise _denied(f"a link to {target!r} is out of the sandbox's reach")
+        for index, fd_index in spots:
+            each = args[index]
+            if event == "os.truncate" and _isinstance(each, _int):
+                continue  # needs a descriptor open for writing, which only the scratch gives
+            where, how = place(each, args[fd_index] if fd_index >= 0 else None)
+            if how or not writable(where):
+                raise _denied(f"{where!r} is out of the sandbox's reach")
 
     return guard
 

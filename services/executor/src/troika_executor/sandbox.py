@@ -11,17 +11,32 @@ itself, then runs the code. Two kinds of isolation, chosen once per machine by a
     ``/var/tmp``, ``/dev/shm`` and ``/run`` are covered by empty tmpfs mounts (the scratch
     folder is bound back in place). Killing pid 1 kills every process in the namespace,
     including those that left the process group with ``setsid()``.
+    Every mount of the host is read-only there: the code writes only to its scratch folder and
+    the tmpfs covers, whatever its uid may write on the host. When the executor does not run as
+    root, the executor user's home folder is covered too (its keys and settings).
 ``basic``
-    Where namespaces cannot be created, an audit hook refuses sockets, new processes, signals,
-    ``ctypes``, access to the data directory and other processes' ``/proc`` entries, and writes
-    outside the scratch folder. Audit hooks are not a security boundary: this is a fallback that
-    stops ordinary code and plain attempts, not a determined attacker.
+    An audit hook refuses sockets, new processes, signals, ``ctypes``, access to the data
+    directory and other processes' ``/proc`` entries, and writes outside the scratch folder
+    (see ``troika_executor.jail._guard``). Audit hooks are not a security boundary: this is a
+    fallback that stops ordinary code and plain attempts, not a determined attacker. Native
+    libraries (pyarrow, polars, h5py, sqlite's ``ATTACH``) open files without an audit event,
+    and a path object whose conversion the code controls can show the guard one path and the
+    system another. Where the executor runs as root, the code's uid of its own is the real
+    barrier: the sandbox takes the other users' access to the data directory away. Where it
+    does not, the code runs as the executor's own user, with the guard alone in its way.
+
+``mode="auto"`` uses namespaces where the machine allows them; where it does not, only an
+executor running as root falls back to "basic" (with a warning), for the reason above. An
+unprivileged executor refuses ``run_python`` instead (``SandboxUnavailable``, whose message
+says what the operator can do): "basic" must be asked for by name.
 
 In both, resource limits bound CPU time, address space, file size, processes and open files;
 when the executor runs as root the code runs under a uid of its own (one per concurrent run, so
 runs never share a process count), and a wall-clock timeout kills the whole process tree.
-Regular files the code creates or changes are copied back into the workspace afterwards; files
-it deletes stay in the workspace.
+Regular files the code creates or changes are copied back into the workspace afterwards, once
+every process of the run is gone (at most ``MOST_FILES`` files, ``copy_in_mb`` in all, none
+deeper than ``DEEPEST`` folders); files it deletes stay in the workspace. The scratch folder is
+then removed, however deep or wide the code made it.
 
 This module is the executor's side: copying in and out, starting the jail, draining its output,
 and killing what is left. What runs inside the jail is in ``troika_executor.jail``.
@@ -33,10 +48,11 @@ import asyncio
 import codecs
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import os
-import shutil
+import secrets
 import signal
 import stat
 import subprocess
@@ -55,13 +71,16 @@ from troika_executor.workspace import OutsideWorkspace
 from troika_shared.errors import PermanentError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable
+    from collections.abc import AsyncIterator, Iterable
 
     from troika_executor.workspace import Workspace
 
 __all__ = [
+    "DEEPEST",
     "DEFAULT_LIMITS",
+    "MOST_FILES",
     "JailFailed",
+    "ProcessesLeft",
     "Sandbox",
     "SandboxError",
     "SandboxLimits",
@@ -79,7 +98,22 @@ _SEARCH_PATH = "/usr/local/bin:/usr/bin:/bin"
 _REAP_GRACE_S = 2.0  # for the jail to follow its killed child before its group is killed too
 _DRAIN_GRACE_S = 2.0  # for the output pipes to close once the processes are dead
 _SLOT_POLL_S = 0.05  # every uid is taken by other executors on this host: look again after this
-_SWEEP_ROUNDS = 200
+_SWEEP_S = 5.0  # for the processes of a run's uid to die once killed
+MOST_FILES = 500  # files one run copies back into the workspace
+DEEPEST = 32  # folder levels below the scratch folder that copying back looks into
+_MOST_ENTRIES = 20_000  # names in the scratch folder copying back looks at, in all
+_MOST_NOTES = 20  # notes on files not copied back, before "and N more"
+_REMOVAL_DEPTH = 64  # folders held open at once while removing; deeper ones are moved up first
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEEDS_NAMESPACES = (
+    "run_python needs Linux namespaces (unprivileged user namespaces) or an executor running "
+    "as root, and this machine allows neither; set TROIKA_SANDBOX=basic to accept weaker "
+    "isolation"
+)
+_NO_NAMESPACES = (
+    "run_python must run in Linux namespaces (TROIKA_SANDBOX=namespaces), and this machine "
+    "refuses to create them"
+)
 
 
 class SandboxError(PermanentError):
@@ -104,7 +138,32 @@ class WorkspaceTooLarge(SandboxError):
 
 
 class SandboxUnavailable(SandboxError):
-    """``mode="namespaces"`` was asked for, and this machine refuses to create namespaces."""
+    """The isolation the operator asked for cannot be had here: ``run_python`` is refused.
+
+    Attributes:
+        reason: What is missing, and what the operator can do about it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ProcessesLeft(SandboxError):
+    """Processes of a run's uid outlived every SIGKILL: nothing is copied back.
+
+    Attributes:
+        uid: The run's uid.
+        count: How many were still there.
+    """
+
+    def __init__(self, uid: int, count: int) -> None:
+        super().__init__(
+            f"{count} processes of the sandbox's uid {uid} could not be killed; "
+            "the run's files were not copied back"
+        )
+        self.uid = uid
+        self.count = count
 
 
 class JailFailed(SandboxError):
@@ -163,7 +222,8 @@ class Sandbox:
         data_dir: The shared data directory; the code never sees it.
         uid_base: First uid of the range the code runs under when the executor is root.
         slots: How many runs at once (and uids in the range).
-        mode: ``"auto"`` (namespaces where possible), ``"namespaces"`` or ``"basic"``.
+        mode: ``"auto"`` (namespaces where possible, else "basic" for a root executor only),
+            ``"namespaces"`` or ``"basic"``.
 
     Raises:
         ValueError: An unknown mode, no slots, or the root folder as data directory.
@@ -182,28 +242,61 @@ class Sandbox:
         self._uid_base = uid_base
         self._slots = slots
         self._mode = mode
-        self._isolation: str | None = BASIC if mode == BASIC else None
+        self._isolation: str | None = None
+        self._refusal: str | None = None
         self._probe_lock = threading.Lock()
         self._concurrency = asyncio.Semaphore(slots)
         self._privileged = os.geteuid() == 0
 
     @property
     def isolation(self) -> str:
-        """``"namespaces"`` if the jail can create namespaces here, else ``"basic"``.
+        """``"namespaces"`` or ``"basic"``: what the code runs in on this machine.
 
-        Probed once, in a child process, on first use.
+        Settled once, on first use: a child process probes whether namespaces can be built.
 
         Raises:
-            SandboxUnavailable: ``mode="namespaces"`` and namespaces cannot be created.
+            SandboxUnavailable: The isolation asked for cannot be had here; its message says
+                what the operator can do.
         """
         with self._probe_lock:
+            if self._isolation is None and self._refusal is None:
+                self._settle()
             if self._isolation is None:
-                works = _namespaces_work()
-                if not works and self._mode == NAMESPACES:
-                    raise SandboxUnavailable("this machine refuses to create namespaces")
-                self._isolation = NAMESPACES if works else BASIC
-                log.info("sandbox.probed", isolation=self._isolation)
+                raise SandboxUnavailable(self._refusal or _NEEDS_NAMESPACES)
             return self._isolation
+
+    def check(self) -> str | None:
+        """Settles the isolation now (at the executor's start), so that the log says at once
+        what ``run_python`` gets: the isolation, or ``None`` when it will be refused."""
+        try:
+            return self.isolation
+        except SandboxUnavailable:
+            return None
+
+    def _settle(self) -> None:
+        if self._mode == BASIC:
+            isolation = BASIC
+        elif _namespaces_work():
+            isolation = NAMESPACES
+        elif self._mode == NAMESPACES or not self._privileged:
+            # Without root, "basic" would run the code as the executor's own user behind an
+            # audit hook alone: never without the operator asking for it by name.
+            self._refusal = _NO_NAMESPACES if self._mode == NAMESPACES else _NEEDS_NAMESPACES
+            log.error("sandbox.unavailable", mode=self._mode, reason=self._refusal)
+            return
+        else:
+            isolation = BASIC
+        if isolation == BASIC:
+            log.warning(
+                "sandbox.basic_isolation",
+                mode=self._mode,
+                uid_per_run=self._privileged,
+                note="an audit hook is a fallback, not a security boundary",
+            )
+            if self._privileged:
+                _seal(self.data_dir, range(self._uid_base, self._uid_base + self._slots))
+        self._isolation = isolation
+        log.info("sandbox.probed", isolation=isolation)
 
     async def run(
         self, workspace: Workspace, code: str, limits: SandboxLimits = DEFAULT_LIMITS
@@ -223,7 +316,8 @@ class Sandbox:
         Raises:
             WorkspaceTooLarge: The visible files exceed ``limits.copy_in_mb``.
             JailFailed: The jail could not confine the code.
-            SandboxUnavailable: Namespaces were required and cannot be created.
+            SandboxUnavailable: The isolation asked for cannot be had on this machine.
+            ProcessesLeft: The run's processes could not be killed; nothing was copied back.
         """
         isolation = await asyncio.to_thread(lambda: self.isolation)
         started = time.monotonic()
@@ -274,8 +368,14 @@ class Sandbox:
                 os.close(lock)
 
     def _claim(self) -> tuple[int, int] | None:
-        folder = self.data_dir / ".sandbox"
+        # The uids are the host's, whatever the data directory: so are their locks (in the
+        # host's lock folder, where it has one).
+        shared = Path("/run/lock")
+        base = shared if shared.is_dir() and os.access(shared, os.W_OK) else None
+        folder = (base or Path(tempfile.gettempdir())) / "troika-sandbox-uids"
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if folder.is_symlink() or folder.stat().st_uid != os.geteuid():
+            raise SandboxUnavailable(f"{folder} is not this executor's own folder")
         for index in range(self._slots):
             uid = self._uid_base + index
             lock = os.open(folder / f"uid-{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -450,63 +550,172 @@ def _make_parents(scratch: Path, folder: Path, uid: int | None) -> None:
 def _copy_out(
     workspace: Workspace, scratch: Path, copied: dict[str, _Copied], limit: int
 ) -> tuple[tuple[str, ...], list[str]]:
-    """Copies new and changed regular files back; the paths copied, and notes on those refused."""
-    changed: list[str] = []
-    notes: list[str] = []
-    total = 0
-    for folder, folders, names in os.walk(scratch):
-        folders[:] = sorted(f for f in folders if not f.startswith(".") and f != "__pycache__")
+    """Copies new and changed regular files back; the paths copied, and notes on those refused.
+
+    The run's processes are gone by now; still, nothing here follows a link: each folder is
+    opened from its parent's descriptor with ``O_NOFOLLOW``, and so is each file.
+    """
+    back = _CopyBack(workspace, copied, limit)
+    top = os.open(scratch, _FOLDER)
+    try:
+        back.walk(top)
+    finally:
+        os.close(top)
+    return tuple(back.changed), back.notes()
+
+
+class _CopyBack:
+    """One copy back: what was copied, and what was not and why, within the bounds."""
+
+    def __init__(self, workspace: Workspace, copied: dict[str, _Copied], limit: int) -> None:
+        self._workspace = workspace
+        self._copied = copied
+        self._limit = limit
+        self.changed: list[str] = []
+        self._total = 0
+        self._seen = 0
+        self._notes: list[str] = []
+        self._unnoted = 0
+        self._left = 0  # new or changed files past MOST_FILES
+
+    def walk(self, top: int) -> None:
+        """Depth first, in name order: a folder's files, then its folders (no recursion)."""
+        # Each level: its descriptor, its path below the scratch folder, its folders still to do.
+        levels = [(top, "", self._read(top, ""))]
+        try:
+            while levels and self._seen <= _MOST_ENTRIES:
+                folder, prefix, todo = levels[-1]
+                if not todo:
+                    levels.pop()
+                    if levels:
+                        os.close(folder)
+                    continue
+                name = todo.pop()
+                relative = prefix + name
+                if len(levels) > DEEPEST:
+                    self._note(f"{relative}/: more than {DEEPEST} folders deep")
+                    continue
+                try:
+                    below = os.open(name, _FOLDER, dir_fd=folder)
+                except OSError as error:
+                    self._note(f"{relative}/: {error.strerror or error}")
+                    continue
+                try:
+                    inside = self._read(below, relative + "/")
+                except OSError as error:
+                    os.close(below)
+                    self._note(f"{relative}/: {error.strerror or error}")
+                    continue
+                levels.append((below, relative + "/", inside))
+        finally:
+            for folder, _, _ in levels[1:]:
+                os.close(folder)
+        if self._seen > _MOST_ENTRIES:
+            self._note(f"the rest: the code left more than {_MOST_ENTRIES} files and folders")
+
+    def _read(self, folder: int, prefix: str) -> list[str]:
+        """Copies the folder's files back; its folders to look into, last first."""
+        names = []
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                self._seen += 1
+                if self._seen > _MOST_ENTRIES:
+                    break
+                if not entry.name.startswith("."):
+                    names.append(entry.name)
+        folders = []
         for name in sorted(names):
-            if name.startswith("."):
-                continue
-            path = Path(folder) / name
-            info = path.lstat()
-            relative = str(path.relative_to(scratch))
-            if not stat.S_ISREG(info.st_mode):
-                continue
             try:
-                if not _differs(path, info, copied.get(relative)):
-                    continue
-                relative.encode("utf-8")
-                target = workspace.path(relative)
-                if total + info.st_size > limit:
-                    notes.append(f"{relative}: more than {limit // MIB} MB of files in all")
-                    continue
-                _write_back(path, target)
-            except (OutsideWorkspace, UnicodeEncodeError) as refused:
-                notes.append(f"{relative!r}: {refused}")
+                info = os.stat(name, dir_fd=folder, follow_symlinks=False)
+            except OSError:
                 continue
-            except OSError as error:
-                notes.append(f"{relative}: {error.strerror or error}")
-                continue
-            total += info.st_size
-            changed.append(relative)
-    return tuple(changed), notes
+            if stat.S_ISDIR(info.st_mode):
+                if name != "__pycache__":
+                    folders.append(name)
+            elif stat.S_ISREG(info.st_mode):
+                self._file(folder, name, prefix + name, info)
+        folders.reverse()
+        return folders
+
+    def _file(self, folder: int, name: str, relative: str, info: os.stat_result) -> None:
+        before = self._copied.get(relative)
+        if before is not None and (info.st_size, info.st_mtime_ns, info.st_ino) == (
+            before.size,
+            before.mtime_ns,
+            before.inode,
+        ):
+            return
+        if len(self.changed) >= MOST_FILES:
+            self._left += 1
+            return
+        try:
+            relative.encode("utf-8")
+            target = self._workspace.path(relative)
+            if self._total + info.st_size > self._limit:
+                self._note(f"{relative}: more than {self._limit // MIB} MB of files in all")
+                return
+            size = _copy_file(folder, name, info, before, target)
+        except (OutsideWorkspace, UnicodeEncodeError) as refused:
+            self._note(f"{relative!r}: {refused}")
+            return
+        except OSError as error:
+            self._note(f"{relative}: {error.strerror or error}")
+            return
+        if size is not None:
+            self._total += size
+            self.changed.append(relative)
+
+    def _note(self, note: str) -> None:
+        if len(self._notes) < _MOST_NOTES:
+            self._notes.append(note)
+        else:
+            self._unnoted += 1
+
+    def notes(self) -> list[str]:
+        """The notes, with what was left over from the bounds."""
+        notes = list(self._notes)
+        if self._left:
+            notes.append(
+                f"{self._left} more new or changed files: a run copies back at most {MOST_FILES}"
+            )
+        if self._unnoted:
+            notes.append(f"{self._unnoted} more files or folders")
+        return notes
 
 
-def _differs(path: Path, info: os.stat_result, before: _Copied | None) -> bool:
-    if before is None:
-        return True
-    if (info.st_size, info.st_mtime_ns, info.st_ino) == (
-        before.size,
-        before.mtime_ns,
-        before.inode,
-    ):
-        return False
-    if info.st_size != before.size:
-        return True
-    digest = hashlib.sha256()
-    with path.open("rb") as reader:
-        while chunk := reader.read(MIB):
-            digest.update(chunk)
-    return digest.hexdigest() != before.digest
+def _copy_file(
+    folder: int, name: str, info: os.stat_result, before: _Copied | None, target: Path
+) -> int | None:
+    """Copies the file into the workspace if it changed; its size, or ``None`` if it did not.
+
+    Opened without following a link, and only if it is still the file that was looked at.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    reader = os.open(name, flags, dir_fd=folder)
+    try:
+        opened = os.fstat(reader)
+        if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (
+            info.st_dev,
+            info.st_ino,
+        ):
+            raise OSError(errno.ESTALE, "it changed while it was being copied")
+        if before is not None and opened.st_size == before.size:
+            digest = hashlib.sha256()
+            while chunk := os.read(reader, MIB):
+                digest.update(chunk)
+            if digest.hexdigest() == before.digest:
+                return None
+            os.lseek(reader, 0, os.SEEK_SET)
+        _write_back(reader, target)
+        return opened.st_size
+    finally:
+        os.close(reader)
 
 
-def _write_back(source: Path, target: Path) -> None:
+def _write_back(reader: int, target: Path) -> None:
     """Writes the file into the workspace atomically: a crash leaves the old one or the new."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.part")
-    reader = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         with partial.open("wb") as writer:
             while chunk := os.read(reader, MIB):
@@ -515,22 +724,119 @@ def _write_back(source: Path, target: Path) -> None:
     except OSError:
         partial.unlink(missing_ok=True)
         raise
-    finally:
-        os.close(reader)
 
 
 def _remove_tree(folder: Path) -> None:
-    """Removes the scratch folder, even where the code took away its own permissions."""
+    """Removes the scratch folder, however deep or wide, whatever permissions the code left."""
+    if not os.path.lexists(folder):
+        return  # the code removed it itself ("basic" isolation allows that)
+    try:
+        _remove(folder)
+    except OSError as error:
+        log.warning("sandbox.scratch_removal_retried", folder=str(folder), error=str(error))
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(  # noqa: S603 - a fixed program on the sandbox's own folder
+                ["rm", "-rf", "--", str(folder)],  # noqa: S607 - rm from the system's PATH
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=600,
+                check=False,
+            )
+    if os.path.lexists(folder):
+        log.error("sandbox.scratch_left", folder=str(folder))
 
-    def unlock(function: Callable[[str], object], name: str, _error: object) -> None:
-        path = Path(name)
-        with contextlib.suppress(OSError):
-            path.parent.chmod(0o700)
-            if not path.is_symlink():
-                path.chmod(0o700)
-            function(name)
 
-    shutil.rmtree(folder, onerror=unlock)
+def _remove(folder: Path) -> None:
+    parent = os.open(folder.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        top = _open_to_remove(parent, folder.name)
+        try:
+            _empty(top)
+        finally:
+            os.close(top)
+        os.rmdir(folder.name, dir_fd=parent)
+    finally:
+        os.close(parent)
+
+
+def _empty(top: int) -> None:
+    """Removes everything in the folder ``top``, depth first, with no recursion and no link
+    followed: one descriptor a level, and a folder deeper than ``_REMOVAL_DEPTH`` is first
+    moved up into ``top`` (so any depth takes a bounded number of descriptors)."""
+    levels: list[tuple[int, str, list[str]]] = [(top, "", _clear_files(top))]
+    try:
+        while levels:
+            folder, name, todo = levels[-1]
+            if not todo:
+                todo.extend(_clear_files(folder))  # folders moved up here meanwhile
+            if not todo:
+                levels.pop()
+                if levels:
+                    os.close(folder)
+                    os.rmdir(name, dir_fd=levels[-1][0])
+                continue
+            below = todo.pop()
+            if len(levels) >= _REMOVAL_DEPTH:
+                os.rename(below, f".deep-{secrets.token_hex(8)}", src_dir_fd=folder, dst_dir_fd=top)
+                continue
+            opened = _open_to_remove(folder, below)
+            levels.append((opened, below, []))  # closed below, whatever happens next
+            levels[-1][2].extend(_clear_files(opened))
+    finally:
+        for folder, _, _ in levels[1:]:
+            os.close(folder)
+
+
+def _clear_files(folder: int) -> list[str]:
+    """Unlinks everything in ``folder`` but its folders; their names."""
+    os.lseek(folder, 0, os.SEEK_SET)  # os.scandir shares the descriptor's position
+    folders = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                folders.append(entry.name)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.name, dir_fd=folder)
+    return folders
+
+
+def _open_to_remove(parent: int, name: str) -> int:
+    """Opens a folder, giving its owner back the permissions the code may have taken away."""
+    try:
+        folder = os.open(name, _FOLDER, dir_fd=parent)
+    except PermissionError:
+        # Only an unprivileged executor sees this: the folder's owner is itself.
+        handle = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        try:
+            Path(f"/proc/self/fd/{handle}").chmod(stat.S_IRWXU)
+        finally:
+            os.close(handle)
+        folder = os.open(name, _FOLDER, dir_fd=parent)
+    with contextlib.suppress(OSError):
+        os.fchmod(folder, stat.S_IRWXU)  # unlinking needs write permission in the folder
+    return folder
+
+
+def _seal(data_dir: Path, gids: range) -> None:
+    """Takes the run uids' way into the data directory: in "basic" isolation the uid's own
+    permissions are what keeps the code out. Each run has no group but its own gid, so only
+    "other" access matters (and "group", where the folder's group is one of the run gids)."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for folder in (data_dir, data_dir / "workspaces"):
+        try:
+            info = folder.stat()
+        except FileNotFoundError:
+            continue
+        mode = stat.S_IMODE(info.st_mode)
+        sealed = mode & ~stat.S_IRWXO
+        if info.st_gid in gids:
+            sealed &= ~stat.S_IRWXG
+        if sealed != mode:
+            folder.chmod(sealed)
+            log.warning(
+                "sandbox.data_dir_sealed", folder=str(folder), mode=oct(sealed), was=oct(mode)
+            )
 
 
 async def _send(process: asyncio.subprocess.Process, orders: bytes) -> None:
@@ -640,10 +946,16 @@ def _kill_uid(uid: int) -> int:
 
 
 def _sweep(uid: int) -> None:
-    """Kills the processes of ``uid`` until none is left (a killed process takes a moment)."""
-    for _ in range(_SWEEP_ROUNDS):
-        if not _kill_uid(uid):
-            return
+    """Kills the processes of ``uid`` until none is left (a killed process takes a moment).
+
+    Raises:
+        ProcessesLeft: Some outlived ``_SWEEP_S`` of it: the run must not go on as if they had not.
+    """
+    deadline = time.monotonic() + _SWEEP_S
+    while left := _kill_uid(uid):
+        if time.monotonic() > deadline:
+            log.error("sandbox.processes_left", uid=uid, processes=left)
+            raise ProcessesLeft(uid, left)
         time.sleep(0.01)
 
 

@@ -26,8 +26,10 @@ class ExecutorSettings(AgentSettings, LlmSettings):
         outbound_allow_hosts: Hosts the web tools may reach although they are not public
             (names, addresses or ``host:port``), e.g. an intranet API. Empty: public only.
         sandbox: How ``run_python`` is isolated: ``auto`` (namespaces where the machine
-            allows them, else the weaker ``basic``), ``namespaces`` (refuse to run without
-            them), ``basic``, or ``off`` (the tool is refused).
+            allows them; else the weaker ``basic`` if the executor runs as root, a uid per
+            run, and otherwise the tool is refused with the reason), ``namespaces`` (refuse to
+            run without them), ``basic`` (an audit hook only: a fallback, not a security
+            boundary; logged as a warning), or ``off`` (the tool is refused).
         sandbox_memory_mb, sandbox_file_mb, sandbox_processes: Each run's limits.
         sandbox_uid_base: When the executor runs as root, each concurrent run gets its own
             uid from here on (``sandbox_slots`` of them).
