@@ -46,6 +46,13 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
+def _environ(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "environ").read_bytes().replace(b"\0", b"\n").decode()
+    except OSError:
+        return ""
+
+
 def descendants(root: int) -> set[int]:
     """Every live process below ``root``."""
     parents = {}
@@ -181,6 +188,13 @@ def test_ctrl_c_stops_every_process(tmp_path: Path, start_up) -> None:
     process = start_up(data_dir)
     children = descendants(process.pid)
     assert len(children) == 2 + 1 + 2 + 3 * 2  # nats, valkey, llm, gateway, worker, 2 per agent
+    # Only the gateway's processes hold the secret key; the executor gets the derived keys.
+    secret = (data_dir / "secret_key").read_text().strip()
+    holders = {_cmdline(pid).split(b"\0")[2].decode() for pid in children
+               if f"TROIKA_SECRET_KEY={secret}" in _environ(pid)}  # fmt: skip
+    assert holders == {"troika_gateway", "troika_gateway.worker"}
+    executors = [pid for pid in children if b"troika_executor" in _cmdline(pid)]
+    assert all("TROIKA_APPROVAL_KEY=" in _environ(pid) for pid in executors)
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=30)
     assert process.returncode == 0, rest

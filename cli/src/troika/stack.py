@@ -23,7 +23,9 @@ from redis.exceptions import RedisError
 from troika.embedded import EmbeddedNats, EmbeddedValkey, free_port
 from troika.local_llm import ModelMissing, default_gguf, model_name
 from troika.supervisor import ChildSpec, GaveUp, Supervisor
+from troika_shared.approvals import approval_key
 from troika_shared.subjects import Topology
+from troika_shared.vault import call_secrets_key
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -109,6 +111,23 @@ async def ping_service(nc: Client, name: str, *, wait_s: float = 0.25) -> list[d
     finally:
         await subscription.unsubscribe()
     return answers
+
+
+def _without_secret(env: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in env.items() if name != "TROIKA_SECRET_KEY"}
+
+
+def _agents_env(env: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Each agent's environment: never the deployment's secret key (it signs sessions and
+    opens every stored credential); the executor gets only the two keys derived from it that
+    it needs to check approvals and open the credentials sealed into them."""
+    secret = env["TROIKA_SECRET_KEY"]
+    without = _without_secret(env)
+    executor = without | {
+        "TROIKA_APPROVAL_KEY": approval_key(secret).hex(),
+        "TROIKA_CALL_SECRETS_KEY": call_secrets_key(secret).hex(),
+    }
+    return {agent: executor if agent == "executor" else without for agent in AGENTS}
 
 
 class Stack:
@@ -200,15 +219,17 @@ class Stack:
             env["TROIKA_LLM_MODEL"] = model_name(self.local_model)
             port = self.llm_url.rsplit(":", 1)[1].split("/")[0]
             argv = ("-m", "troika.local_llm", "--port", port, "--gguf", str(self.local_model))
-            specs.append(ChildSpec("llm", (sys.executable, *argv), env))
+            specs.append(ChildSpec("llm", (sys.executable, *argv), _without_secret(env)))
         specs += [
             ChildSpec("gateway", (sys.executable, "-m", "troika_gateway"), env),
             ChildSpec("worker", (sys.executable, "-m", "troika_gateway.worker"), env),
         ]
+        agents_env = _agents_env(env)
         for agent in AGENTS:
             for replica in range(1, s.agent_replicas + 1):
                 name = agent if s.agent_replicas == 1 else f"{agent}-{replica}"
-                specs.append(ChildSpec(name, (sys.executable, "-m", f"troika_{agent}"), env))
+                command = (sys.executable, "-m", f"troika_{agent}")
+                specs.append(ChildSpec(name, command, agents_env[agent]))
         return specs
 
     def components(self) -> list[Component]:

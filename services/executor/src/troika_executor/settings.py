@@ -22,7 +22,11 @@ class ExecutorSettings(AgentSettings, LlmSettings):
     Attributes:
         data_dir: The data directory it shares with the gateway (task folders live under it).
         secret_key: The deployment's secret key (the gateway's ``TROIKA_SECRET_KEY``): approved
-            calls are sealed with a key derived from it. Without it every call is refused.
+            calls are sealed with a key derived from it. Without it (or the two keys below)
+            every call is refused.
+        approval_key, call_secrets_key: The two keys derived from it, in hex, instead of the
+            secret itself (``troika up`` passes only these: the executor, which handles
+            untrusted pages, files and code, never holds the key that signs sessions).
         outbound_allow_hosts: Hosts the web tools may reach although they are not public
             (names, addresses or ``host:port``), e.g. an intranet API. Empty: public only.
         sandbox: How ``run_python`` is isolated: ``auto`` (namespaces where the machine
@@ -37,6 +41,8 @@ class ExecutorSettings(AgentSettings, LlmSettings):
 
     data_dir: Path = Path("var")
     secret_key: SecretStr | None = None
+    approval_key: SecretStr | None = None
+    call_secrets_key: SecretStr | None = None
     outbound_allow_hosts: list[str] = Field(default_factory=list)
     sandbox: Literal["auto", "namespaces", "basic", "off"] = "auto"
     sandbox_memory_mb: int = Field(default=1024, ge=64, le=65_536)
@@ -68,9 +74,15 @@ class ExecutorSettings(AgentSettings, LlmSettings):
         return OutboundPolicy.of(self.outbound_allow_hosts)
 
     def seal_key(self) -> bytes | None:
-        """The key that checks the gateway's seals on approved calls."""
+        """The key that checks the gateway's seals on approved calls (``approval_key``, hex, or
+        derived from ``secret_key``)."""
+        if self.approval_key is not None:
+            return bytes.fromhex(self.approval_key.get_secret_value())
         return approval_key(self.secret_key.get_secret_value()) if self.secret_key else None
 
     def secrets_key(self) -> bytes | None:
-        """The key that opens the person's credentials sent with an approved call."""
+        """The key that opens the person's credentials sent with an approved call
+        (``call_secrets_key``, hex, or derived from ``secret_key``)."""
+        if self.call_secrets_key is not None:
+            return bytes.fromhex(self.call_secrets_key.get_secret_value())
         return call_secrets_key(self.secret_key.get_secret_value()) if self.secret_key else None
