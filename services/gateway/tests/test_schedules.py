@@ -312,3 +312,26 @@ async def test_a_schedule_made_while_redis_is_down_is_queued_by_the_worker_later
     await wait_for(started, timeout=10, what="the schedule to fire")
     [schedule] = await schedules(client, alice)
     assert schedule["last_run"]["outcome"] == "ran"
+
+
+async def test_files_attached_to_a_repeating_schedule_go_with_every_run(
+    gateway, client, alice, scheduler
+) -> None:
+    worker = await scheduler()
+    first = await create(client, alice, "Summarise the sales", cron="0 7 * * *")
+    uploaded = await client.post(
+        f"/tasks/{first['id']}/files",
+        headers=alice.headers,
+        files={"files": ("sales.csv", b"region,amount\nNorth,10\n", "text/csv")},
+    )
+    assert uploaded.status_code in (200, 201), uploaded.text
+    [schedule] = await schedules(client, alice)
+    due = datetime.fromisoformat(schedule["next_run_at"])
+    assert await worker.fire(schedule["id"], due) == "ran"
+    [after] = await schedules(client, alice)
+    following = after["next_task_id"]
+    assert following not in (None, first["id"])
+    files = (await client.get(f"/tasks/{following}/files", headers=alice.headers)).json()
+    assert [(f["name"], f["origin"], f["size"]) for f in files] == [("sales.csv", "upload", 23)]
+    download = await client.get(f"/tasks/{following}/files/sales.csv", headers=alice.headers)
+    assert download.content == b"region,amount\nNorth,10\n"

@@ -17,15 +17,18 @@ from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
+from sqlalchemy import select
 
+from troika_gateway.db.models import File
 from troika_gateway.errors import InvalidInput, PayloadTooLarge
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from litestar.datastructures import UploadFile
+    from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["Stored", "Workspace", "remove_tree", "safe_name", "store_upload"]
+__all__ = ["Stored", "Workspace", "copy_files", "remove_tree", "safe_name", "store_upload"]
 
 _CHUNK = 1 << 16
 _MAX_NAME_BYTES = 255
@@ -129,3 +132,22 @@ async def store_upload(upload: UploadFile, target: Path, limit: int) -> Stored:
 async def remove_tree(path: Path) -> None:
     """Deletes a folder and everything in it, if it exists."""
     await anyio.to_thread.run_sync(lambda: shutil.rmtree(path, ignore_errors=True))
+
+
+async def copy_files(
+    db: AsyncSession, data_dir: Path, old_id: str, new_id: str, *, only_uploads: bool
+) -> None:
+    """Copies a task's files (or only those the person uploaded) into another task's
+    workspace, with their records; the caller commits."""
+    query = select(File).where(File.task_id == old_id)
+    if only_uploads:
+        query = query.where(File.origin == "upload")
+    source, target = Workspace(data_dir, old_id), Workspace(data_dir, new_id)
+    for row in list(await db.scalars(query)):
+        src = source.path(row.name)
+        if not await anyio.Path(src).is_file():
+            continue
+        await anyio.Path(target.root).mkdir(parents=True, exist_ok=True)
+        await anyio.to_thread.run_sync(shutil.copy2, src, target.path(row.name))
+        db.add(File(task_id=new_id, name=row.name, content_type=row.content_type,
+                    size=row.size, sha256=row.sha256, origin=row.origin))  # fmt: skip

@@ -32,6 +32,7 @@ from troika_gateway.events import append_event
 from troika_gateway.interactions.policies import USER_SCOPE
 from troika_gateway.pipeline.machine import Machine
 from troika_gateway.scheduling.times import InvalidSchedule, localize, next_fire, zone
+from troika_gateway.storage import copy_files
 from troika_shared.catalogue import CATALOGUE
 
 if TYPE_CHECKING:
@@ -279,6 +280,8 @@ async def fire(
     if following is not None:
         upcoming = _next_task(db, schedule, following)
         await db.flush()
+        # What the person attached to the schedule's task goes with every run.
+        await copy_files(db, settings.data_dir, task.id, upcoming.id, only_uploads=True)
         events.append(
             append_event(
                 db, upcoming, "task.scheduled",

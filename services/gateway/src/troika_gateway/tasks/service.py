@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import mimetypes
 import re
-import shutil
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,7 @@ from troika_gateway.pipeline.machine import Machine
 from troika_gateway.pipeline.outbox import enqueue_stopped
 from troika_gateway.scheduling.service import ScheduleSpec, create_scheduled_task, first_run
 from troika_gateway.scheduling.times import SystemClock
-from troika_gateway.storage import Stored, Workspace, remove_tree, store_upload
+from troika_gateway.storage import Stored, Workspace, copy_files, remove_tree, store_upload
 from troika_gateway.tasks.schemas import (
     Cost,
     EventPage,
@@ -509,16 +508,5 @@ class Tasks:
         return row
 
     async def _copy_files(self, old: Task, new: Task, *, only_uploads: bool) -> None:
-        query = select(File).where(File.task_id == old.id)
-        if only_uploads:
-            query = query.where(File.origin == "upload")
-        source, target = Workspace(self.data_dir, old.id), Workspace(self.data_dir, new.id)
-        for row in list(await self.db.scalars(query)):
-            src = source.path(row.name)
-            if not await anyio.Path(src).is_file():
-                continue
-            await anyio.Path(target.root).mkdir(parents=True, exist_ok=True)
-            await anyio.to_thread.run_sync(shutil.copy2, src, target.path(row.name))
-            self.db.add(File(task_id=new.id, name=row.name, content_type=row.content_type,
-                             size=row.size, sha256=row.sha256, origin=row.origin))  # fmt: skip
+        await copy_files(self.db, self.data_dir, old.id, new.id, only_uploads=only_uploads)
         await self.db.commit()
