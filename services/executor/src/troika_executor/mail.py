@@ -34,7 +34,7 @@ _TIMEOUT_S = 30
 
 NO_SETTINGS = (
     "no e-mail account is set up: the person must add their SMTP settings "
-    "(Profile → E-mail, or PUT /credentials/smtp) before anything can be sent"
+    "(PUT /credentials/smtp) before anything can be sent"
 )
 
 
@@ -95,9 +95,9 @@ async def _connect(host: str, port: int, policy: OutboundPolicy) -> socket.socke
         try:
             async with asyncio.timeout(_TIMEOUT_S):
                 await loop.sock_connect(sock, (address, port))
-        except (OSError, TimeoutError) as exc:
+        except OSError as exc:  # TimeoutError included
             sock.close()
-            last = exc if isinstance(exc, OSError) else OSError(f"timed out reaching {host}")
+            last = exc
             continue
         return sock
     raise last or OSError(f"cannot reach {host}")

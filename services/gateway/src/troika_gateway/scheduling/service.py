@@ -245,7 +245,7 @@ async def fire(
     now = clock.now()
     late = now - due > timedelta(seconds=settings.schedule_misfire_grace_s)
     if late and schedule.misfire_policy == "skip":
-        return await _skip(db, schedule, due, now)
+        return await _skip(db, settings, schedule, due, now)
     runs = schedule.runs + 1
     schedule.runs = runs  # for _following; the claim below writes it
     # On time (or a little late): the next slot after this one, so a slow firing loses none.
@@ -299,7 +299,9 @@ async def _apply_policies(db: AsyncSession, schedule: Schedule, task: Task) -> N
         db.add(ToolPolicy(user_id=task.user_id, scope=task.id, tool=tool, mode=mode))
 
 
-async def _skip(db: AsyncSession, schedule: Schedule, due: datetime, now: datetime) -> Fired:
+async def _skip(
+    db: AsyncSession, settings: GatewaySettings, schedule: Schedule, due: datetime, now: datetime
+) -> Fired:
     """A run missed while nothing was running, under the ``skip`` misfire policy: recorded and
     announced, not run; a repeating schedule moves on to its next time. Commits."""
     following = _following(schedule, now)
@@ -324,12 +326,9 @@ async def _skip(db: AsyncSession, schedule: Schedule, due: datetime, now: dateti
         data = {"schedule_id": schedule.id, "due": due.isoformat(), "reason": reason}
         events.append(append_event(db, task, "schedule.skipped", data))
         if following is None:
-            task.status = TaskStatus.CANCELLED.value
-            task.status_reason = f"not run: {reason}"
-            task.finished_at = now
-            events.append(
-                append_event(db, task, "task.status", {"status": task.status, "reason": reason})
-            )
+            machine = Machine(db, settings)
+            machine.set_status(task, TaskStatus.CANCELLED, f"not run: {reason}")
+            events.extend(machine.events)
         else:
             task.status_reason = f"runs at {following.isoformat()}"
             events.append(
