@@ -1,5 +1,5 @@
 # Troika: `make run` starts the whole system on this machine, `make test` runs every test.
-# Both install what is missing first (uv, then the locked dependencies).
+# Both install what is missing first (uv, the locked dependencies, and bun for the web app).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -8,6 +8,10 @@ PYTHON ?= python3
 # uv from PATH if there is one, else a private copy installed from PyPI into .tools/
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 export UV_PYTHON_PREFERENCE ?= system
+# bun builds the web app's pages; a private copy from the npm registry, unless REFLEX_BUN_PATH
+# names one to use (npm follows NPM_CONFIG_REGISTRY and .npmrc, so a mirror works too)
+BUN_VERSION := 1.4.5
+BUN := $(if $(REFLEX_BUN_PATH),,$(CURDIR)/.tools/bun/node_modules/.bin/bun)
 
 .PHONY: help install run check test test-fast bench lint format clean
 
@@ -24,7 +28,17 @@ $(CURDIR)/.tools/bin/uv:
 	$(UV) sync --frozen --all-packages
 	@touch $@
 
-install: .venv/.synced ## install uv (if missing) and the locked dependencies
+$(CURDIR)/.tools/bun/node_modules/.bin/bun:
+	@command -v npm >/dev/null \
+		|| { echo "The web app needs bun, which is installed with npm: install Node.js and npm" \
+			"(Debian: apt-get install nodejs npm), or set REFLEX_BUN_PATH to a bun $(BUN_VERSION) binary"; exit 1; }
+	@mkdir -p $(CURDIR)/.tools/bun
+	@# bun's install script puts the binary for this platform in place; newer npm asks for consent
+	echo '{"private": true, "allowScripts": {"bun": true}}' > $(CURDIR)/.tools/bun/package.json
+	npm install --prefix $(CURDIR)/.tools/bun --save-exact --no-audit --no-fund bun@$(BUN_VERSION)
+	@$@ --version >/dev/null || { echo "bun did not install ($@ does not run)"; exit 1; }
+
+install: .venv/.synced $(BUN) ## install uv and bun (if missing) and the locked dependencies
 
 run: install ## start the whole system on embedded defaults (Ctrl+C stops it)
 	$(UV) run --frozen troika up

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
 from troika.embedded import free_port
@@ -25,8 +26,10 @@ COMPONENTS = ("nats", "valkey", "llm", "gateway", "worker", "planner", "executor
 
 
 def troika_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """``troika up``'s environment; without the web app, whose build is slow, unless asked."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TROIKA_")}
-    env.update(TROIKA_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1", **extra)
+    env.update({"TROIKA_DATA_DIR": str(data_dir), "TROIKA_WEB": "false", "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
     return env
 
 
@@ -88,9 +91,11 @@ def status_rows(output: str) -> dict[str, str]:
     return rows
 
 
-def run_check(data_dir: Path, port: int, **extra: str) -> subprocess.CompletedProcess[str]:
+def run_check(
+    data_dir: Path, port: int, *args: str, **extra: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "troika", "up", "--check", "--port", str(port)],
+        [sys.executable, "-m", "troika", "up", "--check", "--port", str(port), *args],
         env=troika_env(data_dir, **extra),
         cwd=data_dir.parent,
         capture_output=True,
@@ -123,6 +128,8 @@ def test_up_uses_servers_that_are_already_configured(
     result = run_check(
         data_dir,
         free_port(),
+        "--no-web",  # the option wins over the variable
+        TROIKA_WEB="true",
         TROIKA_NATS_URL=nats_url,
         TROIKA_REDIS_URL=redis_url,
         TROIKA_BUS_PREFIX=bus_prefix,
@@ -150,15 +157,43 @@ def test_a_taken_port_is_reported_plainly(tmp_path: Path) -> None:
     assert "--port" in result.stderr
 
 
+def test_a_taken_web_port_is_reported_plainly(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_check(
+            tmp_path / "var", free_port(), "--web-port", str(port), TROIKA_WEB="true"
+        )
+        same = run_check(
+            tmp_path / "var", free_port(), TROIKA_WEB="true", TROIKA_WEB_PORT=str(port)
+        )
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port} is already in use; " in result.stderr
+    assert "--web-port or TROIKA_WEB_PORT" in result.stderr
+    assert same.returncode == 1
+    assert f"127.0.0.1:{port} is already in use; " in same.stderr
+    assert not (tmp_path / "var").exists()  # nothing was started
+
+
+def test_the_web_app_and_the_gateway_cannot_share_a_port(tmp_path: Path) -> None:
+    port = free_port()
+    result = run_check(tmp_path / "var", port, "--web-port", str(port), TROIKA_WEB="true")
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port} is already in use by the gateway" in result.stderr
+    assert "--web-port" in result.stderr
+
+
 @pytest.fixture
-def start_up() -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
-    """Starts ``troika up`` (two replicas per agent) and waits until it says it is ready."""
+def start_up() -> Iterator[Callable[..., tuple[subprocess.Popen[str], str]]]:
+    """Starts ``troika up`` with these arguments and waits until it says it is ready; returns
+    the process and what it printed until then."""
     started: list[tuple[subprocess.Popen[str], set[int]]] = []
 
-    def start(data_dir: Path) -> subprocess.Popen[str]:
+    def start(data_dir: Path, *args: str, **extra: str) -> tuple[subprocess.Popen[str], str]:
         process = subprocess.Popen(
-            [sys.executable, "-m", "troika", "up", "--port", str(free_port()), "--replicas", "2"],
-            env=troika_env(data_dir),
+            [sys.executable, "-m", "troika", "up", "--port", str(free_port()), *args],
+            env=troika_env(data_dir, **extra),
             cwd=data_dir.parent,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -172,7 +207,7 @@ def start_up() -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
             seen.append(line)
             if "(Ctrl+C stops everything)" in line:
                 entry[1].update(descendants(process.pid))
-                return process
+                return process, "".join(seen)
         pytest.fail("troika up ended before it was ready:\n" + "".join(seen))
 
     yield start
@@ -185,7 +220,7 @@ def start_up() -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
 
 def test_ctrl_c_stops_every_process(tmp_path: Path, start_up) -> None:
     data_dir = tmp_path / "var"
-    process = start_up(data_dir)
+    process, _ = start_up(data_dir, "--replicas", "2")
     children = descendants(process.pid)
     assert len(children) == 2 + 1 + 2 + 3 * 2  # nats, valkey, llm, gateway, worker, 2 per agent
     # Only the gateway's processes hold the secret key; the executor gets the derived keys.
@@ -205,7 +240,7 @@ def test_ctrl_c_stops_every_process(tmp_path: Path, start_up) -> None:
 
 def test_killing_troika_up_leaves_no_process_behind(tmp_path: Path, start_up) -> None:
     data_dir = tmp_path / "var"
-    process = start_up(data_dir)
+    process, _ = start_up(data_dir, "--replicas", "2")
     children = descendants(process.pid)
     assert len(children) == 2 + 1 + 2 + 3 * 2
     process.kill()
@@ -224,3 +259,38 @@ def test_up_makes_a_private_secret_key_once_and_keeps_it(tmp_path: Path) -> None
     assert run_check(data_dir, free_port()).returncode == 0
     assert key_file.read_text() == key
     assert (data_dir / "troika.db").is_file()  # the gateway's database, migrated at start
+
+
+@pytest.mark.timeout(400)  # the first start on a machine fetches the web app's packages from npm
+def test_up_serves_the_web_app_and_stops_it(tmp_path: Path, start_up) -> None:
+    data_dir = tmp_path / "var"
+    web_port = free_port()
+    process, printed = start_up(data_dir, "--web-port", str(web_port), TROIKA_WEB="true")
+    url = f"http://127.0.0.1:{web_port}"
+    assert status_rows(printed)["web"] == "ready"
+    assert f"Open {url} in your browser." in printed
+    children = descendants(process.pid)
+    # The web app talks to the gateway's API alone: it holds no key and no bus or LLM setting.
+    secret = (data_dir / "secret_key").read_text().strip()
+    web = [pid for pid in children if f"TROIKA_WEB_PORT={web_port}" in _environ(pid)]
+    assert web  # the web app's processes (Reflex's server and what it runs)
+    for pid in web:
+        environ = _environ(pid)
+        assert f"TROIKA_SECRET_KEY={secret}" not in environ
+        assert "TROIKA_NATS_URL=" not in environ
+        assert "TROIKA_LLM_" not in environ
+
+    page = httpx.get(url, timeout=10)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<html" in page.text.lower()
+    assert httpx.get(f"{url}/ping", timeout=10).status_code == 200
+
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, rest
+    assert "Stopped." in rest
+    left = wait_gone(children)
+    assert left == set(), [_cmdline(pid) for pid in left]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", web_port))  # the web app let go of its port

@@ -30,13 +30,16 @@ def _parser() -> argparse.ArgumentParser:
         help="run the whole system on this machine",
         description=(
             "Start the whole system on this machine: an embedded NATS and Valkey (unless "
-            "TROIKA_NATS_URL / TROIKA_REDIS_URL name servers to use), the gateway and every "
-            "agent service, supervised. Ctrl+C stops everything."
+            "TROIKA_NATS_URL / TROIKA_REDIS_URL name servers to use), the gateway, every "
+            "agent service and the web app, supervised. Ctrl+C stops everything."
         ),
     )
     up.add_argument("--check", action="store_true", help="start, wait until ready, print, stop")
     up.add_argument("--data-dir", type=Path, help="where data is kept (default: ./var)")
     up.add_argument("--port", type=int, dest="gateway_port", help="the gateway API's port")
+    up.add_argument("--web-port", type=int, dest="web_port", help="the web app's port")
+    up.add_argument("--no-web", action="store_const", const=False, dest="web",
+                    help="leave the web app out (the API alone)")  # fmt: skip
     up.add_argument("--replicas", type=int, dest="agent_replicas", help="processes per agent")
     up.add_argument("--timeout", type=float, dest="ready_timeout_s", help="seconds to wait")
     task = commands.add_parser(
@@ -111,6 +114,9 @@ async def _up(settings: UpSettings, *, check: bool) -> int:
             print(f"Note: {notice}\n", flush=True)  # noqa: T201
         if check:
             return 0
+        if settings.web:
+            open_line = f"Open {stack.web_url} in your browser."
+            print(f"\x1b[1m{open_line}\x1b[0m" if color else open_line)  # noqa: T201
         print(f"API: {stack.gateway_url}   (Ctrl+C stops everything)\n", flush=True)  # noqa: T201
         assert stack.supervisor is not None  # noqa: S101 - started above
         failed = stack.supervisor.failed
@@ -142,7 +148,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "up":
         overrides: dict[str, Any] = {
             key: value
-            for key in ("data_dir", "gateway_port", "agent_replicas", "ready_timeout_s")
+            for key in (
+                "data_dir",
+                "gateway_port",
+                "web_port",
+                "web",
+                "agent_replicas",
+                "ready_timeout_s",
+            )
             if (value := getattr(args, key)) is not None
         }
         settings = UpSettings(**overrides)

@@ -20,7 +20,11 @@ class UpSettings(LlmSettings):
         gateway_host: The address the gateway API listens on.
         gateway_port: The gateway API's port.
         agent_replicas: Processes of each agent service (planner, executor, reviewer).
-        ready_timeout_s: How long ``troika up`` waits for everything to report ready.
+        web: Run the web app (``TROIKA_WEB=false`` leaves it out: the API alone).
+        web_host: The address the web app listens on.
+        web_port: The web app's port (its pages and the socket they talk through).
+        ready_timeout_s: How long ``troika up`` waits for everything to report ready (long
+            enough for the web app's first build, which fetches its packages from npm).
         llm_gguf: The GGUF model the local provider serves (default: SmolLM2-135M-Instruct).
     """
 
@@ -31,7 +35,10 @@ class UpSettings(LlmSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=1, le=65535)
     agent_replicas: int = Field(default=1, ge=1, le=16)
-    ready_timeout_s: float = Field(default=60.0, gt=0)
+    web: bool = True
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=3000, ge=1, le=65535)
+    ready_timeout_s: float = Field(default=180.0, gt=0)
     llm_gguf: Path | None = None
 
     @property

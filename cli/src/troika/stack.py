@@ -50,15 +50,35 @@ log = structlog.get_logger("troika.up")
 
 
 class PortInUse(Exception):
-    """The gateway's port is already taken."""
+    """A port ``troika up`` listens on (the gateway's, the web app's) is already taken.
 
-    def __init__(self, host: str, port: int) -> None:
+    Attributes:
+        host: The address.
+        port: The port.
+        option: The command-line option that chooses another port.
+        variable: The environment variable that chooses another port.
+
+    ``user`` names the component of this stack that wants the same port, when one does.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        option: str = "--port",
+        variable: str = "TROIKA_GATEWAY_PORT",
+        user: str = "",
+    ) -> None:
+        by = f" by the {user}" if user else ""
         super().__init__(
-            f"{host}:{port} is already in use; stop what uses it, or choose another port "
-            "with --port or TROIKA_GATEWAY_PORT"
+            f"{host}:{port} is already in use{by}; stop what uses it, or choose another port "
+            f"with {option} or {variable}"
         )
         self.host = host
         self.port = port
+        self.option = option
+        self.variable = variable
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -117,6 +137,19 @@ def _without_secret(env: dict[str, str]) -> dict[str, str]:
     return {name: value for name, value in env.items() if name != "TROIKA_SECRET_KEY"}
 
 
+_WEB_SETTINGS = ("TROIKA_LOG_", "TROIKA_WEB_")
+
+
+def _web_only(env: dict[str, str]) -> dict[str, str]:
+    """The web app's environment: the process's own, less every Troika setting but its own."""
+    return {
+        name: value
+        for name, value in env.items()
+        if not (name.startswith("TROIKA_") or name == "OPENAI_API_KEY")
+        or name.startswith(_WEB_SETTINGS)
+    }
+
+
 def _agents_env(env: dict[str, str]) -> dict[str, dict[str, str]]:
     """Each agent's environment: never the deployment's secret key (it signs sessions and
     opens every stored credential); the executor gets only the two keys derived from it that
@@ -167,16 +200,32 @@ class Stack:
         """The gateway API's address."""
         return f"http://{self.settings.gateway_host}:{self.settings.gateway_port}"
 
+    @property
+    def web_url(self) -> str:
+        """The web app's address, as people open it on this machine."""
+        host = self.settings.web_host
+        if host in ("0.0.0.0", "::"):  # noqa: S104 - listening everywhere: open it locally
+            host = "127.0.0.1"
+        return f"http://{host}:{self.settings.web_port}"
+
     async def start(self) -> None:
         """Starts the embedded servers that are not configured elsewhere, then every service.
 
         Raises:
-            PortInUse: The gateway's port is taken by another program.
+            PortInUse: The gateway's or the web app's port is taken by another program.
             ModelMissing: The local model is asked for, and there is no GGUF file to serve.
         """
-        host, port = self.settings.gateway_host, self.settings.gateway_port
-        if not _port_free(host, port):
-            raise PortInUse(host, port)
+        s = self.settings
+        if not _port_free(s.gateway_host, s.gateway_port):
+            raise PortInUse(s.gateway_host, s.gateway_port)
+        if s.web and (s.web_port == s.gateway_port or not _port_free(s.web_host, s.web_port)):
+            raise PortInUse(
+                s.web_host,
+                s.web_port,
+                option="--web-port",
+                variable="TROIKA_WEB_PORT",
+                user="gateway" if s.web_port == s.gateway_port else "",
+            )
         if self.settings.serves_local_llm:
             self.local_model = self.settings.llm_gguf or default_gguf()
             if not self.local_model.is_file():
@@ -213,6 +262,15 @@ class Stack:
         if self.color:
             env["FORCE_COLOR"] = "1"
         specs = []
+        if s.web:
+            # Started first, since its build takes longest. It talks to the gateway's API alone,
+            # so it gets none of the system's settings: no secret key, no bus, no LLM key.
+            web_env = _web_only(env) | {
+                "TROIKA_GATEWAY_URL": self.gateway_url,
+                "TROIKA_WEB_HOST": s.web_host,
+                "TROIKA_WEB_PORT": str(s.web_port),
+            }
+            specs.append(ChildSpec("web", (sys.executable, "-m", "troika_frontend"), web_env))
         if self.local_model is not None:
             env["TROIKA_LLM_PROVIDER"] = "local"
             env["TROIKA_LLM_BASE_URL"] = self.llm_url
@@ -233,14 +291,17 @@ class Stack:
         return specs
 
     def components(self) -> list[Component]:
-        """The status table's rows, in start order."""
+        """The status table's rows: the web app (what people open) first, then start order."""
         nats_note = (
             f"embedded, data in {self.data_dir / 'nats'}" if self.nats_server else "external"
         )
         redis_note = (
             f"embedded, data in {self.data_dir / 'valkey'}" if self.valkey_server else "external"
         )
-        rows = [
+        rows = []
+        if self.settings.web:
+            rows.append(Component("web", self.web_url, note="open this in your browser"))
+        rows += [
             Component("nats", self.nats_url, note=nats_note),
             Component("valkey" if self.valkey_server else "redis", self.redis_url, note=redis_note),
         ]
@@ -300,6 +361,9 @@ class Stack:
                 with contextlib.suppress(httpx.HTTPError):
                     health = self.llm_url.removesuffix("/v1") + "/health"
                     row.ready = (await http.get(health)).status_code == 200
+            elif row.name == "web":
+                with contextlib.suppress(httpx.HTTPError):
+                    row.ready = (await http.get(f"{self.web_url}/ping")).status_code == 200
             elif row.name == "gateway":
                 with contextlib.suppress(httpx.HTTPError):
                     row.ready = (await http.get(f"{self.gateway_url}/ready")).status_code == 200

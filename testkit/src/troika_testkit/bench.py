@@ -306,6 +306,7 @@ async def measure(
         settings = UpSettings(
             data_dir=data_dir,
             gateway_port=free_port(),
+            web=False,  # the pipeline is measured through the API; the web app only adds a build
             agent_replicas=replicas,
             bus_prefix=f"bench{secrets.token_hex(3)}",
             log_format="json",

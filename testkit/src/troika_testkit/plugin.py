@@ -6,6 +6,7 @@ Registered through the ``pytest11`` entry point, so every test in the workspace 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ import pytest
 
 from troika_shared.bus import Bus
 from troika_shared.settings import AgentSettings
+from troika_testkit.browser import VIEWPORT, Screenshots, launch_chromium
 from troika_testkit.llm import ScriptedLLM
 from troika_testkit.mail import MailServer
 from troika_testkit.processes import ServiceProcess
@@ -22,15 +24,20 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Generator, Iterator
     from pathlib import Path
 
+    from playwright.async_api import Browser, Page
+
 __all__ = [
     "agent_settings",
     "bus",
     "bus_env",
     "bus_prefix",
+    "chromium",
     "mail_server",
     "nats_url",
+    "page",
     "postgres_url",
     "redis_url",
+    "screenshots",
     "scripted_llm",
     "spawn",
     "troika_servers",
@@ -155,3 +162,49 @@ def mail_server() -> Iterator[MailServer]:
     keeps what it receives (see :class:`MailServer`)."""
     with MailServer(username="alice", password="mail-pass-7") as server:  # noqa: S106 - a test account
         yield server
+
+
+# The browser is started per test: pytest-asyncio gives each test its own event loop, and
+# Playwright's objects belong to the loop that made them, so a browser kept for the session
+# could only be used by tests marked to run in a session-wide loop (and fails confusingly in the
+# others). A launch takes well under a second.
+@pytest.fixture
+async def chromium() -> AsyncIterator[Browser]:
+    """The system's Chromium, headless (see :mod:`troika_testkit.browser`)."""
+    # Imported here: Playwright is a dependency of the workspace's dev group, and the other
+    # fixtures need not wait for it to load.
+    from playwright.async_api import async_playwright  # noqa: PLC0415
+
+    async with async_playwright() as playwright:
+        browser = await launch_chromium(playwright)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+def screenshots(request: pytest.FixtureRequest) -> Screenshots:
+    """This test's screenshots: ``await screenshots.shot(page, "label")`` saves the whole page as
+    ``var/screenshots/<test name>/<NN>-<label>.png``."""
+    return Screenshots.for_test(request.config.rootpath, request.node.name)
+
+
+@pytest.fixture
+async def page(
+    request: pytest.FixtureRequest, chromium: Browser, screenshots: Screenshots
+) -> AsyncIterator[Page]:
+    """A page in a fresh browser context (1280x900, downloads accepted); when the test fails,
+    the page as it was is saved as its last screenshot, ``NN-failure.png``."""
+    from playwright.async_api import Error as PlaywrightError  # noqa: PLC0415 - see chromium
+
+    context = await chromium.new_context(viewport=VIEWPORT, accept_downloads=True)
+    try:
+        tab = await context.new_page()
+        yield tab
+        report = getattr(request.node, "troika_report_call", None)
+        if report is not None and report.failed:
+            with contextlib.suppress(PlaywrightError):
+                await screenshots.shot(tab, "failure")
+    finally:
+        await context.close()

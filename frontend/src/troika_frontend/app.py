@@ -1,0 +1,58 @@
+"""The web app: every page, each behind the sign-in guard where it needs a session."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from troika_frontend.pages.approvals import ApprovalsState, approvals_page
+from troika_frontend.pages.auth import AuthState, sign_in_page, sign_up_page
+from troika_frontend.pages.dashboard import DashboardState, dashboard_page
+from troika_frontend.pages.history import HistoryState, history_page
+from troika_frontend.pages.profile import ProfileState, profile_page
+from troika_frontend.pages.schedules import SchedulesState, schedules_page
+from troika_frontend.pages.task import TaskState, task_page
+from troika_frontend.session import SessionState
+
+__all__ = ["app"]
+
+STYLE = {
+    ".md p": {"margin": "0.25em 0"},
+    ".md pre": {"white_space": "pre-wrap", "word_break": "break-word"},
+    ".md code": {"word_break": "break-word"},
+}
+
+app = rx.App(
+    style=STYLE,
+    head_components=[
+        rx.el.meta(name="description", content="Troika: agents that plan, do and check")
+    ],
+)
+guard = SessionState.guard
+app.add_page(
+    task_page, route="/tasks/[task_id]", title="Task · Troika", on_load=[guard, TaskState.load]
+)
+app.add_page(dashboard_page, route="/", title="Troika", on_load=[guard, DashboardState.load])
+app.add_page(
+    approvals_page,
+    route="/approvals",
+    title="Approvals · Troika",
+    on_load=[guard, ApprovalsState.load_all],
+)
+app.add_page(
+    history_page, route="/history", title="History · Troika", on_load=[guard, HistoryState.load]
+)
+app.add_page(
+    schedules_page,
+    route="/schedules",
+    title="Schedules · Troika",
+    on_load=[guard, SchedulesState.load],
+)
+app.add_page(
+    profile_page, route="/profile", title="Profile · Troika", on_load=[guard, ProfileState.load]
+)
+app.add_page(
+    sign_in_page, route="/signin", title="Sign in · Troika", on_load=AuthState.already_signed_in
+)
+app.add_page(
+    sign_up_page, route="/signup", title="Sign up · Troika", on_load=AuthState.already_signed_in
+)

@@ -1,0 +1,179 @@
+"""Pieces every page uses: the frame with its navigation, badges, and safe Markdown."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from troika_frontend.session import SessionState
+
+__all__ = ["badge", "confirm_button", "frame", "markdown", "nav_link", "panel", "public_frame"]
+
+
+def markdown(text: rx.Var[str] | str, **props: object) -> rx.Component:
+    """Agent, tool and web text as Markdown with any HTML in it shown as text, never run."""
+    return rx.markdown(text, use_raw=False, class_name="md", **props)
+
+
+def badge(text: rx.Var[str] | str, color: rx.Var[str] | str, **props: object) -> rx.Component:
+    """A status badge."""
+    return rx.badge(text, color_scheme=color, variant="soft", radius="full", **props)  # type: ignore[arg-type]
+
+
+def panel(*children: rx.Component, **props: object) -> rx.Component:
+    """A card with room inside."""
+    return rx.card(rx.vstack(*children, spacing="3", width="100%"), width="100%", **props)
+
+
+def nav_link(
+    text: str, href: str, icon: str, *extra: rx.Component, active: bool = False
+) -> rx.Component:
+    """An entry of the side navigation."""
+    return rx.link(
+        rx.hstack(rx.icon(icon, size=18), rx.text(text, size="3"), *extra, align="center"),
+        href=href,
+        underline="none",
+        color_scheme="indigo" if active else "gray",
+        weight="bold" if active else "regular",
+        padding_y="0.35em",
+    )
+
+
+def _navigation(current: str) -> rx.Component:
+    return rx.vstack(
+        rx.hstack(
+            rx.icon("triangle", size=26, color=rx.color("indigo", 9)),
+            rx.heading("Troika", size="6"),
+            align="center",
+            padding_bottom="1em",
+        ),
+        nav_link("Dashboard", "/", "layout-dashboard", active=current == "/"),
+        nav_link(
+            "Approvals",
+            "/approvals",
+            "shield-check",
+            rx.cond(
+                SessionState.pending > 0,
+                rx.badge(
+                    SessionState.pending, color_scheme="amber", radius="full", id="pending-badge"
+                ),
+            ),
+            active=current == "/approvals",
+        ),
+        nav_link("History", "/history", "history", active=current == "/history"),
+        nav_link("Schedules", "/schedules", "calendar-clock", active=current == "/schedules"),
+        nav_link("Profile", "/profile", "user-round", active=current == "/profile"),
+        rx.spacer(),
+        rx.hstack(
+            rx.box(
+                width="8px",
+                height="8px",
+                border_radius="50%",
+                background=rx.cond(SessionState.live, rx.color("green", 9), rx.color("gray", 8)),
+            ),
+            rx.text(
+                rx.cond(SessionState.live, "Live", "Connecting…"),
+                size="1",
+                color_scheme="gray",
+                id="live-state",
+            ),
+            align="center",
+        ),
+        rx.text(SessionState.username, size="2", weight="medium", id="signed-in-as"),
+        rx.button(
+            rx.icon("log-out", size=16),
+            "Sign out",
+            variant="soft",
+            color_scheme="gray",
+            on_click=SessionState.sign_out,
+            id="sign-out",
+        ),
+        height="100vh",
+        position="sticky",
+        top="0",
+        padding="1.5em",
+        width="220px",
+        min_width="220px",
+        border_right=f"1px solid {rx.color('gray', 5)}",
+        background=rx.color("gray", 2),
+        align="start",
+    )
+
+
+def frame(
+    title: str | rx.Var[str],
+    *children: rx.Component,
+    current: str = "",
+    actions: rx.Component | None = None,
+) -> rx.Component:
+    """A signed-in page: navigation on the left, the page's content on the right."""
+    header = rx.hstack(
+        rx.heading(title, size="7"),
+        rx.spacer(),
+        actions or rx.fragment(),
+        width="100%",
+        align="center",
+    )
+    return rx.hstack(
+        _navigation(current),
+        rx.box(
+            rx.vstack(header, *children, spacing="5", width="100%", max_width="1100px"),
+            padding="2em",
+            width="100%",
+        ),
+        align="start",
+        spacing="0",
+        width="100%",
+        min_height="100vh",
+    )
+
+
+def public_frame(*children: rx.Component) -> rx.Component:
+    """A page for people not signed in (sign in, sign up)."""
+    return rx.center(
+        rx.vstack(
+            rx.hstack(
+                rx.icon("triangle", size=32, color=rx.color("indigo", 9)),
+                rx.heading("Troika", size="8"),
+                align="center",
+            ),
+            rx.text(
+                "Three agents that plan, do and check your work — with you in charge.",
+                color_scheme="gray",
+                size="3",
+            ),
+            *children,
+            spacing="4",
+            width="400px",
+            align="center",
+        ),
+        min_height="100vh",
+        background=rx.color("indigo", 2),
+    )
+
+
+def confirm_button(
+    label: str,
+    on_confirm: object,
+    *,
+    title: str,
+    description: str,
+    color: str = "red",
+    **props: object,
+) -> rx.Component:
+    """A button that asks before it does something that cannot be undone."""
+    return rx.alert_dialog.root(
+        rx.alert_dialog.trigger(rx.button(label, color_scheme=color, variant="soft", **props)),  # type: ignore[arg-type]
+        rx.alert_dialog.content(
+            rx.alert_dialog.title(title),
+            rx.alert_dialog.description(description),
+            rx.hstack(
+                rx.alert_dialog.cancel(rx.button("Keep it", variant="soft", color_scheme="gray")),
+                rx.alert_dialog.action(
+                    rx.button(label, color_scheme=color, on_click=on_confirm)  # type: ignore[arg-type]
+                ),
+                justify="end",
+                spacing="3",
+                padding_top="1em",
+            ),
+        ),
+    )

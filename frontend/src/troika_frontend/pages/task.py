@@ -1,0 +1,579 @@
+"""One task, live: plan, timeline, approvals, review, files, cost, and what to do next."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from troika_frontend.components import badge, confirm_button, frame, markdown, panel
+from troika_frontend.gateway import ApiError
+from troika_frontend.pages.approvals import ApprovalsState, approvals_list
+from troika_frontend.session import SessionState, listen
+from troika_frontend.views import (
+    FINAL,
+    Argument,
+    FileItem,
+    Step,
+    TimelineItem,
+    file_of,
+    label,
+    status_color,
+    step_of,
+    timeline_item,
+)
+
+__all__ = ["TaskState", "task_page"]
+
+_PAGE = 500
+_DETAIL_KINDS = frozenset(
+    {
+        "plan.ready",
+        "subtask.done",
+        "tool.finished",
+        "review.verdict",
+        "task.status",
+        "task.completed",
+        "task.needs_guidance",
+        "files.uploaded",
+        "task.renamed",
+    }
+)
+
+
+class TaskState(SessionState):
+    """The task on screen and its live timeline."""
+
+    current: str = ""
+    found: bool = True
+    title: str = ""
+    objective: str = ""
+    status: str = ""
+    status_label: str = ""
+    color: str = "gray"
+    reason: str = ""
+    result: str = ""
+    plan_summary: str = ""
+    steps: list[Step] = []  # noqa: RUF012 - Reflex state vars are declared on the class
+    files: list[FileItem] = []  # noqa: RUF012
+    timeline: list[TimelineItem] = []  # noqa: RUF012
+    last_seq: int = 0
+    review_state: str = ""
+    review_summary: str = ""
+    tokens: str = "0"
+    cost: str = "$0.00"
+    calls: int = 0
+    evidence: list[Argument] = []  # noqa: RUF012
+    guidance_text: str = ""
+    new_title: str = ""
+    follow_up: str = ""
+    schedule_id: str = ""
+    final: bool = False
+
+    @rx.var
+    def stuck(self) -> bool:
+        """Whether the agents wait for the person's guidance."""
+        return self.status == "needs_guidance"
+
+    @rx.event
+    async def load(self) -> Any:  # noqa: ANN401 - Reflex event specs
+        """Reads the task, its whole event log and its pending actions; then follows it live."""
+        if not self.access_token:
+            return None
+        task_id = str(self.router.url.path).rstrip("/").rsplit("/", 1)[-1]
+        if task_id != self.current:
+            self.current, self.timeline, self.last_seq = task_id, [], 0
+        approvals = await self.get_state(ApprovalsState)
+        approvals.task_filter = task_id
+        try:
+            await self.refresh()
+            await self.catch_up()
+            await approvals.reload()
+        except ApiError as exc:
+            if exc.status == 404:
+                self.found = False
+                return None
+            return rx.toast.error(exc.message)
+        self.found = True
+        await self.follow_task(task_id, self.last_seq)
+        return None
+
+    async def refresh(self) -> None:
+        """Reads the task's detail again."""
+        task = await self.api("GET", f"/tasks/{self.current}")
+        status = str(task["status"])
+        self.title = str(task.get("title") or task.get("objective", ""))
+        self.objective = str(task.get("objective", ""))
+        self.status, self.status_label, self.color = status, label(status), status_color(status)
+        self.reason = str(task.get("status_reason") or "")
+        self.result = str(task.get("result") or "")
+        self.plan_summary = str((task.get("plan") or {}).get("summary", ""))
+        self.steps = [step_of(s) for s in task.get("subtasks") or []]
+        self.files = [file_of(f) for f in task.get("files") or []]
+        review = task.get("review") or {}
+        self.review_state = (
+            "" if not review else "approved" if review.get("approved") else "sent back"
+        )
+        self.review_summary = str(review.get("summary", ""))
+        cost = task.get("cost") or {}
+        self.tokens = (
+            f"{int(cost.get('prompt_tokens', 0)) + int(cost.get('completion_tokens', 0)):,}"
+        )
+        self.cost = f"${float(cost.get('cost_usd', 0.0)):.4f}"
+        self.calls = int(cost.get("calls", 0))
+        self.schedule_id = str(task.get("schedule_id") or "")
+        self.final = status in FINAL
+        if not self.new_title:
+            self.new_title = self.title
+
+    async def catch_up(self) -> None:
+        """Adds the events after the last one shown (the log is the source of truth)."""
+        while True:
+            page = await self.api(
+                "GET",
+                f"/tasks/{self.current}/events",
+                params={"after": self.last_seq, "limit": _PAGE},
+            )
+            events = page.get("events") or []
+            for event in events:
+                self.add(event)
+            if len(events) < _PAGE:
+                return
+
+    def add(self, event: dict[str, Any]) -> None:
+        """Shows one event, once, in order."""
+        seq = int(event["seq"])
+        if seq <= self.last_seq:
+            return
+        self.last_seq = seq
+        if event["kind"] == "task.needs_guidance":
+            evidence = (event.get("data") or {}).get("evidence") or {}
+            self.evidence = [
+                Argument(name=str(k), value=str(v), long=len(str(v)) > 240)
+                for k, v in evidence.items()
+            ]
+        item = timeline_item(event)
+        if item is not None:
+            self.timeline = [*self.timeline, item]
+
+    async def on_live(self, event: dict[str, Any]) -> None:
+        """A live event of the task on screen."""
+        seq = int(event["seq"])
+        if seq <= self.last_seq:
+            return
+        if seq > self.last_seq + 1:
+            await self.catch_up()  # fill a gap from the log first
+        self.add({**event, "created_at": event.get("at")})
+        if event["kind"] in _DETAIL_KINDS:
+            await self.refresh()
+
+    @rx.event
+    def set_guidance(self, text: str) -> None:
+        """Keeps the instructions being typed."""
+        self.guidance_text = text
+
+    @rx.event
+    def set_new_title(self, text: str) -> None:
+        """Keeps the new name being typed."""
+        self.new_title = text
+
+    @rx.event
+    def set_follow_up(self, text: str) -> None:
+        """Keeps the follow-up objective being typed."""
+        self.follow_up = text
+
+    @rx.event
+    async def guide(self, action: str) -> Any:  # noqa: ANN401
+        """Answers a stuck task: go on with instructions, re-plan, or cancel."""
+        try:
+            await self.api(
+                "POST",
+                f"/tasks/{self.current}/guidance",
+                json={"action": action, "text": self.guidance_text.strip()},
+            )
+        except ApiError as exc:
+            return rx.toast.error(exc.message)
+        self.guidance_text = ""
+        await self.refresh()
+        return rx.toast.success(
+            {"continue": "Sent.", "replan": "Re-planning.", "cancel": "Cancelled."}.get(
+                action, "Sent."
+            )
+        )
+
+    @rx.event
+    async def cancel(self) -> Any:  # noqa: ANN401
+        """Stops the task."""
+        try:
+            await self.api("POST", f"/tasks/{self.current}/cancel")
+        except ApiError as exc:
+            return rx.toast.error(exc.message)
+        await self.refresh()
+        return rx.toast("The task was cancelled.")
+
+    @rx.event
+    async def rerun(self) -> Any:  # noqa: ANN401
+        """Runs the same objective again, as a new task."""
+        try:
+            task = await self.api("POST", f"/tasks/{self.current}/rerun")
+        except ApiError as exc:
+            return rx.toast.error(exc.message)
+        return rx.redirect(f"/tasks/{task['id']}")
+
+    @rx.event
+    async def continue_task(self) -> Any:  # noqa: ANN401
+        """Starts a follow-up that carries this task's result and files."""
+        if not self.follow_up.strip():
+            return rx.toast.error("Say what should be done next.")
+        try:
+            task = await self.api(
+                "POST",
+                f"/tasks/{self.current}/continue",
+                json={"objective": self.follow_up.strip()},
+            )
+        except ApiError as exc:
+            return rx.toast.error(exc.message)
+        self.follow_up = ""
+        return rx.redirect(f"/tasks/{task['id']}")
+
+    @rx.event
+    async def rename(self) -> Any:  # noqa: ANN401
+        """Gives the task a new name."""
+        try:
+            await self.api("PUT", f"/tasks/{self.current}", json={"title": self.new_title.strip()})
+        except ApiError as exc:
+            return rx.toast.error(exc.message)
+        await self.refresh()
+        return rx.toast.success("Renamed.")
+
+    @rx.event
+    async def delete(self) -> Any:  # noqa: ANN401
+        """Deletes the task with its files and log."""
+        try:
+            await self.api("DELETE", f"/tasks/{self.current}")
+        except ApiError as exc:
+            return rx.toast.error(exc.message)
+        return rx.redirect("/history")
+
+    @rx.event
+    async def download(self, name: str) -> Any:  # noqa: ANN401
+        """Hands one of the task's files to the browser."""
+        try:
+            data = await self.fetch(f"/tasks/{self.current}/files/{name}")
+        except ApiError as exc:
+            return rx.toast.error(exc.message)
+        return rx.download(data=data, filename=name.rsplit("/", 1)[-1])
+
+
+@listen
+async def _on_event(session: SessionState, event: dict[str, Any]) -> None:
+    state = await session.get_state(TaskState)
+    if state.current and event["task_id"] == state.current:
+        await state.on_live(event)
+
+
+def _step(step: Step) -> rx.Component:
+    return rx.hstack(
+        badge(step.status, step.color, class_name="step-status"),
+        rx.vstack(
+            rx.hstack(rx.code(step.key), rx.text(step.title, weight="medium"), align="center"),
+            rx.cond(
+                step.depends_on != "",
+                rx.text("after ", step.depends_on, size="1", color_scheme="gray"),
+            ),
+            rx.cond(step.result != "", rx.box(markdown(step.result), class_name="step-result")),
+            spacing="1",
+            align="start",
+            width="100%",
+        ),
+        align="start",
+        width="100%",
+        class_name="step",
+        padding_y="0.4em",
+        border_bottom=f"1px solid {rx.color('gray', 4)}",
+    )
+
+
+def _event(item: TimelineItem) -> rx.Component:
+    return rx.hstack(
+        rx.box(
+            width="10px",
+            height="10px",
+            border_radius="50%",
+            margin_top="0.45em",
+            background=rx.color(item.color, 9),
+            flex_shrink="0",
+        ),  # type: ignore[arg-type]
+        rx.vstack(
+            rx.hstack(
+                rx.text(
+                    item.who,
+                    size="1",
+                    weight="bold",
+                    color_scheme="gray",
+                    text_transform="uppercase",
+                ),
+                rx.text(item.title, size="2", weight="medium"),
+                rx.spacer(),
+                rx.text(item.at, size="1", color_scheme="gray"),
+                width="100%",
+            ),
+            rx.cond(item.body != "", rx.box(markdown(item.body), width="100%", size="2")),
+            spacing="1",
+            width="100%",
+        ),
+        width="100%",
+        class_name="event",
+        data_seq=item.seq,
+        data_kind=item.kind,
+    )
+
+
+def _guidance() -> rx.Component:
+    return rx.cond(
+        TaskState.stuck,
+        rx.card(
+            rx.vstack(
+                rx.hstack(
+                    rx.icon("life-buoy", color=rx.color("orange", 9)),
+                    rx.heading("The agents need your guidance", size="4"),
+                    align="center",
+                ),
+                rx.text(TaskState.reason, id="stuck-reason"),
+                rx.cond(
+                    TaskState.evidence.length() > 0,
+                    rx.el.details(
+                        rx.el.summary("What they saw", cursor="pointer"),
+                        rx.foreach(
+                            TaskState.evidence,
+                            lambda e: rx.box(
+                                rx.text(e.name, weight="bold", size="1"),
+                                rx.code_block(e.value, language="log", wrap_long_lines=True),
+                            ),
+                        ),
+                    ),
+                ),
+                rx.text_area(
+                    value=TaskState.guidance_text,
+                    on_change=TaskState.set_guidance,
+                    placeholder="Instructions for the agents (e.g. use the second sheet)",
+                    width="100%",
+                    rows="3",
+                    id="guidance-text",
+                ),
+                rx.hstack(
+                    rx.button(
+                        "Continue with these instructions",
+                        on_click=TaskState.guide("continue"),
+                        id="guide-continue",
+                    ),
+                    rx.button(
+                        "Re-plan",
+                        variant="soft",
+                        on_click=TaskState.guide("replan"),
+                        id="guide-replan",
+                    ),
+                    rx.button(
+                        "Cancel the task",
+                        variant="soft",
+                        color_scheme="red",
+                        on_click=TaskState.guide("cancel"),
+                        id="guide-cancel",
+                    ),
+                    wrap="wrap",
+                ),
+                spacing="3",
+                width="100%",
+            ),
+            width="100%",
+            id="guidance",
+            border=f"1px solid {rx.color('orange', 7)}",
+        ),
+    )
+
+
+def _actions() -> rx.Component:
+    return rx.hstack(
+        rx.cond(
+            ~TaskState.final & (TaskState.status != ""),
+            rx.button(
+                "Cancel",
+                variant="soft",
+                color_scheme="red",
+                on_click=TaskState.cancel,
+                id="cancel-task",
+            ),
+        ),
+        rx.cond(
+            TaskState.final,
+            rx.button("Run again", variant="soft", on_click=TaskState.rerun, id="rerun-task"),
+        ),
+        rx.popover.root(
+            rx.popover.trigger(rx.button("Rename", variant="soft", color_scheme="gray")),
+            rx.popover.content(
+                rx.hstack(
+                    rx.input(
+                        value=TaskState.new_title,
+                        on_change=TaskState.set_new_title,
+                        id="rename-input",
+                    ),
+                    rx.popover.close(
+                        rx.button("Save", on_click=TaskState.rename, id="rename-save")
+                    ),
+                )
+            ),
+        ),
+        confirm_button(
+            "Delete",
+            TaskState.delete,
+            title="Delete this task?",
+            description="Its files and its history go with it.",
+            id="delete-task",
+        ),
+    )
+
+
+def _files() -> rx.Component:
+    return panel(
+        rx.heading("Files", size="4"),
+        rx.cond(
+            TaskState.files.length() > 0,
+            rx.vstack(
+                rx.foreach(
+                    TaskState.files,
+                    lambda f: rx.hstack(
+                        rx.icon("file", size=16),
+                        rx.text(f.name, class_name="file-name"),
+                        rx.text(f.size, size="1", color_scheme="gray"),
+                        badge(f.origin, "gray"),
+                        rx.spacer(),
+                        rx.button(
+                            rx.icon("download", size=14),
+                            "Download",
+                            size="1",
+                            variant="soft",
+                            on_click=TaskState.download(f.name),
+                            class_name="download",
+                        ),
+                        width="100%",
+                        align="center",
+                        class_name="file",
+                    ),
+                ),
+                width="100%",
+            ),
+            rx.text("No files yet.", size="2", color_scheme="gray"),
+        ),
+        id="files",
+    )
+
+
+def _summary() -> rx.Component:
+    def stat(name: str, value: rx.Var[Any], stat_id: str) -> rx.Component:
+        return rx.vstack(
+            rx.text(name, size="1", color_scheme="gray"),
+            rx.text(value, size="4", weight="bold", id=stat_id),
+            spacing="0",
+        )
+
+    return panel(
+        rx.hstack(
+            badge(TaskState.status_label, TaskState.color, size="3", id="task-status"),
+            rx.text(TaskState.reason, size="2", color_scheme="gray"),
+            align="center",
+        ),
+        rx.text(TaskState.objective, size="3", id="objective-text"),
+        rx.hstack(
+            stat("Tokens", TaskState.tokens, "tokens"),
+            stat("Estimated cost", TaskState.cost, "cost"),
+            stat("Model calls", TaskState.calls, "calls"),
+            spacing="6",
+        ),
+        rx.cond(
+            TaskState.result != "",
+            rx.box(rx.heading("Result", size="3"), markdown(TaskState.result), id="result"),
+        ),
+        rx.cond(
+            TaskState.review_state != "",
+            rx.callout(
+                rx.text(
+                    rx.text("Review: ", TaskState.review_state, weight="bold", as_="span"),
+                    " ",
+                    TaskState.review_summary,
+                ),
+                icon="badge-check",
+                color_scheme=rx.cond(TaskState.review_state == "approved", "green", "orange"),  # type: ignore[arg-type]
+                id="review",
+            ),
+        ),
+    )
+
+
+def task_page() -> rx.Component:
+    """``/tasks/[task_id]``."""
+    body = rx.vstack(
+        _summary(),
+        _guidance(),
+        rx.cond(
+            ApprovalsState.shown.length() > 0,
+            rx.box(
+                rx.heading("Waiting for you", size="4", padding_bottom="0.5em"),
+                approvals_list(),
+                width="100%",
+            ),
+        ),
+        rx.grid(
+            panel(
+                rx.heading("Plan", size="4"),
+                rx.cond(TaskState.plan_summary != "", markdown(TaskState.plan_summary)),
+                rx.cond(
+                    TaskState.steps.length() > 0,
+                    rx.vstack(rx.foreach(TaskState.steps, _step), width="100%", spacing="0"),
+                    rx.text("The planner is at work.", size="2", color_scheme="gray"),
+                ),
+                id="plan",
+            ),
+            _files(),
+            columns="2",
+            spacing="4",
+            width="100%",
+        ),
+        panel(
+            rx.hstack(
+                rx.heading("Timeline", size="4"),
+                rx.spacer(),
+                rx.text(TaskState.timeline.length(), " events", size="1", color_scheme="gray"),
+            ),
+            rx.vstack(
+                rx.foreach(TaskState.timeline, _event), width="100%", spacing="3", id="timeline"
+            ),
+        ),
+        rx.cond(
+            TaskState.final,
+            panel(
+                rx.heading("Continue from here", size="4"),
+                rx.hstack(
+                    rx.input(
+                        value=TaskState.follow_up,
+                        on_change=TaskState.set_follow_up,
+                        placeholder="What should be done next with this result?",
+                        width="100%",
+                        id="follow-up",
+                    ),
+                    rx.button("Continue", on_click=TaskState.continue_task, id="continue-task"),
+                    width="100%",
+                ),
+            ),
+        ),
+        spacing="4",
+        width="100%",
+    )
+    return frame(
+        TaskState.title,
+        rx.cond(
+            TaskState.found,
+            body,
+            panel(rx.text("There is no such task (it may have been deleted).")),
+        ),
+        actions=_actions(),
+    )

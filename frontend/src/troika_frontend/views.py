@@ -1,0 +1,495 @@
+"""What the pages show, made from the gateway's JSON: plain data, no Reflex in here.
+
+Every text that came from an agent, a tool or a web page stays text: the pages render it as
+escaped Markdown, never as HTML.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "ACTIVE",
+    "FINAL",
+    "Approval",
+    "Argument",
+    "FileItem",
+    "FormField",
+    "ScheduleItem",
+    "Step",
+    "TaskItem",
+    "TimelineItem",
+    "approval_of",
+    "form_values",
+    "schedule_of",
+    "status_color",
+    "task_item_of",
+    "timeline_item",
+]
+
+FINAL = frozenset({"completed", "failed", "cancelled"})
+WAITING = frozenset({"awaiting_approval", "awaiting_input", "needs_guidance"})
+ACTIVE = frozenset({"queued", "planning", "executing", "reviewing"})
+LONG_VALUE = 240
+
+_COLORS = {
+    "scheduled": "blue",
+    "queued": "gray",
+    "planning": "cyan",
+    "executing": "cyan",
+    "reviewing": "cyan",
+    "awaiting_approval": "amber",
+    "awaiting_input": "amber",
+    "needs_guidance": "orange",
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "gray",
+    "pending": "gray",
+    "running": "cyan",
+    "done": "green",
+    "active": "green",
+    "paused": "amber",
+    "ended": "gray",
+}
+
+
+def status_color(status: str) -> str:
+    """The badge colour of a status."""
+    return _COLORS.get(status, "gray")
+
+
+def label(status: str) -> str:
+    """A status as words: ``awaiting_approval`` → ``awaiting approval``."""
+    return status.replace("_", " ")
+
+
+def _when(value: str | None) -> str:
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@dataclass
+class TaskItem:
+    """A row of the task lists."""
+
+    id: str
+    title: str
+    objective: str
+    status: str
+    status_label: str
+    color: str
+    reason: str
+    created: str
+    updated: str
+    schedule_id: str
+    next_run_at: str = ""
+    soon: bool = False
+    final: bool = False
+    waiting: bool = False
+
+
+def _within_a_day(moment: str) -> bool:
+    try:
+        due = datetime.fromisoformat(moment)
+    except ValueError:
+        return False
+    return (due - datetime.now(UTC)).total_seconds() < 86_400
+
+
+def task_item_of(task: dict[str, Any], next_run_at: str = "") -> TaskItem:
+    """A task summary as a list row (``next_run_at``: when a scheduled one starts)."""
+    status = str(task["status"])
+    return TaskItem(
+        id=str(task["id"]),
+        title=str(task.get("title") or task.get("objective", ""))[:200],
+        objective=str(task.get("objective", "")),
+        status=status,
+        status_label=label(status),
+        color=status_color(status),
+        reason=str(task.get("status_reason") or ""),
+        created=_when(task.get("created_at")),
+        updated=_when(task.get("updated_at")),
+        schedule_id=str(task.get("schedule_id") or ""),
+        next_run_at=next_run_at,
+        soon=bool(next_run_at) and _within_a_day(next_run_at),
+        final=status in FINAL,
+        waiting=status in WAITING,
+    )
+
+
+@dataclass
+class Step:
+    """A subtask of the plan."""
+
+    key: str
+    title: str
+    description: str
+    depends_on: str
+    status: str
+    color: str
+    result: str
+    tools: str
+
+
+def step_of(subtask: dict[str, Any]) -> Step:
+    """A subtask as a row of the plan."""
+    status = str(subtask.get("status", "pending"))
+    return Step(
+        key=str(subtask["key"]),
+        title=str(subtask.get("title", "")),
+        description=str(subtask.get("description", "")),
+        depends_on=", ".join(subtask.get("depends_on") or []),
+        status=label(status),
+        color=status_color(status),
+        result=str(subtask.get("result") or ""),
+        tools=", ".join(subtask.get("tool_hints") or []),
+    )
+
+
+@dataclass
+class FileItem:
+    """A file of a task."""
+
+    name: str
+    size: str
+    origin: str
+    content_type: str
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"
+
+
+def file_of(item: dict[str, Any]) -> FileItem:
+    """A file as a row."""
+    return FileItem(
+        name=str(item["name"]),
+        size=_size(int(item.get("size", 0))),
+        origin=str(item.get("origin", "")),
+        content_type=str(item.get("content_type", "")),
+    )
+
+
+@dataclass
+class TimelineItem:
+    """One event of the live timeline."""
+
+    seq: int
+    kind: str
+    who: str
+    title: str
+    body: str
+    at: str
+    color: str
+
+
+def _plan_body(data: dict[str, Any]) -> str:
+    lines = [str(data.get("summary", ""))]
+    for step in data.get("subtasks", []):
+        after = f" (after {', '.join(step['depends_on'])})" if step.get("depends_on") else ""
+        lines.append(f"- **{step['id']}**: {step['title']}{after}")
+    return "\n".join(lines)
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+def _fenced(text: str) -> str:
+    """Raw output as a code block (a fence longer than any run of backticks inside)."""
+    if not text.strip():
+        return ""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def _finished(data: dict[str, Any]) -> tuple[str, str, str]:
+    if data.get("ok"):
+        return f"{data.get('tool')} done", _fenced(str(data.get("output") or "")), "green"
+    return f"{data.get('tool')} failed", _fenced(str(data.get("error") or "")), "red"
+
+
+def _by(actor: object) -> str:
+    text = str(actor or "you")
+    return "you" if text.startswith("user:") or text == "you" else text
+
+
+def _verdict(data: dict[str, Any]) -> tuple[str, str, str]:
+    body = str(data.get("summary", ""))
+    for revision in data.get("revisions") or []:
+        body += f"\n- **{revision.get('subtask')}**: {revision.get('problem')}"
+    if data.get("approved"):
+        return "Review: approved", body, "green"
+    return "Review: sent back for revision", body, "orange"
+
+
+def timeline_item(event: dict[str, Any]) -> TimelineItem | None:  # noqa: PLR0911, PLR0912 - one branch per kind
+    """An event as the timeline shows it; ``None`` for bookkeeping events."""
+    kind = str(event["kind"])
+    data: dict[str, Any] = event.get("data") or {}
+    at = _when(str(event.get("at") or event.get("created_at") or ""))
+    seq = int(event["seq"])
+
+    def item(who: str, title: str, body: str = "", color: str = "gray") -> TimelineItem:
+        return TimelineItem(seq=seq, kind=kind, who=who, title=title, body=body, at=at, color=color)
+
+    match kind:
+        case "task.created":
+            return item("you", "Task created", str(data.get("objective") or ""))
+        case "plan.requested":
+            return item("planner", "Re-planning" if data.get("replan") else "Planning")
+        case "plan.ready":
+            return item("planner", "Plan ready", _plan_body(data), "cyan")
+        case "step.requested":
+            return item("executor", f"Working on {data.get('subtask')} (step {data.get('step')})")
+        case "approval.requested":
+            what = "needs your details" if data.get("form") else "waits for your approval"
+            body = "```json\n" + _json(data.get("arguments", {})) + "\n```"
+            return item("executor", f"{data.get('tool')} {what}", body, "amber")
+        case "tool.approved":
+            return item(
+                "you", f"{data.get('tool')} approved (by {_by(data.get('by'))})", color="green"
+            )
+        case "tool.denied":
+            by = _by(data.get("by"))
+            return item(
+                "you" if by == "you" else "system",
+                f"{data.get('tool')} denied (by {by})",
+                str(data.get("reason", "")),
+                "red",
+            )
+        case "tool.finished":
+            title, body, color = _finished(data)
+            return item("executor", title, body, color)
+        case "tool.repeated":
+            return item(
+                "executor", f"{data.get('tool')} proposed again ({data.get('times')} times)"
+            )
+        case "subtask.done":
+            return item(
+                "executor", f"{data.get('subtask')} done", str(data.get("result", "")), "green"
+            )
+        case "review.requested":
+            return item("reviewer", f"Reviewing (round {data.get('round', 1)})")
+        case "review.verdict":
+            title, body, color = _verdict(data)
+            return item("reviewer", title, body, color)
+        case "task.needs_guidance":
+            return item("system", "Needs your guidance", str(data.get("reason", "")), "orange")
+        case "task.guidance":
+            return item("you", "Guidance given", str(data.get("text") or data.get("action", "")))
+        case "task.completed":
+            return item("system", "Completed", str(data.get("result", "")), "green")
+        case "task.status":
+            status = str(data.get("status", ""))
+            reason = str(data.get("reason") or "")
+            return item("system", f"Status: {label(status)}", reason, status_color(status))
+        case "approval.expired":
+            return item("system", f"The approval for {data.get('tool')} expired", color="red")
+        case "agent.unusable_answer":
+            return item(
+                str(data.get("agent", "agent")),
+                "Unusable answer",
+                str(data.get("reason", "")),
+                "red",
+            )
+        case "files.uploaded":
+            names = ", ".join(str(n) for n in data.get("names") or data.get("files") or [])
+            return item("you", "Files attached", names)
+        case "schedule.fired":
+            late = " (late: " + str(data.get("reason")) + ")" if data.get("late") else ""
+            return item("system", "The schedule started this run" + late)
+        case "schedule.skipped":
+            return item("system", "A scheduled run was skipped", str(data.get("reason", "")))
+        case _:
+            return item("system", kind.replace(".", " ").replace("_", " "))
+
+
+@dataclass
+class Argument:
+    """One argument of a proposed action."""
+
+    name: str
+    value: str
+    long: bool
+
+
+@dataclass
+class FormField:
+    """One field of an approval form (from the tool's JSON schema)."""
+
+    name: str
+    label: str
+    kind: str  # text, multiline, list, number, checkbox
+    value: str
+    required: bool
+    hint: str
+    checked: bool = False
+
+
+@dataclass
+class Approval:
+    """An action that waits for the person."""
+
+    id: str
+    task_id: str
+    task_title: str
+    kind: str
+    tool: str
+    risk: str
+    risk_color: str
+    description: str
+    subtask: str
+    arguments: list[Argument] = field(default_factory=list)
+    arguments_json: str = ""
+    fields: list[FormField] = field(default_factory=list)
+    expires: str = ""
+
+
+_RISK_COLORS = {"read": "green", "write": "amber", "external": "red"}
+_MULTILINE = frozenset({"body", "html_body", "content", "text", "code"})
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else _json(value)
+
+
+def _field(name: str, schema: dict[str, Any], required: bool) -> FormField:  # noqa: FBT001
+    options = schema.get("anyOf") or [schema]
+    types = {str(option.get("type")) for option in options if isinstance(option, dict)}
+    default = schema.get("default")
+    if "array" in types:
+        kind, value = "list", ", ".join(str(v) for v in default or [])
+    elif "boolean" in types:
+        kind, value = "checkbox", ""
+    elif types & {"integer", "number"}:
+        kind, value = "number", "" if default is None else str(default)
+    else:
+        long = name in _MULTILINE or int(schema.get("maxLength") or 0) > 1000
+        kind, value = ("multiline" if long else "text"), "" if default is None else str(default)
+    return FormField(
+        name=name,
+        label=str(schema.get("title") or name.replace("_", " ").capitalize()),
+        kind=kind,
+        value=value,
+        required=required,
+        hint=str(schema.get("description") or ""),
+        checked=bool(default) if kind == "checkbox" else False,
+    )
+
+
+def approval_of(interaction: dict[str, Any], task_title: str = "") -> Approval:
+    """A pending interaction as an approval card."""
+    prompt: dict[str, Any] = interaction.get("prompt") or {}
+    arguments: dict[str, Any] = prompt.get("arguments") or {}
+    form: dict[str, Any] = prompt.get("form") or {}
+    required = set(form.get("required") or [])
+    risk = str(prompt.get("risk", "external"))
+    return Approval(
+        id=str(interaction["id"]),
+        task_id=str(interaction["task_id"]),
+        task_title=task_title,
+        kind=str(interaction.get("kind", "approval")),
+        tool=str(prompt.get("tool", "")),
+        risk=risk,
+        risk_color=_RISK_COLORS.get(risk, "red"),
+        description=str(prompt.get("description", "")),
+        subtask=str(prompt.get("subtask", "")),
+        arguments=[
+            Argument(name=name, value=_text(value), long=len(_text(value)) > LONG_VALUE)
+            for name, value in arguments.items()
+        ],
+        arguments_json=_json(arguments),
+        fields=[
+            _field(name, schema, name in required)
+            for name, schema in (form.get("properties") or {}).items()
+        ],
+        expires=_when(interaction.get("expires_at")),
+    )
+
+
+def form_values(approval: Approval, submitted: dict[str, Any]) -> dict[str, Any]:
+    """The form's values as the tool takes them (lists split at commas, numbers parsed).
+
+    Raises:
+        ValueError: A number field holds something else.
+    """
+    values: dict[str, Any] = {}
+    for item in approval.fields:
+        raw = submitted.get(item.name)
+        if item.kind == "checkbox":
+            values[item.name] = raw in (True, "on", "true", "1")
+            continue
+        text = "" if raw is None else str(raw)
+        if item.kind == "list":
+            values[item.name] = [part.strip() for part in text.split(",") if part.strip()]
+        elif item.kind == "number":
+            if text.strip():
+                try:
+                    values[item.name] = (
+                        int(text) if text.strip().lstrip("-").isdigit() else float(text)
+                    )
+                except ValueError:
+                    raise ValueError(f"{item.label} must be a number") from None
+        elif text or item.required or item.value:
+            values[item.name] = text  # a cleared field replaces what the agent proposed
+    return values
+
+
+@dataclass
+class ScheduleItem:
+    """A row of the schedules page."""
+
+    id: str
+    title: str
+    kind: str
+    status: str
+    color: str
+    description: str
+    cron: str
+    timezone: str
+    next_run_at: str
+    next_run: str
+    soon: bool
+    runs: int
+    last_run: str
+    task_id: str
+    repeating: bool
+
+
+def schedule_of(schedule: dict[str, Any]) -> ScheduleItem:
+    """A schedule as a row."""
+    status = str(schedule.get("status", ""))
+    last = schedule.get("last_run") or {}
+    return ScheduleItem(
+        id=str(schedule["id"]),
+        title=str(schedule.get("title") or schedule.get("objective") or "")[:200],
+        kind=str(schedule.get("kind", "")),
+        status=status,
+        color=status_color(status),
+        description=str(schedule.get("description") or ""),
+        cron=str(schedule.get("cron") or ""),
+        timezone=str(schedule.get("timezone") or ""),
+        next_run_at=str(schedule.get("next_run_at") or ""),
+        next_run=_when(schedule.get("next_run_at")),
+        soon=bool(schedule.get("next_run_at")) and _within_a_day(str(schedule["next_run_at"])),
+        runs=int(schedule.get("runs") or 0),
+        last_run=_when(last.get("fired_at") if isinstance(last, dict) else None),
+        task_id=str(schedule.get("next_task_id") or ""),
+        repeating=str(schedule.get("kind", "")) == "repeating",
+    )

@@ -1,0 +1,144 @@
+"""What the pages show for the gateway's JSON: approval cards, forms, the timeline."""
+
+from __future__ import annotations
+
+import pytest
+
+from troika_frontend.views import approval_of, form_values, task_item_of, timeline_item
+from troika_shared.catalogue import CATALOGUE
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def _interaction(tool: str, arguments: dict, *, form: bool = False) -> dict:
+    definition = CATALOGUE[tool]
+    prompt = {
+        "tool": tool,
+        "risk": definition.risk,
+        "description": definition.description,
+        "arguments": arguments,
+        "subtask": "mail",
+    }
+    if form:
+        prompt["form"] = definition.form(arguments)
+    return {
+        "id": "i1",
+        "task_id": "t1",
+        "kind": "input" if form else "approval",
+        "status": "pending",
+        "prompt": prompt,
+        "created_at": "2026-11-27T10:00:00+00:00",
+        "expires_at": "2026-11-28T10:00:00+00:00",
+    }
+
+
+def test_an_approval_card_shows_every_argument_in_full_with_long_ones_folded() -> None:
+    content = "x" * 5000
+    card = approval_of(_interaction("create_file", {"path": "a.md", "content": content}), "T")
+    assert card.tool == "create_file"
+    assert card.risk_color == "amber"  # write
+    assert {a.name: (a.value, a.long) for a in card.arguments} == {
+        "path": ("a.md", False),
+        "content": (content, True),
+    }
+    assert '"content": "xxx' in card.arguments_json
+    assert card.fields == []
+
+
+def test_a_tools_form_becomes_fields_with_the_agents_values_filled_in() -> None:
+    proposed = {"to": ["a@example.com", "b@example.com"], "subject": "Totals", "body": "Hi"}
+    card = approval_of(_interaction("send_email", proposed, form=True))
+    fields = {f.name: f for f in card.fields}
+    assert list(fields) == ["to", "cc", "bcc", "subject", "body", "html_body", "attachments"]
+    assert (fields["to"].kind, fields["to"].value, fields["to"].required) == (
+        "list",
+        "a@example.com, b@example.com",
+        True,
+    )
+    assert (fields["body"].kind, fields["body"].value) == ("multiline", "Hi")
+    assert (fields["cc"].required, fields["cc"].value) == (False, "")
+    assert fields["html_body"].kind == "multiline"
+
+    submitted = {
+        "interaction_id": "i1",
+        "to": " c@example.com ,d@example.com,",
+        "cc": "",
+        "bcc": "",
+        "subject": "Totals (edited)",
+        "body": "Hi",
+        "html_body": "",
+        "attachments": "totals.xlsx",
+    }
+    assert form_values(card, submitted) == {
+        "to": ["c@example.com", "d@example.com"],
+        "cc": [],
+        "bcc": [],
+        "subject": "Totals (edited)",
+        "body": "Hi",
+        "attachments": ["totals.xlsx"],
+    }
+
+
+def test_a_number_field_with_words_in_it_is_refused_by_name() -> None:
+    card = approval_of(_interaction("send_email", {"to": ["a@example.com"]}, form=True))
+    card.fields[0].kind = "number"
+    with pytest.raises(ValueError, match="To must be a number"):
+        form_values(card, {"to": "many"})
+
+
+def test_timeline_items_keep_agent_text_as_text_and_fence_tool_output() -> None:
+    verdict = timeline_item(
+        {
+            "seq": 7,
+            "kind": "review.verdict",
+            "at": "2026-11-27T10:00:00Z",
+            "data": {
+                "approved": False,
+                "summary": HOSTILE,
+                "revisions": [{"subtask": "a", "problem": "too short"}],
+            },
+        }
+    )
+    assert verdict is not None
+    assert (verdict.seq, verdict.who, verdict.color) == (7, "reviewer", "orange")
+    assert HOSTILE in verdict.body
+    assert "- **a**: too short" in verdict.body
+
+    output = "a ``` b"
+    finished = timeline_item(
+        {
+            "seq": 8,
+            "kind": "tool.finished",
+            "data": {"tool": "read_file", "ok": True, "output": output},
+        }
+    )
+    assert finished is not None
+    assert finished.body == "````text\na ``` b\n````"  # a fence longer than any inside
+
+    approved = timeline_item(
+        {"seq": 9, "kind": "tool.approved", "data": {"tool": "read_file", "by": "user:0f3a"}}
+    )
+    assert approved is not None
+    assert approved.title == "read_file approved (by you)"
+    unknown = timeline_item({"seq": 10, "kind": "something.new", "data": {}})
+    assert unknown is not None
+    assert unknown.title == "something new"
+
+
+def test_a_scheduled_task_row_counts_down_to_the_second_only_within_a_day() -> None:
+    task = {
+        "id": "t",
+        "title": "",
+        "objective": "Morning note",
+        "status": "scheduled",
+        "created_at": "2026-11-27T10:00:00+00:00",
+        "updated_at": "2026-11-27T10:00:00+00:00",
+    }
+    assert task_item_of(task, "2999-01-01T09:00:00+00:00").soon is False
+    row = task_item_of(task, "2000-01-01T09:00:00+00:00")
+    assert (row.soon, row.title, row.status_label, row.color) == (
+        True,
+        "Morning note",
+        "scheduled",
+        "blue",
+    )

@@ -1,0 +1,97 @@
+"""A real browser for tests: the system's Chromium, driven by Playwright, with screenshots kept.
+
+Playwright never downloads a browser here (no ``playwright install``): tests drive the Debian
+``chromium`` package, which CI installs. Where it is missing a browser test is skipped, except
+under ``CI=true``, where it fails.
+
+The fixtures (``chromium``, ``page``, ``screenshots``) are registered by the test kit's plugin.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from troika_testkit.servers import in_ci
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Page, Playwright, ViewportSize
+
+__all__ = [
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
+    "VIEWPORT",
+    "Screenshots",
+    "launch_chromium",
+    "require_chromium",
+]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = (
+    "--no-sandbox",  # tests run as root in containers, where Chromium's sandbox cannot start
+    "--disable-gpu",
+    # nothing but the page under test goes over the network
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
+
+
+def require_chromium() -> Path:
+    """The system's Chromium; skips the calling test where there is none (fails it under CI)."""
+    if not CHROMIUM.is_file():
+        reason = f"{CHROMIUM} is missing (Debian: apt-get install chromium; CI always has it)"
+        if in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+async def launch_chromium(playwright: Playwright) -> Browser:
+    """Launches the system's Chromium, headless (see :func:`require_chromium`)."""
+    return await playwright.chromium.launch(
+        executable_path=require_chromium(),
+        headless=True,
+        args=list(CHROMIUM_ARGS),
+    )
+
+
+def _file_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "shot"
+
+
+class Screenshots:
+    """One test's full-page screenshots, numbered in the order taken.
+
+    They go to ``var/screenshots/<test name>/<NN>-<label>.png`` under the repository root, so a
+    person can page through what the test saw. The folder is emptied when the test starts, so it
+    never mixes two runs.
+
+    Args:
+        folder: Where this test's screenshots go.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.taken: list[Path] = []
+
+    @classmethod
+    def for_test(cls, root: Path, test_name: str) -> Screenshots:
+        """The screenshots of the test ``test_name``, under ``root/var/screenshots/``."""
+        folder = root / "var" / "screenshots" / _file_name(test_name)
+        shutil.rmtree(folder, ignore_errors=True)
+        return cls(folder)
+
+    async def shot(self, page: Page, label: str) -> Path:
+        """Saves the whole page (not only what the viewport shows) and returns the file."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{len(self.taken) + 1:02d}-{_file_name(label)}.png"
+        await page.screenshot(path=path, full_page=True)
+        self.taken.append(path)
+        return path

@@ -1,0 +1,434 @@
+"""The web app in a real browser against the real stack: ``troika up`` with the scripted LLM.
+
+One ``troika up`` serves the whole module (its web app builds once); each test signs up its own
+person and drives the system's Chromium the way a person would. Screenshots of every step go
+to ``var/screenshots/<test>/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from troika.embedded import free_port
+from troika_testkit import wait_for
+from troika_testkit.agents import llm_env, plan_answer
+from troika_testkit.llm import ScriptedLLM
+from troika_testkit.mail import MailServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+PASSWORD = "correct horse battery staple"
+HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+CSV = "region,amount\nnorth,10\nsouth,5\nnorth,7\n"
+
+
+def _objective(request: dict) -> str:
+    return "\n".join(str(m.get("content", "")) for m in request["messages"])
+
+
+def plan_script(request: dict) -> dict:
+    """The planner: one subtask whose name says which test asked."""
+    text = _objective(request)
+    for marker in ("report", "lookup", "later", "resume", "mail"):
+        if f"[{marker}]" in text:
+            return plan_answer((marker, [], ["read_csv", "create_file"]), summary=f"{marker} plan")
+    return plan_answer(("other", [], []))
+
+
+def _calls(prompt: str) -> int:
+    return len(re.findall(r"<<<DATA output \d+>>>", prompt))
+
+
+def step_script(request: dict) -> dict:  # noqa: PLR0911 - one answer per test and step
+    """The executor, per test (by subtask name)."""
+    prompt = request["messages"][1]["content"]
+    subtask = re.search(r"Your subtask: (\S+) —", prompt).group(1)
+    calls = _calls(prompt)
+    if subtask == "report" and calls == 0:
+        return {
+            "action": "use_tools",
+            "tool_calls": [{"tool": "read_csv", "arguments": {"path": "sales.csv"}}],
+        }
+    if subtask == "report" and calls == 1:
+        content = f"# Sales\n\nnorth: 17, south: 5\n\n{HOSTILE}\n"
+        return {
+            "action": "use_tools",
+            "tool_calls": [
+                {"tool": "create_file", "arguments": {"path": "summary.md", "content": content}}
+            ],
+        }
+    if subtask == "report":
+        return {
+            "action": "finish",
+            "result": f"Totals written to summary.md. {HOSTILE}",
+            "result_files": ["summary.md"],
+        }
+    if subtask == "lookup" and "use the second sheet" not in prompt:
+        return {
+            "action": "stuck",
+            "stuck_reason": "The workbook has two sheets and I cannot tell which one.",
+        }
+    if subtask == "mail" and calls == 0:
+        email = {"to": ["boss@example.com"], "subject": "Weekly note", "body": "All is well."}
+        return {"action": "use_tools", "tool_calls": [{"tool": "send_email", "arguments": email}]}
+    if subtask == "resume" and calls < 3:
+        name = f"part{calls + 1}.md"
+        return {
+            "action": "use_tools",
+            "tool_calls": [
+                {"tool": "create_file", "arguments": {"path": name, "content": f"# {name}\n"}}
+            ],
+        }
+    return {"action": "finish", "result": f"{subtask} finished."}
+
+
+def review_script(request: dict) -> dict:
+    return {"approved": True, "summary": f"All good. {HOSTILE}"}
+
+
+@pytest.fixture(scope="module")
+def llm():
+    server = ScriptedLLM().start()
+    server.always("PlanDraft", plan_script)
+    server.always("StepDecision", step_script)
+    server.always("ReviewDecision", review_script)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def mail():
+    with MailServer(username="alice", password="mail-pass-7") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def up(llm, mail, tmp_path_factory, nats_url, redis_url):
+    """``troika up`` on free ports; yields the web app's and the gateway's addresses."""
+    data = tmp_path_factory.mktemp("up")
+    web_port, gateway_port = free_port(), free_port()
+    prefix = "web" + secrets.token_hex(4)
+    env = {
+        **os.environ,
+        **llm_env(llm),
+        "TROIKA_DATA_DIR": str(data),
+        "TROIKA_GATEWAY_PORT": str(gateway_port),
+        "TROIKA_WEB_PORT": str(web_port),
+        "TROIKA_NATS_URL": nats_url,
+        "TROIKA_REDIS_URL": redis_url,
+        "TROIKA_REDIS_PREFIX": f"{prefix}:",
+        "TROIKA_BUS_PREFIX": prefix,
+        "TROIKA_PASSWORD_TIME_COST": "1",
+        "TROIKA_PASSWORD_MEMORY_KIB": "8192",
+        "TROIKA_LOG_FORMAT": "json",
+        "TROIKA_OUTBOUND_ALLOW_HOSTS": json.dumps([f"127.0.0.1:{mail.port}"]),
+    }
+    log = (data / "up.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "troika", "up"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    web, api = f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{gateway_port}"
+    deadline = time.monotonic() + 240
+    while True:
+        try:
+            if (
+                httpx.get(f"{web}/ping").status_code == 200
+                and httpx.get(f"{api}/ready").status_code == 200
+            ):
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("troika up did not start:\n" + (data / "up.log").read_text()[-5000:])
+        time.sleep(0.5)
+    yield {"web": web, "api": api, "data": data}
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+    log.close()
+
+
+async def sign_up(page, web: str, name: str) -> None:
+    """Creates an account through the sign-up page and lands on the dashboard."""
+    await page.goto(f"{web}/signup")
+    await page.fill("#email", f"{name}@example.com")
+    await page.fill("#username", name)
+    await page.fill("#password", PASSWORD)
+    await page.fill("#confirm", PASSWORD)
+    await page.click("#submit")
+    await page.wait_for_url(f"{web}/")
+    await page.wait_for_selector(f"#signed-in-as:has-text('{name}')")
+
+
+async def api_token(api: str, name: str) -> dict[str, str]:
+    async with httpx.AsyncClient(base_url=api) as http:
+        tokens = (await http.post("/auth/login", json={"login": name, "password": PASSWORD})).json()
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def task_id_of(page) -> str:
+    return page.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # noqa: PLR0915
+    up, page, screenshots, tmp_path
+) -> None:
+    web = up["web"]
+    alerts: list[str] = []
+    page.on("dialog", lambda dialog: (alerts.append(dialog.message), dialog.dismiss()))
+    await page.goto(f"{web}/signin")
+    await page.fill("#login", "nobody")
+    await page.fill("#password", "wrong password!")
+    await page.click("#submit")
+    await page.wait_for_selector("#form-error:has-text('Wrong username or password.')")
+    await screenshots.shot(page, "sign-in-refused")
+
+    await sign_up(page, web, "ada")
+    await page.reload()  # the session survives a reload
+    await page.wait_for_selector("#signed-in-as:has-text('ada')")
+    await screenshots.shot(page, "dashboard")
+
+    sales = tmp_path / "sales.csv"
+    sales.write_text(CSV)
+    await page.fill("#objective", "Total the sales per region in the file I uploaded [report]")
+    await page.set_input_files("#new-files input[type=file]", str(sales))
+    await page.wait_for_selector(".staged-file:has-text('sales.csv')")
+    await screenshots.shot(page, "objective-and-file")
+    await page.click("#create-task")
+    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    task_id = task_id_of(page)
+
+    # The first action waits: the approvals panel shows it in full, and the badge counts it.
+    card = page.locator(".approval-card").first
+    await card.wait_for(timeout=60_000)
+    assert await card.locator(".tool").inner_text() == "read_csv"
+    assert "sales.csv" in await card.locator(".argument-value").first.inner_text()
+    await page.wait_for_selector("#pending-badge:has-text('1')")
+    await screenshots.shot(page, "first-approval")
+    await card.locator(".approve").click()
+
+    # The second: create_file, approved with "don't ask again for this task".
+    await page.locator(".approval-card .tool:has-text('create_file')").wait_for(timeout=60_000)
+    card = page.locator(".approval-card").first
+    await screenshots.shot(page, "second-approval")
+    await card.locator(".remember").check()
+    await card.locator(".approve").click()
+
+    # It completes live, with no reload: status, review verdict, result, files.
+    await page.wait_for_selector("#task-status:has-text('completed')", timeout=90_000)
+    await page.wait_for_selector("#review:has-text('approved')")
+    await screenshots.shot(page, "completed")
+    assert await page.locator(".approval-card").count() == 0
+    assert await page.locator("#pending-badge").count() == 0
+    names = await page.locator(".file-name").all_inner_texts()
+    assert sorted(names) == ["sales.csv", "summary.md"]
+    assert int((await page.locator("#tokens").inner_text()).replace(",", "")) > 0
+
+    # Agent text is shown as text: the markup is visible, nothing of it ran.
+    assert HOSTILE in await page.locator("#result").inner_text()
+    assert (
+        await page.locator("#result script, #result img, #timeline script, #timeline img").count()
+        == 0
+    )
+    assert await page.evaluate("window.__pwned === undefined")
+    assert alerts == []
+
+    # The timeline is the task's whole event log, once each, in order.
+    headers = await api_token(up["api"], "ada")
+    async with httpx.AsyncClient(base_url=up["api"], headers=headers) as http:
+        log = (await http.get(f"/tasks/{task_id}/events", params={"limit": 500})).json()
+    shown = [
+        int(s)
+        for s in await page.locator(".event").evaluate_all(
+            "(nodes) => nodes.map((n) => n.dataset.seq)"
+        )
+    ]
+    assert shown == [e["seq"] for e in log["events"]]
+
+    # The result downloads with the bytes the agent wrote.
+    row = page.locator(".file", has_text="summary.md")
+    async with page.expect_download() as info:
+        await row.locator(".download").click()
+    download = await info.value
+    saved = tmp_path / "downloaded.md"
+    await download.save_as(saved)
+    assert download.suggested_filename == "summary.md"
+    assert saved.read_text() == f"# Sales\n\nnorth: 17, south: 5\n\n{HOSTILE}\n"
+
+
+async def test_a_stuck_task_is_answered_with_guidance_and_finishes(
+    up, llm, page, screenshots
+) -> None:
+    web = up["web"]
+    await sign_up(page, web, "grace")
+    await page.fill("#objective", "Find the quarterly numbers in the workbook [lookup]")
+    await page.click("#create-task")
+    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    await page.wait_for_selector("#guidance", timeout=60_000)
+    assert "two sheets" in await page.locator("#stuck-reason").inner_text()
+    await page.wait_for_selector("#task-status:has-text('needs guidance')")
+    await screenshots.shot(page, "stuck")
+    await page.fill("#guidance-text", "use the second sheet")
+    await page.click("#guide-continue")
+    await page.wait_for_selector("#task-status:has-text('completed')", timeout=90_000)
+    await screenshots.shot(page, "answered-and-completed")
+    assert await page.locator("#guidance").count() == 0
+    asked = [
+        r
+        for r in llm.asked_for("StepDecision")
+        if "[lookup]" in _objective(r) or "lookup" in r["messages"][1]["content"]
+    ]
+    assert any("use the second sheet" in r["messages"][1]["content"] for r in asked)
+
+
+async def test_a_scheduled_task_counts_down_and_starts(up, chromium, screenshots) -> None:
+    context = await chromium.new_context(viewport={"width": 1280, "height": 900}, timezone_id="UTC")
+    page = await context.new_page()
+    try:
+        web = up["web"]
+        await sign_up(page, web, "alan")
+        await page.fill("#objective", "Write the morning note [later]")
+        await page.get_by_role("radio", name="Later").click()
+        when = datetime.now(UTC) + timedelta(seconds=25)
+        await page.fill("#run-date", when.strftime("%Y-%m-%d"))
+        await page.fill("#run-time", when.strftime("%H:%M:%S"))
+        await page.click("#create-task")
+        await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+        await page.wait_for_selector("#task-status:has-text('scheduled')")
+        await page.goto(f"{web}/")
+        row = page.locator("#scheduled .task-row", has_text="Write the morning note")
+        await row.wait_for()
+        first = await row.locator(".countdown-exact").inner_text()
+        await asyncio.sleep(2)
+        second = await row.locator(".countdown-exact").inner_text()
+        assert first != second  # it counts down, live
+        await screenshots.shot(page, "counting-down")
+        # It starts on time and moves out of the scheduled list without a reload.
+        await page.locator("#scheduled .task-row").first.wait_for(state="detached", timeout=60_000)
+        await page.locator(".task-row", has_text="Write the morning note").first.wait_for()
+        await screenshots.shot(page, "started")
+        await page.goto(f"{web}/schedules")
+        await page.wait_for_selector(".schedule-status:has-text('finished')", timeout=30_000)
+        await screenshots.shot(page, "schedules")
+    finally:
+        await context.close()
+
+
+async def test_the_live_view_resumes_after_the_connection_drops(up, page, screenshots) -> None:
+    web = up["web"]
+    await sign_up(page, web, "linus")
+    headers = await api_token(up["api"], "linus")
+    await page.fill("#objective", "Write three parts [resume]")
+    await page.click("#create-task")
+    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    task_id = task_id_of(page)
+    await page.locator(".approval-card").first.wait_for(timeout=60_000)
+    await screenshots.shot(page, "before-offline")
+
+    async with httpx.AsyncClient(base_url=up["api"], headers=headers) as http:
+
+        async def approve_one() -> bool:
+            for waiting in (await http.get("/interactions/pending")).json():
+                await http.post(
+                    f"/interactions/{waiting['id']}/respond", json={"decision": "approve"}
+                )
+                return True
+            return False
+
+        # The browser loses its connection while the task moves on.
+        await page.context.set_offline(True)
+        await wait_for(approve_one, timeout=30, what="an approval while offline")
+        await asyncio.sleep(4)
+        await page.context.set_offline(False)
+        for _ in range(2):  # the rest, with the browser back
+            await wait_for(approve_one, timeout=60, what="the next approval")
+
+        await page.wait_for_selector("#task-status:has-text('completed')", timeout=90_000)
+        await screenshots.shot(page, "completed-after-reconnect")
+        log = (await http.get(f"/tasks/{task_id}/events", params={"limit": 500})).json()
+    shown = [
+        int(s)
+        for s in await page.locator(".event").evaluate_all(
+            "(nodes) => nodes.map((n) => n.dataset.seq)"
+        )
+    ]
+    assert shown == [e["seq"] for e in log["events"]]  # no gap, no duplicate
+    assert sorted(await page.locator(".file-name").all_inner_texts()) == [
+        "part1.md",
+        "part2.md",
+        "part3.md",
+    ]
+
+
+async def test_mail_settings_a_form_to_fill_and_the_history(up, mail, page, screenshots) -> None:
+    web = up["web"]
+    await sign_up(page, web, "hedy")
+
+    # The mail account is saved from the profile; its password is never shown again.
+    await page.goto(f"{web}/profile")
+    await page.fill("#smtp-host", "127.0.0.1")
+    await page.fill("#smtp-port", str(mail.port))
+    await page.click("#smtp-security")
+    await page.get_by_role("option", name="none").click()
+    await page.fill("#smtp-username", "alice")
+    await page.fill("#smtp-password", "mail-pass-7")
+    await page.fill("#smtp-from_address", "hedy@example.com")
+    await page.click("#save-smtp")
+    await page.wait_for_selector("#smtp :has-text('password stored')")
+    await page.reload()
+    await page.wait_for_selector("#smtp :has-text('password stored')")
+    assert await page.input_value("#smtp-host") == "127.0.0.1"
+    assert await page.input_value("#smtp-password") == ""
+    assert "mail-pass-7" not in await page.content()
+    await screenshots.shot(page, "profile")
+
+    # The e-mail waits with a form made from the tool's schema, filled with the agent's values.
+    await page.goto(f"{web}/")
+    await page.fill("#objective", "Send the weekly note to my boss [mail]")
+    await page.click("#create-task")
+    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    form = page.locator(".approval-card .approval-form")
+    await form.wait_for(timeout=60_000)
+    assert await page.input_value("#field-to") == "boss@example.com"
+    assert await page.input_value("#field-subject") == "Weekly note"
+    assert await page.input_value("#field-body") == "All is well."
+    await screenshots.shot(page, "email-form")
+    await page.fill("#field-subject", "Weekly note (checked)")
+    await page.fill("#field-to", "boss@example.com, me@example.com")
+    await page.locator(".approval-card .approve").click()
+    await page.wait_for_selector("#task-status:has-text('completed')", timeout=90_000)
+    [sent] = [m for m in mail.received if m.message["Subject"] == "Weekly note (checked)"]
+    assert sent.login == "alice"
+    assert sent.recipients == ["boss@example.com", "me@example.com"]
+    assert sent.message.get_content().strip() == "All is well."
+
+    # History: find it, run it again, delete the first run.
+    await page.goto(f"{web}/history")
+    await page.fill("#search", "weekly note")
+    row = page.locator(".history-row", has_text="Send the weekly note")
+    await row.wait_for()
+    assert await page.locator(".history-row").count() == 1
+    await screenshots.shot(page, "history")
+    await row.locator(".task-menu").click()
+    await page.get_by_role("menuitem", name="Delete").click()
+    await row.wait_for(state="detached")
+    assert await page.locator(".history-row").count() == 0
