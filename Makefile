@@ -46,11 +46,15 @@ run: install ## start the whole system on embedded defaults (Ctrl+C stops it)
 check: install ## start everything, wait until ready, print the status table, stop
 	$(UV) run --frozen troika up --check
 
+# Three workers on any machine: most tests wait on servers and processes, not on the CPU; the
+# end-to-end stacks share one worker (see tests/conftest.py).
+PYTEST_WORKERS ?= 3
+
 test: install ## run the whole test suite (real NATS, Redis and PostgreSQL where present)
-	$(UV) run --frozen pytest
+	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test-fast: install ## the tests not marked slow
-	$(UV) run --frozen pytest -m "not slow"
+	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 
 bench: install ## run the pipeline benchmark; writes var/bench/pipeline.json
 	$(UV) run --frozen python -m troika_testkit.bench --out var/bench/pipeline.json

@@ -111,4 +111,13 @@ async def gateway_ready(url: str) -> None:
         except httpx.HTTPError:
             return False
 
-    await wait_for(ready, timeout=30, what="the gateway")
+    await wait_for(ready, timeout=60, what="the gateway")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end tests run whole stacks of processes: under pytest-xdist they share one
+    worker (``--dist loadgroup``), one stack at a time, while the other workers take the rest."""
+    here = __file__.rsplit("/", 1)[0]
+    for item in items:
+        if str(item.path).startswith(here):
+            item.add_marker(pytest.mark.xdist_group("stack"))

@@ -55,7 +55,7 @@ async def one_approval_waiting(http: httpx.AsyncClient, headers) -> list[dict]:
     async def one() -> bool:
         return len(await pending()) == 1
 
-    await wait_for(one, timeout=30, what="an approval request")
+    await wait_for(one, timeout=60, what="an approval request")
     return await pending()
 
 
@@ -214,7 +214,7 @@ async def test_a_denied_call_never_runs_and_three_denials_ask_for_guidance(
                 "status"
             ] == "needs_guidance"
 
-        await wait_for(paused, timeout=30, what="the task to ask for guidance")
+        await wait_for(paused, timeout=60, what="the task to ask for guidance")
         detail = (await http.get(f"/tasks/{task['id']}", headers=headers)).json()
         assert detail["status_reason"] == "3 tool calls were denied in this task"
         assert detail["files"] == []

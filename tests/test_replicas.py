@@ -70,7 +70,7 @@ async def test_two_replicas_share_the_queue_and_handle_each_message_once(bus, sp
     async def all_answered() -> bool:
         return len(await stored(bus, StreamKey.RESULTS)) == len(requests)
 
-    await wait_for(all_answered, timeout=30, what="every answer")
+    await wait_for(all_answered, timeout=60, what="every answer")
     done = [journal.of("done", request.id) for request in requests]
     assert all(len(pids) == 1 for pids in done), done
     handled_by = {pids[0] for pids in done}

@@ -63,7 +63,7 @@ async def test_missed_runs_follow_their_misfire_policy_once_after_a_restart(
         async def settled() -> bool:
             return await status(run_once) != "scheduled" and await status(skipped) == "cancelled"
 
-        await wait_for(settled, timeout=30, what="the missed runs to be handled")
+        await wait_for(settled, timeout=60, what="the missed runs to be handled")
         await asyncio.sleep(1.5)  # more sweeps and polls: nothing may happen twice
 
         shown = {s["title"]: s for s in (await http.get("/schedules", headers=headers)).json()}

@@ -1,8 +1,9 @@
 """The web app in a real browser against the real stack: ``troika up`` with the scripted LLM.
 
-One ``troika up`` serves the whole module (its web app builds once); each test signs up its own
-person and drives the system's Chromium the way a person would. Screenshots of every step go
-to ``var/screenshots/<test>/``.
+One ``troika up`` serves all of them (its web app builds once: session-scoped, since pytest-xdist
+may interleave these tests with the other end-to-end ones); each test signs up its own person and
+drives the system's Chromium the way a person would. Screenshots of every step go to
+``var/screenshots/<test>/``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from playwright.async_api import expect
 
 from troika.embedded import free_port
 from troika_testkit import wait_for
@@ -98,7 +100,7 @@ def review_script(request: dict) -> dict:
     return {"approved": True, "summary": f"All good. {HOSTILE}"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def llm():
     server = ScriptedLLM().start()
     server.always("PlanDraft", plan_script)
@@ -108,13 +110,13 @@ def llm():
     server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mail():
     with MailServer(username="alice", password="mail-pass-7") as server:
         yield server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def up(llm, mail, tmp_path_factory, nats_url, redis_url):
     """``troika up`` on free ports; yields the web app's and the gateway's addresses."""
     data = tmp_path_factory.mktemp("up")
@@ -328,7 +330,28 @@ async def test_a_scheduled_task_counts_down_and_starts(up, chromium, screenshots
         await screenshots.shot(page, "started")
         await page.goto(f"{web}/schedules")
         await page.wait_for_selector(".schedule-status:has-text('finished')", timeout=30_000)
+
+        # A repeating one, in plain words: paused, resumed, cancelled from the schedules page.
+        await page.goto(f"{web}/")
+        await page.fill("#objective", "Water the plants [later]")
+        await page.get_by_role("radio", name="Repeat").click()
+        await page.fill("#repeat-words", "every weekday at 8am")
+        await page.wait_for_selector("#repeat-cron:has-text('0 8 * * 1-5')")
+        await page.click("#create-task")
+        await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+        await page.goto(f"{web}/schedules")
+        card = page.locator(".schedule", has_text="Water the plants")
+        await card.wait_for()
+        assert "08:00" in await card.inner_text()  # the gateway's description of the cron
         await screenshots.shot(page, "schedules")
+        await card.locator(".pause").click()
+        await card.locator(".schedule-status:has-text('paused')").wait_for()
+        await card.locator(".resume").click()
+        await card.locator(".schedule-status:has-text('active')").wait_for()
+        await card.locator(".cancel-schedule").click()
+        await page.get_by_role("alertdialog").get_by_role("button", name="Cancel").click()
+        await card.locator(".schedule-status:has-text('cancelled')").wait_for()
+        await screenshots.shot(page, "cancelled")
     finally:
         await context.close()
 
@@ -356,7 +379,7 @@ async def test_the_live_view_resumes_after_the_connection_drops(up, page, screen
 
         # The browser loses its connection while the task moves on.
         await page.context.set_offline(True)
-        await wait_for(approve_one, timeout=30, what="an approval while offline")
+        await wait_for(approve_one, timeout=60, what="an approval while offline")
         await asyncio.sleep(4)
         await page.context.set_offline(False)
         for _ in range(2):  # the rest, with the browser back
@@ -379,12 +402,15 @@ async def test_the_live_view_resumes_after_the_connection_drops(up, page, screen
     ]
 
 
-async def test_mail_settings_a_form_to_fill_and_the_history(up, mail, page, screenshots) -> None:
+async def test_mail_settings_a_form_to_fill_and_the_history(  # noqa: PLR0915 - one story
+    up, mail, page, screenshots
+) -> None:
     web = up["web"]
     await sign_up(page, web, "hedy")
 
     # The mail account is saved from the profile; its password is never shown again.
     await page.goto(f"{web}/profile")
+    await page.locator("#policies code", has_text="create_file").wait_for()  # the profile is read
     await page.fill("#smtp-host", "127.0.0.1")
     await page.fill("#smtp-port", str(mail.port))
     await page.click("#smtp-security")
@@ -393,10 +419,10 @@ async def test_mail_settings_a_form_to_fill_and_the_history(up, mail, page, scre
     await page.fill("#smtp-password", "mail-pass-7")
     await page.fill("#smtp-from_address", "hedy@example.com")
     await page.click("#save-smtp")
-    await page.wait_for_selector("#smtp :has-text('password stored')")
+    await expect(page.locator("#smtp-password-state")).to_have_text("password stored")
     await page.reload()
-    await page.wait_for_selector("#smtp :has-text('password stored')")
-    assert await page.input_value("#smtp-host") == "127.0.0.1"
+    await expect(page.locator("#smtp-password-state")).to_have_text("password stored")
+    await expect(page.locator("#smtp-host")).to_have_value("127.0.0.1")  # read back
     assert await page.input_value("#smtp-password") == ""
     assert "mail-pass-7" not in await page.content()
     await screenshots.shot(page, "profile")
@@ -432,3 +458,9 @@ async def test_mail_settings_a_form_to_fill_and_the_history(up, mail, page, scre
     await page.get_by_role("menuitem", name="Delete").click()
     await row.wait_for(state="detached")
     assert await page.locator(".history-row").count() == 0
+
+    # Signing out ends the session: the pages send the person to sign in again.
+    await page.click("#sign-out")
+    await page.wait_for_url(f"{web}/signin")
+    await page.goto(f"{web}/history")
+    await page.wait_for_url(f"{web}/signin")

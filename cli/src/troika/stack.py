@@ -269,6 +269,8 @@ class Stack:
                 "TROIKA_GATEWAY_URL": self.gateway_url,
                 "TROIKA_WEB_HOST": s.web_host,
                 "TROIKA_WEB_PORT": str(s.web_port),
+                # Its own build folder: the build holds the address the pages connect back to.
+                "TROIKA_WEB_BUILD_DIR": str(self.data_dir / "web"),
             }
             specs.append(ChildSpec("web", (sys.executable, "-m", "troika_frontend"), web_env))
         if self.local_model is not None:

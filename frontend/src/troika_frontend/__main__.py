@@ -53,6 +53,11 @@ def main() -> None:
         "REFLEX_TELEMETRY_ENABLED": "false",
         "REFLEX_CHECK_LATEST_VERSION": "false",
         "REFLEX_API_URL": settings.url,
+        **(
+            {"REFLEX_WEB_WORKDIR": str(settings.web_build_dir.resolve())}
+            if settings.web_build_dir
+            else {}
+        ),
         # The pages are built from this package; they need not be importable from the root.
         "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
     }

@@ -9,9 +9,27 @@ from troika_frontend.session import SessionState
 __all__ = ["badge", "confirm_button", "frame", "markdown", "nav_link", "panel", "public_frame"]
 
 
+def _no_image(*_: object, **__: object) -> rx.Component:
+    return rx.fragment()
+
+
+def _outside_link(*children: object, **props: object) -> rx.Component:
+    return rx.link(*children, is_external=True, rel="noopener noreferrer nofollow", **props)
+
+
 def markdown(text: rx.Var[str] | str, **props: object) -> rx.Component:
-    """Agent, tool and web text as Markdown with any HTML in it shown as text, never run."""
-    return rx.markdown(text, use_raw=False, class_name="md", **props)
+    """Agent, tool and web text as Markdown with any HTML in it shown as text, never run.
+
+    Images are left out (a picture's address could carry task data to whoever wrote it into a
+    web page the agents read), and links open in a new tab.
+    """
+    return rx.markdown(
+        text,
+        use_raw=False,
+        class_name="md",
+        component_map={"img": _no_image, "a": _outside_link},
+        **props,
+    )
 
 
 def badge(text: rx.Var[str] | str, color: rx.Var[str] | str, **props: object) -> rx.Component:
@@ -79,6 +97,8 @@ def _navigation(current: str) -> rx.Component:
             align="center",
         ),
         rx.text(SessionState.username, size="2", weight="medium", id="signed-in-as"),
+        # A tick now and then that restarts the live view if it ended while the tab slept.
+        rx.moment(interval=15_000, format="X", on_change=SessionState.keep_live, display="none"),
         rx.button(
             rx.icon("log-out", size=16),
             "Sign out",

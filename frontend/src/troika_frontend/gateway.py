@@ -90,16 +90,22 @@ class Gateway:
         json: Any = None,  # noqa: ANN401 - a JSON document
         params: dict[str, Any] | list[tuple[str, Any]] | None = None,
         files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """Sends one request; a refusal raises.
+        """Sends one request to a path of the gateway; a refusal raises.
 
         Raises:
             ApiError: The gateway answered with an error, or could not be reached (503).
+            ValueError: ``path`` is not a path on the gateway (an address elsewhere).
         """
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if not path.startswith("/") or path.startswith("//") or "://" in path:
+            raise ValueError(f"not a path on the gateway: {path!r}")
+        sent = {name: value for name, value in (headers or {}).items() if value}
+        if token:
+            sent["Authorization"] = f"Bearer {token}"
         try:
             response = await self._http.request(
-                method, path, headers=headers, json=json, params=params, files=files
+                method, path, headers=sent, json=json, params=params, files=files
             )
         except httpx.HTTPError as exc:
             raise ApiError(503, f"the gateway could not be reached ({type(exc).__name__})") from exc
@@ -116,9 +122,12 @@ class Gateway:
         json: Any = None,  # noqa: ANN401 - a JSON document
         params: dict[str, Any] | list[tuple[str, Any]] | None = None,
         files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:  # noqa: ANN401 - a JSON document
         """Sends one request and returns its JSON answer (``None`` for an empty one)."""
-        response = await self.send(method, path, token=token, json=json, params=params, files=files)
+        response = await self.send(
+            method, path, token=token, json=json, params=params, files=files, headers=headers
+        )
         return response.json() if response.content else None
 
     async def close(self) -> None:

@@ -70,7 +70,8 @@ class LiveFeed:
                 )
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """Yields ``{"task_id", "seq", "kind", "data", "at"}`` events until cancelled.
+        """Yields ``{"task_id", "seq", "kind", "data", "at"}`` events until cancelled, and a
+        ``live.connected`` event (no task) each time the connection is made.
 
         Raises:
             LiveRefused: The gateway refused the session twice in a row.
@@ -103,6 +104,9 @@ class LiveFeed:
                 raise LiveRefused(str(ready.get("detail") or "the live view was refused"))
             self._socket = socket
             self.connected.set()
+            # Events of tasks this feed did not follow may have happened while it was away:
+            # whoever listens reloads what they show.
+            yield {"type": "event", "task_id": "", "seq": 0, "kind": "live.connected", "data": {}}
             async for raw in socket:
                 message = json.loads(raw)
                 if message.get("type") != "event":

@@ -12,7 +12,9 @@ and ends once the tab has been gone for ``TROIKA_WEB_IDLE_S``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +67,38 @@ def listen(
     return handler
 
 
+_RENEWALS: dict[str, asyncio.Future[Any]] = {}
+_RENEWAL_KEPT_S = 120.0
+
+
+def expires_soon(token: str, margin_s: float = 60.0) -> bool:
+    """Whether an access token (a JWT) expires within ``margin_s``: read, not verified."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return float(claims["exp"]) - time.time() < margin_s
+    except (IndexError, ValueError, KeyError, TypeError):
+        return True
+
+
+async def _exchange(refresh_token: str) -> dict[str, Any]:
+    """Renews a session once, however many tabs ask at the same moment.
+
+    Refresh tokens are single-use: tabs of one browser share theirs (local storage), so without
+    this the first tab to renew would sign the others out. The answer is kept for a while for
+    the tabs that ask with the old token a little later.
+    """
+    pending = _RENEWALS.get(refresh_token)
+    if pending is None:
+        pending = asyncio.ensure_future(
+            gateway().call("POST", "/auth/refresh", json={"refresh_token": refresh_token})
+        )
+        _RENEWALS[refresh_token] = pending
+        asyncio.get_running_loop().call_later(_RENEWAL_KEPT_S, _RENEWALS.pop, refresh_token, None)
+    answer: dict[str, Any] = await asyncio.shield(pending)
+    return answer
+
+
 async def _no_token() -> str:
     return ""  # replaced by the tab's own once its live view starts
 
@@ -77,7 +111,14 @@ def _tab_connected(client_token: str) -> bool:
 
 
 _PENDING_KINDS = frozenset(
-    {"approval.requested", "tool.approved", "tool.denied", "approval.expired", "task.status"}
+    {
+        "approval.requested",
+        "tool.approved",
+        "tool.denied",
+        "approval.expired",
+        "task.status",
+        "live.connected",
+    }
 )
 
 
@@ -99,65 +140,88 @@ class SessionState(rx.State):
         """Whether a session is kept in this browser."""
         return bool(self.access_token)
 
-    async def api(self, method: str, path: str, **kwargs: Any) -> Any:  # noqa: ANN401 - JSON
-        """Calls the gateway as this person, renewing an expired access token once.
+    # Reflex lets the browser call every public method of a state as an event: whatever only
+    # the server may call is private (a leading underscore).
+
+    def _client(self) -> dict[str, str]:
+        """Who is really asking (the gateway trusts this from the web app alone)."""
+        router = self.router
+        return {
+            "X-Forwarded-For": str(router.session.client_ip or ""),
+            "User-Agent": str(router.headers.user_agent or "")[:300],
+        }
+
+    async def _api(self, method: str, path: str, **kwargs: Any) -> Any:  # noqa: ANN401 - JSON
+        """Calls the gateway as this person, renewing an expired access token first.
 
         Raises:
-            ApiError: The gateway refused (401 after a failed renewal: signed out).
+            ApiError: The gateway refused (401: signed out, or a wrong password was given).
         """
-        try:
-            return await gateway().call(method, path, token=self.access_token, **kwargs)
-        except ApiError as exc:
-            if exc.status != 401 or not await self._renew():
-                raise
-        return await gateway().call(method, path, token=self.access_token, **kwargs)
+        response = await self._send(method, path, **kwargs)
+        return response.json() if response.content else None
 
-    async def fetch(self, path: str, **params: Any) -> bytes:  # noqa: ANN401
-        """Downloads bytes (a file, a photo) as this person."""
+    async def _send(self, method: str, path: str, **kwargs: Any) -> Any:  # noqa: ANN401
+        if self.access_token and expires_soon(self.access_token, margin_s=5):
+            await self._renew()
+        headers = self._client()
         try:
-            response = await gateway().send("GET", path, token=self.access_token, params=params)
+            return await gateway().send(
+                method, path, token=self.access_token, headers=headers, **kwargs
+            )
         except ApiError as exc:
-            if exc.status != 401 or not await self._renew():
+            # A 401 with a token that has not expired is an answer (a wrong current password,
+            # an ended session), not a reason to spend the refresh token.
+            if exc.status != 401 or not expires_soon(self.access_token, margin_s=30):
                 raise
-            response = await gateway().send("GET", path, token=self.access_token, params=params)
-        return response.content
+            if not await self._renew():
+                raise
+        return await gateway().send(
+            method, path, token=self.access_token, headers=headers, **kwargs
+        )
+
+    async def _fetch(self, path: str) -> bytes:
+        """Downloads bytes (a file, a photo) as this person."""
+        response = await self._send("GET", path)
+        return bytes(response.content)
 
     async def _renew(self) -> bool:
         if not self.refresh_token:
             return False
         try:
-            tokens = await gateway().call(
-                "POST", "/auth/refresh", json={"refresh_token": self.refresh_token}
-            )
-        except ApiError:
-            self.access_token = self.refresh_token = ""
-            return False
-        self.use_tokens(tokens)
+            tokens = await _exchange(self.refresh_token)
+        except ApiError as exc:
+            if exc.status in (400, 401, 403, 422):  # the session is over
+                self.access_token = self.refresh_token = ""
+            return False  # the gateway is away: keep the session for when it is back
+        self._use_tokens(tokens)
         return True
 
-    def use_tokens(self, tokens: dict[str, Any]) -> None:
+    def _use_tokens(self, tokens: dict[str, Any]) -> None:
         """Keeps a new pair of tokens in the browser."""
         self.access_token = str(tokens["access_token"])
         self.refresh_token = str(tokens["refresh_token"])
 
-    def signed_out(self) -> Any:  # noqa: ANN401 - a Reflex event spec
-        """Forgets the session and goes to the sign-in page."""
+    def _signed_out(self) -> Any:  # noqa: ANN401 - a Reflex event spec
+        """Forgets the session, and everything the pages held for it, and goes to sign in."""
         self.access_token = self.refresh_token = ""
-        self.username = self.email = ""
+        self.username = self.email = self.display_name = ""
+        self.pending = 0
+        for state in self.substates.values():  # the pages: nothing is left for the next person
+            state.reset()  # type: ignore[no-untyped-call]
         return rx.redirect("/signin")
 
-    async def refresh_me(self) -> None:
+    async def _refresh_me(self) -> None:
         """Reloads who is signed in (name, photo) and the pending approvals count."""
-        me = await self.api("GET", "/auth/me")
+        me = await self._api("GET", "/auth/me")
         self.username = str(me.get("username", ""))
         self.email = str(me.get("email", ""))
         self.display_name = str(me.get("display_name") or me.get("username") or "")
         self.has_photo = bool(me.get("photo_url"))
-        await self.refresh_pending()
+        await self._refresh_pending()
 
-    async def refresh_pending(self) -> None:
+    async def _refresh_pending(self) -> None:
         """Recounts the actions that wait for this person, across all tasks."""
-        self.pending = len(await self.api("GET", "/interactions/pending"))
+        self.pending = len(await self._api("GET", "/interactions/pending"))
 
     @rx.event
     async def guard(self) -> Any:  # noqa: ANN401 - Reflex event specs
@@ -165,19 +229,27 @@ class SessionState(rx.State):
         if not self.access_token:
             return rx.redirect("/signin")
         try:
-            await self.refresh_me()
+            await self._refresh_me()
         except ApiError as exc:
             if exc.status == 401:
-                return self.signed_out()
-            return rx.toast.error(exc.message)
+                return self._signed_out()
+            return [rx.toast.error(exc.message), SessionState.watch]
         return SessionState.watch
+
+    @rx.event
+    def keep_live(self, _: str = "") -> Any:  # noqa: ANN401
+        """Called now and then by every signed-in page: restarts a live view that ended (the
+        tab slept past the idle limit, or the gateway refused it for a while)."""
+        if self.access_token and not self._watching:
+            return SessionState.watch
+        return None
 
     @rx.event
     async def sign_out(self) -> Any:  # noqa: ANN401
         """Ends the session on the gateway too (the refresh token stops working)."""
         with contextlib.suppress(ApiError):
-            await gateway().call("POST", "/auth/logout", token=self.access_token)
-        return self.signed_out()
+            await self._send("POST", "/auth/logout")
+        return self._signed_out()
 
     @rx.event(background=True)
     async def watch(self) -> None:
@@ -190,8 +262,8 @@ class SessionState(rx.State):
 
         async def token() -> str:
             async with self:
-                with contextlib.suppress(ApiError):
-                    await self._renew()  # a fresh access token for each new connection
+                if expires_soon(self.access_token):
+                    await self._renew()  # shared with the other tabs of this session
                 return self.access_token
 
         feed = _feeds.get(client)
@@ -222,7 +294,7 @@ class SessionState(rx.State):
                 self._watching = False
                 self.live = False
 
-    async def follow_task(self, task_id: str, after: int) -> None:
+    async def _follow_task(self, task_id: str, after: int) -> None:
         """Makes the live view deliver the task's events after ``after`` (see ``LiveFeed``)."""
         client = self.router.session.client_token
         feed = _feeds.get(client)
@@ -238,6 +310,8 @@ class SessionState(rx.State):
                         await handler(self, event)
                     except ApiError as exc:
                         log.info("live.refresh_failed", status=exc.status, detail=exc.detail)
+                    except Exception:  # a page's bug must not end everyone's live view
+                        log.exception("live.listener_failed", kind=event["kind"])
                 if event["kind"] in _PENDING_KINDS:
                     with contextlib.suppress(ApiError):
-                        await self.refresh_pending()
+                        await self._refresh_pending()

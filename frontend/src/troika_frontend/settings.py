@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from troika_shared.settings import TroikaSettings
@@ -19,6 +21,8 @@ class WebSettings(TroikaSettings):
         web_public_url: The address people open, when it is not ``http://host:port``
             (behind a reverse proxy); the pages connect back to it.
         web_idle_s: How long a closed browser tab's live view is kept before it is dropped.
+        web_build_dir: Where the pages are built (default: ``.web`` beside ``rxconfig.py``);
+            each running web app needs its own, since the build holds its address.
     """
 
     gateway_url: str = "http://127.0.0.1:8000"
@@ -26,6 +30,7 @@ class WebSettings(TroikaSettings):
     web_port: int = Field(default=3000, ge=1, le=65535)
     web_public_url: str | None = None
     web_idle_s: float = Field(default=60.0, gt=0)
+    web_build_dir: Path | None = None
 
     @property
     def url(self) -> str:

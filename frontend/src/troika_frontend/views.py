@@ -15,6 +15,7 @@ from typing import Any
 __all__ = [
     "ACTIVE",
     "FINAL",
+    "WAITING",
     "Approval",
     "Argument",
     "FileItem",

@@ -73,7 +73,15 @@ async def gateway(settings: GatewaySettings, bus) -> AsyncIterator[Gateway]:
     app = create_app(settings)
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+            forwarded_allow_ips=list(settings.trusted_proxies),
+        )
     )
     serving = asyncio.create_task(server.serve())
     while not server.started:

@@ -39,40 +39,41 @@ class ApprovalsState(SessionState):
         self.task_filter = ""
         if self.access_token:
             try:
-                await self.reload()
+                await self._reload()
             except ApiError as exc:
                 return rx.toast.error(exc.message)
         return None
 
-    async def reload(self) -> None:
-        """Reads the pending actions again."""
-        pending = await self.api("GET", "/interactions/pending")
+    async def _reload(self) -> None:
+        """Reads the pending actions again (with the titles of their tasks)."""
+        pending = await self._api("GET", "/interactions/pending")
         titles: dict[str, str] = {}
-        for interaction in pending:
-            task_id = str(interaction["task_id"])
-            if task_id not in titles:
-                try:
-                    task = await self.api("GET", f"/tasks/{task_id}")
-                    titles[task_id] = str(task.get("title") or task.get("objective") or "")
-                except ApiError:
-                    titles[task_id] = ""
-        self.items = [approval_of(i, titles[str(i["task_id"])]) for i in pending]
+        if pending:
+            params = [("limit", 100), ("status", "awaiting_approval"), ("status", "awaiting_input")]
+            waiting = await self._api("GET", "/tasks", params=params)
+            titles = {
+                str(t["id"]): str(t.get("title") or t.get("objective") or "")
+                for t in waiting["items"]
+            }
+        self.items = [approval_of(i, titles.get(str(i["task_id"]), "")) for i in pending]
         self.pending = len(self.items)
 
     def _find(self, interaction_id: str) -> Approval | None:
         return next((item for item in self.items if item.id == interaction_id), None)
 
     async def _respond(self, interaction_id: str, body: dict[str, Any]) -> Any:  # noqa: ANN401
+        if self.answering == interaction_id:
+            return None  # a second click while the first answer is on its way
         self.answering = interaction_id
         try:
-            await self.api("POST", f"/interactions/{interaction_id}/respond", json=body)
+            await self._api("POST", f"/interactions/{interaction_id}/respond", json=body)
         except ApiError as exc:
             self.answering = ""
             if exc.status == 409:  # answered elsewhere, or expired
-                await self.reload()
+                await self._reload()
             return rx.toast.error(f"Not accepted: {exc.message}")
         self.answering = ""
-        await self.reload()
+        await self._reload()
         return rx.toast.success("Approved." if body["decision"] == "approve" else "Denied.")
 
     @rx.event
@@ -113,9 +114,9 @@ class ApprovalsState(SessionState):
 
 @listen
 async def _on_event(session: SessionState, event: dict[str, Any]) -> None:
-    if event["kind"] in _KINDS:
+    if event["kind"] in _KINDS or event["kind"] == "live.connected":
         state = await session.get_state(ApprovalsState)
-        await state.reload()
+        await state._reload()
 
 
 def _argument(argument: Argument) -> rx.Component:
@@ -285,6 +286,7 @@ def approval_card(item: Approval) -> rx.Component:
             width="100%",
         ),
         width="100%",
+        key=item.id,  # its own inputs stay with it when the cards above it go
         class_name="approval-card",
         border=f"1px solid {rx.color('amber', 7)}",
     )

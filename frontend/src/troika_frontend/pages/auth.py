@@ -47,7 +47,7 @@ class AuthState(SessionState):
             )
             return
         self.busy = False
-        self.use_tokens(tokens)
+        self._use_tokens(tokens)
         yield rx.redirect("/")
 
     @rx.event
@@ -65,7 +65,7 @@ class AuthState(SessionState):
         self.busy = True
         yield
         try:
-            await gateway_call("POST", "/auth/register", json=body)
+            await gateway_call("POST", "/auth/register", json=body, headers=self._client())
             tokens = await gateway_call(
                 "POST",
                 "/auth/login",
@@ -77,7 +77,7 @@ class AuthState(SessionState):
             self.error = exc.detail if not self.errors else "Please correct the marked fields."
             return
         self.busy = False
-        self.use_tokens(tokens)
+        self._use_tokens(tokens)
         yield rx.redirect("/")
 
 

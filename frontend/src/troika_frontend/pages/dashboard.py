@@ -11,12 +11,29 @@ from troika_frontend.components import badge, frame, panel
 from troika_frontend.gateway import ApiError, field_errors
 from troika_frontend.repeat import RepeatError, to_cron
 from troika_frontend.session import SessionState, listen
-from troika_frontend.views import ACTIVE, TaskItem, task_item_of
+from troika_frontend.views import ACTIVE, FINAL, WAITING, TaskItem, task_item_of
 
 __all__ = ["DashboardState", "countdown", "dashboard_page", "task_row"]
 
 MAX_STAGED_BYTES = 100 << 20
 ZONES = sorted(zoneinfo.available_timezones() - {"Factory", "localtime"})
+_LIST_KINDS = frozenset(
+    {"task.status", "task.created", "task.scheduled", "task.completed", "live.connected"}
+)
+_SHOWN_ERRORS = frozenset(
+    {
+        "objective",
+        "run_at",
+        "cron",
+        "timezone",
+        "max_steps",
+        "max_tokens",
+        "max_cost",
+        "budget.max_steps",
+        "budget.max_tokens",
+        "budget.max_cost_usd",
+    }
+)
 _EDITABLE = frozenset(
     {
         "objective",
@@ -89,6 +106,7 @@ class DashboardState(SessionState):
             name = (upload.name or "file").rsplit("/", 1)[-1]
             total += len(data)
             if total > MAX_STAGED_BYTES:
+                self.staged = [name for name, _, _ in self._files]
                 return rx.toast.error("That is more than 100 MB of files for one task.")
             self._files = [f for f in self._files if f[0] != name]
             self._files.append((name, data, upload.content_type or "application/octet-stream"))
@@ -107,7 +125,7 @@ class DashboardState(SessionState):
         if not self.access_token:
             return None
         try:
-            await self.reload()
+            await self._reload()
         except ApiError as exc:
             return rx.toast.error(exc.message)
         return rx.call_script(
@@ -115,22 +133,28 @@ class DashboardState(SessionState):
             callback=DashboardState.set_browser_zone,
         )
 
-    async def reload(self) -> None:
-        """Reads the person's tasks and the next run of each schedule."""
-        page = await self.api("GET", "/tasks", params={"limit": 100})
-        schedules = await self.api("GET", "/schedules")
+    async def _list(self, statuses: frozenset[str], limit: int = 100) -> list[dict[str, Any]]:
+        params = [("limit", limit), *(("status", status) for status in sorted(statuses))]
+        page = await self._api("GET", "/tasks", params=params)
+        items: list[dict[str, Any]] = page["items"]
+        return items
+
+    async def _reload(self) -> None:
+        """Reads each list's tasks, and the next run of each schedule."""
+        schedules = await self._api("GET", "/schedules")
         next_runs = {
             s["next_task_id"]: s.get("next_run_at") or ""
             for s in schedules
             if s.get("next_task_id")
         }
-        items = [task_item_of(t, next_runs.get(t["id"], "")) for t in page["items"]]
-        self.working = [t for t in items if t.status in ACTIVE]
-        self.waiting = [t for t in items if t.waiting]
+        self.working = [task_item_of(t) for t in await self._list(ACTIVE)]
+        self.waiting = [task_item_of(t) for t in await self._list(WAITING)]
+        scheduled = await self._list(frozenset({"scheduled"}))
         self.scheduled = sorted(
-            (t for t in items if t.status == "scheduled"), key=lambda t: t.next_run_at or "~"
+            (task_item_of(t, next_runs.get(t["id"], "")) for t in scheduled),
+            key=lambda t: t.next_run_at or "~",
         )
-        self.recent = [t for t in items if t.final][:8]
+        self.recent = [task_item_of(t) for t in await self._list(FINAL, limit=8)]
 
     def _body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"objective": self.objective.strip()}
@@ -154,7 +178,8 @@ class DashboardState(SessionState):
             if not self.date or not self.time:
                 self.errors = {**self.errors, "run_at": "choose a date and a time"}
             else:
-                body["run_at"] = f"{self.date}T{self.time}"
+                seconds = "" if self.time.count(":") == 2 else ":00"  # a browser may omit them
+                body["run_at"] = f"{self.date}T{self.time}{seconds}"
                 body["timezone"] = self.timezone
         elif self.when == "repeat":
             if not self.repeat_cron:
@@ -176,15 +201,18 @@ class DashboardState(SessionState):
         self.busy = True
         yield
         try:
-            task = await self.api("POST", "/tasks", json=body)
+            task = await self._api("POST", "/tasks", json=body)
         except ApiError as exc:
             self.busy = False
-            self.errors = field_errors(exc.errors) or {"form": exc.message}
+            found = field_errors(exc.errors)
+            if not found or not set(found) <= _SHOWN_ERRORS:
+                found["form"] = exc.message  # a problem no field of the form shows
+            self.errors = found
             return
         if self._files:
             files = [("files", item) for item in self._files]
             try:
-                await self.api("POST", f"/tasks/{task['id']}/files", files=files)
+                await self._api("POST", f"/tasks/{task['id']}/files", files=files)
             except ApiError as exc:
                 yield rx.toast.error(f"The task was created, but its files were not: {exc.message}")
         self.busy = False
@@ -197,11 +225,11 @@ class DashboardState(SessionState):
 
 @listen
 async def _on_event(session: SessionState, event: dict[str, Any]) -> None:
-    if event["kind"] not in ("task.status", "task.created", "task.scheduled", "task.completed"):
+    if event["kind"] not in _LIST_KINDS:
         return
     state = await session.get_state(DashboardState)
     if state.router.url.path in ("/", ""):
-        await state.reload()
+        await state._reload()
 
 
 def countdown(next_run_at: rx.Var[str], soon: rx.Var[bool]) -> rx.Component:
@@ -405,6 +433,7 @@ def _new_task() -> rx.Component:
             value=DashboardState.title,
             on_change=lambda v: DashboardState.set_field("title", v),
             placeholder="A short name (optional)",
+            max_length=200,
             id="title",
             width="100%",
         ),

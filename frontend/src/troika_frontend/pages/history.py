@@ -51,7 +51,7 @@ class HistoryState(SessionState):
             params.append(("q", self.query.strip()))
         params += [("status", status) for status in FILTERS.get(self.show, [])]
         try:
-            page = await self.api("GET", "/tasks", params=params)
+            page = await self._api("GET", "/tasks", params=params)
         except ApiError as exc:
             return rx.toast.error(exc.message)
         self.items = [task_item_of(t) for t in page["items"]]
@@ -78,7 +78,7 @@ class HistoryState(SessionState):
 
     async def _act(self, method: str, path: str, done: str) -> Any:  # noqa: ANN401
         try:
-            answer = await self.api(method, path)
+            answer = await self._api(method, path)
         except ApiError as exc:
             return rx.toast.error(exc.message)
         await self.load()

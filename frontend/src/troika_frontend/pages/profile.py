@@ -44,6 +44,7 @@ class ProfileState(SessionState):
     smtp_password_set: bool = False
     policies: list[PolicyRow] = []  # noqa: RUF012
     confirm_tool: str = ""
+    loaded: int = 0
 
     @rx.event
     async def load(self) -> Any:  # noqa: ANN401 - Reflex event specs
@@ -57,14 +58,15 @@ class ProfileState(SessionState):
         return None
 
     async def _load(self) -> None:
-        me = await self.api("GET", "/auth/profile")
+        self.loaded += 1  # the forms are drawn again with what was read
+        me = await self._api("GET", "/auth/profile")
         self.display = str(me.get("display_name") or "")
         self.photo = ""
         if me.get("photo_url"):
-            data = await self.fetch("/auth/photo")
+            data = await self._fetch("/auth/photo")
             kind = _image_type(data)
             self.photo = f"data:{kind};base64,{base64.b64encode(data).decode()}" if kind else ""
-        credentials = await self.api("GET", "/credentials")
+        credentials = await self._api("GET", "/credentials")
         smtp = next((c for c in credentials if c.get("kind") == "smtp"), None)
         self.smtp = {k: str(v) for k, v in (smtp or {}).get("settings", {}).items()}
         self.smtp_password_set = bool(smtp and smtp.get("password_set"))
@@ -76,7 +78,7 @@ class ProfileState(SessionState):
                 mode=str(p.get("mode", "ask")),
                 side_effects=bool(p.get("side_effects")),
             )
-            for p in await self.api("GET", "/policies")
+            for p in await self._api("GET", "/policies")
         ]
 
     @rx.event
@@ -91,11 +93,11 @@ class ProfileState(SessionState):
         if str(form.get("current_password", "")):
             body["current_password"] = str(form["current_password"])
         try:
-            await self.api("PUT", "/auth/profile", json=body)
+            await self._api("PUT", "/auth/profile", json=body)
         except ApiError as exc:
             self.errors = field_errors(exc.errors) or {"profile": exc.message}
             return None
-        await self.refresh_me()
+        await self._refresh_me()
         return rx.toast.success("Profile saved.")
 
     @rx.event
@@ -110,7 +112,7 @@ class ProfileState(SessionState):
             "new_password": str(form.get("new_password", "")),
         }
         try:
-            await self.api("PUT", "/auth/password", json=body)
+            await self._api("PUT", "/auth/password", json=body)
         except ApiError as exc:
             self.errors = field_errors(exc.errors) or {"password": exc.message}
             return None
@@ -125,20 +127,20 @@ class ProfileState(SessionState):
         data = await upload.read()
         kind = upload.content_type or "application/octet-stream"
         try:
-            await self.api(
+            await self._api(
                 "PUT", "/auth/photo", files=[("photo", (upload.name or "photo", data, kind))]
             )
         except ApiError as exc:
             return rx.toast.error(exc.message)
         await self._load()
-        await self.refresh_me()
+        await self._refresh_me()
         return rx.toast.success("Photo saved.")
 
     @rx.event
     async def remove_photo(self) -> Any:  # noqa: ANN401
         """Removes the profile photo."""
         try:
-            await self.api("DELETE", "/auth/photo")
+            await self._api("DELETE", "/auth/photo")
         except ApiError as exc:
             return rx.toast.error(exc.message)
         self.photo = ""
@@ -163,7 +165,7 @@ class ProfileState(SessionState):
         if str(form.get("password", "")):
             body["password"] = str(form["password"])
         try:
-            await self.api("PUT", "/credentials/smtp", json=body)
+            await self._api("PUT", "/credentials/smtp", json=body)
         except ApiError as exc:
             found = field_errors(exc.errors)
             self.errors = {f"smtp.{k}": v for k, v in found.items()} or {"smtp": exc.message}
@@ -175,7 +177,7 @@ class ProfileState(SessionState):
     async def forget_smtp(self) -> Any:  # noqa: ANN401
         """Removes the mail server settings and password."""
         try:
-            await self.api("DELETE", "/credentials/smtp")
+            await self._api("DELETE", "/credentials/smtp")
         except ApiError as exc:
             return rx.toast.error(exc.message)
         await self._load()
@@ -198,7 +200,7 @@ class ProfileState(SessionState):
             body["confirm"] = True
         self.confirm_tool = ""
         try:
-            await self.api("PUT", f"/policies/{tool}", json=body)
+            await self._api("PUT", f"/policies/{tool}", json=body)
         except ApiError as exc:
             return rx.toast.error(exc.message)
         await self._load()
@@ -298,6 +300,7 @@ def _account() -> rx.Component:
                 width="100%",
             ),
             on_submit=ProfileState.save_profile,
+            key=ProfileState.loaded.to_string(),
         ),
     )
 
@@ -320,7 +323,6 @@ def _password() -> rx.Component:
                 width="100%",
             ),
             on_submit=ProfileState.change_password,
-            reset_on_submit=True,
         ),
     )
 
@@ -331,8 +333,8 @@ def _smtp() -> rx.Component:
             rx.heading("E-mail sending (SMTP)", size="4"),
             rx.cond(
                 ProfileState.smtp_password_set,
-                badge("password stored", "green"),
-                badge("no password stored", "gray"),
+                badge("password stored", "green", id="smtp-password-state"),
+                badge("no password stored", "gray", id="smtp-password-state"),
             ),
             align="center",
         ),
@@ -415,7 +417,7 @@ def _smtp() -> rx.Component:
                 width="100%",
             ),
             on_submit=ProfileState.save_smtp,
-            reset_on_submit=False,
+            key="smtp-" + ProfileState.loaded.to_string(),
         ),
         id="smtp",
     )

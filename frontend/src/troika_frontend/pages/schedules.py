@@ -26,14 +26,14 @@ class SchedulesState(SessionState):
         if not self.access_token:
             return None
         try:
-            self.items = [schedule_of(s) for s in await self.api("GET", "/schedules")]
+            self.items = [schedule_of(s) for s in await self._api("GET", "/schedules")]
         except ApiError as exc:
             return rx.toast.error(exc.message)
         return None
 
     async def _act(self, method: str, path: str, done: str) -> Any:  # noqa: ANN401
         try:
-            await self.api(method, path)
+            await self._api(method, path)
         except ApiError as exc:
             return rx.toast.error(exc.message)
         await self.load()

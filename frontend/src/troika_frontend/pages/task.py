@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import reflex as rx
 
@@ -29,6 +30,7 @@ _PAGE = 500
 _DETAIL_KINDS = frozenset(
     {
         "plan.ready",
+        "step.requested",
         "subtask.done",
         "tool.finished",
         "review.verdict",
@@ -81,26 +83,27 @@ class TaskState(SessionState):
         if not self.access_token:
             return None
         task_id = str(self.router.url.path).rstrip("/").rsplit("/", 1)[-1]
-        if task_id != self.current:
-            self.current, self.timeline, self.last_seq = task_id, [], 0
+        if task_id != self.current:  # another task: nothing of the last one stays on screen
+            self.reset()  # type: ignore[no-untyped-call]
+            self.current = task_id
         approvals = await self.get_state(ApprovalsState)
         approvals.task_filter = task_id
         try:
-            await self.refresh()
-            await self.catch_up()
-            await approvals.reload()
+            await self._refresh()
+            await self._catch_up()
+            await approvals._reload()
         except ApiError as exc:
             if exc.status == 404:
                 self.found = False
                 return None
             return rx.toast.error(exc.message)
         self.found = True
-        await self.follow_task(task_id, self.last_seq)
+        await self._follow_task(task_id, self.last_seq)
         return None
 
-    async def refresh(self) -> None:
+    async def _refresh(self) -> None:
         """Reads the task's detail again."""
-        task = await self.api("GET", f"/tasks/{self.current}")
+        task = await self._api("GET", f"/tasks/{self.current}")
         status = str(task["status"])
         self.title = str(task.get("title") or task.get("objective", ""))
         self.objective = str(task.get("objective", ""))
@@ -126,21 +129,21 @@ class TaskState(SessionState):
         if not self.new_title:
             self.new_title = self.title
 
-    async def catch_up(self) -> None:
+    async def _catch_up(self) -> None:
         """Adds the events after the last one shown (the log is the source of truth)."""
         while True:
-            page = await self.api(
+            page = await self._api(
                 "GET",
                 f"/tasks/{self.current}/events",
                 params={"after": self.last_seq, "limit": _PAGE},
             )
             events = page.get("events") or []
             for event in events:
-                self.add(event)
+                self._add(event)
             if len(events) < _PAGE:
                 return
 
-    def add(self, event: dict[str, Any]) -> None:
+    def _add(self, event: dict[str, Any]) -> None:
         """Shows one event, once, in order."""
         seq = int(event["seq"])
         if seq <= self.last_seq:
@@ -156,16 +159,16 @@ class TaskState(SessionState):
         if item is not None:
             self.timeline = [*self.timeline, item]
 
-    async def on_live(self, event: dict[str, Any]) -> None:
+    async def _on_live(self, event: dict[str, Any]) -> None:
         """A live event of the task on screen."""
         seq = int(event["seq"])
         if seq <= self.last_seq:
             return
         if seq > self.last_seq + 1:
-            await self.catch_up()  # fill a gap from the log first
-        self.add({**event, "created_at": event.get("at")})
+            await self._catch_up()  # fill a gap from the log first
+        self._add({**event, "created_at": event.get("at")})
         if event["kind"] in _DETAIL_KINDS:
-            await self.refresh()
+            await self._refresh()
 
     @rx.event
     def set_guidance(self, text: str) -> None:
@@ -186,7 +189,7 @@ class TaskState(SessionState):
     async def guide(self, action: str) -> Any:  # noqa: ANN401
         """Answers a stuck task: go on with instructions, re-plan, or cancel."""
         try:
-            await self.api(
+            await self._api(
                 "POST",
                 f"/tasks/{self.current}/guidance",
                 json={"action": action, "text": self.guidance_text.strip()},
@@ -194,7 +197,7 @@ class TaskState(SessionState):
         except ApiError as exc:
             return rx.toast.error(exc.message)
         self.guidance_text = ""
-        await self.refresh()
+        await self._refresh()
         return rx.toast.success(
             {"continue": "Sent.", "replan": "Re-planning.", "cancel": "Cancelled."}.get(
                 action, "Sent."
@@ -205,17 +208,17 @@ class TaskState(SessionState):
     async def cancel(self) -> Any:  # noqa: ANN401
         """Stops the task."""
         try:
-            await self.api("POST", f"/tasks/{self.current}/cancel")
+            await self._api("POST", f"/tasks/{self.current}/cancel")
         except ApiError as exc:
             return rx.toast.error(exc.message)
-        await self.refresh()
+        await self._refresh()
         return rx.toast("The task was cancelled.")
 
     @rx.event
     async def rerun(self) -> Any:  # noqa: ANN401
         """Runs the same objective again, as a new task."""
         try:
-            task = await self.api("POST", f"/tasks/{self.current}/rerun")
+            task = await self._api("POST", f"/tasks/{self.current}/rerun")
         except ApiError as exc:
             return rx.toast.error(exc.message)
         return rx.redirect(f"/tasks/{task['id']}")
@@ -226,7 +229,7 @@ class TaskState(SessionState):
         if not self.follow_up.strip():
             return rx.toast.error("Say what should be done next.")
         try:
-            task = await self.api(
+            task = await self._api(
                 "POST",
                 f"/tasks/{self.current}/continue",
                 json={"objective": self.follow_up.strip()},
@@ -240,17 +243,17 @@ class TaskState(SessionState):
     async def rename(self) -> Any:  # noqa: ANN401
         """Gives the task a new name."""
         try:
-            await self.api("PUT", f"/tasks/{self.current}", json={"title": self.new_title.strip()})
+            await self._api("PUT", f"/tasks/{self.current}", json={"title": self.new_title.strip()})
         except ApiError as exc:
             return rx.toast.error(exc.message)
-        await self.refresh()
+        await self._refresh()
         return rx.toast.success("Renamed.")
 
     @rx.event
     async def delete(self) -> Any:  # noqa: ANN401
         """Deletes the task with its files and log."""
         try:
-            await self.api("DELETE", f"/tasks/{self.current}")
+            await self._api("DELETE", f"/tasks/{self.current}")
         except ApiError as exc:
             return rx.toast.error(exc.message)
         return rx.redirect("/history")
@@ -259,7 +262,7 @@ class TaskState(SessionState):
     async def download(self, name: str) -> Any:  # noqa: ANN401
         """Hands one of the task's files to the browser."""
         try:
-            data = await self.fetch(f"/tasks/{self.current}/files/{name}")
+            data = await self._fetch(f"/tasks/{self.current}/files/{quote(name, safe='/')}")
         except ApiError as exc:
             return rx.toast.error(exc.message)
         return rx.download(data=data, filename=name.rsplit("/", 1)[-1])
@@ -269,7 +272,9 @@ class TaskState(SessionState):
 async def _on_event(session: SessionState, event: dict[str, Any]) -> None:
     state = await session.get_state(TaskState)
     if state.current and event["task_id"] == state.current:
-        await state.on_live(event)
+        await state._on_live(event)
+    elif state.current and event["kind"] == "live.connected":
+        await state._catch_up()
 
 
 def _step(step: Step) -> rx.Component:

@@ -31,6 +31,8 @@ def main() -> None:
         access_log=False,
         timeout_graceful_shutdown=10,
         ws_ping_interval=20,
+        proxy_headers=True,
+        forwarded_allow_ips=list(settings.trusted_proxies),
     )
 
 

@@ -56,6 +56,8 @@ class GatewaySettings(BusSettings):
         login_attempts_per_account: Failed logins of one account in the window before it waits.
         login_attempts_per_address: Login attempts from one client address in the window.
         login_window_s: The rate-limit window.
+        trusted_proxies: Peers whose ``X-Forwarded-For`` names the real client (the web app,
+            a reverse proxy): login limits and the audit trail then count people, not the proxy.
         password_time_cost: Argon2id passes per hash (more is slower for attackers and for us).
         password_memory_kib: Argon2id memory per hash, in KiB.
         stuck_denials: Denied tool calls in one task before it asks for guidance.
@@ -93,6 +95,7 @@ class GatewaySettings(BusSettings):
     login_attempts_per_account: int = Field(default=5, ge=1)
     login_attempts_per_address: int = Field(default=30, ge=1)
     login_window_s: int = Field(default=15 * 60, ge=1)
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1",)
     password_time_cost: int = Field(default=3, ge=1, le=20)
     password_memory_kib: int = Field(default=64 * 1024, ge=8 * 1024, le=4 * 1024 * 1024)
     stuck_denials: int = Field(default=3, ge=1)

@@ -480,14 +480,17 @@ class Tasks:
             stored.append(
                 (upload, target, await store_upload(upload, target, self.max_upload_bytes))
             )
-        rows = []
-        for upload, target, info in stored:
-            rows.append(await self._record(task, target.name, info, upload.content_type, "upload"))
+        rows: list[File] = []
 
         async def change(fresh: Task) -> None:
+            # Recorded here, not before: a retry after a concurrent write (the orchestrator
+            # starting the task) rolls back everything of the attempt, the records too.
+            rows[:] = [
+                await self._record(fresh, target.name, info, upload.content_type, "upload")
+                for upload, target, info in stored
+            ]
             self._event(fresh, "files.uploaded", names=[row.name for row in rows])
 
-        await self.db.flush()
         await self._change(task.id, change)
         return [_file_view(task.id, row) for row in rows]
 
