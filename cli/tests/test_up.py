@@ -20,7 +20,7 @@ from troika.embedded import free_port
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("stack")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("up")]
 
 COMPONENTS = ("nats", "valkey", "llm", "gateway", "worker", "planner", "executor", "reviewer")
 
