@@ -305,6 +305,8 @@ class SessionState(rx.State):
     async def _follow(self, feed: LiveFeed) -> None:
         async for event in feed.events():
             async with self:
+                if event["kind"] == "live.connected":
+                    self.live = True
                 for handler in _listeners:
                     try:
                         await handler(self, event)
