@@ -47,7 +47,7 @@ check: install ## start everything, wait until ready, print the status table, st
 	$(UV) run --frozen troika up --check
 
 # Three workers on any machine: most tests wait on servers and processes, not on the CPU; the
-# end-to-end stacks are grouped by kind, one group per worker (see tests/conftest.py).
+# end-to-end stacks share one worker (see tests/conftest.py), the `troika up` tests another.
 PYTEST_WORKERS ?= 3
 
 test: install ## run the whole test suite (real NATS, Redis and PostgreSQL where present)

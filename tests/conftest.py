@@ -116,10 +116,9 @@ async def gateway_ready(url: str) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The end-to-end tests run whole stacks of processes: under pytest-xdist (``--dist
-    loadgroup``) the browser tests share one worker and the others another, one stack at a time
-    on each, while the remaining workers take the rest."""
+    loadgroup``) they share one worker, one stack at a time (more at once only made each slower
+    on two cores), while the other workers take the rest."""
     here = __file__.rsplit("/", 1)[0]
     for item in items:
         if str(item.path).startswith(here):
-            group = "web" if item.path.name.startswith("test_web") else "stack"
-            item.add_marker(pytest.mark.xdist_group(group))
+            item.add_marker(pytest.mark.xdist_group("stack"))

@@ -89,8 +89,8 @@ class TaskState(SessionState):
         approvals = await self.get_state(ApprovalsState)
         approvals.task_filter = task_id
         try:
-            await self._refresh()
             await self._catch_up()
+            await self._refresh()  # after the log: the detail is never older than the timeline
             await approvals._reload()
         except ApiError as exc:
             if exc.status == 404:
@@ -129,8 +129,10 @@ class TaskState(SessionState):
         if not self.new_title:
             self.new_title = self.title
 
-    async def _catch_up(self) -> None:
-        """Adds the events after the last one shown (the log is the source of truth)."""
+    async def _catch_up(self) -> bool:
+        """Adds the events after the last one shown (the log is the source of truth); whether
+        one of them changed what the detail shows."""
+        changed = False
         while True:
             page = await self._api(
                 "GET",
@@ -139,15 +141,15 @@ class TaskState(SessionState):
             )
             events = page.get("events") or []
             for event in events:
-                self._add(event)
+                changed = (self._add(event) and event["kind"] in _DETAIL_KINDS) or changed
             if len(events) < _PAGE:
-                return
+                return changed
 
-    def _add(self, event: dict[str, Any]) -> None:
-        """Shows one event, once, in order."""
+    def _add(self, event: dict[str, Any]) -> bool:
+        """Shows one event, once, in order; whether it was new."""
         seq = int(event["seq"])
         if seq <= self.last_seq:
-            return
+            return False
         self.last_seq = seq
         if event["kind"] == "task.needs_guidance":
             evidence = (event.get("data") or {}).get("evidence") or {}
@@ -158,16 +160,16 @@ class TaskState(SessionState):
         item = timeline_item(event)
         if item is not None:
             self.timeline = [*self.timeline, item]
+        return True
 
     async def _on_live(self, event: dict[str, Any]) -> None:
         """A live event of the task on screen."""
         seq = int(event["seq"])
         if seq <= self.last_seq:
             return
-        if seq > self.last_seq + 1:
-            await self._catch_up()  # fill a gap from the log first
+        changed = seq > self.last_seq + 1 and await self._catch_up()  # a gap: the log first
         self._add({**event, "created_at": event.get("at")})
-        if event["kind"] in _DETAIL_KINDS:
+        if changed or event["kind"] in _DETAIL_KINDS:
             await self._refresh()
 
     @rx.event
@@ -273,8 +275,8 @@ async def _on_event(session: SessionState, event: dict[str, Any]) -> None:
     state = await session.get_state(TaskState)
     if state.current and event["task_id"] == state.current:
         await state._on_live(event)
-    elif state.current and event["kind"] == "live.connected":
-        await state._catch_up()
+    elif state.current and event["kind"] == "live.connected" and await state._catch_up():
+        await state._refresh()
 
 
 def _step(step: Step) -> rx.Component:
