@@ -204,6 +204,7 @@ class SessionState(rx.State):
     def _signed_out(self) -> Any:  # noqa: ANN401 - a Reflex event spec
         """Forgets the session, and everything the pages held for it, and goes to sign in."""
         self.access_token = self.refresh_token = ""
+        _feeds.pop(self.router.session.client_token, None)  # ends this tab's live view
         self.username = self.email = self.display_name = ""
         self.pending = 0
         for state in self.substates.values():  # the pages: nothing is left for the next person
@@ -272,8 +273,11 @@ class SessionState(rx.State):
         feed.token = token
         follower = asyncio.create_task(self._follow(feed))
         gone_since: float | None = None
+        shown: bool | None = None
         try:
-            while not follower.done():
+            # Signing out takes the feed away; the tab's state is locked only when the
+            # connection's state changes, not every second.
+            while not follower.done() and _feeds.get(client) is feed:
                 await asyncio.sleep(1)
                 if _tab_connected(client):
                     gone_since = None
@@ -281,15 +285,16 @@ class SessionState(rx.State):
                     gone_since = time.monotonic()
                 elif time.monotonic() - gone_since > settings().web_idle_s:
                     break
-                async with self:
-                    self.live = feed.connected.is_set()
-                    if not self.access_token:
-                        break  # signed out
+                if (connected := feed.connected.is_set()) != shown:
+                    shown = connected
+                    async with self:
+                        self.live = connected
         finally:
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError, LiveRefused, Exception):
                 await follower
-            _feeds.pop(client, None)
+            if _feeds.get(client) is feed:
+                del _feeds[client]
             async with self:
                 self._watching = False
                 self.live = False
