@@ -21,7 +21,7 @@ async def replicas_ready(bus, count: int) -> None:
     async def ready() -> bool:
         return len(await ping_service(bus.nc, bus.topology.service_name("probe"))) >= count
 
-    await wait_for(ready, timeout=20, what=f"{count} probe replicas")
+    await wait_for(ready, timeout=60, what=f"{count} probe replicas")
 
 
 async def test_a_replica_killed_mid_message_hands_it_to_the_survivor(bus, spawn, journal):
@@ -100,7 +100,7 @@ async def test_a_malformed_message_is_dead_lettered_by_the_planner_not_looped(bu
     async def planner_ready() -> bool:
         return len(await ping_service(bus.nc, bus.topology.service_name("planner"))) == 1
 
-    await wait_for(planner_ready, timeout=20, what="the planner")
+    await wait_for(planner_ready, timeout=60, what="the planner")
     subject = f"{bus.topology.prefix}.plan.requested"
     await bus.js.publish(subject, b'{"type": "plan.requested", "objective": 42}')
 
