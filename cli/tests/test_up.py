@@ -91,6 +91,19 @@ def status_rows(output: str) -> dict[str, str]:
     return rows
 
 
+def can_listen_on(port: int) -> bool:
+    """Whether a new server could listen on the port now, as uvicorn would (SO_REUSEADDR)."""
+    with socket.socket() as probe:
+        # closed connections may linger in TIME_WAIT; only a socket still listening keeps the port
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+            probe.listen()
+        except OSError:
+            return False
+        return True
+
+
 def run_check(
     data_dir: Path, port: int, *args: str, **extra: str
 ) -> subprocess.CompletedProcess[str]:
@@ -117,8 +130,7 @@ def test_up_check_starts_everything_reports_ready_and_stops(tmp_path: Path) -> N
     assert "it plans poorly" in result.stdout
     assert (data_dir / "nats" / "jetstream").is_dir()  # the embedded servers keep their data here
     assert not [pid for pid in descendants(1) if str(data_dir).encode() in _cmdline(pid)]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", port))  # the gateway let go of its port
+    assert can_listen_on(port)  # the gateway let go of its port
 
 
 def test_up_uses_servers_that_are_already_configured(
@@ -292,5 +304,4 @@ def test_up_serves_the_web_app_and_stops_it(tmp_path: Path, start_up) -> None:
     assert "Stopped." in rest
     left = wait_gone(children)
     assert left == set(), [_cmdline(pid) for pid in left]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", web_port))  # the web app let go of its port
+    assert can_listen_on(web_port)  # the web app let go of its port
