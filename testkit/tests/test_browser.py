@@ -1,4 +1,5 @@
-"""The browser fixtures: the system's Chromium opens a real page, and screenshots are kept."""
+"""The browser fixtures: the system's Chromium and Firefox open a real page, and screenshots are
+kept."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from troika_testkit import browser
-from troika_testkit.browser import Screenshots
+from troika_testkit.browser import BROWSERS, Screenshots
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -50,10 +51,17 @@ def probe_url() -> Iterator[str]:
         thread.join(5)
 
 
+@pytest.mark.parametrize("browser_name", BROWSERS)
 async def test_the_page_opens_a_real_page_and_screenshots_are_kept(
-    page: Page, screenshots: Screenshots, probe_url: str, pytestconfig: pytest.Config
+    browser_name: str,
+    page: Page,
+    screenshots: Screenshots,
+    probe_url: str,
+    pytestconfig: pytest.Config,
 ) -> None:
     await page.goto(probe_url)
+    agent = await page.evaluate("navigator.userAgent")
+    assert ("Firefox/" in agent) == (browser_name == "firefox"), agent
     assert await page.title() == "Probe"
     assert await page.inner_text("#greeting") == "Hello from the probe page"
     assert page.viewport_size == {"width": 1280, "height": 900}
@@ -62,13 +70,13 @@ async def test_the_page_opens_a_real_page_and_screenshots_are_kept(
     second = await screenshots.shot(page, "the same, again!")
 
     folder = pytestconfig.rootpath / "var" / "screenshots"
-    folder /= "test_the_page_opens_a_real_page_and_screenshots_are_kept"
+    folder /= f"test_the_page_opens_a_real_page_and_screenshots_are_kept-{browser_name}"
     assert first == folder / "01-opened.png"
     assert second == folder / "02-the-same-again.png"
     png = first.read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
-    assert width == 1280
+    assert 1280 - 20 <= width <= 1280  # the viewport, less a scrollbar where one is drawn
     assert height > 2000  # the whole page, not only the 900 pixels of the viewport
 
 
@@ -89,3 +97,19 @@ def test_a_missing_chromium_skips_the_test_but_fails_it_under_ci(monkeypatch, tm
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="apt-get install chromium"):
         browser.require_chromium()
+
+
+def test_a_missing_firefox_skips_the_test_but_fails_it_under_ci(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(browser, "FIREFOX", tmp_path / "firefox-esr")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install firefox-esr"):
+        browser.require_firefox()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install firefox-esr"):
+        browser.require_firefox()
+
+
+async def test_an_unknown_browser_is_named_in_the_error() -> None:
+    expected = "unknown browser 'lynx'; the test kit drives chromium, firefox"
+    with pytest.raises(ValueError, match=expected):
+        await browser.launch(None, "lynx")  # type: ignore[arg-type]

@@ -115,7 +115,7 @@ async def _up(settings: UpSettings, *, check: bool) -> int:
         if check:
             return 0
         if settings.web:
-            open_line = f"Open {stack.web_url} in your browser."
+            open_line = f"Open {stack.open_url} in your browser."
             print(f"\x1b[1m{open_line}\x1b[0m" if color else open_line)  # noqa: T201
         print(f"API: {stack.gateway_url}   (Ctrl+C stops everything)\n", flush=True)  # noqa: T201
         assert stack.supervisor is not None  # noqa: S101 - started above

@@ -23,6 +23,8 @@ class UpSettings(LlmSettings):
         web: Run the web app (``TROIKA_WEB=false`` leaves it out: the API alone).
         web_host: The address the web app listens on.
         web_port: The web app's port (its pages and the socket they talk through).
+        web_public_url: The address people open when it is not the web app's own, e.g. behind
+            a reverse proxy (also what the pages connect back to).
         ready_timeout_s: How long ``troika up`` waits for everything to report ready (long
             enough for the web app's first build, which fetches its packages from npm).
         llm_gguf: The GGUF model the local provider serves (default: SmolLM2-135M-Instruct).
@@ -38,6 +40,7 @@ class UpSettings(LlmSettings):
     web: bool = True
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=3000, ge=1, le=65535)
+    web_public_url: str | None = None
     ready_timeout_s: float = Field(default=180.0, gt=0)
     llm_gguf: Path | None = None
 

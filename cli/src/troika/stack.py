@@ -208,6 +208,11 @@ class Stack:
             host = "127.0.0.1"
         return f"http://{host}:{self.settings.web_port}"
 
+    @property
+    def open_url(self) -> str:
+        """The address people open: the public one when set, else the web app's own."""
+        return (self.settings.web_public_url or self.web_url).rstrip("/")
+
     async def start(self) -> None:
         """Starts the embedded servers that are not configured elsewhere, then every service.
 
@@ -302,7 +307,7 @@ class Stack:
         )
         rows = []
         if self.settings.web:
-            rows.append(Component("web", self.web_url, note="open this in your browser"))
+            rows.append(Component("web", self.open_url, note="open this in your browser"))
         rows += [
             Component("nats", self.nats_url, note=nats_note),
             Component("valkey" if self.valkey_server else "redis", self.redis_url, note=redis_note),

@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 import reflex as rx
+from reflex_components_core.core.banner import has_connection_errors
 
 from troika_frontend.session import SessionState
 
 __all__ = ["badge", "confirm_button", "frame", "markdown", "nav_link", "panel", "public_frame"]
+
+
+def _live_state() -> rx.Component:
+    """Whether what the page shows is live: the browser's own connection to the web app first
+    (while it is down nothing new arrives, whatever the server hears), then the server's."""
+    words = rx.cond(
+        has_connection_errors, "Reconnecting…", rx.cond(SessionState.live, "Live", "Connecting…")
+    )
+    colour = rx.cond(
+        has_connection_errors,
+        rx.color("amber", 9),
+        rx.cond(SessionState.live, rx.color("green", 9), rx.color("gray", 8)),
+    )
+    return rx.hstack(
+        rx.box(width="8px", height="8px", border_radius="50%", background=colour),
+        rx.text(words, size="1", color_scheme="gray", id="live-state"),
+        align="center",
+    )
 
 
 def _no_image(*_: object, **__: object) -> rx.Component:
@@ -81,21 +100,7 @@ def _navigation(current: str) -> rx.Component:
         nav_link("Schedules", "/schedules", "calendar-clock", active=current == "/schedules"),
         nav_link("Profile", "/profile", "user-round", active=current == "/profile"),
         rx.spacer(),
-        rx.hstack(
-            rx.box(
-                width="8px",
-                height="8px",
-                border_radius="50%",
-                background=rx.cond(SessionState.live, rx.color("green", 9), rx.color("gray", 8)),
-            ),
-            rx.text(
-                rx.cond(SessionState.live, "Live", "Connecting…"),
-                size="1",
-                color_scheme="gray",
-                id="live-state",
-            ),
-            align="center",
-        ),
+        _live_state(),
         rx.text(SessionState.username, size="2", weight="medium", id="signed-in-as"),
         # A tick now and then that restarts the live view if it ended while the tab slept.
         rx.moment(interval=15_000, format="X", on_change=SessionState.keep_live, display="none"),

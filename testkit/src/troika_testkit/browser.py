@@ -1,10 +1,14 @@
-"""A real browser for tests: the system's Chromium, driven by Playwright, with screenshots kept.
+"""Real browsers for tests: the system's Chromium and Firefox, driven by Playwright, with
+screenshots kept.
 
 Playwright never downloads a browser here (no ``playwright install``): tests drive the Debian
-``chromium`` package, which CI installs. Where it is missing a browser test is skipped, except
-under ``CI=true``, where it fails.
+``chromium`` and ``firefox-esr`` packages, which CI installs. Chromium is driven over the Chrome
+DevTools protocol; Firefox over WebDriver BiDi, the standard protocol a stock Firefox speaks
+(Playwright's ``moz-firefox`` channel), so no patched Firefox is needed. Where a browser is
+missing its tests are skipped, except under ``CI=true``, where they fail.
 
-The fixtures (``chromium``, ``page``, ``screenshots``) are registered by the test kit's plugin.
+The fixtures (``browser_name``, ``browser``, ``chromium``, ``page``, ``screenshots``) are
+registered by the test kit's plugin.
 """
 
 from __future__ import annotations
@@ -22,12 +26,17 @@ if TYPE_CHECKING:
     from playwright.async_api import Browser, Page, Playwright, ViewportSize
 
 __all__ = [
+    "BROWSERS",
     "CHROMIUM",
     "CHROMIUM_ARGS",
+    "FIREFOX",
     "VIEWPORT",
     "Screenshots",
+    "launch",
     "launch_chromium",
+    "launch_firefox",
     "require_chromium",
+    "require_firefox",
 ]
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -40,17 +49,28 @@ CHROMIUM_ARGS = (
     "--disable-sync",
     "--no-first-run",
 )
+FIREFOX = Path("/usr/bin/firefox-esr")
 VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
+BROWSERS = ("chromium", "firefox")
+
+
+def _require(path: Path, package: str) -> Path:
+    if not path.is_file():
+        reason = f"{path} is missing (Debian: apt-get install {package}; CI always has it)"
+        if in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
 
 
 def require_chromium() -> Path:
     """The system's Chromium; skips the calling test where there is none (fails it under CI)."""
-    if not CHROMIUM.is_file():
-        reason = f"{CHROMIUM} is missing (Debian: apt-get install chromium; CI always has it)"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return CHROMIUM
+    return _require(CHROMIUM, "chromium")
+
+
+def require_firefox() -> Path:
+    """The system's Firefox; skips the calling test where there is none (fails it under CI)."""
+    return _require(FIREFOX, "firefox-esr")
 
 
 async def launch_chromium(playwright: Playwright) -> Browser:
@@ -60,6 +80,34 @@ async def launch_chromium(playwright: Playwright) -> Browser:
         headless=True,
         args=list(CHROMIUM_ARGS),
     )
+
+
+async def launch_firefox(playwright: Playwright) -> Browser:
+    """Launches the system's Firefox, headless, over WebDriver BiDi (see
+    :func:`require_firefox`)."""
+    return await playwright.firefox.launch(
+        channel="moz-firefox",
+        executable_path=require_firefox(),
+        headless=True,
+        firefox_user_prefs={
+            # nothing but the page under test goes over the network
+            "app.update.auto": False,
+            "browser.safebrowsing.downloads.remote.enabled": False,
+            "datareporting.policy.dataSubmissionEnabled": False,
+            "network.captive-portal-service.enabled": False,
+            "network.connectivity-service.enabled": False,
+        },
+    )
+
+
+async def launch(playwright: Playwright, name: str) -> Browser:
+    """Launches the system's browser called ``name``, one of :data:`BROWSERS`."""
+    if name == "chromium":
+        return await launch_chromium(playwright)
+    if name == "firefox":
+        return await launch_firefox(playwright)
+    message = f"unknown browser {name!r}; the test kit drives {', '.join(BROWSERS)}"
+    raise ValueError(message)
 
 
 def _file_name(text: str) -> str:

@@ -14,7 +14,7 @@ import pytest
 
 from troika_shared.bus import Bus
 from troika_shared.settings import AgentSettings
-from troika_testkit.browser import VIEWPORT, Screenshots, launch_chromium
+from troika_testkit.browser import VIEWPORT, Screenshots, launch
 from troika_testkit.llm import ScriptedLLM
 from troika_testkit.mail import MailServer
 from troika_testkit.processes import ServiceProcess
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "agent_settings",
+    "browser",
+    "browser_name",
     "bus",
     "bus_env",
     "bus_prefix",
@@ -169,18 +171,39 @@ def mail_server() -> Iterator[MailServer]:
 # could only be used by tests marked to run in a session-wide loop (and fails confusingly in the
 # others). A launch takes well under a second.
 @pytest.fixture
-async def chromium() -> AsyncIterator[Browser]:
-    """The system's Chromium, headless (see :mod:`troika_testkit.browser`)."""
+def browser_name() -> str:
+    """The browser the ``browser`` and ``page`` fixtures start: Chromium, unless a test
+    parametrizes ``browser_name`` (``@pytest.mark.parametrize("browser_name", BROWSERS)``)."""
+    return "chromium"
+
+
+@pytest.fixture
+async def browser(browser_name: str) -> AsyncIterator[Browser]:
+    """The system's browser called ``browser_name``, headless (see
+    :mod:`troika_testkit.browser`)."""
     # Imported here: Playwright is a dependency of the workspace's dev group, and the other
     # fixtures need not wait for it to load.
     from playwright.async_api import async_playwright  # noqa: PLC0415
 
     async with async_playwright() as playwright:
-        browser = await launch_chromium(playwright)
+        started = await launch(playwright, browser_name)
         try:
-            yield browser
+            yield started
         finally:
-            await browser.close()
+            await started.close()
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Browser]:
+    """The system's Chromium, headless, whatever ``browser_name`` says."""
+    from playwright.async_api import async_playwright  # noqa: PLC0415 - see browser
+
+    async with async_playwright() as playwright:
+        started = await launch(playwright, "chromium")
+        try:
+            yield started
+        finally:
+            await started.close()
 
 
 @pytest.fixture
@@ -192,13 +215,13 @@ def screenshots(request: pytest.FixtureRequest) -> Screenshots:
 
 @pytest.fixture
 async def page(
-    request: pytest.FixtureRequest, chromium: Browser, screenshots: Screenshots
+    request: pytest.FixtureRequest, browser: Browser, screenshots: Screenshots
 ) -> AsyncIterator[Page]:
-    """A page in a fresh browser context (1280x900, downloads accepted); when the test fails,
+    """A page of ``browser`` in a fresh context (1280x900, downloads accepted); when the test fails,
     the page as it was is saved as its last screenshot, ``NN-failure.png``."""
-    from playwright.async_api import Error as PlaywrightError  # noqa: PLC0415 - see chromium
+    from playwright.async_api import Error as PlaywrightError  # noqa: PLC0415 - see browser
 
-    context = await chromium.new_context(viewport=VIEWPORT, accept_downloads=True)
+    context = await browser.new_context(viewport=VIEWPORT, accept_downloads=True)
     try:
         tab = await context.new_page()
         yield tab
