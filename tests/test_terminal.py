@@ -52,12 +52,19 @@ async def test_a_task_runs_from_the_terminal_with_each_action_answered_at_the_pr
         headers = await sign_in(http)  # the account the terminal signs in with
 
     # no answers at all: the client stops, and the task keeps waiting for the person
-    closed = troika_task(stack, tmp_path, [], "Write an intro, then a summary")
+    outline = tmp_path / "outline.md"
+    outline.write_text("# Outline\n")
+    closed = troika_task(
+        stack, tmp_path, [], "Write an intro, then a summary", "--file", str(outline)
+    )
     assert closed.returncode == 3, closed.stdout + closed.stderr
     assert "the task keeps waiting" in closed.stdout
     async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
         [task] = (await http.get("/tasks", headers=headers)).json()["items"]
         assert task["status"] == "awaiting_approval"
+    # the planner was told of the file the task was made with
+    [plan_request] = scripted_llm.asked_for("PlanDraft")
+    assert "outline.md" in json.dumps(plan_request["messages"])
 
     # back to it (signed in by the kept session): approve one call, edit the other
     edited = {"path": "summary-final.md", "content": "# Summary, as I want it\n"}
@@ -79,7 +86,7 @@ async def test_a_task_runs_from_the_terminal_with_each_action_answered_at_the_pr
         edited_file = await http.get(f"{url}/files/summary-final.md", headers=headers)
         assert edited_file.text == "# Summary, as I want it\n"  # the edit ran, not the proposal
         names = {f["name"] for f in (await http.get(url, headers=headers)).json()["files"]}
-        assert names == {"intro.md", "summary-final.md"}
+        assert names == {"outline.md", "intro.md", "summary-final.md"}
         audit = (await http.get(f"{url}/audit", headers=headers)).json()
         assert [e["action"] for e in audit] == ["approved", "edited", "approved"]
         assert {e["client"]["name"] for e in audit} == {"troika-cli"}

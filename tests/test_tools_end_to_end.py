@@ -95,22 +95,18 @@ async def test_csv_totals_to_excel_emailed_to_the_person(stack, scripted_llm, ma
             "/credentials/smtp", headers=headers, json=mail_server.settings(password="mail-pass-7")
         )
         assert saved.status_code == 200, saved.text
-        task = (
-            await http.post(
-                "/tasks",
-                headers=headers,
-                json={
-                    "objective": "Read the CSV I uploaded, compute the totals per region, write "
-                    "them to an Excel file and e-mail it to me"
-                },
-            )
-        ).json()
-        uploaded = await http.post(
-            f"/tasks/{task['id']}/files",
+        objective = (
+            "Read the CSV I uploaded, compute the totals per region, write them to an Excel "
+            "file and e-mail it to me"
+        )
+        made = await http.post(
+            "/tasks/with-files",
             headers=headers,
+            data={"task": json.dumps({"objective": objective})},
             files={"files": ("sales.csv", SALES.encode(), "text/csv")},
         )
-        assert uploaded.status_code in (200, 201), uploaded.text
+        assert made.status_code == 201, made.text
+        task = made.json()
 
         decided: list[str] = []
         done = await approve_each(http, headers, task["id"], decided)

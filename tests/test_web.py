@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -200,7 +201,7 @@ def task_id_of(page) -> str:
 
 @pytest.mark.parametrize("browser_name", BROWSERS)
 async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # noqa: PLR0915
-    up, browser_name, page, screenshots, tmp_path
+    up, llm, browser_name, page, screenshots, tmp_path
 ) -> None:
     web = up["web"]
     name = f"ada-{browser_name}"
@@ -260,6 +261,12 @@ async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # n
     assert sorted(names) == ["sales.csv", "summary.md"]
     assert int((await page.locator("#tokens").inner_text()).replace(",", "")) > 0
 
+    # The planner knew the file from the start: it came with the task.
+    plans = [json.dumps(r["messages"]) for r in llm.asked_for("PlanDraft")]
+    plans = [text for text in plans if "[report]" in text]
+    assert plans
+    assert all("sales.csv" in text for text in plans)
+
     # Agent text is shown as text: the markup is visible, nothing of it ran.
     assert HOSTILE in await page.locator("#result").inner_text()
     assert (
@@ -315,6 +322,27 @@ async def test_a_stuck_task_is_answered_with_guidance_and_finishes(
         if "[lookup]" in _objective(r) or "lookup" in r["messages"][1]["content"]
     ]
     assert any("use the second sheet" in r["messages"][1]["content"] for r in asked)
+
+    # Times are shown as the person's own clock says them: here, signed in from India (+05:30).
+    task_url = page.url
+    headers = await api_token(up["api"], "grace")
+    async with httpx.AsyncClient(base_url=up["api"], headers=headers) as http:
+        events = (await http.get(f"/tasks/{task_id_of(page)}/events")).json()["events"]
+    first = datetime.fromisoformat(events[0]["created_at"]).astimezone(ZoneInfo("Asia/Kolkata"))
+    context = await page.context.browser.new_context(timezone_id="Asia/Kolkata")
+    try:
+        there = await context.new_page()
+        await there.goto(f"{web}/signin")
+        await there.fill("#login", "grace")
+        await there.fill("#password", PASSWORD)
+        await there.click("#submit")
+        await there.wait_for_url(f"{web}/")
+        await there.goto(task_url)
+        shown = there.locator(".event").first.locator(".when")
+        await expect(shown).to_have_text(first.strftime("%Y-%m-%d %H:%M:%S"))
+        await screenshots.shot(there, "times-in-india")
+    finally:
+        await context.close()
 
 
 async def test_a_scheduled_task_counts_down_and_starts(up, chromium, screenshots) -> None:

@@ -142,3 +142,15 @@ def test_a_scheduled_task_row_counts_down_to_the_second_only_within_a_day() -> N
         "scheduled",
         "blue",
     )
+
+
+def test_times_travel_as_iso_with_their_offset_for_the_browser_to_show_in_its_zone() -> None:
+    def at(value: object) -> str:
+        item = timeline_item({"seq": 1, "kind": "task.created", "at": value, "data": {}})
+        assert item is not None
+        return item.at
+
+    assert at("2026-11-27T10:00:00Z") == "2026-11-27T10:00:00+00:00"
+    assert at("2026-11-27T11:30:00+01:30") == "2026-11-27T10:00:00+00:00"
+    assert at("2026-11-27T10:00:00") == "2026-11-27T10:00:00+00:00"  # a bare time is UTC
+    assert at("yesterday") == ""  # nothing rather than "Invalid date"

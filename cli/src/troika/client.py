@@ -11,9 +11,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["ApiError", "Session", "session_file"]
 
@@ -130,11 +133,15 @@ class Session:
         """``POST`` JSON; returns the JSON answer."""
         return (await self._send("POST", path, json=body or {})).json()
 
-    async def upload(self, task_id: str, path: Path) -> None:
-        """Attaches a file to a task."""
-        with path.open("rb") as file:
-            files = {"files": (path.name, file.read())}
-        await self._send("POST", f"/tasks/{task_id}/files", files=files)
+    async def create_task(self, body: dict[str, Any], files: Sequence[Path] = ()) -> Any:  # noqa: ANN401 - JSON
+        """Creates a task; with ``files``, in one request, so that its plan knows them."""
+        if not files:
+            return await self.post("/tasks", body)
+        parts = [("files", (path.name, path.read_bytes())) for path in files]
+        response = await self._send(
+            "POST", "/tasks/with-files", data={"task": json.dumps(body)}, files=parts
+        )
+        return response.json()
 
     @property
     def ws_url(self) -> str:

@@ -307,10 +307,8 @@ async def run_task(
         if resume:
             task_id = resume
         else:
-            task = await session.post("/tasks", {"objective": objective})
+            task = await session.create_task({"objective": objective}, files)
             task_id = str(task["id"])
-            for path in files:
-                await session.upload(task_id, path)
             terminal.say(f"Task {task_id}: {objective}")
         return await TaskRunner(session, terminal, task_id).run()
     except InputClosed:

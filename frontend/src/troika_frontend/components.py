@@ -7,7 +7,16 @@ from reflex_components_core.core.banner import has_connection_errors
 
 from troika_frontend.session import SessionState
 
-__all__ = ["badge", "confirm_button", "frame", "markdown", "nav_link", "panel", "public_frame"]
+__all__ = [
+    "badge",
+    "confirm_button",
+    "frame",
+    "markdown",
+    "nav_link",
+    "panel",
+    "public_frame",
+    "when",
+]
 
 
 def _live_state() -> rx.Component:
@@ -25,6 +34,15 @@ def _live_state() -> rx.Component:
         rx.box(width="8px", height="8px", border_radius="50%", background=colour),
         rx.text(words, size="1", color_scheme="gray", id="live-state"),
         align="center",
+    )
+
+
+def when(moment: rx.Var[str], **props: object) -> rx.Component:
+    """An ISO time shown as the person's own clock says it: in the browser's time zone."""
+    return rx.cond(
+        moment != "",
+        rx.moment(date=moment, format="YYYY-MM-DD HH:mm:ss", class_name="when", **props),
+        rx.fragment(),
     )
 
 

@@ -90,9 +90,11 @@ class Gateway:
         json: Any = None,  # noqa: ANN401 - a JSON document
         params: dict[str, Any] | list[tuple[str, Any]] | None = None,
         files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
+        data: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """Sends one request to a path of the gateway; a refusal raises.
+        """Sends one request to a path of the gateway; a refusal raises. ``data`` are form
+        fields sent with ``files``.
 
         Raises:
             ApiError: The gateway answered with an error, or could not be reached (503).
@@ -105,7 +107,7 @@ class Gateway:
             sent["Authorization"] = f"Bearer {token}"
         try:
             response = await self._http.request(
-                method, path, headers=sent, json=json, params=params, files=files
+                method, path, headers=sent, json=json, params=params, files=files, data=data
             )
         except httpx.HTTPError as exc:
             raise ApiError(503, f"the gateway could not be reached ({type(exc).__name__})") from exc
@@ -122,11 +124,19 @@ class Gateway:
         json: Any = None,  # noqa: ANN401 - a JSON document
         params: dict[str, Any] | list[tuple[str, Any]] | None = None,
         files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
+        data: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:  # noqa: ANN401 - a JSON document
         """Sends one request and returns its JSON answer (``None`` for an empty one)."""
         response = await self.send(
-            method, path, token=token, json=json, params=params, files=files, headers=headers
+            method,
+            path,
+            token=token,
+            json=json,
+            params=params,
+            files=files,
+            data=data,
+            headers=headers,
         )
         return response.json() if response.content else None
 

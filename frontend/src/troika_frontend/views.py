@@ -69,13 +69,17 @@ def label(status: str) -> str:
 
 
 def _when(value: str | None) -> str:
+    """A time from the API as ISO 8601 with its offset (``""`` when there is none): the pages
+    show it in the browser's own time zone (``components.when``)."""
     if not value:
         return ""
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        return value
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return ""
+    if moment.tzinfo is None:  # the API always sends an offset; a bare time is UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
 
 
 @dataclass

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 from sqlalchemy import func, select
 
-from troika_gateway.db.models import File
+from troika_gateway.db.models import File, Outbox
+from troika_shared.messages import PlanRequested, decode
 
 from .conftest import assert_problem
 from .test_tasks import create
@@ -129,3 +131,98 @@ async def test_an_upload_without_files_is_refused(client, alice) -> None:
         f"/tasks/{task['id']}/files", headers=alice.headers, data={"x": "1"}
     )
     assert 400 <= response.status_code < 500
+
+
+async def _tasks_and_rows(client, gateway, account) -> tuple[int, int]:
+    listed = (await client.get("/tasks", headers=account.headers)).json()
+    return listed["total"], await file_rows(gateway)
+
+
+async def test_a_task_made_with_its_files_is_planned_knowing_them(client, gateway, alice) -> None:
+    csv = b"region,total\nnorth,10\n"
+    response = await client.post(
+        "/tasks/with-files",
+        headers=alice.headers,
+        data={"task": json.dumps({"objective": "Total the CSV I uploaded", "title": "Totals"})},
+        files=[
+            ("files", ("sales.csv", csv, "text/csv")),
+            ("files", ("notes.txt", b"north is new", "text/plain")),
+        ],
+    )
+    assert response.status_code == 201, response.text
+    task = response.json()
+    assert (task["title"], task["status"]) == ("Totals", "queued")
+    listed = (await client.get(f"/tasks/{task['id']}/files", headers=alice.headers)).json()
+    assert [(f["name"], f["origin"]) for f in listed] == [
+        ("notes.txt", "upload"),
+        ("sales.csv", "upload"),
+    ]
+    # the planners are asked with the files already there
+    async with gateway.app.state.sessionmaker() as db:
+        rows = await db.scalars(select(Outbox).where(Outbox.task_id == task["id"]))
+        [request] = [m for m in (decode(r.payload) for r in rows) if isinstance(m, PlanRequested)]
+    assert sorted(request.files) == ["notes.txt", "sales.csv"]
+    events = (await client.get(f"/tasks/{task['id']}/events", headers=alice.headers)).json()
+    kinds = [e["kind"] for e in events["events"]]
+    assert kinds.index("files.uploaded") < kinds.index("plan.requested")
+
+
+async def test_a_scheduled_task_can_be_made_with_its_files(client, alice) -> None:
+    body = {"objective": "Send the report", "run_at": "2099-01-01T09:00:00+00:00"}
+    response = await client.post(
+        "/tasks/with-files",
+        headers=alice.headers,
+        data={"task": json.dumps(body)},
+        files={"files": ("report.md", b"# Report\n", "text/markdown")},
+    )
+    assert response.status_code == 201, response.text
+    task = response.json()
+    assert task["status"] == "scheduled"
+    listed = (await client.get(f"/tasks/{task['id']}/files", headers=alice.headers)).json()
+    assert [f["name"] for f in listed] == ["report.md"]
+
+
+@pytest.mark.parametrize(
+    ("task", "status", "field"),
+    [
+        ("not json", 422, "task"),
+        (json.dumps({"objective": 7}), 422, "objective"),
+        (json.dumps({"objective": "x", "colour": "red"}), 422, "task"),
+        (json.dumps({"objective": "x", "run_at": "2001-01-01T00:00:00+00:00"}), 422, "run_at"),
+        (json.dumps({"objective": "   "}), 422, "objective"),
+    ],
+)
+async def test_a_refused_task_with_files_creates_nothing_and_writes_nothing(
+    client, gateway, alice, task, status, field
+) -> None:
+    before = await _tasks_and_rows(client, gateway, alice)
+    response = await client.post(
+        "/tasks/with-files",
+        headers=alice.headers,
+        data={"task": task},
+        files={"files": ("sales.csv", b"a,b\n1,2\n", "text/csv")},
+    )
+    body = assert_problem(response, status)
+    assert field in {e["field"] for e in body.get("errors", [])} or field == "task", body
+    assert await _tasks_and_rows(client, gateway, alice) == before
+    workspaces = gateway.settings.data_dir / "workspaces"
+    assert not workspaces.exists() or not any(workspaces.rglob("sales.csv"))
+
+
+async def test_a_refused_file_leaves_no_task_and_no_folder(client, gateway, alice) -> None:
+    before = await _tasks_and_rows(client, gateway, alice)
+    big = b"x" * (gateway.settings.max_upload_bytes + 1)
+    for name, content, status in (("big.bin", big, 413), ("../escape.txt", b"x", 422)):
+        response = await client.post(
+            "/tasks/with-files",
+            headers=alice.headers,
+            data={"task": json.dumps({"objective": "Look at this"})},
+            files=[
+                ("files", ("fine.txt", b"fine", "text/plain")),
+                ("files", (name, content, "application/octet-stream")),
+            ],
+        )
+        assert_problem(response, status)
+        assert await _tasks_and_rows(client, gateway, alice) == before
+    workspaces = gateway.settings.data_dir / "workspaces"
+    assert not workspaces.exists() or list(workspaces.iterdir()) == []

@@ -7,7 +7,7 @@ from typing import Any
 
 import reflex as rx
 
-from troika_frontend.components import badge, frame, panel
+from troika_frontend.components import badge, frame, panel, when
 from troika_frontend.gateway import ApiError
 from troika_frontend.session import SessionState, listen
 from troika_frontend.views import Approval, Argument, FormField, approval_of, form_values
@@ -281,7 +281,7 @@ def approval_card(item: Approval) -> rx.Component:
                 reset_on_submit=True,
                 width="100%",
             ),
-            rx.text("Expires ", item.expires, size="1", color_scheme="gray"),
+            rx.text("Expires ", when(item.expires), size="1", color_scheme="gray"),
             spacing="3",
             width="100%",
         ),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import zoneinfo
 from typing import Any
 
 import reflex as rx
 
-from troika_frontend.components import badge, frame, panel
+from troika_frontend.components import badge, frame, panel, when
 from troika_frontend.gateway import ApiError, field_errors
 from troika_frontend.repeat import RepeatError, to_cron
 from troika_frontend.session import SessionState, listen
@@ -190,7 +191,7 @@ class DashboardState(SessionState):
 
     @rx.event
     async def create(self) -> Any:  # noqa: ANN401
-        """Creates the task, attaches the dropped files, and opens it."""
+        """Creates the task with the dropped files, and opens it."""
         self.errors = {}
         if not self.objective.strip():
             self.errors = {"objective": "say what you want done"}
@@ -201,7 +202,15 @@ class DashboardState(SessionState):
         self.busy = True
         yield
         try:
-            task = await self._api("POST", "/tasks", json=body)
+            if self._files:  # in one request: the plan knows the files from the start
+                task = await self._api(
+                    "POST",
+                    "/tasks/with-files",
+                    data={"task": json.dumps(body)},
+                    files=[("files", item) for item in self._files],
+                )
+            else:
+                task = await self._api("POST", "/tasks", json=body)
         except ApiError as exc:
             self.busy = False
             found = field_errors(exc.errors)
@@ -209,12 +218,6 @@ class DashboardState(SessionState):
                 found["form"] = exc.message  # a problem no field of the form shows
             self.errors = found
             return
-        if self._files:
-            files = [("files", item) for item in self._files]
-            try:
-                await self._api("POST", f"/tasks/{task['id']}/files", files=files)
-            except ApiError as exc:
-                yield rx.toast.error(f"The task was created, but its files were not: {exc.message}")
         self.busy = False
         self.objective = self.title = self.repeat_words = self.repeat_cron = ""
         self.max_steps = self.max_tokens = self.max_cost = ""
@@ -273,7 +276,7 @@ def task_row(item: TaskItem) -> rx.Component:
             rx.cond(
                 item.status == "scheduled",
                 countdown(item.next_run_at, item.soon),
-                rx.text(item.updated, size="1", color_scheme="gray"),
+                rx.text(when(item.updated), size="1", color_scheme="gray"),
             ),
             width="100%",
             align="center",

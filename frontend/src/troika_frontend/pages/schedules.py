@@ -6,7 +6,7 @@ from typing import Any
 
 import reflex as rx
 
-from troika_frontend.components import badge, confirm_button, frame, panel
+from troika_frontend.components import badge, confirm_button, frame, panel, when
 from troika_frontend.gateway import ApiError
 from troika_frontend.pages.dashboard import countdown
 from troika_frontend.session import SessionState, listen
@@ -74,14 +74,18 @@ def _row(item: ScheduleItem) -> rx.Component:
                 ),
                 rx.text(item.description, " · ", item.timezone, size="2", color_scheme="gray"),
                 rx.hstack(
-                    rx.text("Next: ", rx.cond(item.next_run != "", item.next_run, "—"), size="2"),
+                    rx.text(
+                        "Next: ", rx.cond(item.next_run != "", when(item.next_run), "—"), size="2"
+                    ),
                     countdown(item.next_run_at, item.soon),
                     align="center",
                 ),
                 rx.text(
                     "Runs so far: ",
                     item.runs,
-                    rx.cond(item.last_run != "", rx.text(" · last ", item.last_run, as_="span")),
+                    rx.cond(
+                        item.last_run != "", rx.text(" · last ", when(item.last_run), as_="span")
+                    ),
                     size="1",
                     color_scheme="gray",
                 ),

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import reflex as rx
 
-from troika_frontend.components import badge, confirm_button, frame, markdown, panel
+from troika_frontend.components import badge, confirm_button, frame, markdown, panel, when
 from troika_frontend.gateway import ApiError
 from troika_frontend.pages.approvals import ApprovalsState, approvals_list
 from troika_frontend.session import SessionState, listen
@@ -322,7 +322,7 @@ def _event(item: TimelineItem) -> rx.Component:
                 ),
                 rx.text(item.title, size="2", weight="medium"),
                 rx.spacer(),
-                rx.text(item.at, size="1", color_scheme="gray"),
+                rx.text(when(item.at), size="1", color_scheme="gray"),
                 width="100%",
             ),
             rx.cond(item.body != "", rx.box(markdown(item.body), width="100%", size="2")),

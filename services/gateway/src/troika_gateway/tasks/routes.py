@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator  # noqa: TC003
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, delete, get, post, put
 from litestar.datastructures import State, UploadFile
 from litestar.di import NamedDependency, Provide
@@ -62,6 +63,35 @@ class FilesUpload:
     files: list[UploadFile]
 
 
+@dataclass
+class TaskWithFiles:
+    """A new task and its files: ``task`` holds what ``POST /tasks`` takes, as JSON text, and
+    each file is a form field named ``files``."""
+
+    task: str
+    files: list[UploadFile]
+
+
+def _task_of(text: str) -> TaskCreate:
+    """The ``task`` field of a multipart creation, read like the JSON body of ``POST /tasks``.
+
+    Raises:
+        InvalidInput: It is not JSON, or not a task (the field in error is named).
+    """
+    try:
+        return msgspec.json.decode(text, type=TaskCreate)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).partition(" - at `$")
+        field = where.strip("`.") or "task"
+        raise InvalidInput(
+            "the task does not match the expected schema", [{"field": field, "message": message}]
+        ) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidInput(
+            "the task field is not JSON", [{"field": "task", "message": str(exc)}]
+        ) from None
+
+
 class TaskController(Controller):
     """Tasks, their control, files and event log."""
 
@@ -75,8 +105,21 @@ class TaskController(Controller):
         self, data: JSONBody[TaskCreate], tasks: NamedDependency[Tasks]
     ) -> TaskSummary:
         """Creates a task; it starts as ``queued``, or waits as ``scheduled`` with ``run_at`` or
-        ``cron`` (see ``GET /schedules``). Attach files with ``POST /tasks/{id}/files``."""
+        ``cron`` (see ``GET /schedules``). A task that starts with files is made with
+        ``POST /tasks/with-files``, so that its plan knows them."""
         return summary_of(await tasks.create(data))
+
+    @post("/with-files", status_code=201)
+    async def create_with_files(
+        self, data: MultipartBody[TaskWithFiles], tasks: NamedDependency[Tasks]
+    ) -> TaskSummary:
+        """Creates a task with files in its folder from the start: the form field ``task`` is
+        the JSON ``POST /tasks`` takes, and each file a field ``files`` (at most 20). A refused
+        task or file creates nothing."""
+        task = _task_of(data.task)
+        if len(data.files) > _MAX_FILES_PER_UPLOAD:
+            raise InvalidInput(f"upload at most {_MAX_FILES_PER_UPLOAD} files at a time")
+        return summary_of(await tasks.create(task, data.files))
 
     @get("/")
     async def list_tasks(

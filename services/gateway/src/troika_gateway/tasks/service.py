@@ -277,22 +277,28 @@ class Tasks:
     def _event(self, task: Task, kind: str, **data: object) -> None:
         self.new_events.append(append_event(self.db, task, kind, data))
 
-    async def create(self, data: TaskCreate) -> Task:
-        """A new task: queued, or waiting for its schedule.
+    async def create(self, data: TaskCreate, uploads: Sequence[UploadFile] = ()) -> Task:
+        """A new task: queued, or waiting for its schedule; ``uploads`` are in its folder
+        before the planners hear of it, so the plan knows them.
 
         Raises:
-            InvalidInput: The schedule is not valid (the field says which part).
+            InvalidInput: The schedule is not valid (the field says which part), or a file name
+                is not safe.
+            PayloadTooLarge: A file is over the limit (nothing is created).
         """
         budget = msgspec.to_builtins(data.budget) if data.budget else None
-        if not data.scheduled:
-            task = await self._insert(data.objective, data.title, budget)
+        spec = None
+        if data.scheduled:
+            spec = ScheduleSpec(
+                run_at=data.run_at, cron=data.cron, timezone=data.timezone, until=data.until,
+                max_runs=data.max_runs, misfire=data.misfire, policies=data.policies,
+            )  # fmt: skip
+            first_run(spec, self.clock.now())  # refuses a bad schedule before anything is written
+        status = TaskStatus.QUEUED if spec is None else TaskStatus.SCHEDULED
+        task = await self._insert(data.objective, data.title, budget, status=status)
+        await self._attach(task, uploads)
+        if spec is None:
             return await self._start(task)
-        spec = ScheduleSpec(
-            run_at=data.run_at, cron=data.cron, timezone=data.timezone, until=data.until,
-            max_runs=data.max_runs, misfire=data.misfire, policies=data.policies,
-        )  # fmt: skip
-        first_run(spec, self.clock.now())  # refuses a bad schedule before anything is written
-        task = await self._insert(data.objective, data.title, budget, status=TaskStatus.SCHEDULED)
         schedule = await create_scheduled_task(self.db, task, spec, self.clock)
         due = schedule.next_run_at
         self._event(task, "task.scheduled", schedule_id=schedule.id,
@@ -301,6 +307,23 @@ class Tasks:
         if due is not None:
             self.jobs_to_plan.append((schedule.id, due))
         return task
+
+    async def _attach(self, task: Task, uploads: Sequence[UploadFile]) -> None:
+        """Stores a new task's files and records them (in the open transaction); on a refused
+        file its folder is removed again, and the caller's rollback forgets the task."""
+        if not uploads:
+            return
+        workspace = Workspace(self.data_dir, task.id)
+        try:
+            targets = [(upload, workspace.path(upload.filename or "")) for upload in uploads]
+            names = [target.name for _, target in targets]
+            for upload, target in targets:
+                info = await store_upload(upload, target, self.max_upload_bytes)
+                await self._record(task, target.name, info, upload.content_type, "upload")
+        except BaseException:
+            await remove_tree(workspace.root)
+            raise
+        self._event(task, "files.uploaded", names=names)
 
     async def _stop_schedule(self, task: Task) -> None:
         """A scheduled task cancelled or deleted takes its schedule with it."""
