@@ -12,6 +12,7 @@ import pytest
 from troika.embedded import free_port
 from troika_testkit import wait_for
 from troika_testkit.agents import llm_env
+from troika_testkit.processes import stop_all
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -64,8 +65,7 @@ class Stack:
         self.processes[name].kill()
 
     def stop_all(self) -> None:
-        for process in self.processes.values():
-            process.stop()
+        stop_all(self.processes.values())
 
     def start_all(self) -> None:
         self.start("gateway", "troika_gateway")

@@ -17,7 +17,7 @@ from troika_shared.settings import AgentSettings
 from troika_testkit.browser import VIEWPORT, Screenshots, launch
 from troika_testkit.llm import ScriptedLLM
 from troika_testkit.mail import MailServer
-from troika_testkit.processes import ServiceProcess
+from troika_testkit.processes import ServiceProcess, stop_all
 from troika_testkit.servers import Servers
 
 if TYPE_CHECKING:
@@ -143,8 +143,7 @@ def spawn(
         return process
 
     yield start
-    for process in started:
-        process.stop()
+    stop_all(started)
     report = getattr(request.node, "troika_report_call", None)
     if report is not None and report.failed:
         for process in started:

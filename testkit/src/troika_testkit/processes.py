@@ -11,10 +11,10 @@ import time
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterable
     from pathlib import Path
 
-__all__ = ["ServiceProcess", "wait_for"]
+__all__ = ["ServiceProcess", "stop_all", "wait_for"]
 
 
 async def wait_for(
@@ -30,6 +30,17 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+def stop_all(processes: Iterable[ServiceProcess], timeout: float = 10.0) -> None:
+    """Stops processes together: each is asked to stop first, then all are waited for, so their
+    clean stops overlap; any still running after ``timeout`` seconds is killed."""
+    stopping = list(processes)
+    for process in stopping:
+        process.terminate()
+    deadline = time.monotonic() + timeout
+    for process in stopping:
+        process.stop(max(0.0, deadline - time.monotonic()))
 
 
 class ServiceProcess:
@@ -51,9 +62,11 @@ class ServiceProcess:
         self.log_path = log_dir / f"{self.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._terminated = False
 
     def start(self) -> ServiceProcess:
         """Starts the process."""
+        self._terminated = False
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -81,12 +94,18 @@ class ServiceProcess:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
 
+    def terminate(self) -> None:
+        """SIGTERM, once: the process begins its clean stop (see :meth:`stop`)."""
+        if self.process is not None and self.process.poll() is None and not self._terminated:
+            self.process.send_signal(signal.SIGTERM)
+            self._terminated = True
+
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, waiting up to ``timeout`` seconds, then SIGKILL; returns the exit status."""
         if self.process is None:
             return None
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
