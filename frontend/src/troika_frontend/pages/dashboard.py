@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import zoneinfo
 from typing import Any
@@ -141,21 +142,26 @@ class DashboardState(SessionState):
         return items
 
     async def _reload(self) -> None:
-        """Reads each list's tasks, and the next run of each schedule."""
-        schedules = await self._api("GET", "/schedules")
+        """Reads each list's tasks, and the next run of each schedule (all at once)."""
+        schedules, working, waiting, scheduled, recent = await asyncio.gather(
+            self._api("GET", "/schedules"),
+            self._list(ACTIVE),
+            self._list(WAITING),
+            self._list(frozenset({"scheduled"})),
+            self._list(FINAL, limit=8),
+        )
         next_runs = {
             s["next_task_id"]: s.get("next_run_at") or ""
             for s in schedules
             if s.get("next_task_id")
         }
-        self.working = [task_item_of(t) for t in await self._list(ACTIVE)]
-        self.waiting = [task_item_of(t) for t in await self._list(WAITING)]
-        scheduled = await self._list(frozenset({"scheduled"}))
+        self.working = [task_item_of(t) for t in working]
+        self.waiting = [task_item_of(t) for t in waiting]
         self.scheduled = sorted(
             (task_item_of(t, next_runs.get(t["id"], "")) for t in scheduled),
             key=lambda t: t.next_run_at or "~",
         )
-        self.recent = [task_item_of(t) for t in await self._list(FINAL, limit=8)]
+        self.recent = [task_item_of(t) for t in recent]
 
     def _body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"objective": self.objective.strip()}
