@@ -45,17 +45,22 @@ class ProfileState(SessionState):
     policies: list[PolicyRow] = []  # noqa: RUF012
     confirm_tool: str = ""
     loaded: int = 0
+    reading: bool = True
 
     @rx.event
     async def load(self) -> Any:  # noqa: ANN401 - Reflex event specs
-        """Reads the profile, the photo, the mail settings (never the password) and policies."""
+        """Reads the profile, the photo, the mail settings (never the password) and policies;
+        the forms take no typing meanwhile (they are drawn again with what was read)."""
         if not self.access_token:
-            return None
+            return
+        self.reading = True
+        yield
         try:
             await self._load()
         except ApiError as exc:
-            return rx.toast.error(exc.message)
-        return None
+            yield rx.toast.error(exc.message)
+        finally:
+            self.reading = False
 
     async def _load(self) -> None:
         self.loaded += 1  # the forms are drawn again with what was read
@@ -284,11 +289,25 @@ def _photo() -> rx.Component:
     )
 
 
+def _while_reading(*children: rx.Component) -> rx.Component:
+    """A form's fields, disabled while the profile is read: what is typed before the form is
+    drawn again with the stored values would be lost."""
+    return rx.el.fieldset(
+        rx.vstack(*children, width="100%"),
+        disabled=ProfileState.reading,
+        border="none",
+        padding="0",
+        margin="0",
+        min_width="0",
+        width="100%",
+    )
+
+
 def _account() -> rx.Component:
     return panel(
         rx.heading("Account", size="4"),
         rx.form(
-            rx.vstack(
+            _while_reading(
                 _input("E-mail", "email", SessionState.email, kind="email"),
                 _input("Username", "username", SessionState.username),
                 _input("Display name", "display_name", ProfileState.display),
@@ -297,7 +316,6 @@ def _account() -> rx.Component:
                 ),
                 _error("profile"),
                 rx.button("Save", type="submit", id="save-profile"),
-                width="100%",
             ),
             on_submit=ProfileState.save_profile,
             key=ProfileState.loaded.to_string(),
@@ -345,7 +363,7 @@ def _smtp() -> rx.Component:
             color_scheme="gray",
         ),
         rx.form(
-            rx.vstack(
+            _while_reading(
                 rx.hstack(
                     _input(
                         "Server",
@@ -414,7 +432,6 @@ def _smtp() -> rx.Component:
                         on_click=ProfileState.forget_smtp,
                     ),
                 ),
-                width="100%",
             ),
             on_submit=ProfileState.save_smtp,
             key="smtp-" + ProfileState.loaded.to_string(),
