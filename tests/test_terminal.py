@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -90,3 +91,44 @@ async def test_a_task_runs_from_the_terminal_with_each_action_answered_at_the_pr
         audit = (await http.get(f"{url}/audit", headers=headers)).json()
         assert [e["action"] for e in audit] == ["approved", "edited", "approved"]
         assert {e["client"]["name"] for e in audit} == {"troika-cli"}
+
+
+async def test_tasks_are_scheduled_from_the_terminal_and_bad_schedules_refused(
+    stack, tmp_path
+) -> None:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
+        headers = await sign_in(http)
+
+    weekly = troika_task(
+        stack, tmp_path, [], "Water the plants", "--cron", "0 8 * * 1-5", "--timezone",
+        "Europe/Berlin",
+    )  # fmt: skip
+    assert weekly.returncode == 0, weekly.stdout + weekly.stderr
+    assert "Scheduled (" in weekly.stdout
+    assert "Europe/Berlin" in weekly.stdout
+    assert "troika task --resume" in weekly.stdout
+
+    once = troika_task(
+        stack, tmp_path, [], "Send the new year note", "--at", "2099-01-01 09:00", "--timezone",
+        "Asia/Tokyo",
+    )  # fmt: skip
+    assert once.returncode == 0, once.stdout + once.stderr
+
+    async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
+        schedules = {
+            s["objective"]: s for s in (await http.get("/schedules", headers=headers)).json()
+        }
+    assert schedules["Water the plants"]["cron"] == "0 8 * * 1-5"
+    assert schedules["Water the plants"]["timezone"] == "Europe/Berlin"
+    new_year = datetime.fromisoformat(schedules["Send the new year note"]["next_run_at"])
+    assert new_year == datetime(2099, 1, 1, 0, 0, tzinfo=UTC)  # 09:00 in Tokyo
+
+    bad = troika_task(stack, tmp_path, [], "Never", "--cron", "61 * * * *")
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "The gateway refused" in bad.stdout
+    assert "cron:" in bad.stdout
+    unreadable = troika_task(stack, tmp_path, [], "Never", "--at", "next tuesday")
+    assert unreadable.returncode == 2
+    assert "not a date and time" in unreadable.stderr
+    async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
+        assert len((await http.get("/schedules", headers=headers)).json()) == 2  # nothing more

@@ -8,13 +8,14 @@ import logging
 import os
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from troika.local_llm import NOTICE, model_name
 from troika.settings import UpSettings
 from troika.stack import Component, ModelMissing, NotReady, PortInUse, Stack
-from troika.task_cli import run_task
+from troika.task_cli import local_zone, run_task
 from troika_shared.logs import configure_logging
 
 EXIT_NOT_READY = 1
@@ -54,10 +55,30 @@ def _parser() -> argparse.ArgumentParser:
     task.add_argument("objective", nargs="?", help="what you want done")
     task.add_argument("--file", type=Path, action="append", default=[], dest="files",
                       help="attach a file (repeat for more)")  # fmt: skip
+    when = task.add_mutually_exclusive_group()
+    when.add_argument("--at", metavar="TIME", type=_time, dest="run_at",
+                      help="run it once, later: '2026-12-01 09:00' (in --timezone) or an ISO "
+                      "time with an offset")  # fmt: skip
+    when.add_argument("--cron", metavar="EXPR",
+                      help="run it on a repeating schedule, e.g. '0 8 * * 1-5' "
+                      "(in --timezone)")  # fmt: skip
+    task.add_argument("--timezone", metavar="ZONE", default=None,
+                      help="an IANA zone for --at and --cron (default: this "
+                      "machine's)")  # fmt: skip
     task.add_argument("--resume", metavar="TASK_ID", help="follow an existing task instead")
     task.add_argument("--api", default=None, help="the gateway (default: TROIKA_API_URL or "
                       "http://127.0.0.1:8000)")  # fmt: skip
     return parser
+
+
+def _time(text: str) -> str:
+    """``--at``: a date and time, as ISO 8601 (a space may stand for the ``T``)."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
+    except ValueError:
+        message = f"not a date and time: {text!r} (e.g. '2026-12-01 09:00')"
+        raise argparse.ArgumentTypeError(message) from None
+    return moment.isoformat()  # with seconds, as the API reads it (RFC 3339)
 
 
 def _table(rows: list[Component]) -> str:
@@ -140,10 +161,20 @@ def main(argv: list[str] | None = None) -> None:
         for path in args.files:
             if not path.is_file():
                 parser.error(f"{path} is not a file")
+        if args.resume and (args.run_at or args.cron):
+            parser.error("--at and --cron make a new task; they do not go with --resume")
+        schedule: dict[str, str] = {}
+        if args.run_at or args.cron:
+            schedule = {"timezone": args.timezone or local_zone()}
+            schedule["run_at" if args.run_at else "cron"] = args.run_at or args.cron
         api = args.api or os.environ.get("TROIKA_API_URL") or "http://127.0.0.1:8000"
         logging.getLogger("httpx").setLevel(logging.WARNING)
         raise SystemExit(
-            asyncio.run(run_task(api, args.objective, files=args.files, resume=args.resume))
+            asyncio.run(
+                run_task(
+                    api, args.objective, files=args.files, resume=args.resume, schedule=schedule
+                )
+            )
         )
     if args.command == "up":
         overrides: dict[str, Any] = {

@@ -10,11 +10,14 @@ field. When the agents are stuck it shows why and takes the person's instruction
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import json
 import os
 import sys
+import zoneinfo
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import websockets
@@ -23,9 +26,8 @@ from troika.client import ApiError, Session
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
-__all__ = ["EXIT_INPUT_CLOSED", "Terminal", "run_task"]
+__all__ = ["EXIT_INPUT_CLOSED", "Terminal", "local_zone", "run_task"]
 
 EXIT_FAILED = 1
 EXIT_INPUT_CLOSED = 3
@@ -291,15 +293,45 @@ def _typed(text: str, kind: object) -> object:
     return text
 
 
+async def _say_when(session: Session, terminal: Terminal, task_id: str) -> None:
+    """Tells when a task just scheduled runs, and how to follow it."""
+    schedules = await session.get("/schedules")
+    found = next((s for s in schedules if s.get("next_task_id") == task_id), None)
+    if found is not None:
+        terminal.say(
+            f"Scheduled ({found['description']}, {found['timezone']}): "
+            f"next run at {found['next_run_at']}."
+        )
+    terminal.say(
+        f"Follow it when it runs with `troika task --resume {task_id}`; "
+        "the schedules are listed in the web app."
+    )
+
+
+def local_zone() -> str:
+    """This machine's IANA time zone (``TZ``, ``/etc/timezone`` or ``/etc/localtime``), else UTC."""
+    candidates = [os.environ.get("TZ", "").removeprefix(":")]
+    with contextlib.suppress(OSError):
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    with contextlib.suppress(OSError):
+        candidates.append(str(Path("/etc/localtime").readlink()).partition("zoneinfo/")[2])
+    for name in candidates:
+        if name and name in zoneinfo.available_timezones():
+            return name
+    return "UTC"
+
+
 async def run_task(
     api: str,
     objective: str | None,
     *,
     files: list[Path],
     resume: str | None = None,
+    schedule: dict[str, str] | None = None,
     terminal: Terminal | None = None,
 ) -> int:
-    """Creates (or follows) a task and stays with it until it ends."""
+    """Creates (or follows) a task and stays with it until it ends; a task made with a
+    ``schedule`` (``run_at`` or ``cron``, with ``timezone``) is only made: it runs later."""
     terminal = terminal or Terminal()
     session = Session.open(api)
     try:
@@ -307,9 +339,12 @@ async def run_task(
         if resume:
             task_id = resume
         else:
-            task = await session.create_task({"objective": objective}, files)
+            task = await session.create_task({"objective": objective, **(schedule or {})}, files)
             task_id = str(task["id"])
             terminal.say(f"Task {task_id}: {objective}")
+            if task["status"] == "scheduled":
+                await _say_when(session, terminal, task_id)
+                return 0
         return await TaskRunner(session, terminal, task_id).run()
     except InputClosed:
         terminal.say("\nNo more input: the task keeps waiting; "
@@ -317,6 +352,8 @@ async def run_task(
         return EXIT_INPUT_CLOSED
     except ApiError as exc:
         terminal.say(f"The gateway refused: {exc.detail}")
+        for error in exc.errors:
+            terminal.say(f"  {error.get('field', '?')}: {error.get('message', '')}")
         return EXIT_FAILED
     finally:
         await session.close()
