@@ -89,24 +89,20 @@ def test_screenshots_of_an_earlier_run_are_cleared(tmp_path) -> None:
     assert not stale.exists()
 
 
-def test_a_missing_chromium_skips_the_test_but_fails_it_under_ci(monkeypatch, tmp_path) -> None:
-    monkeypatch.setattr(browser, "CHROMIUM", tmp_path / "chromium")
+@pytest.mark.parametrize(
+    ("path", "package", "require"),
+    [("CHROMIUM", "chromium", "require_chromium"), ("FIREFOX", "firefox-esr", "require_firefox")],
+)
+def test_a_missing_browser_skips_the_test_but_fails_it_under_ci(
+    monkeypatch, tmp_path, path: str, package: str, require: str
+) -> None:
+    monkeypatch.setattr(browser, path, tmp_path / package)
     monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
-        browser.require_chromium()
+    with pytest.raises(pytest.skip.Exception, match=f"apt-get install {package}"):
+        getattr(browser, require)()
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="apt-get install chromium"):
-        browser.require_chromium()
-
-
-def test_a_missing_firefox_skips_the_test_but_fails_it_under_ci(monkeypatch, tmp_path) -> None:
-    monkeypatch.setattr(browser, "FIREFOX", tmp_path / "firefox-esr")
-    monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match="apt-get install firefox-esr"):
-        browser.require_firefox()
-    monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="apt-get install firefox-esr"):
-        browser.require_firefox()
+    with pytest.raises(pytest.fail.Exception, match=f"apt-get install {package}"):
+        getattr(browser, require)()
 
 
 async def test_an_unknown_browser_is_named_in_the_error() -> None:
