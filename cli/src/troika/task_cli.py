@@ -315,10 +315,8 @@ def local_zone() -> str:
         candidates.append(Path("/etc/timezone").read_text().strip())
     with contextlib.suppress(OSError):
         candidates.append(str(Path("/etc/localtime").readlink()).partition("zoneinfo/")[2])
-    for name in candidates:
-        if name and name in zoneinfo.available_timezones():
-            return name
-    return "UTC"
+    known = zoneinfo.available_timezones()
+    return next((name for name in candidates if name in known), "UTC")
 
 
 async def run_task(

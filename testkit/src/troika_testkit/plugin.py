@@ -176,16 +176,14 @@ def browser_name() -> str:
     return "chromium"
 
 
-@pytest.fixture
-async def browser(browser_name: str) -> AsyncIterator[Browser]:
-    """The system's browser called ``browser_name``, headless (see
-    :mod:`troika_testkit.browser`)."""
+@contextlib.asynccontextmanager
+async def _launched(name: str) -> AsyncIterator[Browser]:
     # Imported here: Playwright is a dependency of the workspace's dev group, and the other
     # fixtures need not wait for it to load.
     from playwright.async_api import async_playwright  # noqa: PLC0415
 
     async with async_playwright() as playwright:
-        started = await launch(playwright, browser_name)
+        started = await launch(playwright, name)
         try:
             yield started
         finally:
@@ -193,16 +191,18 @@ async def browser(browser_name: str) -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
+async def browser(browser_name: str) -> AsyncIterator[Browser]:
+    """The system's browser called ``browser_name``, headless (see
+    :mod:`troika_testkit.browser`)."""
+    async with _launched(browser_name) as started:
+        yield started
+
+
+@pytest.fixture
 async def chromium() -> AsyncIterator[Browser]:
     """The system's Chromium, headless, whatever ``browser_name`` says."""
-    from playwright.async_api import async_playwright  # noqa: PLC0415 - see browser
-
-    async with async_playwright() as playwright:
-        started = await launch(playwright, "chromium")
-        try:
-            yield started
-        finally:
-            await started.close()
+    async with _launched("chromium") as started:
+        yield started
 
 
 @pytest.fixture
@@ -218,7 +218,7 @@ async def page(
 ) -> AsyncIterator[Page]:
     """A page of ``browser`` in a fresh context (1280x900, downloads accepted); when the test fails,
     the page as it was is saved as its last screenshot, ``NN-failure.png``."""
-    from playwright.async_api import Error as PlaywrightError  # noqa: PLC0415 - see browser
+    from playwright.async_api import Error as PlaywrightError  # noqa: PLC0415 - see _launched
 
     context = await browser.new_context(viewport=VIEWPORT, accept_downloads=True)
     try:
