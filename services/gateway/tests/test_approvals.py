@@ -180,7 +180,9 @@ async def test_an_unanswered_approval_expires_as_denied(d) -> None:
         await db.commit()
     late = await answer(d, approval["id"], decision="approve")
     assert_problem(late, 409, "expired")
-    expirer = Expirer(d.gateway.app.state.sessionmaker, d.gateway.settings, d.gateway.app.state.bus)
+    expirer = Expirer(
+        d.gateway.app.state.sessionmaker, d.gateway.settings, d.gateway.app.state.store
+    )
     assert await expirer.sweep() == 1
     assert await expirer.sweep() == 0
     assert await d.commands(ToolExecute) == []
@@ -193,7 +195,9 @@ async def test_an_unanswered_approval_expires_as_denied(d) -> None:
 
 
 async def test_three_expired_approvals_pause_the_task(d) -> None:
-    expirer = Expirer(d.gateway.app.state.sessionmaker, d.gateway.settings, d.gateway.app.state.bus)
+    expirer = Expirer(
+        d.gateway.app.state.sessionmaker, d.gateway.settings, d.gateway.app.state.store
+    )
     for n in range(1, 4):
         await d.propose(call(n))
         async with d.gateway.app.state.sessionmaker() as db:
@@ -344,7 +348,9 @@ async def test_an_approval_that_expires_while_the_task_is_paused_keeps_it_paused
         await db.execute(update(Task).values(status="needs_guidance", status_reason="asked"))
         await db.execute(update(Interaction).values(expires_at=datetime.now(UTC)))
         await db.commit()
-    expirer = Expirer(d.gateway.app.state.sessionmaker, d.gateway.settings, d.gateway.app.state.bus)
+    expirer = Expirer(
+        d.gateway.app.state.sessionmaker, d.gateway.settings, d.gateway.app.state.store
+    )
     assert await expirer.sweep() == 1
     task = await d.task()
     assert (task["status"], task["status_reason"]) == ("needs_guidance", "asked")

@@ -43,7 +43,7 @@ async def test_another_users_task_is_not_found(client, bob, alices_task, alice, 
     still = await client.get(f"/tasks/{alices_task['id']}", headers=alice.headers)
     assert still.status_code == 200
     assert still.json()["title"] == alices_task["title"]
-    assert still.json()["status"] == "queued"
+    assert still.json()["status"] == "planning"
 
 
 async def test_another_user_cannot_upload_into_my_task(client, bob, alice, alices_task) -> None:

@@ -151,7 +151,7 @@ async def test_a_task_made_with_its_files_is_planned_knowing_them(client, gatewa
     )
     assert response.status_code == 201, response.text
     task = response.json()
-    assert (task["title"], task["status"]) == ("Totals", "queued")
+    assert (task["title"], task["status"]) == ("Totals", "planning")
     listed = (await client.get(f"/tasks/{task['id']}/files", headers=alice.headers)).json()
     assert [(f["name"], f["origin"]) for f in listed] == [
         ("notes.txt", "upload"),

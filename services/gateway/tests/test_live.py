@@ -67,10 +67,13 @@ async def test_events_arrive_live_as_they_happen(client, gateway, alice) -> None
         )
         requested = await receive(socket)
         assert (requested["seq"], requested["kind"]) == (2, "plan.requested")
+        planning = await receive(socket)
+        assert (planning["seq"], planning["kind"]) == (3, "task.status")
+        assert planning["data"]["status"] == "planning"
         await rename(client, alice, task["id"], "Tesla")
         renamed = await receive(socket)
         assert (renamed["seq"], renamed["kind"], renamed["data"]) == (
-            3,
+            4,
             "task.renamed",
             {"title": "Tesla"},
         )
@@ -83,19 +86,19 @@ async def test_a_reconnecting_client_resumes_without_gaps_or_duplicates(
 ) -> None:
     task = await create(client, alice)
     socket = await open_live(gateway, alice, resume={task["id"]: 0})
-    assert await events_until(socket, task["id"], 2) == [1, 2]
+    assert await events_until(socket, task["id"], 3) == [1, 2, 3]
     await rename(client, alice, task["id"], "one")
-    assert await events_until(socket, task["id"], 3) == [3]
+    assert await events_until(socket, task["id"], 4) == [4]
     await socket.close()
 
     for title in ("two", "three", "four"):  # while the client is away
         await rename(client, alice, task["id"], title)
 
-    socket = await open_live(gateway, alice, resume={task["id"]: 3})
+    socket = await open_live(gateway, alice, resume={task["id"]: 4})
     try:
-        assert await events_until(socket, task["id"], 6) == [4, 5, 6]
+        assert await events_until(socket, task["id"], 7) == [5, 6, 7]
         await rename(client, alice, task["id"], "five")
-        assert await events_until(socket, task["id"], 7) == [7]
+        assert await events_until(socket, task["id"], 8) == [8]
         await nothing_more(socket)
     finally:
         await socket.close()
@@ -108,7 +111,7 @@ async def test_resume_can_be_asked_for_after_connecting(client, gateway, alice) 
     socket = await open_live(gateway, alice)
     try:
         await socket.send(json.dumps({"type": "resume", "task_id": task["id"], "after": 1}))
-        assert await events_until(socket, task["id"], 4) == [2, 3, 4]
+        assert await events_until(socket, task["id"], 5) == [2, 3, 4, 5]
         await socket.send(json.dumps({"type": "ping"}))
         assert await receive(socket) == {"type": "pong"}
     finally:
@@ -124,7 +127,7 @@ async def test_another_users_events_never_arrive(client, gateway, alice, bob) ->
         refused = await receive(socket)
         assert refused == {"type": "error", "detail": "no such task", "task_id": alices["id"]}
         bobs = await create(client, bob)
-        assert await events_until(socket, bobs["id"], 2) == [1, 2]
+        assert await events_until(socket, bobs["id"], 3) == [1, 2, 3]
         await nothing_more(socket)
     finally:
         await socket.close()

@@ -39,9 +39,7 @@ class Driver:
     """Plays the agents' part against the real orchestrator and database."""
 
     def __init__(self, gateway, client, account, task_id: str) -> None:
-        self.orchestrator = Orchestrator(
-            gateway.app.state.sessionmaker, gateway.settings, gateway.app.state.bus
-        )
+        self.orchestrator = Orchestrator(gateway.app.state.sessionmaker, gateway.app.state.store)
         self.router = self.orchestrator.router()
         self.gateway = gateway
         self.client = client

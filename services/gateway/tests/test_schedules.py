@@ -57,7 +57,7 @@ async def scheduler(gateway, fast_settings):
         gateway.app.state.jobs.clock = clock
         jobs = Jobs.connect(fast_settings, clock)
         worker = Scheduler(
-            gateway.app.state.sessionmaker, fast_settings, gateway.app.state.bus, jobs, clock
+            gateway.app.state.sessionmaker, fast_settings, gateway.app.state.store, jobs, clock
         )
         stop = asyncio.Event()
         running.append((stop, asyncio.create_task(worker.run(stop)), jobs))
@@ -150,7 +150,7 @@ async def test_a_task_scheduled_two_seconds_ahead_starts_within_a_second_of_its_
     assert detail["status"] in ("queued", "planning")
     kinds = [e["kind"] for e in (await client.get(
         f"/tasks/{task['id']}/events", headers=alice.headers)).json()["events"]]  # fmt: skip
-    assert kinds[-3:] == ["schedule.fired", "task.status", "plan.requested"]
+    assert kinds[-3:] == ["schedule.fired", "plan.requested", "task.status"]
     [finished] = await schedules(client, alice)
     assert (finished["status"], finished["next_run_at"], finished["runs"]) == ("finished", None, 1)
 

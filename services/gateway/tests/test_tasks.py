@@ -36,19 +36,23 @@ async def set_status(gateway, task_id, status: TaskStatus, result: str = "") -> 
         await db.commit()
 
 
-async def test_a_new_task_is_queued_with_a_title_and_a_first_event(client, alice) -> None:
+async def test_a_new_task_goes_to_the_planners_with_a_title_and_its_first_events(
+    client, alice
+) -> None:
     task = await create(
         client, alice, "Search for Python tutorials and save the best 5 links\nmore"
     )
-    assert task["status"] == "queued"
+    assert task["status"] == "planning"
     assert task["title"] == "Search for Python tutorials and save the best 5 links"
-    assert task["last_event_seq"] == 2
+    assert task["last_event_seq"] == 3
     log = await events(client, alice, task["id"])
     assert [(e["seq"], e["kind"]) for e in log["events"]] == [
         (1, "task.created"),
         (2, "plan.requested"),
+        (3, "task.status"),
     ]
-    assert log["last_seq"] == 2
+    assert log["events"][2]["data"] == {"status": "planning", "previous": "queued", "reason": ""}
+    assert log["last_seq"] == 3
 
 
 async def test_the_detail_shows_plan_subtasks_files_and_cost(client, alice) -> None:
@@ -84,7 +88,7 @@ async def test_listing_filters_searches_and_pages_newest_first(client, alice) ->
     ).json()
     assert [t["id"] for t in cancelled["items"]] == [made[0]["id"]]
     both = await client.get(
-        "/tasks", headers=alice.headers, params=[("status", "cancelled"), ("status", "queued")]
+        "/tasks", headers=alice.headers, params=[("status", "cancelled"), ("status", "planning")]
     )
     assert both.json()["total"] == 6
 
@@ -104,9 +108,9 @@ async def test_rename_appends_an_event(client, alice) -> None:
         f"/tasks/{task['id']}", headers=alice.headers, json={"title": "  Tesla  "}
     )
     assert renamed.json()["title"] == "Tesla"
-    log = await events(client, alice, task["id"], after=2)
+    log = await events(client, alice, task["id"], after=3)
     assert [(e["seq"], e["kind"], e["data"]) for e in log["events"]] == [
-        (3, "task.renamed", {"title": "Tesla"})
+        (4, "task.renamed", {"title": "Tesla"})
     ]
     assert_problem(
         await client.put(f"/tasks/{task['id']}", headers=alice.headers, json={"title": "   "}), 422
@@ -124,7 +128,13 @@ async def test_cancel_stops_an_unfinished_task_and_is_refused_for_a_finished_one
     again = await client.post(f"/tasks/{task['id']}/cancel", headers=alice.headers)
     assert_problem(again, 409, "already finished (cancelled)")
     kinds = [e["kind"] for e in (await events(client, alice, task["id"]))["events"]]
-    assert kinds == ["task.created", "plan.requested", "task.cancelled"]
+    assert kinds == [
+        "task.created",
+        "plan.requested",
+        "task.status",
+        "task.status",
+        "task.cancelled",
+    ]
 
 
 async def test_rerun_makes_a_fresh_task_with_the_same_objective(client, alice) -> None:
@@ -138,7 +148,7 @@ async def test_rerun_makes_a_fresh_task_with_the_same_objective(client, alice) -
     assert rerun.status_code == 201
     fresh = rerun.json()
     assert fresh["id"] != task["id"]
-    assert (fresh["objective"], fresh["status"]) == (task["objective"], "queued")
+    assert (fresh["objective"], fresh["status"]) == (task["objective"], "planning")
     files = (await client.get(f"/tasks/{fresh['id']}/files", headers=alice.headers)).json()
     assert [f["name"] for f in files] == ["report.xlsx"]
     kinds = [e["kind"] for e in (await events(client, alice, task["id"]))["events"]]
@@ -212,14 +222,14 @@ async def test_the_event_log_pages_from_any_sequence_number(client, alice) -> No
     task = await create(client, alice)
     for n in range(5):
         await client.put(f"/tasks/{task['id']}", headers=alice.headers, json={"title": f"t{n}"})
-    log = await events(client, alice, task["id"], after=3)
-    assert [e["seq"] for e in log["events"]] == [4, 5, 6, 7]
+    log = await events(client, alice, task["id"], after=4)
+    assert [e["seq"] for e in log["events"]] == [5, 6, 7, 8]
     limited = await client.get(
         f"/tasks/{task['id']}/events", headers=alice.headers, params={"after": 0, "limit": 2}
     )
     assert [e["seq"] for e in limited.json()["events"]] == [1, 2]
     assert limited.json()["last_seq"] == 2
-    assert (await events(client, alice, task["id"], after=7))["events"] == []
+    assert (await events(client, alice, task["id"], after=8))["events"] == []
 
 
 async def test_concurrent_renames_number_their_events_without_gaps(client, alice) -> None:
@@ -233,7 +243,7 @@ async def test_concurrent_renames_number_their_events_without_gaps(client, alice
     assert all(r.status_code in (200, 409) for r in results)
     applied = sum(r.status_code == 200 for r in results)
     seqs = [e["seq"] for e in (await events(client, alice, task["id"]))["events"]]
-    assert seqs == list(range(1, applied + 3))
+    assert seqs == list(range(1, applied + 4))
 
 
 @pytest.mark.parametrize("path", ["", "/events", "/files", "/files/a.txt"])

@@ -200,6 +200,7 @@ class PlanProduced(Message, kw_only=True, frozen=True, tag="plan.produced"):
     unusable: bool = False
     usage: tuple[Usage, ...] = ()
     requested_at: datetime | None = None
+    request_id: str = ""
 
 
 class StepRequested(Message, kw_only=True, frozen=True, tag="step.requested"):
@@ -227,6 +228,7 @@ class StepProposed(Message, kw_only=True, frozen=True, tag="step.proposed"):
     unusable: bool = False
     usage: tuple[Usage, ...] = ()
     requested_at: datetime | None = None
+    request_id: str = ""
 
 
 class ToolExecute(Message, kw_only=True, frozen=True, tag="tool.execute"):
@@ -271,6 +273,7 @@ class ReviewVerdict(Message, kw_only=True, frozen=True, tag="review.verdict"):
     unusable: bool = False
     usage: tuple[Usage, ...] = ()
     requested_at: datetime | None = None
+    request_id: str = ""
 
 
 class DesktopAction(Message, kw_only=True, frozen=True, tag="desktop.action"):

@@ -47,6 +47,7 @@ async def step(request: StepRequested, llm: LLM) -> StepProposed:
         correlation_id=request.correlation_id,
         subtask_id=request.subtask_id,
         requested_at=request.occurred_at,
+        request_id=request.id,
     )
     try:
         answer = await llm.complete(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,8 @@ from troika_gateway.interactions.policy_routes import (
 from troika_gateway.interactions.routes import InteractionController
 from troika_gateway.live import live_events
 from troika_gateway.openapi import openapi_config
+from troika_gateway.pipeline.outbox import Publisher
+from troika_gateway.pipeline.store import TaskStore
 from troika_gateway.problems import exception_handlers
 from troika_gateway.scheduling.jobs import Jobs
 from troika_gateway.scheduling.routes import ScheduleController
@@ -72,7 +75,15 @@ def create_app(settings: GatewaySettings) -> Litestar:
         async with await Bus.connect(settings, name="gateway") as connection:
             await connection.ensure_streams()
             app.state.bus = connection
-            yield
+            publisher = Publisher(connection, app.state.sessionmaker)
+            app.state.store = TaskStore(settings, publisher)
+            stop = asyncio.Event()
+            marking = asyncio.create_task(publisher.run(stop))
+            try:
+                yield
+            finally:
+                stop.set()
+                await marking
 
     @asynccontextmanager
     async def redis(app: Litestar) -> AsyncIterator[None]:

@@ -14,6 +14,7 @@ from troika_gateway.db.models import Task, TaskEvent
 from troika_shared.errors import DependencyUnavailable
 from troika_shared.messages import TaskEvent as TaskEventMessage
 from troika_shared.messages import derive_id
+from troika_shared.task_events import body, kind_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -21,8 +22,9 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from troika_shared.bus import Bus
+    from troika_shared.task_events import TaskEventBody
 
-__all__ = ["append_event", "publish_events", "to_message"]
+__all__ = ["append", "append_event", "publish_events", "to_message"]
 
 log = structlog.get_logger("troika.gateway.events")
 
@@ -39,6 +41,11 @@ def append_event(db: AsyncSession, task: Task, kind: str, data: dict[str, Any]) 
     )
     db.add(event)
     return event
+
+
+def append(db: AsyncSession, task: Task, event: TaskEventBody) -> TaskEvent:
+    """Adds a typed event to the task's log (see :func:`append_event`)."""
+    return append_event(db, task, kind_of(event), body(event))
 
 
 def to_message(event: TaskEvent) -> TaskEventMessage:

@@ -71,6 +71,8 @@ class GatewaySettings(BusSettings):
         approval_timeout_s: How long an approval or input form waits; unanswered, it expires
             as denied (and counts toward the denials that pause a task).
         expiry_sweep_s: How often the worker looks for expired approvals.
+        watchdog_sweep_s: How often the worker looks for tasks with nothing in flight.
+        watchdog_idle_s: How long a task must have been still before the watchdog looks at it.
         schedule_poll_s: How often the worker's arq queue is polled for due schedules (a
             schedule starts at most this late).
         schedule_sweep_s: How often the worker reconciles the schedules in the database with
@@ -108,6 +110,8 @@ class GatewaySettings(BusSettings):
     relay_interval_s: float = Field(default=1.0, gt=0)
     approval_timeout_s: float = Field(default=24 * 3600.0, gt=0)
     expiry_sweep_s: float = Field(default=30.0, gt=0)
+    watchdog_sweep_s: float = Field(default=15.0, gt=0)
+    watchdog_idle_s: float = Field(default=10.0, ge=0)
     schedule_poll_s: float = Field(default=0.25, gt=0, le=10)
     schedule_sweep_s: float = Field(default=30.0, gt=0)
     schedule_misfire_grace_s: float = Field(default=60.0, ge=0)

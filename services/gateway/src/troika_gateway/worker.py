@@ -1,5 +1,5 @@
-"""The gateway's worker process: the orchestrator, the outbox relay, approval expiry and the
-scheduler (an arq worker).
+"""The gateway's worker process: the orchestrator, the outbox relay, approval expiry, the
+watchdog and the scheduler (an arq worker).
 
 Run as many as you like (``python -m troika_gateway.worker``): they share the orchestrator's
 durable consumer, and the version column settles any race between them.
@@ -17,7 +17,9 @@ import structlog
 from troika_gateway.db import create_engine, create_sessionmaker, upgrade
 from troika_gateway.pipeline.expiry import Expirer
 from troika_gateway.pipeline.orchestrator import Orchestrator
-from troika_gateway.pipeline.outbox import Relay
+from troika_gateway.pipeline.outbox import Publisher, Relay
+from troika_gateway.pipeline.store import TaskStore
+from troika_gateway.pipeline.watchdog import Watchdog
 from troika_gateway.scheduling.jobs import Jobs
 from troika_gateway.scheduling.runner import Scheduler
 from troika_gateway.scheduling.times import SystemClock
@@ -50,7 +52,9 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
             # SQLite takes one writer at a time: this process's writers queue for it in turn.
             writes = asyncio.Lock() if engine.dialect.name == "sqlite" else None
             relay = Relay(sessionmaker, bus, settings.relay_interval_s, writes)
-            orchestrator = Orchestrator(sessionmaker, settings, bus, writes)
+            publisher = Publisher(bus, sessionmaker, writes)
+            store = TaskStore(settings, publisher, writes)
+            orchestrator = Orchestrator(sessionmaker, store)
             runner = ServiceRunner(
                 service="orchestrator",
                 version=metadata.version("troika-gateway"),
@@ -65,14 +69,16 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
                 router=orchestrator.dead_letter_router(),
                 stream=StreamKey.DEAD,
             )
-            expirer = Expirer(sessionmaker, settings, bus, writes)
+            expirer = Expirer(sessionmaker, settings, store)
+            watchdog = Watchdog(sessionmaker, settings, store)
             clock = SystemClock()
             jobs = Jobs.connect(settings, clock)
-            scheduler = Scheduler(sessionmaker, settings, bus, jobs, clock, writes)
+            scheduler = Scheduler(sessionmaker, settings, store, jobs, clock, writes)
             try:
                 await asyncio.gather(
                     runner.run(stop), dead_letters.run(stop), relay.run(stop),
-                    expirer.run(stop), scheduler.run(stop),
+                    publisher.run(stop), expirer.run(stop), watchdog.run(stop),
+                    scheduler.run(stop),
                 )  # fmt: skip
             finally:
                 await jobs.close()

@@ -30,6 +30,7 @@ async def plan(request: PlanRequested, llm: LLM) -> PlanProduced:
             id=reply_id,
             correlation_id=request.correlation_id,
             requested_at=request.occurred_at,
+            request_id=request.id,
             stuck_reason=exc.reason,
             unusable=True,
             usage=(exc.usage,),
@@ -40,6 +41,7 @@ async def plan(request: PlanRequested, llm: LLM) -> PlanProduced:
             id=reply_id,
             correlation_id=request.correlation_id,
             requested_at=request.occurred_at,
+            request_id=request.id,
             stuck_reason=draft.cannot_proceed.strip(),
             usage=(answer.usage,),
         )
@@ -47,6 +49,7 @@ async def plan(request: PlanRequested, llm: LLM) -> PlanProduced:
         id=reply_id,
         correlation_id=request.correlation_id,
         requested_at=request.occurred_at,
+        request_id=request.id,
         plan=to_plan(draft),
         usage=(answer.usage,),
     )

@@ -23,6 +23,7 @@ async def review(request: ReviewRequested, llm: LLM) -> ReviewVerdict:
         id=derive_id(request.id, "review.verdict"),
         correlation_id=request.correlation_id,
         requested_at=request.occurred_at,
+        request_id=request.id,
     )
     try:
         answer = await llm.complete(

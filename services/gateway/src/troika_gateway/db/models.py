@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -23,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from troika_gateway.db.types import JSONDocument, UTCDateTime
+from troika_gateway.pipeline.states import TaskStatus
 from troika_shared.messages import utcnow
 
 __all__ = [
@@ -65,27 +65,6 @@ class Base(DeclarativeBase):
     """Declarative base with stable constraint names (so migrations can refer to them)."""
 
     metadata = MetaData(naming_convention=NAMING)
-
-
-class TaskStatus(StrEnum):
-    """A task's place in its life cycle (see the design's "Task statuses")."""
-
-    SCHEDULED = "scheduled"
-    QUEUED = "queued"
-    PLANNING = "planning"
-    EXECUTING = "executing"
-    AWAITING_APPROVAL = "awaiting_approval"
-    AWAITING_INPUT = "awaiting_input"
-    REVIEWING = "reviewing"
-    NEEDS_GUIDANCE = "needs_guidance"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def final(self) -> bool:
-        """Whether the task can change no more."""
-        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
 _ID = String(32)
@@ -158,6 +137,8 @@ class Task(Base):
     unusable_streak: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     failure_streak: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     denials: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the plan or review request awaiting its answer ("" when none is)
+    in_flight: Mapped[str] = mapped_column(String(32), default="", server_default="")
     last_event_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -193,6 +174,8 @@ class Subtask(Base):
     result_files: Mapped[list[str]] = mapped_column(JSONDocument, default=list, server_default="[]")
     steps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     revision_notes: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
+    # the step request awaiting its answer ("" when none is)
+    in_flight: Mapped[str] = mapped_column(String(32), default="", server_default="")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     task: Mapped[Task] = relationship(back_populates="subtasks")

@@ -1,7 +1,7 @@
 """Tool policies: which calls still ask the person, and which are decided by a rule they set.
 
 A policy is per tool, for all of a user's tasks (scope ``user``) or for one task (scope: its id).
-How a call is decided:
+How a call is decided (by :func:`troika_gateway.pipeline.rules.decide`):
 
 * ``deny`` at either level wins: the call is refused without asking;
 * otherwise the task's own policy, then the user's, then the default ``ask``;
@@ -14,7 +14,6 @@ How a call is decided:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
@@ -24,30 +23,15 @@ from troika_gateway.db.models import ToolPolicy
 from troika_gateway.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from troika_shared.catalogue import ToolDefinition
 
-__all__ = ["MODES", "Decision", "Mode", "decide", "edited_arguments", "set_policy"]
+__all__ = ["MODES", "Mode", "all_modes", "edited_arguments", "modes", "set_policy"]
 
 Mode = Literal["ask", "ask_once", "allow", "deny"]
 MODES: tuple[Mode, ...] = ("ask", "ask_once", "allow", "deny")
 USER_SCOPE = "user"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What the rules say about one call.
-
-    Attributes:
-        outcome: ``ask`` the person, ``approve`` or ``deny`` by the rule.
-        rule: The rule that decided, for the audit trail (``"allow for all tasks"``).
-    """
-
-    outcome: Literal["ask", "approve", "deny"]
-    rule: str = ""
 
 
 async def all_modes(
@@ -69,39 +53,6 @@ async def all_modes(
 async def modes(db: AsyncSession, user_id: str, task_id: str, tool: str) -> dict[str, str]:
     """The tool's policies that apply to the task: ``{"user": mode, "task": mode}``."""
     return (await all_modes(db, user_id, task_id, tool)).get(tool, {})
-
-
-async def decide(
-    db: AsyncSession,
-    *,
-    user_id: str,
-    task_id: str,
-    definition: ToolDefinition | None,
-    tool: str,
-    approved_before: Callable[[], Awaitable[bool]],
-) -> Decision:
-    """How a proposed call of ``tool`` is decided (see the module's rules).
-
-    ``approved_before`` tells whether a call of the tool was approved in this task already; it
-    is asked only under an ``ask_once`` policy.
-    """
-    found = await modes(db, user_id, task_id, tool)
-    for level in ("task", "user"):
-        if found.get(level) == "deny":
-            return Decision("deny", f"deny {_where(level)}")
-    if definition is None or definition.needs_input:
-        return Decision("ask")
-    level = "task" if "task" in found else "user"
-    mode = found.get(level, "ask")
-    if mode == "allow":
-        return Decision("approve", f"allow {_where(level)}")
-    if mode == "ask_once" and await approved_before():
-        return Decision("approve", f"ask once {_where(level)}")
-    return Decision("ask")
-
-
-def _where(level: str) -> str:
-    return "for all tasks" if level == "user" else "for this task"
 
 
 async def set_policy(

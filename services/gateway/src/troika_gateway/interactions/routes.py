@@ -16,14 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from troika_gateway.auth.middleware import Principal
 from troika_gateway.credentials import load_secrets
-from troika_gateway.db.engine import WRITE_CONFLICTS
 from troika_gateway.db.models import Interaction, Task, TaskStatus, ToolCall
 from troika_gateway.errors import Conflict, InvalidInput, NotFound
-from troika_gateway.events import publish_events
-from troika_gateway.interactions.policies import edited_arguments, set_policy
+from troika_gateway.interactions.policies import edited_arguments
 from troika_gateway.openapi import BEARER
-from troika_gateway.pipeline.machine import Machine, SameCallExists
-from troika_gateway.pipeline.outbox import kick
+from troika_gateway.pipeline.snapshot import Respond
 from troika_shared.catalogue import CATALOGUE
 
 if TYPE_CHECKING:
@@ -31,8 +28,6 @@ if TYPE_CHECKING:
     from troika_shared.catalogue import ToolDefinition
 
 __all__ = ["Answer", "InteractionController", "InteractionView"]
-
-_ANSWER_ATTEMPTS = 5
 
 
 class InteractionView(Struct, kw_only=True):
@@ -154,68 +149,49 @@ class InteractionController(Controller):
         state: State,
     ) -> InteractionView:
         """Approves or denies a proposed action; an interaction is answered once."""
-        for attempt in range(_ANSWER_ATTEMPTS):
-            row = await db.scalar(
-                select(Interaction).where(
-                    Interaction.id == interaction_id, Interaction.user_id == request.user.user_id
-                )
+        row = await db.scalar(
+            select(Interaction).where(
+                Interaction.id == interaction_id, Interaction.user_id == request.user.user_id
             )
-            if row is None:
-                raise NotFound("interaction")
-            if row.status != "pending":
-                raise Conflict(f"this was answered already ({row.status})")
-            task = await db.get(Task, row.task_id)
-            call = await db.get(ToolCall, row.tool_call_id) if row.tool_call_id else None
-            if task is None or TaskStatus(task.status).final:
-                raise Conflict("the task has finished")
-            if call is None or call.status != "proposed":
-                raise Conflict("this action is no longer waiting for a decision")
-            if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
-                raise Conflict("this approval request expired; the call was not made")
-            approve = data.decision == "approve"
-            definition = CATALOGUE.get(call.tool)
-            if row.kind == "input" and approve and data.values is None:
-                raise InvalidInput(
-                    "this action needs your details: send them as `values`",
-                    [{"field": "values", "message": "required to approve this action"}],
-                )
-            arguments = call.arguments
-            if approve:
-                await _require_credentials(db, state.settings, task, definition)
-                arguments = edited_arguments(
-                    definition, call.arguments, arguments=data.arguments, values=data.values
-                )
-            client = _client(request)
-            row.status = "approved" if approve else "denied"
-            row.response = {"decision": data.decision, "reason": data.reason,
-                            "arguments": arguments, "remember": data.remember}  # fmt: skip
-            row.responded_by = f"{request.user.user_id}@{client['ip']}"[:255]
-            row.responded_at = datetime.now(UTC)
-            machine = Machine(db, state.settings)
-            try:
-                if approve and data.remember == "task" and definition is not None:
-                    await set_policy(db, user_id=task.user_id, scope=task.id,
-                                     definition=definition, mode="ask_once")  # fmt: skip
-                await machine.respond(
-                    task,
-                    call,
-                    row,
-                    approve=approve,
-                    reason=data.reason.strip(),
-                    arguments=arguments,
-                    actor=f"user: {request.user.user_id}",
-                    client=client,
-                )
-                await db.commit()
-            except SameCallExists as exc:
-                await db.rollback()
-                raise Conflict(str(exc)) from None
-            except WRITE_CONFLICTS:
-                await db.rollback()
-                if attempt == _ANSWER_ATTEMPTS - 1:
-                    raise Conflict("the task kept changing; try again") from None
-                continue
-            await publish_events(state.bus, machine.events)
-            await kick(state.bus)
-            return _view(row)
-        raise AssertionError("unreachable")  # pragma: no cover
+        )
+        if row is None:
+            raise NotFound("interaction")
+        if row.status != "pending":
+            raise Conflict(f"this was answered already ({row.status})")
+        task = await db.get(Task, row.task_id)
+        call = await db.get(ToolCall, row.tool_call_id) if row.tool_call_id else None
+        if task is None or TaskStatus(task.status).final:
+            raise Conflict("the task has finished")
+        if call is None or call.status != "proposed":
+            raise Conflict("this action is no longer waiting for a decision")
+        if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
+            raise Conflict("this approval request expired; the call was not made")
+        approve = data.decision == "approve"
+        definition = CATALOGUE.get(call.tool)
+        if row.kind == "input" and approve and data.values is None:
+            raise InvalidInput(
+                "this action needs your details: send them as `values`",
+                [{"field": "values", "message": "required to approve this action"}],
+            )
+        arguments = call.arguments
+        if approve:
+            await _require_credentials(db, state.settings, task, definition)
+            arguments = edited_arguments(
+                definition, call.arguments, arguments=data.arguments, values=data.values
+            )
+        client = _client(request)
+        command = Respond(
+            ask_id=row.id,
+            approve=approve,
+            arguments=arguments,
+            reason=data.reason.strip(),
+            actor=f"user: {request.user.user_id}",
+            client=client,
+            remember=approve and data.remember == "task" and definition is not None,
+            response={"decision": data.decision, "reason": data.reason,
+                      "arguments": arguments, "remember": data.remember},
+            responded_by=f"{request.user.user_id}@{client['ip']}",
+        )  # fmt: skip
+        await state.store.change_in(db, task.id, command, user_id=request.user.user_id)
+        await db.refresh(row)
+        return _view(row)

@@ -14,17 +14,14 @@ from typing import TYPE_CHECKING
 import structlog
 from sqlalchemy import select
 
-from troika_gateway.db.engine import WRITE_CONFLICTS
-from troika_gateway.db.models import Interaction, Task, TaskStatus, ToolCall
-from troika_gateway.events import publish_events
-from troika_gateway.pipeline.machine import Machine
-from troika_gateway.pipeline.outbox import kick
+from troika_gateway.db.models import Interaction
+from troika_gateway.pipeline.snapshot import Expire
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+    from troika_gateway.pipeline.store import TaskStore
     from troika_gateway.settings import GatewaySettings
-    from troika_shared.bus import Bus
 
 __all__ = ["Expirer"]
 
@@ -37,22 +34,19 @@ class Expirer:
 
     Args:
         sessionmaker: The database.
-        settings: The timeout and the sweep interval.
-        bus: Where events and kicks go after each expiry.
-        writes: Held around each transaction where the database takes one writer at a time.
+        settings: The sweep interval.
+        store: Changes tasks through the rules.
     """
 
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         settings: GatewaySettings,
-        bus: Bus,
-        writes: asyncio.Lock | None = None,
+        store: TaskStore,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.settings = settings
-        self.bus = bus
-        self.writes = writes or contextlib.nullcontext()
+        self.store = store
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweeps until ``stop`` is set."""
@@ -68,8 +62,8 @@ class Expirer:
         """Expires every overdue approval; returns how many."""
         async with self.sessionmaker() as db:
             due = list(
-                await db.scalars(
-                    select(Interaction.id)
+                await db.execute(
+                    select(Interaction.id, Interaction.task_id)
                     .where(
                         Interaction.status == "pending",
                         Interaction.expires_at <= datetime.now(UTC),
@@ -79,35 +73,11 @@ class Expirer:
                 )
             )
         expired = 0
-        for interaction_id in due:
-            expired += await self._expire(interaction_id)
+        for interaction_id, task_id in due:
+            applied = await self.store.change(
+                self.sessionmaker, task_id, Expire(ask_id=interaction_id)
+            )
+            if applied.refused is None and applied.task is not None:
+                log.info("approval.expired", interaction_id=interaction_id, task_id=task_id)
+                expired += 1
         return expired
-
-    async def _expire(self, interaction_id: str) -> int:
-        for _ in range(5):
-            async with self.writes, self.sessionmaker() as db:
-                interaction = await db.get(Interaction, interaction_id)
-                if interaction is None or interaction.status != "pending":
-                    return 0  # answered meanwhile
-                task = await db.get(Task, interaction.task_id)
-                call = (
-                    await db.get(ToolCall, interaction.tool_call_id)
-                    if interaction.tool_call_id
-                    else None
-                )
-                machine = Machine(db, self.settings)
-                if task is None or TaskStatus(task.status).final or call is None:
-                    interaction.status = "expired"
-                elif call.status == "proposed":
-                    await machine.expire(task, call, interaction)
-                else:
-                    interaction.status = "expired"
-                try:
-                    await db.commit()
-                except WRITE_CONFLICTS:
-                    continue
-            log.info("approval.expired", interaction_id=interaction_id)
-            await publish_events(self.bus, machine.events)
-            await kick(self.bus)
-            return 1
-        return 0

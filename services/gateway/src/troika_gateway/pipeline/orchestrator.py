@@ -7,17 +7,13 @@ and a crash before the commit leaves nothing half-done: the answer is simply del
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING
 
 import msgspec
 import structlog
 
-from troika_gateway.db.engine import WRITE_CONFLICTS
-from troika_gateway.db.models import ProcessedMessage, Task, TaskStatus
-from troika_gateway.events import publish_events
-from troika_gateway.pipeline.machine import Machine
-from troika_gateway.pipeline.outbox import kick
+from troika_gateway.errors import Conflict
+from troika_gateway.pipeline.snapshot import AgentGaveUp
 from troika_shared.errors import RetryableError
 from troika_shared.messages import (
     DeadLettered,
@@ -38,19 +34,16 @@ from troika_shared.messages import (
 from troika_shared.router import Router
 
 if TYPE_CHECKING:
-    import asyncio
-    from collections.abc import Awaitable, Callable
-
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-    from troika_gateway.settings import GatewaySettings
-    from troika_shared.bus import Bus
+    from troika_gateway.pipeline.snapshot import Command
+    from troika_gateway.pipeline.store import TaskStore
 
 __all__ = ["Orchestrator"]
 
 log = structlog.get_logger("troika.orchestrator")
 
-_ATTEMPTS = 5  # a conflict means another answer for the task just committed: simply reapply
+_AGENTS = {PlanRequested: "planner", StepRequested: "executor", ReviewRequested: "reviewer"}
 
 
 class Orchestrator:
@@ -58,39 +51,28 @@ class Orchestrator:
 
     Args:
         sessionmaker: The database.
-        settings: Thresholds and the data directory.
-        bus: Where events and kicks go after each commit.
-        writes: Held around each transaction, where the database takes one writer at a time
-            (SQLite): queueing here is cheaper than SQLite's own busy-wait back-off.
+        store: Changes tasks through the rules, one transaction per answer.
     """
 
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        settings: GatewaySettings,
-        bus: Bus,
-        writes: asyncio.Lock | None = None,
-    ) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], store: TaskStore) -> None:
         self.sessionmaker = sessionmaker
-        self.settings = settings
-        self.bus = bus
-        self.writes = writes or contextlib.nullcontext()
+        self.store = store
 
     def router(self) -> Router:
-        """Routes every answer type to its transition."""
+        """Routes every answer type to its task."""
         router = Router("orchestrator")
 
         async def on_plan(message: PlanProduced) -> list[Message]:
-            return await self.apply(message, lambda m, t: m.on_plan(t, message))
+            return await self.apply(message, message)
 
         async def on_step(message: StepProposed) -> list[Message]:
-            return await self.apply(message, lambda m, t: m.on_step(t, message))
+            return await self.apply(message, message)
 
         async def on_result(message: ToolResult) -> list[Message]:
-            return await self.apply(message, lambda m, t: m.on_tool_result(t, message))
+            return await self.apply(message, message)
 
         async def on_verdict(message: ReviewVerdict) -> list[Message]:
-            return await self.apply(message, lambda m, t: m.on_verdict(t, message))
+            return await self.apply(message, message)
 
         router.add(PlanProduced, on_plan)
         router.add(StepProposed, on_step)
@@ -120,48 +102,25 @@ class Orchestrator:
                         error=f"the {letter.service} gave up on this call: {letter.reason}",
                     ),
                 )
-                return await self.apply(result, lambda m, t: m.on_tool_result(t, result))
+                return await self.apply(result, result)
             if isinstance(command, (PlanRequested, StepRequested, ReviewRequested)):
-                reason = f"the {letter.service} could not handle a request: {letter.reason}"
-                return await self.apply(letter, lambda m, t: _pause(m, t, reason))
+                gave_up = AgentGaveUp(agent=letter.service, reason=letter.reason)
+                return await self.apply(letter, gave_up)
             return []
 
         router.add(DeadLettered, on_dead)
         return router
 
-    async def apply(
-        self, message: Message, change: Callable[[Machine, Task], Awaitable[None]]
-    ) -> list[Message]:
-        """Applies one answer in one transaction; publishes its events after the commit.
-
-        Raises:
-            RetryableError: Another writer changed the task meanwhile (the answer comes again).
-        """
-        for attempt in range(_ATTEMPTS):
-            async with self.writes, self.sessionmaker() as db:
-                if await db.get(ProcessedMessage, message.id) is not None:
-                    return []  # applied already: this is a redelivery
-                db.add(ProcessedMessage(id=message.id))
-                task = await db.get(Task, message.correlation_id)
-                machine = Machine(db, self.settings)
-                try:
-                    if task is not None and not TaskStatus(task.status).final:
-                        await change(machine, task)
-                    await db.commit()
-                    break
-                except WRITE_CONFLICTS as exc:
-                    await db.rollback()
-                    if attempt == _ATTEMPTS - 1:
-                        raise RetryableError("the task kept changing", delay=0.2) from exc
-        await kick(self.bus)  # the relay publishes the next commands while the events go out
-        if machine.events:
-            await publish_events(self.bus, machine.events)
+    async def apply(self, message: Message, command: Command) -> list[Message]:
+        """Applies one answer in one transaction; announces it after the commit."""
+        try:
+            await self.store.change(
+                self.sessionmaker, message.correlation_id, command, message_id=message.id
+            )
+        except Conflict as exc:
+            raise RetryableError("the task kept changing", delay=0.2) from exc
         _log_round_trip(message)
         return []
-
-
-async def _pause(machine: Machine, task: Task, reason: str) -> None:
-    machine.pause(task, reason)
 
 
 def _log_round_trip(message: Message) -> None:

@@ -1,7 +1,8 @@
 """The outbox: commands are committed with the state change that caused them, then published.
 
-Whoever commits outbox rows kicks the relay (a core NATS message); the relay also sweeps on a
-timer, so a crash between commit and publish is repaired within a second or so. Publishing is
+The process that committed them publishes them right away (:class:`Publisher`) and marks them
+published in batches. The relay, in the worker, publishes what is left unpublished a little
+later: a crash between commit and publish is repaired within a second or two. Publishing is
 idempotent: each row's id is its message's ``Nats-Msg-Id``.
 """
 
@@ -9,35 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import select, update
 
-from troika_gateway.db.engine import WRITE_CONFLICTS
-from troika_gateway.db.models import Outbox, Task, TaskStatus
-from troika_gateway.events import append_event, publish_events
+from troika_gateway.db.models import Outbox
 from troika_shared.errors import DependencyUnavailable
-from troika_shared.messages import (
-    Message,
-    PlanRequested,
-    TaskStopped,
-    decode,
-    derive_id,
-    encode,
-)
+from troika_shared.messages import Message, decode, encode
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from troika_shared.bus import Bus
 
-__all__ = ["Relay", "enqueue", "enqueue_stopped", "kick", "kick_subject"]
+__all__ = ["Publisher", "Relay", "enqueue"]
 
 log = structlog.get_logger("troika.gateway.outbox")
 _BATCH = 200
-_MARK_ATTEMPTS = 5
 
 
 def enqueue(db: AsyncSession, message: Message) -> None:
@@ -52,32 +45,75 @@ def enqueue(db: AsyncSession, message: Message) -> None:
     )
 
 
-def enqueue_stopped(db: AsyncSession, task_id: str, status: str) -> None:
-    """Tells the executors, through the outbox, that a task stopped: its queued calls must not
-    run any more."""
-    enqueue(db, TaskStopped(id=derive_id(task_id, "stopped"), correlation_id=task_id,
-                            status=status))  # fmt: skip
+class Publisher:
+    """Publishes committed outbox messages at once; marks them published in batches.
 
+    Args:
+        bus: The bus.
+        sessionmaker: The database (for the marks).
+        writes: Held around each write where the database takes one writer at a time.
+        interval_s: How often the marks are written.
+    """
 
-def kick_subject(bus: Bus) -> str:
-    """The subject that wakes the relays."""
-    return f"{bus.topology.prefix}.outbox.kick"
+    def __init__(
+        self,
+        bus: Bus,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        writes: asyncio.Lock | None = None,
+        interval_s: float = 0.5,
+    ) -> None:
+        self.bus = bus
+        self.sessionmaker = sessionmaker
+        self.writes: contextlib.AbstractAsyncContextManager[Any] = (
+            writes or contextlib.nullcontext()
+        )
+        self.interval_s = interval_s
+        self._done: list[str] = []
 
+    async def publish(self, messages: Iterable[Message]) -> None:
+        """Publishes committed messages; one that does not go through is left to the relay."""
+        for message in messages:
+            try:
+                await self.bus.publish(message)
+            except DependencyUnavailable as exc:
+                log.warning("outbox.publish_failed", message_id=message.id, error=str(exc))
+                continue
+            self._done.append(message.id)
 
-async def kick(bus: Bus) -> None:
-    """Wakes the relays (best effort: they sweep on a timer anyway)."""
-    with contextlib.suppress(Exception):
-        await bus.nc.publish(kick_subject(bus), b"")
+    async def mark(self) -> int:
+        """Marks what was published since the last mark; returns how many."""
+        done, self._done = self._done, []
+        for start in range(0, len(done), _BATCH):
+            batch = done[start : start + _BATCH]
+            async with self.writes, self.sessionmaker() as db:
+                await db.execute(
+                    update(Outbox)
+                    .where(Outbox.id.in_(batch), Outbox.published_at.is_(None))
+                    .values(published_at=datetime.now(UTC))
+                )
+                await db.commit()
+        return len(done)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Writes the marks until ``stop`` is set, and once more after."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval_s)
+            try:
+                await self.mark()
+            except Exception:  # the relay publishes unmarked rows again: harmless
+                log.exception("outbox.mark_failed")
 
 
 class Relay:
-    """Publishes outbox rows that are not published yet.
+    """Publishes outbox rows that are still unpublished ``grace_s`` after their commit.
 
     Args:
         sessionmaker: The database.
         bus: The bus.
-        interval_s: Time between sweeps when nobody kicks.
+        interval_s: Time between sweeps.
         writes: Held around each write where the database takes one writer at a time.
+        grace_s: How long the committing process has to publish a row itself.
     """
 
     def __init__(
@@ -86,85 +122,53 @@ class Relay:
         bus: Bus,
         interval_s: float,
         writes: asyncio.Lock | None = None,
+        grace_s: float = 2.0,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.bus = bus
         self.interval_s = interval_s
-        self.writes = writes or contextlib.nullcontext()
-        self._wake = asyncio.Event()
+        self.grace_s = grace_s
+        self.writes: contextlib.AbstractAsyncContextManager[Any] = (
+            writes or contextlib.nullcontext()
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweeps until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                while await self.sweep() == _BATCH:
+                    continue
+            except DependencyUnavailable as exc:
+                log.warning("outbox.publish_failed", error=str(exc))
+            except Exception:  # a failed sweep is retried on the next one
+                log.exception("outbox.sweep_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval_s)
 
-        async def woken(_: object) -> None:
-            self._wake.set()
-
-        subscription = await self.bus.nc.subscribe(kick_subject(self.bus), cb=woken)
-        try:
-            while not stop.is_set():
-                self._wake.clear()  # before the sweep: a kick during it means another sweep
-                try:
-                    while await self.sweep() == _BATCH:
-                        continue
-                except DependencyUnavailable as exc:
-                    log.warning("outbox.publish_failed", error=str(exc))
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.interval_s):
-                        waits = [
-                            asyncio.create_task(self._wake.wait()),
-                            asyncio.create_task(stop.wait()),
-                        ]
-                        try:
-                            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                        finally:
-                            for wait in waits:
-                                wait.cancel()
-        finally:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
-
-    async def sweep(self) -> int:
-        """Publishes one batch of pending rows; returns how many."""
+    async def sweep(self, *, grace_s: float | None = None) -> int:
+        """Publishes one batch of rows left unpublished; returns how many."""
+        grace = self.grace_s if grace_s is None else grace_s
+        before = datetime.now(UTC) - timedelta(seconds=grace)
         async with self.sessionmaker() as db:
             rows = list(
                 await db.scalars(
                     select(Outbox)
-                    .where(Outbox.published_at.is_(None))
+                    .where(Outbox.published_at.is_(None), Outbox.created_at <= before)
                     .order_by(Outbox.created_at)
                     .limit(_BATCH)
                 )
             )
-        messages = [decode(row.payload) for row in rows]
-        for message in messages:
-            await self.bus.publish(message)
-        if rows:
-            # One commit for the batch: a crash before it only re-publishes, and JetStream drops
-            # the copies by their ids.
-            async with self.writes, self.sessionmaker() as db:
-                await db.execute(
-                    update(Outbox)
-                    .where(Outbox.id.in_([row.id for row in rows]))
-                    .values(published_at=datetime.now(UTC))
-                )
-                await db.commit()
-        for message in messages:
-            if isinstance(message, PlanRequested):
-                await self._mark_planning(message.correlation_id)
+        if not rows:
+            return 0
+        for row in rows:
+            await self.bus.publish(decode(row.payload))
+        # One commit for the batch: a crash before it only re-publishes, and JetStream drops
+        # the copies by their ids.
+        async with self.writes, self.sessionmaker() as db:
+            await db.execute(
+                update(Outbox)
+                .where(Outbox.id.in_([row.id for row in rows]))
+                .values(published_at=datetime.now(UTC))
+            )
+            await db.commit()
         return len(rows)
-
-    async def _mark_planning(self, task_id: str) -> None:
-        """A queued task whose plan request went out is now planning."""
-        for _ in range(_MARK_ATTEMPTS):
-            async with self.writes, self.sessionmaker() as db:
-                task = await db.get(Task, task_id)
-                if task is None or task.status != TaskStatus.QUEUED.value:
-                    return  # another writer moved it on; nothing to do
-                task.status = TaskStatus.PLANNING.value
-                task.started_at = task.started_at or datetime.now(UTC)
-                event = append_event(db, task, "task.planning", {"status": task.status})
-                try:
-                    await db.commit()
-                except WRITE_CONFLICTS:
-                    continue  # another writer committed to the task first: look again
-            await publish_events(self.bus, [event])
-            return

@@ -153,10 +153,10 @@ class ScheduleController(Controller):
         state: State,
     ) -> None:
         """Cancels the schedule: nothing fires any more, its waiting task shows ``cancelled``."""
-        due, events = await cancel_schedule(db, state.settings, request.user.user_id, schedule_id)
+        due, applied = await cancel_schedule(db, state.store, request.user.user_id, schedule_id)
         if due is not None:
             await state.jobs.withdraw(schedule_id, due)
-        await publish_events(state.bus, events)
+        await state.store.announce(applied)
 
     @post("/{schedule_id:str}/pause", status_code=200)
     async def pause(

@@ -21,8 +21,6 @@ from sqlalchemy import select
 
 from troika_gateway.db.engine import WRITE_CONFLICTS
 from troika_gateway.db.models import Schedule
-from troika_gateway.events import publish_events
-from troika_gateway.pipeline.outbox import kick
 from troika_gateway.scheduling import service
 from troika_gateway.scheduling.jobs import FIRE, Jobs, decode, encode, queue_name
 from troika_shared.errors import DependencyUnavailable
@@ -30,9 +28,9 @@ from troika_shared.errors import DependencyUnavailable
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+    from troika_gateway.pipeline.store import TaskStore
     from troika_gateway.scheduling.times import Clock
     from troika_gateway.settings import GatewaySettings
-    from troika_shared.bus import Bus
 
 __all__ = ["Scheduler"]
 
@@ -45,7 +43,7 @@ class Scheduler:
     Args:
         sessionmaker: The database.
         settings: Redis, the poll interval, the sweep interval and the misfire grace.
-        bus: Where the runs' events and commands go.
+        store: Starts the runs' tasks (and announces them).
         jobs: The deferred jobs (a connection of this process's own).
         clock: The time schedules are read against.
         writes: SQLite's single-writer queue, shared with the rest of the worker.
@@ -55,14 +53,14 @@ class Scheduler:
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         settings: GatewaySettings,
-        bus: Bus,
+        store: TaskStore,
         jobs: Jobs,
         clock: Clock,
         writes: asyncio.Lock | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.settings = settings
-        self.bus = bus
+        self.store = store
         self.jobs = jobs
         self.clock = clock
         self.writes = writes or contextlib.nullcontext()
@@ -119,7 +117,7 @@ class Scheduler:
         """Fires the schedule's run due at ``due`` (once, whoever else tries; a late one by its
         misfire policy); returns what happened, and queues the next run's job."""
         async with self.writes, self.sessionmaker() as db:
-            fired = await service.fire(db, self.settings, self.clock, schedule_id, due)
+            fired = await service.fire(db, self.store, self.clock, schedule_id, due)
         await self._after(schedule_id, fired)
         return fired.outcome
 
@@ -131,9 +129,7 @@ class Scheduler:
             schedule_id=schedule_id, outcome=fired.outcome, task_id=fired.task_id,
             next_run_at=fired.next_run_at.isoformat() if fired.next_run_at else None,
         )  # fmt: skip
-        await publish_events(self.bus, list(fired.events))
-        if fired.outcome != "skipped":
-            await kick(self.bus)
+        await self.store.announce(fired.applied)
         if fired.next_run_at is not None:
             await self.jobs.plan(schedule_id, fired.next_run_at)
 

@@ -10,16 +10,15 @@ repeated job or a reconciliation racing with its job can each try, and one of th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from troika_gateway.db.engine import WRITE_CONFLICTS
 from troika_gateway.db.models import (
-    Interaction,
     Schedule,
     ScheduleRun,
     Task,
@@ -28,18 +27,20 @@ from troika_gateway.db.models import (
     ToolPolicy,
 )
 from troika_gateway.errors import Conflict, InvalidInput, NotFound
-from troika_gateway.events import append_event
+from troika_gateway.events import append
 from troika_gateway.interactions.policies import USER_SCOPE
-from troika_gateway.pipeline.machine import Machine
+from troika_gateway.pipeline.snapshot import Cancel, Fire
+from troika_gateway.pipeline.store import Applied
 from troika_gateway.scheduling.times import InvalidSchedule, localize, next_fire, zone
 from troika_gateway.storage import copy_files
+from troika_shared import task_events as ev
 from troika_shared.catalogue import CATALOGUE
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from troika_gateway.pipeline.store import TaskStore
     from troika_gateway.scheduling.times import Clock
-    from troika_gateway.settings import GatewaySettings
 
 __all__ = [
     "Fired",
@@ -77,7 +78,7 @@ class Fired:
     outcome: Outcome
     task_id: str | None = None
     next_run_at: datetime | None = None
-    events: tuple[TaskEvent, ...] = ()
+    applied: Applied = field(default_factory=Applied)
 
 
 def _invalid(field: str, message: str) -> InvalidInput:
@@ -228,7 +229,7 @@ async def _claim(
 
 async def fire(
     db: AsyncSession,
-    settings: GatewaySettings,
+    store: TaskStore,
     clock: Clock,
     schedule_id: str,
     due: datetime,
@@ -239,13 +240,14 @@ async def fire(
     follows the schedule's misfire policy: ``run_once`` runs it now, once, and says so on the
     task; ``skip`` records and announces the missed run and moves on.
     """
+    settings = store.settings
     schedule = await db.get(Schedule, schedule_id)
     if schedule is None or schedule.status != "active" or schedule.next_run_at != due:
         return Fired("stale")
     now = clock.now()
     late = now - due > timedelta(seconds=settings.schedule_misfire_grace_s)
     if late and schedule.misfire_policy == "skip":
-        return await _skip(db, settings, schedule, due, now)
+        return await _skip(db, store, schedule, due, now)
     runs = schedule.runs + 1
     schedule.runs = runs  # for _following; the claim below writes it
     # On time (or a little late): the next slot after this one, so a slow firing loses none.
@@ -267,30 +269,20 @@ async def fire(
     if not claimed:
         await db.rollback()
         return Fired("stale")
-    machine = Machine(db, settings)
-    data: dict[str, Any] = {"schedule_id": schedule.id, "due": due.isoformat(), "late": late}
-    if late:
-        data["reason"] = "the time passed while Troika was not running; it runs once now"
-    machine.event(task, "schedule.fired", **data)
     await _apply_policies(db, schedule, task)
-    task.started_at = now
-    machine.set_status(task, TaskStatus.QUEUED)
-    await machine.request_plan(task)
-    events = list(machine.events)
+    applied = await store.apply_in(db, task, Fire(schedule_id=schedule.id, due=due, late=late))
     if following is not None:
         upcoming = _next_task(db, schedule, following)
         await db.flush()
         # What the person attached to the schedule's task goes with every run.
         await copy_files(db, settings.data_dir, task.id, upcoming.id, only_uploads=True)
-        events.append(
-            append_event(
-                db, upcoming, "task.scheduled",
-                {"schedule_id": schedule.id, "run_at": following.isoformat()},
-            )
+        applied.events.append(
+            append(db, upcoming, ev.TaskScheduled(schedule_id=schedule.id,
+                                                  run_at=following.isoformat()))
         )  # fmt: skip
     await db.commit()
     outcome: Outcome = "ran_late" if late else "ran"
-    return Fired(outcome, task.id, following, tuple(events))
+    return Fired(outcome, task.id, following, applied)
 
 
 async def _apply_policies(db: AsyncSession, schedule: Schedule, task: Task) -> None:
@@ -300,7 +292,7 @@ async def _apply_policies(db: AsyncSession, schedule: Schedule, task: Task) -> N
 
 
 async def _skip(
-    db: AsyncSession, settings: GatewaySettings, schedule: Schedule, due: datetime, now: datetime
+    db: AsyncSession, store: TaskStore, schedule: Schedule, due: datetime, now: datetime
 ) -> Fired:
     """A run missed while nothing was running, under the ``skip`` misfire policy: recorded and
     announced, not run; a repeating schedule moves on to its next time. Commits."""
@@ -320,22 +312,22 @@ async def _skip(
     if not claimed:
         await db.rollback()
         return Fired("stale")
-    events: list[TaskEvent] = []
+    applied = Applied()
     if task is not None:
         reason = "its time passed while Troika was not running (misfire policy: skip)"
-        data = {"schedule_id": schedule.id, "due": due.isoformat(), "reason": reason}
-        events.append(append_event(db, task, "schedule.skipped", data))
+        skipped = ev.ScheduleSkipped(schedule_id=schedule.id, due=due.isoformat(), reason=reason)
+        applied.events.append(append(db, task, skipped))
         if following is None:
-            machine = Machine(db, settings)
-            machine.set_status(task, TaskStatus.CANCELLED, f"not run: {reason}")
-            events.extend(machine.events)
+            cancelled = await store.apply_in(
+                db, task, Cancel(by="schedule", reason=f"not run: {reason}")
+            )
+            applied.events.extend(cancelled.events)
+            applied.messages.extend(cancelled.messages)
         else:
             task.status_reason = f"runs at {following.isoformat()}"
-            events.append(
-                append_event(db, task, "task.scheduled", {"run_at": following.isoformat()})
-            )
+            applied.events.append(append(db, task, ev.TaskScheduled(run_at=following.isoformat())))
     await db.commit()
-    return Fired("skipped", task.id if task else None, following, tuple(events))
+    return Fired("skipped", task.id if task else None, following, applied)
 
 
 async def _owned(db: AsyncSession, user_id: str, schedule_id: str) -> Schedule:
@@ -348,8 +340,8 @@ async def _owned(db: AsyncSession, user_id: str, schedule_id: str) -> Schedule:
 
 
 async def cancel_schedule(
-    db: AsyncSession, settings: GatewaySettings, user_id: str, schedule_id: str
-) -> tuple[datetime | None, list[TaskEvent]]:
+    db: AsyncSession, store: TaskStore, user_id: str, schedule_id: str
+) -> tuple[datetime | None, Applied]:
     """Cancels a schedule: it never fires again and its upcoming task shows ``cancelled``.
     Commits; returns the fire time whose job to withdraw, and the events.
 
@@ -359,19 +351,15 @@ async def cancel_schedule(
     for attempt in range(3):
         schedule = await _owned(db, user_id, schedule_id)
         if schedule.status in ("cancelled", "finished"):
-            return None, []
+            return None, Applied()
         due = schedule.next_run_at
         schedule.status = "cancelled"
         schedule.next_run_at = None
-        machine = Machine(db, settings)
         task = await _upcoming(db, schedule)
+        applied = Applied()
         if task is not None:
-            machine.set_status(task, TaskStatus.CANCELLED, "the schedule was cancelled")
-            await db.execute(
-                update(Interaction)
-                .where(Interaction.task_id == task.id, Interaction.status == "pending")
-                .values(status="cancelled")
-            )
+            cancel = Cancel(by="schedule", reason="the schedule was cancelled")
+            applied = await store.apply_in(db, task, cancel)
         try:
             await db.commit()
         except WRITE_CONFLICTS:
@@ -379,7 +367,7 @@ async def cancel_schedule(
             if attempt == 2:
                 raise Conflict("the schedule kept changing; try again") from None
             continue
-        return due, list(machine.events)
+        return due, applied
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -407,7 +395,7 @@ async def pause_schedule(
     task = await _upcoming(db, schedule)
     if task is not None:
         task.status_reason = "the schedule is paused"
-        events.append(append_event(db, task, "schedule.paused", {"schedule_id": schedule.id}))
+        events.append(append(db, task, ev.SchedulePaused(schedule_id=schedule.id)))
     await db.commit()
     return due, events
 
@@ -436,6 +424,6 @@ async def resume_schedule(
     task = await _upcoming(db, schedule) or _next_task(db, schedule, following)
     await db.flush()
     task.status_reason = f"runs at {following.isoformat()}"
-    events.append(append_event(db, task, "schedule.resumed", {"run_at": following.isoformat()}))
+    events.append(append(db, task, ev.ScheduleResumed(run_at=following.isoformat())))
     await db.commit()
     return following, events

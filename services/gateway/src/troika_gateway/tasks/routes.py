@@ -18,9 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession  # noqa: TC002
 from troika_gateway.auth.middleware import Principal  # noqa: TC001
 from troika_gateway.db.models import TaskStatus
 from troika_gateway.errors import InvalidInput
-from troika_gateway.events import publish_events
 from troika_gateway.openapi import BEARER
-from troika_gateway.pipeline.outbox import kick
 from troika_gateway.tasks.schemas import (
     EventPage,
     FileView,
@@ -44,16 +42,14 @@ async def provide_tasks(
     request: Request[Principal, Any, State], db: NamedDependency[AsyncSession], state: State
 ) -> AsyncIterator[Tasks]:
     """Task operations for the caller; events they record are published after the request."""
-    tasks = Tasks(db, request.user.user_id, state.settings, state.clock)
+    tasks = Tasks(db, request.user.user_id, state.settings, state.store, state.clock)
     yield tasks
     for schedule_id, due in tasks.jobs_to_withdraw:
         await state.jobs.withdraw(schedule_id, due)
     for schedule_id, due in tasks.jobs_to_plan:
         await state.jobs.plan(schedule_id, due)
-    if tasks.new_events:
-        await publish_events(state.bus, tasks.new_events)
-    if tasks.commands_queued:
-        await kick(state.bus)
+    for applied in tasks.to_announce:
+        await state.store.announce(applied)
 
 
 @dataclass
@@ -104,7 +100,7 @@ class TaskController(Controller):
     async def create(
         self, data: JSONBody[TaskCreate], tasks: NamedDependency[Tasks]
     ) -> TaskSummary:
-        """Creates a task; it starts as ``queued``, or waits as ``scheduled`` with ``run_at`` or
+        """Creates a task; it starts ``planning``, or waits as ``scheduled`` with ``run_at`` or
         ``cron`` (see ``GET /schedules``). A task that starts with files is made with
         ``POST /tasks/with-files``, so that its plan knows them."""
         return summary_of(await tasks.create(data))

@@ -10,13 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import msgspec
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import selectinload
 
-from troika_gateway.db.engine import WRITE_CONFLICTS
 from troika_gateway.db.models import (
     File,
-    Interaction,
     LlmUsage,
     Schedule,
     Task,
@@ -24,9 +22,10 @@ from troika_gateway.db.models import (
     TaskStatus,
 )
 from troika_gateway.errors import Conflict, InvalidInput, NotFound
-from troika_gateway.events import append_event
-from troika_gateway.pipeline.machine import Machine
-from troika_gateway.pipeline.outbox import enqueue_stopped
+from troika_gateway.events import append
+from troika_gateway.pipeline.outbox import enqueue
+from troika_gateway.pipeline.snapshot import Cancel, Guide, Note, Rename, Start
+from troika_gateway.pipeline.store import Applied
 from troika_gateway.scheduling.service import ScheduleSpec, create_scheduled_task, first_run
 from troika_gateway.scheduling.times import SystemClock
 from troika_gateway.storage import Stored, Workspace, copy_files, remove_tree, store_upload
@@ -40,6 +39,8 @@ from troika_gateway.tasks.schemas import (
     TaskPage,
     TaskSummary,
 )
+from troika_shared import task_events as ev
+from troika_shared.messages import TaskStopped, derive_id
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -48,9 +49,12 @@ if TYPE_CHECKING:
     from litestar.datastructures import UploadFile
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from troika_gateway.pipeline.snapshot import Command
+    from troika_gateway.pipeline.store import TaskStore
     from troika_gateway.scheduling.times import Clock
     from troika_gateway.settings import GatewaySettings
     from troika_gateway.tasks.schemas import FollowUp, GuidanceReply, TaskCreate
+    from troika_shared.task_events import TaskEventBody
 
 __all__ = ["Tasks", "summary_of"]
 
@@ -100,8 +104,9 @@ class Tasks:
     Args:
         db: The request's session.
         user_id: The caller; every query is scoped to them.
-        data_dir: Where workspaces live.
-        max_upload_bytes: The largest file accepted.
+        settings: Where workspaces live, the largest file accepted.
+        store: Changes tasks through the rules.
+        clock: The time, for schedules.
     """
 
     def __init__(
@@ -109,16 +114,18 @@ class Tasks:
         db: AsyncSession,
         user_id: str,
         settings: GatewaySettings,
+        store: TaskStore,
         clock: Clock | None = None,
     ) -> None:
         self.db = db
+        self.store = store
         self.user_id = user_id
         self.settings = settings
         self.data_dir = settings.data_dir
         self.max_upload_bytes = settings.max_upload_bytes
         self.clock = clock or SystemClock()
-        self.new_events: list[TaskEvent] = []
-        self.commands_queued = False
+        # committed changes whose commands and events go out once the request is answered
+        self.to_announce: list[Applied] = []
         self.jobs_to_plan: list[tuple[str, datetime]] = []
         self.jobs_to_withdraw: list[tuple[str, datetime]] = []
 
@@ -257,29 +264,19 @@ class Tasks:
 
     # --- writing ---------------------------------------------------------------------------
 
-    async def _change(self, task_id: str, change: Callable[[Task], Awaitable[None]]) -> Task:
-        """Applies ``change`` to a fresh copy of the task and commits, retrying if another writer
-        (the orchestrator) committed in between."""
-        for attempt in range(_WRITE_ATTEMPTS):
-            task = await self.get(task_id)
-            try:
-                await change(task)
-                await self.db.commit()
-            except WRITE_CONFLICTS:
-                await self.db.rollback()
-                self.new_events.clear()
-                if attempt == _WRITE_ATTEMPTS - 1:
-                    raise Conflict("the task kept changing; try again") from None
-                continue
-            return task
-        raise AssertionError("unreachable")  # pragma: no cover
+    async def _apply(self, task: Task, command: Command) -> None:
+        """Applies a command to a task of this transaction (announced after the request)."""
+        applied = await self.store.apply_in(self.db, task, command)
+        if applied.refused is not None:
+            raise Conflict(applied.refused)
+        self.to_announce.append(applied)
 
-    def _event(self, task: Task, kind: str, **data: object) -> None:
-        self.new_events.append(append_event(self.db, task, kind, data))
+    def _event(self, task: Task, event: TaskEventBody) -> None:
+        self.to_announce.append(Applied(events=[append(self.db, task, event)]))
 
     async def create(self, data: TaskCreate, uploads: Sequence[UploadFile] = ()) -> Task:
-        """A new task: queued, or waiting for its schedule; ``uploads`` are in its folder
-        before the planners hear of it, so the plan knows them.
+        """A new task: planning at once, or waiting for its schedule; ``uploads`` are in its
+        folder before the planners hear of it, so the plan knows them.
 
         Raises:
             InvalidInput: The schedule is not valid (the field says which part), or a file name
@@ -301,8 +298,8 @@ class Tasks:
             return await self._start(task)
         schedule = await create_scheduled_task(self.db, task, spec, self.clock)
         due = schedule.next_run_at
-        self._event(task, "task.scheduled", schedule_id=schedule.id,
-                    run_at=due.isoformat() if due else None)  # fmt: skip
+        self._event(task, ev.TaskScheduled(schedule_id=schedule.id,
+                                           run_at=due.isoformat() if due else None))  # fmt: skip
         await self.db.commit()
         if due is not None:
             self.jobs_to_plan.append((schedule.id, due))
@@ -323,7 +320,7 @@ class Tasks:
         except BaseException:
             await remove_tree(workspace.root)
             raise
-        self._event(task, "files.uploaded", names=names)
+        self._event(task, ev.FilesUploaded(names=names))
 
     async def _stop_schedule(self, task: Task) -> None:
         """A scheduled task cancelled or deleted takes its schedule with it."""
@@ -339,7 +336,8 @@ class Tasks:
 
     async def _start(self, task: Task) -> Task:
         """Sends the new task to the planners (through the outbox, with the commit)."""
-        await self._machine_step(lambda machine: machine.request_plan(task))
+        await self.db.flush()
+        await self._apply(task, Start())
         await self.db.commit()
         return task
 
@@ -369,65 +367,59 @@ class Tasks:
         )
         self.db.add(task)
         await self.db.flush()
-        self._event(task, "task.created", title=task.title, status=task.status)
+        self._event(task, ev.TaskCreated(title=task.title, status=task.status))
         return task
 
-    async def _machine_step(self, step: Callable[[Machine], Awaitable[None]]) -> None:
-        """Runs a state-machine transition in this session, collecting its events."""
-        machine = Machine(self.db, self.settings)
-        await step(machine)
-        self.new_events.extend(machine.events)
-        self.commands_queued = True
+    async def _change(
+        self,
+        task_id: str,
+        command: Command,
+        before: Callable[[Task], Awaitable[None]] | None = None,
+    ) -> Task:
+        """Applies ``command`` to the caller's task in its own transaction.
+
+        Raises:
+            NotFound: No such task of the caller's.
+            Conflict: The command does not apply to the task as it is.
+        """
+        applied = await self.store.change_in(
+            self.db, task_id, command, user_id=self.user_id, before=before
+        )
+        assert applied.task is not None  # noqa: S101 - change_in raised otherwise
+        return applied.task
 
     async def rename(self, task_id: str, title: str) -> Task:
         """Gives a task a new title."""
         clean = title.strip()
         if not clean:
             raise InvalidInput("the title is empty", [{"field": "title", "message": "is empty"}])
-
-        async def change(task: Task) -> None:
-            task.title = clean
-            self._event(task, "task.renamed", title=clean)
-
-        return await self._change(task_id, change)
+        return await self._change(task_id, Rename(title=clean))
 
     async def delete(self, task_id: str) -> None:
         """Deletes a task with its events, files and workspace."""
         task = await self.get(task_id)
         await self._stop_schedule(task)
+        stopped = None
         if not TaskStatus(task.status).final:  # calls on their way must not run for it any more
-            enqueue_stopped(self.db, task.id, "deleted")
-            self.commands_queued = True
+            stopped = TaskStopped(id=derive_id(task.id, "stopped"), correlation_id=task.id,
+                                  status="deleted")  # fmt: skip
+            enqueue(self.db, stopped)
         await self.db.execute(delete(Task).where(Task.id == task.id, Task.user_id == self.user_id))
         await self.db.commit()
+        if stopped is not None:
+            self.to_announce.append(Applied(messages=[stopped]))
         await remove_tree(Workspace(self.data_dir, task.id).root)
 
     async def cancel(self, task_id: str) -> Task:
-        """Stops a task that has not finished.
+        """Stops a task that has not finished: its approvals close, calls on their way to the
+        executors do not run, and a scheduled task takes its schedule with it.
 
         Raises:
             Conflict: It has finished already.
         """
-
-        async def change(task: Task) -> None:
-            status = TaskStatus(task.status)
-            if status.final:
-                raise Conflict(f"the task has already finished ({status.value})")
-            await self._stop_schedule(task)
-            task.status = TaskStatus.CANCELLED.value
-            task.status_reason = "cancelled by you"
-            task.finished_at = datetime.now(UTC)
-            # on the bus, for the executors: a call already on its way must not run now
-            enqueue_stopped(self.db, task.id, task.status)
-            self.commands_queued = True
-            await self.db.execute(
-                update(Interaction)
-                .where(Interaction.task_id == task.id, Interaction.status == "pending")
-                .values(status="cancelled")
-            )
-            self._event(task, "task.cancelled", previous=status.value)
-
-        return await self._change(task_id, change)
+        return await self._change(
+            task_id, Cancel(by="api", reason="cancelled by you"), before=self._stop_schedule
+        )
 
     async def rerun(self, task_id: str) -> Task:
         """A fresh run of the same objective, with the files that were uploaded to it."""
@@ -435,7 +427,7 @@ class Tasks:
         new = await self._insert(old.objective, old.title, old.budget)
         await self._copy_files(old, new, only_uploads=True)
         await self._start(new)
-        await self._note(old.id, "task.rerun", {"task_id": new.id})
+        await self._change(old.id, Note(event=ev.TaskRerun(task_id=new.id)))
         return new
 
     async def follow_up(self, task_id: str, data: FollowUp) -> Task:
@@ -451,7 +443,7 @@ class Tasks:
         new = await self._insert(data.objective, "", old.budget, parent=old, guidance=carried)
         await self._copy_files(old, new, only_uploads=False)
         await self._start(new)
-        await self._note(old.id, "task.continued", {"task_id": new.id})
+        await self._change(old.id, Note(event=ev.TaskContinued(task_id=new.id)))
         return new
 
     async def guidance(self, task_id: str, reply: GuidanceReply) -> Task:
@@ -465,26 +457,7 @@ class Tasks:
             raise InvalidInput(
                 "say what the agents should do", [{"field": "text", "message": "is empty"}]
             )
-
-        async def change(task: Task) -> None:
-            if task.status != TaskStatus.NEEDS_GUIDANCE.value:
-                raise Conflict(f"the task is not waiting for guidance (it is {task.status})")
-            self._event(task, "task.guidance", action=reply.action, text=reply.text.strip())
-            if reply.action == "cancel":
-                task.status = TaskStatus.CANCELLED.value
-                task.status_reason = "cancelled by you"
-                task.finished_at = datetime.now(UTC)
-            else:
-                task.guidance = [*task.guidance, reply.text.strip()]
-                await self._machine_step(lambda machine: machine.resume(task, reply.action))
-
-        return await self._change(task_id, change)
-
-    async def _note(self, task_id: str, kind: str, data: dict[str, object]) -> None:
-        async def change(task: Task) -> None:
-            self._event(task, kind, **data)
-
-        await self._change(task_id, change)
+        return await self._change(task_id, Guide(action=reply.action, text=reply.text.strip()))
 
     async def upload(self, task_id: str, uploads: Sequence[UploadFile]) -> list[FileView]:
         """Stores uploaded files in the task's workspace (a file of the same name is replaced).
@@ -505,16 +478,16 @@ class Tasks:
             )
         rows: list[File] = []
 
-        async def change(fresh: Task) -> None:
+        async def record(fresh: Task) -> None:
             # Recorded here, not before: a retry after a concurrent write (the orchestrator
             # starting the task) rolls back everything of the attempt, the records too.
             rows[:] = [
                 await self._record(fresh, target.name, info, upload.content_type, "upload")
                 for upload, target, info in stored
             ]
-            self._event(fresh, "files.uploaded", names=[row.name for row in rows])
 
-        await self._change(task.id, change)
+        names = [target.name for _, target, _ in stored]
+        await self._change(task.id, Note(event=ev.FilesUploaded(names=names)), before=record)
         return [_file_view(task.id, row) for row in rows]
 
     async def _record(
