@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Self
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import ConnectionClosedError, NoServersError
+from nats.errors import ConnectionClosedError, NoServersError, OutboundBufferLimitError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import BadRequestError, NotFoundError
@@ -173,6 +173,19 @@ class Bus:
         except (NatsTimeoutError, NoServersError, ConnectionClosedError) as exc:
             raise DependencyUnavailable("nats", f"publish to {target}: {exc!r}") from exc
         return not ack.duplicate
+
+    async def announce(self, message: Message) -> None:
+        """Publishes news that nobody must acknowledge (a task's live events): no round trip
+        for JetStream's confirmation, so a lost one is only a missed notice, never lost state.
+
+        Raises:
+            DependencyUnavailable: The connection is closed or its buffer is full.
+        """
+        target = self.topology.subject_for(message)
+        try:
+            await self.nc.publish(target, encode(message), headers={_MSG_ID: message.id})
+        except (ConnectionClosedError, OutboundBufferLimitError) as exc:
+            raise DependencyUnavailable("nats", f"publish to {target}: {exc!r}") from exc
 
     async def stopped(self, task_id: str) -> bool:
         """Whether the task has reached a final status (its queued calls must not run).

@@ -65,7 +65,7 @@ async def publish_events(bus: Bus, events: Iterable[TaskEvent]) -> None:
     """Announces committed events to live viewers; a failure only delays them until a re-read."""
     for event in events:
         try:
-            await bus.publish(to_message(event))
+            await bus.announce(to_message(event))
         except DependencyUnavailable as exc:
             log.warning(
                 "event.publish_failed", task_id=event.task_id, seq=event.seq, error=str(exc)

@@ -71,14 +71,17 @@ class Publisher:
         self._done: list[str] = []
 
     async def publish(self, messages: Iterable[Message]) -> None:
-        """Publishes committed messages; one that does not go through is left to the relay."""
-        for message in messages:
-            try:
-                await self.bus.publish(message)
-            except DependencyUnavailable as exc:
-                log.warning("outbox.publish_failed", message_id=message.id, error=str(exc))
-                continue
-            self._done.append(message.id)
+        """Publishes committed messages, all at once; one that does not go through is left to
+        the relay."""
+        await asyncio.gather(*(self._publish(message) for message in messages))
+
+    async def _publish(self, message: Message) -> None:
+        try:
+            await self.bus.publish(message)
+        except DependencyUnavailable as exc:
+            log.warning("outbox.publish_failed", message_id=message.id, error=str(exc))
+            return
+        self._done.append(message.id)
 
     async def mark(self) -> int:
         """Marks what was published since the last mark; returns how many."""

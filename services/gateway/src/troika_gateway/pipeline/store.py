@@ -174,7 +174,9 @@ class TaskStore:
         for attempt in range(_ATTEMPTS):
             async with self.writes, sessionmaker() as db:
                 try:
-                    applied = await self._once(db, task_id, command, message_id=message_id)
+                    applied = await self._once(
+                        db, task_id, command, message_id=message_id, seen_before=attempt > 0
+                    )
                 except WRITE_CONFLICTS as exc:
                     log.debug("task.write_conflict", task_id=task_id, error=str(exc))
                     await db.rollback()
@@ -229,9 +231,12 @@ class TaskStore:
         message_id: str | None = None,
         user_id: str | None = None,
         before: Callable[[Task], Awaitable[None]] | None = None,
+        seen_before: bool = False,
     ) -> Applied:
         if message_id is not None:
-            if await db.get(ProcessedMessage, message_id) is not None:
+            # A redelivery is rare: its id is looked up only after the first try met a conflict
+            # (the id's row is unique, so applying a message twice cannot commit).
+            if seen_before and await db.get(ProcessedMessage, message_id) is not None:
                 return Applied()  # applied already: this is a redelivery
             db.add(ProcessedMessage(id=message_id))
         query = select(Task).where(Task.id == task_id)
