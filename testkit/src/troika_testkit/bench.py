@@ -3,23 +3,54 @@
 The real services run as processes, started by the same code as ``troika up`` (embedded NATS
 and Valkey unless ``TROIKA_NATS_URL`` / ``TROIKA_REDIS_URL`` name servers; SQLite in a fresh
 data directory unless ``TROIKA_DATABASE_URL`` names a database), and the scripted LLM answers
-at once. The benchmark drives them through the public API as a person would: one account,
-every task submitted together, and each proposed tool call approved as soon as the WebSocket
-announces it. It runs the workload twice, with one and with two processes per agent service.
+at once. The benchmark drives them through the public API as a person would: one account, and
+each proposed tool call approved as soon as the WebSocket announces it (see
+``troika_testkit.workload``). On one stack it runs, after a warm-up task: tasks one at a time,
+a batch submitted together, a stream with a fixed number in flight, then tasks left waiting
+for an approval. A second stack, with two processes per agent service, runs the batch again;
+a third, on a fresh PostgreSQL database, runs everything but the batch.
 
 Written to the output file (JSON):
 
+``calibration_ms``
+    This machine's speed: CPU time of a fixed pure-Python loop (ten million additions), the
+    median of three, taken first. Figures from different days or machines compare once
+    divided by it; the ``targets`` are expressed that way.
 ``step_overhead_ms_p50`` / ``_p99``
     Per agent answer (plan, executor step, review): the time from the request's creation to
     the answer's commit, less the LLM call's own latency. Read from the worker's
-    ``answer.applied`` log lines, one-replica run.
+    ``answer.applied`` log lines, batch phase (``_one_task_at_a_time``: sequential phase).
 ``tasks_per_s`` / ``tasks_per_s_2_replicas``
-    Tasks completed per second, from the first ``POST /tasks`` to the last completion.
+    Tasks completed per second of the batch, from the first ``POST /tasks`` to the last
+    completion, with one and with two processes per agent service.
 ``peak_rss_mb`` / ``peak_rss_mb_2_replicas``
-    Each process's resident-memory high-water mark (the kernel's ``VmHWM``).
+    Each process's resident-memory high-water mark (the kernel's ``VmHWM``) after the batch.
 ``llm_prompt_tokens_per_task``
     Prompt tokens a task spends, as the system itself accounts them (the scripted server
     counts about four characters of messages and tool schemas per token).
+``seq_step_overhead_ms_p50`` / ``_p99``
+    Tasks run one at a time; per task, its wall time (``POST /tasks`` to the WebSocket's
+    ``task.completed``) less the time the LLM server spent on its requests (timed by the
+    server), divided by its agent answers (LLM requests). One sample per task.
+``tasks_per_s_conc20``
+    Tasks completed per second while a fixed number (20) are kept in flight: each one that
+    ends is replaced by a new one until the phase's count is submitted.
+``cpu_ms_per_task`` / ``cpu_ms_per_task_by_process``
+    User plus system CPU time of every process of the stack (the services and the embedded
+    NATS and Valkey; not the benchmark's driver, not the scripted LLM server) over the
+    stream phase, divided by the tasks it completed; in all and per process. On PostgreSQL,
+    ``postgres_server_cpu_ms_per_task`` adds the server processes serving the stack's
+    connections (outside ``cpu_ms_per_task``; on SQLite that work is the services' own).
+``pending_1000_rss_growth_mb`` / ``pending_rss_growth_mb_by_process``
+    Growth of the gateway's and the worker's resident memory (``VmRSS``) from just before
+    submitting 1,000 tasks (``--pending``) to when each of them waits for an approval that is
+    never answered.
+``postgres``
+    The keys from ``seq_step_overhead_ms_p50`` on, measured on a fresh PostgreSQL database
+    (created and dropped by the benchmark), or ``skipped`` saying why they are not.
+``targets``
+    Each target, as a bound on a figure divided by ``calibration_ms`` where it depends on the
+    machine's speed, with the value, the absolute limit on this machine and ``met``.
 
     uv run python -m troika_testkit.bench --out var/bench/pipeline.json
 """
@@ -29,324 +60,100 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import json
 import os
 import platform
-import re
-import secrets
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-import websockets
+import asyncpg
 
-from troika.embedded import free_port
-from troika.settings import UpSettings
-from troika.stack import Stack
-from troika_testkit.agents import llm_env, plan_answer
-from troika_testkit.llm import ScriptedLLM
+from troika_testkit.measurement import Run, Workload, fresh_database, measure, percentile
+from troika_testkit.servers import CI_POSTGRES_URL
+from troika_testkit.targets import targets
+from troika_testkit.workload import SUBTASKS, Phase
 
-__all__ = ["Run", "main", "measure"]
+__all__ = ["calibration_ms", "main", "report", "section", "shortfalls"]
 
 TARGET_STEP_OVERHEAD_MS = 5.0
-SUBTASKS: tuple[tuple[str, list[str], list[str]], ...] = (
-    ("intro", [], ["create_file"]),
-    ("facts", [], ["create_file"]),
-    ("summary", ["intro"], ["create_file"]),
-)
-AGENT_ANSWERS = ("plan.produced", "step.proposed", "review.verdict")
-_SUBTASK = re.compile(r"Your subtask: (\S+) —")
 
 
-def step_script(request: dict[str, Any]) -> dict[str, Any]:
-    """The executor's answers: each subtask writes its file, then finishes naming it."""
-    prompt = request["messages"][-1]["content"]
-    match = _SUBTASK.search(prompt)
-    subtask = match.group(1) if match else "work"
-    if "Tool calls so far in this subtask" not in prompt:
-        call = {
-            "tool": "create_file",
-            "arguments": {"path": f"{subtask}.md", "content": f"# {subtask}\n"},
-        }
-        return {"action": "use_tools", "tool_calls": [call]}
-    return {"action": "finish", "result": f"wrote {subtask}.md", "result_files": [f"{subtask}.md"]}
+def calibration_ms(rounds: int = 3) -> float:
+    """CPU milliseconds of ten million pure-Python additions, the median of ``rounds``."""
+    spent = []
+    for _ in range(rounds):
+        started = time.process_time()
+        total = 0
+        for number in range(10_000_000):
+            total += number
+        spent.append((time.process_time() - started) * 1000)
+    return round(statistics.median(spent), 1)
 
 
-def scripted_llm() -> ScriptedLLM:
-    """The scripted server, answering the workload's plan, steps and review."""
-    llm = ScriptedLLM(usage="estimate")
-    llm.always("PlanDraft", plan_answer(*SUBTASKS, summary="three notes"))
-    llm.always("StepDecision", step_script)
-    llm.always("ReviewDecision", {"approved": True, "summary": "All three notes are written."})
-    return llm
-
-
-class LogSink(io.StringIO):
-    """Receives the services' prefixed output; keeps the worker's round-trip measurements."""
-
-    def __init__(self, echo: bool = False) -> None:  # noqa: FBT001, FBT002 - a plain switch
-        super().__init__()
-        self.echo = echo
-        self.answers: list[dict[str, Any]] = []
-        self.lines = 0
-        self._partial = ""
-
-    def write(self, text: str) -> int:
-        """Takes a chunk of output."""
-        self._partial += text
-        *lines, self._partial = self._partial.split("\n")
-        for line in lines:
-            self._take(line)
-        return len(text)
-
-    def _take(self, line: str) -> None:
-        self.lines += 1
-        if self.echo:
-            sys.stderr.write(line + "\n")
-        label, _, rest = line.partition(" | ")
-        if not label.strip().startswith("worker") or "answer.applied" not in rest:
-            return
-        try:
-            record = json.loads(rest)
-        except ValueError:
-            return
-        if record.get("event") == "answer.applied":
-            self.answers.append(record)
-
-
-@dataclass
-class Run:
-    """One stack's runs of the workload.
-
-    Attributes:
-        replicas: Processes per agent service.
-        tasks: Tasks submitted together in the measured phase.
-        completed: Of those, how many completed.
-        seconds: From the first submission to the last completion.
-        unloaded: Task ids of the one-at-a-time phase (step overhead without queueing).
-        loaded: Task ids of the all-at-once phase.
-    """
-
-    replicas: int
-    tasks: int
-    completed: int = 0
-    seconds: float = 0.0
-    approvals: int = 0
-    unloaded: set[str] = field(default_factory=set)
-    loaded: set[str] = field(default_factory=set)
-    prompt_tokens: list[int] = field(default_factory=list)
-    answers: list[dict[str, Any]] = field(default_factory=list)
-    peak_rss_mb: dict[str, float] = field(default_factory=dict)
-    unfinished: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def tasks_per_s(self) -> float:
-        """Completed tasks per second of the measured phase."""
-        return self.completed / self.seconds if self.seconds else 0.0
-
-    def samples(
-        self, field_name: str, tasks: set[str], kinds: tuple[str, ...] = AGENT_ANSWERS
-    ) -> list[float]:
-        """A measurement of the ``answer.applied`` lines of ``tasks``' answers of ``kinds``."""
-        return [
-            float(record[field_name])
-            for record in self.answers
-            if record.get("task_id") in tasks and record.get("type") in kinds
-        ]
-
-    def p50_by_answer(self, field_name: str) -> dict[str, float]:
-        """The median of a measurement per answer type, all-at-once phase."""
-        kinds = (*AGENT_ANSWERS, "tool.result")
-        return {
-            kind: round(percentile(self.samples(field_name, self.loaded, (kind,)), 50), 2)
-            for kind in kinds
-        }
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """The ``pct`` percentile (nearest rank) of ``values``; 0 when there are none."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, round(pct / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class Person:
-    """One account driving the system through the public API and the WebSocket.
-
-    Every proposed call is approved the moment the WebSocket announces it.
-    """
-
-    def __init__(self, url: str, run: Run, timeout: float) -> None:
-        self.url = url
-        self.run = run
-        self.timeout = timeout
-        self.http = httpx.AsyncClient(base_url=url, timeout=60)
-        self.headers: dict[str, str] = {}
-        self._approvals: set[asyncio.Task[None]] = set()
-        self._stack = contextlib.AsyncExitStack()
-        self._socket: websockets.ClientConnection | None = None
-
-    async def __aenter__(self) -> Person:
-        await self._stack.enter_async_context(self.http)
-        name = f"bench{secrets.token_hex(4)}"
-        password = secrets.token_urlsafe(16)
-        account = {"email": f"{name}@example.com", "username": name, "password": password}
-        (await self.http.post("/auth/register", json=account)).raise_for_status()
-        login = await self.http.post("/auth/login", json={"login": name, "password": password})
-        token = str(login.raise_for_status().json()["access_token"])
-        self.headers = {"Authorization": f"Bearer {token}"}
-        ws_url = self.url.replace("http://", "ws://", 1) + "/ws"
-        self._socket = await self._stack.enter_async_context(
-            websockets.connect(ws_url, max_size=None)
+def section(run: Run) -> dict[str, Any]:
+    """The figures measured on every database."""
+    stream = run.stream or Phase(frozenset(), 0, 0.0)
+    done = stream.completed
+    by_process = sorted(run.cpu_ms.items(), key=lambda item: -item[1])
+    growth = {name: run.rss_after_mb[name] - run.rss_before_mb[name] for name in run.rss_after_mb}
+    server: dict[str, float] = {}
+    if run.database_cpu_ms is not None:
+        server["postgres_server_cpu_ms_per_task"] = (
+            round(run.database_cpu_ms / done, 2) if done else 0.0
         )
-        await self._socket.send(json.dumps({"type": "auth", "token": token}))
-        hello = json.loads(await self._socket.recv())
-        if hello.get("type") != "ready":
-            raise RuntimeError(f"the WebSocket refused the session: {hello}")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.gather(*self._approvals)
-        await self._stack.aclose()
-
-    async def _approve(self, task_id: str, interaction_id: str) -> None:
-        answer = await self.http.post(
-            f"/interactions/{interaction_id}/respond",
-            headers=self.headers,
-            json={"decision": "approve"},
-        )
-        if answer.is_success:
-            self.run.approvals += 1
-        else:
-            self.run.unfinished[task_id] = f"approval answered {answer.status_code}"
-
-    async def tasks(self, count: int) -> tuple[set[str], int]:
-        """Submits ``count`` tasks together; returns their ids and how many completed."""
-        assert self._socket is not None  # noqa: S101 - entered first
-        created = await asyncio.gather(
-            *(
-                self.http.post("/tasks", headers=self.headers, json={"objective": f"Notes #{n}"})
-                for n in range(count)
-            )
-        )
-        ids = {response.raise_for_status().json()["id"] for response in created}
-        waiting, completed = set(ids), 0
-        async with asyncio.timeout(self.timeout):
-            while waiting - self.run.unfinished.keys():
-                try:
-                    event = json.loads(await asyncio.wait_for(self._socket.recv(), 1.0))
-                except TimeoutError:
-                    continue
-                if event.get("type") != "event" or event["task_id"] not in ids:
-                    continue
-                task_id, kind, data = event["task_id"], event["kind"], event["data"]
-                if kind == "approval.requested":
-                    job = asyncio.create_task(self._approve(task_id, data["interaction_id"]))
-                    self._approvals.add(job)
-                    job.add_done_callback(self._approvals.discard)
-                elif kind == "task.completed":
-                    completed += 1
-                    waiting.discard(task_id)
-                elif kind == "task.status" and data["status"] in _STOPPED:
-                    self.run.unfinished[task_id] = f"{data['status']}: {data['reason']}"
-                    waiting.discard(task_id)
-        return ids, completed
-
-    async def prompt_tokens(self, task_id: str) -> int:
-        """The prompt tokens the system counted on the task."""
-        task = (await self.http.get(f"/tasks/{task_id}", headers=self.headers)).json()
-        return int(task["cost"]["prompt_tokens"])
+    return {
+        "database": run.database,
+        "seq_step_overhead_ms_p50": round(percentile(run.seq_overhead_ms, 50), 3),
+        "seq_step_overhead_ms_p99": round(percentile(run.seq_overhead_ms, 99), 3),
+        "seq_tasks_measured": len(run.seq_overhead_ms),
+        "seq_agent_answers_per_task": statistics.median(run.answers_per_task or [0]),
+        "tasks_per_s_conc20": round(stream.tasks_per_s, 3),
+        "tasks_completed_conc20": done,
+        "seconds_conc20": round(stream.seconds, 2),
+        "cpu_ms_per_task": round(sum(run.cpu_ms.values()) / done, 2) if done else 0.0,
+        "cpu_ms_per_task_by_process": {
+            n: round(ms / done, 2) if done else 0.0 for n, ms in by_process
+        },
+        **server,
+        "pending_1000_rss_growth_mb": round(sum(growth.values()), 1),
+        "pending_rss_growth_mb_by_process": {name: round(mb, 1) for name, mb in growth.items()},
+        "pending_tasks_waiting": run.waiting,
+        "restarts": run.restarts,
+    }
 
 
-_STOPPED = ("failed", "cancelled", "needs_guidance")
-
-
-async def _drive(url: str, run: Run, timeout: float, *, one_at_a_time: int) -> None:
-    """Warms up, runs tasks one at a time, then all of them at once."""
-    async with Person(url, run, timeout) as person:
-        await person.tasks(1)  # warm-up: first connections, imports, prepared statements
-        for _ in range(one_at_a_time):
-            ids, _ = await person.tasks(1)
-            run.unloaded |= ids
-        started = time.perf_counter()
-        run.loaded, run.completed = await person.tasks(run.tasks)
-        run.seconds = time.perf_counter() - started
-        run.prompt_tokens = [await person.prompt_tokens(task) for task in sorted(run.loaded)]
-
-
-async def measure(
-    tasks: int,
-    replicas: int,
-    *,
-    one_at_a_time: int = 5,
-    timeout: float = 600,
-    echo: bool = False,
-) -> Run:
-    """Runs the workload on a fresh stack and returns what it measured."""
-    run = Run(replicas=replicas, tasks=tasks)
-    data_dir = Path(tempfile.mkdtemp(prefix="troika-bench-"))
-    sink = LogSink(echo=echo)
-    with scripted_llm() as llm:
-        settings = UpSettings(
-            data_dir=data_dir,
-            gateway_port=free_port(),
-            web=False,  # the pipeline is measured through the API; the web app only adds a build
-            agent_replicas=replicas,
-            bus_prefix=f"bench{secrets.token_hex(3)}",
-            log_format="json",
-            log_level="info",
-            ready_timeout_s=120,
-            llm_provider="openai",
-            llm_base_url=llm.base_url,
-        )
-        stack = Stack(settings, sink, env=llm_env(llm))
-        try:
-            await stack.start()
-            await stack.wait_ready(settings.ready_timeout_s)
-            await _drive(stack.gateway_url, run, timeout, one_at_a_time=one_at_a_time)
-            assert stack.supervisor is not None  # noqa: S101 - started above
-            for child in stack.supervisor.children:
-                if child.pid is not None:
-                    run.peak_rss_mb[child.spec.name] = round(_peak_rss_mb(child.pid), 1)
-        finally:
-            await stack.stop()
-            shutil.rmtree(data_dir, ignore_errors=True)
-    run.answers = sink.answers
-    return run
-
-
-def report(one: Run, two: Run) -> dict[str, Any]:
-    """The benchmark's JSON document."""
+def report(
+    one: Run, two: Run, postgres: Run | str, calibration: float, workload: Workload
+) -> dict[str, Any]:
+    """The benchmark's JSON document; ``postgres`` is the PostgreSQL run, or why there is none."""
     loaded = one.samples("overhead_ms", one.loaded)
-    unloaded = one.samples("overhead_ms", one.unloaded)
+    unloaded = one.samples("overhead_ms", one.sequential)
     p50 = percentile(loaded, 50)
     tokens = one.prompt_tokens
+    batch, batch_two = (
+        one.batch or Phase(frozenset(), 0, 0.0),
+        two.batch or Phase(frozenset(), 0, 0.0),
+    )
+    main = section(one)
+    other = section(postgres) if isinstance(postgres, Run) else {"skipped": postgres}
     return {
         "benchmark": "pipeline",
         "workload": {
-            "tasks": one.tasks,
+            "tasks": workload.tasks,
             "subtasks_per_task": len(SUBTASKS),
             "tool_calls_per_subtask": 1,
             "submitted": "all at once, after a warm-up task and tasks run one at a time",
             "approvals": "answered through the API as the WebSocket announces them",
             "llm": "scripted, answering at once",
+            "sequential_tasks": workload.sequential,
+            "conc_tasks": workload.conc_tasks,
+            "concurrency": workload.concurrency,
+            "pending_tasks": workload.pending,
         },
+        "calibration_ms": calibration,
         "step_overhead_ms_p50": round(p50, 2),
         "step_overhead_ms_p99": round(percentile(loaded, 99), 2),
         "step_overhead_target_ms_p50": TARGET_STEP_OVERHEAD_MS,
@@ -357,17 +164,28 @@ def report(one: Run, two: Run) -> dict[str, Any]:
         "to_agent_ms_p50_by_answer": one.p50_by_answer("there_ms"),
         "back_to_commit_ms_p50_by_answer": one.p50_by_answer("back_ms"),
         "agent_steps_measured": len(loaded),
-        "tasks_per_s": round(one.tasks_per_s, 3),
-        "tasks_per_s_2_replicas": round(two.tasks_per_s, 3),
-        "seconds": round(one.seconds, 2),
-        "seconds_2_replicas": round(two.seconds, 2),
-        "tasks_completed": one.completed,
-        "tasks_completed_2_replicas": two.completed,
+        "tasks_per_s": round(batch.tasks_per_s, 3),
+        "tasks_per_s_2_replicas": round(batch_two.tasks_per_s, 3),
+        "seconds": round(batch.seconds, 2),
+        "seconds_2_replicas": round(batch_two.seconds, 2),
+        "tasks_completed": batch.completed,
+        "tasks_completed_2_replicas": batch_two.completed,
         "approvals_answered": one.approvals + two.approvals,
-        "unfinished": {**one.unfinished, **two.unfinished},
+        "unfinished": {
+            **one.unfinished,
+            **two.unfinished,
+            **(postgres.unfinished if isinstance(postgres, Run) else {}),
+        },
         "peak_rss_mb": one.peak_rss_mb,
         "peak_rss_mb_2_replicas": two.peak_rss_mb,
         "llm_prompt_tokens_per_task": round(statistics.fmean(tokens), 1) if tokens else 0,
+        **main,
+        "postgres": other,
+        "targets": targets(
+            calibration,
+            {main["database"]: main, **({"postgres": other} if "skipped" not in other else {})},
+            (batch.tasks_per_s, batch_two.tasks_per_s),
+        ),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -376,12 +194,49 @@ def report(one: Run, two: Run) -> dict[str, Any]:
     }
 
 
-async def _main(args: argparse.Namespace) -> dict[str, Any]:
-    one = await measure(
-        args.tasks, 1, one_at_a_time=args.one_at_a_time, timeout=args.timeout, echo=args.verbose
+def shortfalls(result: dict[str, Any], workload: Workload) -> list[str]:
+    """What did not run as the workload says: tasks that did not complete or did not wait."""
+    sections = {"": result}
+    if "skipped" not in result["postgres"]:
+        sections["postgres."] = result["postgres"]
+    counts = [
+        ("tasks_completed", result, workload.tasks),
+        ("tasks_completed_2_replicas", result, workload.tasks),
+    ]
+    for prefix, figures in sections.items():
+        counts += [
+            (f"{prefix}tasks_completed_conc20", figures, workload.conc_tasks),
+            (f"{prefix}pending_tasks_waiting", figures, workload.pending),
+        ]
+    short = [f"{task}: {why}" for task, why in result["unfinished"].items()]
+    for name, figures, wanted in counts:
+        got = figures[name.rpartition(".")[2]]
+        if got != wanted:
+            short.append(f"{name} is {got} of {wanted}")
+    return short
+
+
+async def _postgres(admin_url: str | None, workload: Workload, *, echo: bool) -> Run | str:
+    if admin_url is None:
+        return "not measured (--no-postgres)"
+    async with contextlib.AsyncExitStack() as database:
+        try:
+            url = await database.enter_async_context(fresh_database(admin_url))
+        except (OSError, asyncpg.PostgresError) as error:
+            where = admin_url.rsplit("@", 1)[-1]
+            return f"not measured: PostgreSQL at {where} did not answer ({error})"
+        return await measure(
+            workload, phases=("sequential", "stream", "pending"), database_url=url, echo=echo
+        )
+
+
+async def _main(args: argparse.Namespace, workload: Workload, calibration: float) -> dict[str, Any]:
+    one = await measure(workload, echo=args.verbose)
+    two = await measure(workload, replicas=2, phases=("batch",), echo=args.verbose)
+    postgres = await _postgres(
+        None if args.no_postgres else args.postgres_url, workload, echo=args.verbose
     )
-    two = await measure(args.tasks, 2, one_at_a_time=0, timeout=args.timeout, echo=args.verbose)
-    return report(one, two)
+    return report(one, two, postgres, calibration, workload)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -391,19 +246,61 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--tasks", type=int, default=50, help="tasks per run (default 50)")
-    parser.add_argument(
-        "--one-at-a-time", type=int, default=5, help="tasks run singly first (default 5)"
+    default = Workload()
+    flag = parser.add_argument
+    flag(
+        "--tasks", type=int, default=default.tasks, help="tasks in the batch (default %(default)s)"
     )
-    parser.add_argument("--out", type=Path, default=Path("var/bench/pipeline.json"))
-    parser.add_argument("--timeout", type=float, default=600, help="seconds per run")
-    parser.add_argument("--verbose", action="store_true", help="echo the services' output")
+    flag(
+        "--sequential",
+        "--one-at-a-time",
+        type=int,
+        default=default.sequential,
+        help="tasks run one at a time (default %(default)s)",
+    )
+    flag(
+        "--conc-tasks",
+        type=int,
+        default=default.conc_tasks,
+        help="tasks in the stream (default %(default)s)",
+    )
+    flag(
+        "--concurrency",
+        type=int,
+        default=default.concurrency,
+        help="tasks the stream keeps in flight (default %(default)s)",
+    )
+    flag(
+        "--pending",
+        type=int,
+        default=default.pending,
+        help="tasks left waiting for an approval (default %(default)s)",
+    )
+    flag(
+        "--postgres-url",
+        default=os.environ.get("TROIKA_TEST_POSTGRES_URL") or CI_POSTGRES_URL,
+        help="a PostgreSQL database to create the run's own from (default %(default)s)",
+    )
+    flag("--no-postgres", action="store_true", help="measure on the default database only")
+    flag("--out", type=Path, default=Path("var/bench/pipeline.json"))
+    flag("--timeout", type=float, default=default.timeout, help="seconds per phase")
+    flag("--verbose", action="store_true", help="echo the services' output")
     args = parser.parse_args(argv)
-    result = asyncio.run(_main(args))
+    calibration = calibration_ms()  # first, before anything else runs in this process
+    workload = Workload(
+        tasks=args.tasks,
+        sequential=args.sequential,
+        conc_tasks=args.conc_tasks,
+        concurrency=args.concurrency,
+        pending=args.pending,
+        timeout=args.timeout,
+    )
+    result = asyncio.run(_main(args, workload, calibration))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     sys.stdout.write(json.dumps(result, indent=2) + f"\nwritten to {args.out}\n")
-    if result["unfinished"] or result["tasks_completed"] < args.tasks:
+    if missing := shortfalls(result, workload):
+        sys.stderr.write("incomplete:\n" + "".join(f"  {line}\n" for line in missing))
         raise SystemExit(1)
 
 

@@ -3,7 +3,8 @@
 It speaks the chat-completions protocol on a loopback port, so the real ``openai`` +
 ``instructor`` code path runs end to end. Answers come from a script, per response model
 (the function the client asks the model to call): queued arguments, or a function of the
-request. Errors and delays can be injected, and every request is kept for assertions.
+request. Errors and delays can be injected, and every request is kept for assertions, with
+the time the server spent on it (``served``: what a benchmark subtracts from a task's time).
 
     llm = ScriptedLLM().start()
     llm.reply("PlanDraft", {"summary": "…", "subtasks": […]})
@@ -26,7 +27,7 @@ import uvicorn
 
 from troika.embedded import free_port
 
-__all__ = ["Reply", "ScriptedLLM"]
+__all__ = ["Reply", "ScriptedLLM", "Served"]
 
 Reply = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
 """A tool call's arguments, or a function from the request to them."""
@@ -43,12 +44,28 @@ class _Failure:
     body: str = "injected failure"
 
 
+@dataclass(frozen=True)
+class Served:
+    """One request as the server saw it.
+
+    Attributes:
+        tool: The response model it asked for.
+        started: When it reached the server (``time.perf_counter``, this process's clock).
+        seconds: From then until the last byte of the answer was handed to the connection.
+    """
+
+    tool: str
+    started: float
+    seconds: float
+
+
 @dataclass
 class ScriptedLLM:
     """The server and its script.
 
     Attributes:
         requests: Every chat-completions request body received, in order.
+        served: Every chat-completions request's timing, in the order they finished.
         usage: ``(prompt_tokens, completion_tokens)`` reported for each answer, or
             ``"estimate"``: about one token per four characters of the request's messages and
             tools and of the answer (what a benchmark reports as prompt sizes).
@@ -56,6 +73,7 @@ class ScriptedLLM:
 
     usage: tuple[int, int] | Literal["estimate"] = (120, 30)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    served: list[Served] = field(default_factory=list)
     _script: dict[str, deque[Reply]] = field(default_factory=lambda: defaultdict(deque))
     _defaults: dict[str, Reply] = field(default_factory=dict)
     _failures: deque[_Failure] = field(default_factory=deque)
@@ -96,6 +114,11 @@ class ScriptedLLM:
         """The requests that asked for ``tool``."""
         return [r for r in self.requests if _tool_of(r) == tool]
 
+    def served_between(self, start: float, end: float) -> list[Served]:
+        """The requests that reached the server from ``start`` to ``end`` (``perf_counter``)."""
+        with self._lock:
+            return [entry for entry in self.served if start <= entry.started <= end]
+
     @property
     def base_url(self) -> str:
         """What to give the client as ``base_url``."""
@@ -133,6 +156,7 @@ class ScriptedLLM:
     async def _app(self, scope: dict[str, Any], receive: _Receive, send: _Send) -> None:
         if scope["type"] != "http":
             return
+        started = time.perf_counter()
         body = b""
         while True:
             message = await receive()
@@ -143,6 +167,14 @@ class ScriptedLLM:
             await _respond(send, 404, {"error": {"message": f"no route {scope['path']}"}})
             return
         request = json.loads(body)
+        try:
+            await self._answer(request, send)
+        finally:
+            served = Served(_tool_of(request), started, time.perf_counter() - started)
+            with self._lock:
+                self.served.append(served)
+
+    async def _answer(self, request: dict[str, Any], send: _Send) -> None:
         with self._lock:
             self.requests.append(request)
             failure = self._next_failure(_tool_of(request))
