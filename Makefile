@@ -47,7 +47,9 @@ check: install ## start everything, wait until ready, print the status table, st
 	$(UV) run --frozen troika up --check
 
 # Three workers on any machine: most tests wait on servers and processes, not on the CPU; the
-# end-to-end stacks share one worker (see tests/conftest.py), the `troika up` tests another.
+# end-to-end stacks and the browser tests share one worker, one at a time (see tests/conftest.py),
+# the `troika up` tests and the benchmark another. Waits and time limits grow on a slow or busy
+# machine (TROIKA_TEST_SLOWNESS=3 sets the factor instead of measuring it).
 PYTEST_WORKERS ?= 3
 
 test: install ## run the whole test suite (real NATS, Redis and PostgreSQL where present)

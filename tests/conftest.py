@@ -114,11 +114,21 @@ async def gateway_ready(url: str) -> None:
     await wait_for(ready, timeout=60, what="the gateway")
 
 
+# The end-to-end tests run whole stacks of processes (gateway, worker, three agents), and the
+# browser tests `troika up` and Chromium or Firefox besides: each of them keeps the two cores of
+# the development machine busy, so two side by side only make each other slower (on a busy day,
+# past their time limits). Under `--dist loadgroup` they form one group, "stack" (the test kit's
+# own browser tests join it), which one worker runs one test after another; pytest-xdist hands it
+# out first, as the group with the most tests, and the other workers take the short tests beside
+# it. The `troika up` tests and the benchmark, whole systems too, form a second group, "up", on
+# another worker: added to this one, the longest, they would make the whole run about 5 minutes
+# longer.
+STACK = pytest.mark.xdist_group("stack")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The end-to-end tests run whole stacks of processes: under pytest-xdist (``--dist
-    loadgroup``) they share one worker, one stack at a time (more at once only made each slower
-    on two cores), while the other workers take the rest."""
+    """Puts the end-to-end and browser tests in the "stack" group (see above)."""
     here = __file__.rsplit("/", 1)[0]
     for item in items:
         if str(item.path).startswith(here):
-            item.add_marker(pytest.mark.xdist_group("stack"))
+            item.add_marker(STACK)

@@ -11,7 +11,7 @@ import re
 import httpx
 import pytest
 
-from troika_testkit import wait_for
+from troika_testkit import scaled, wait_for
 from troika_testkit.agents import plan_answer
 
 from .conftest import SERVICES, gateway_ready
@@ -234,7 +234,7 @@ async def test_cancel_stops_a_running_task(stack, scripted_llm) -> None:
         cancelled = await http.post(f"/tasks/{task['id']}/cancel", headers=headers)
         assert cancelled.json()["status"] == "cancelled"
         assert (await http.get("/interactions/pending", headers=headers)).json() == []
-        await asyncio.sleep(1)
+        await asyncio.sleep(scaled(1))  # time enough for the file, were the call to run
         detail = (await http.get(f"/tasks/{task['id']}", headers=headers)).json()
     assert detail["status"] == "cancelled"
     assert not (stack.data_dir / "workspaces" / task["id"] / "write.md").exists()
@@ -308,7 +308,7 @@ async def test_killing_services_at_random_loses_no_task_and_runs_no_call_twice(
         # finish them all on its own (an endless storm only measures how fast a loaded
         # machine restarts Python processes).
         while not stop.is_set() and len(kills) < 12:
-            await asyncio.sleep(rng.uniform(1.5, 3))  # time enough to start up again
+            await asyncio.sleep(scaled(rng.uniform(1.5, 3)))  # time enough to start up again
             victim = rng.choice(victims)
             stack.kill(victim)
             kills.append(victim)

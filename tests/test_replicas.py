@@ -9,7 +9,7 @@ import pytest
 from troika.stack import ping_service
 from troika_shared.messages import PlanProduced, PlanRequested
 from troika_shared.subjects import StreamKey
-from troika_testkit import wait_for
+from troika_testkit import scaled, wait_for
 from troika_testkit.streams import stored
 
 pytestmark = pytest.mark.slow
@@ -43,7 +43,7 @@ async def test_a_replica_killed_mid_message_hands_it_to_the_survivor(bus, spawn,
         return len(await stored(bus, StreamKey.RESULTS)) > 0
 
     await wait_for(answered, timeout=20, what="the survivor's answer")
-    await asyncio.sleep(1)  # time enough for a second answer, if one were coming
+    await asyncio.sleep(scaled(1))  # time enough for a second answer, if one were coming
     [reply] = await stored(bus, StreamKey.RESULTS)
     assert isinstance(reply, PlanProduced)
     assert reply.plan is not None
@@ -88,7 +88,7 @@ async def test_a_duplicate_publish_is_handled_once(bus, spawn, journal):
         return len(await stored(bus, StreamKey.RESULTS)) == 1
 
     await wait_for(answered, what="the answer")
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(scaled(0.5))  # time enough for a second answer, if one were coming
     assert journal.of("done", request.id) != []
     assert len(journal.of("done", request.id)) == 1
     assert len(await stored(bus, StreamKey.RESULTS)) == 1
@@ -108,7 +108,7 @@ async def test_a_malformed_message_is_dead_lettered_by_the_planner_not_looped(bu
         return len(await stored(bus, StreamKey.DEAD)) >= 1
 
     await wait_for(dead, what="the dead letter")
-    await asyncio.sleep(1)  # a looping message would be delivered and dead-lettered again
+    await asyncio.sleep(scaled(1))  # a looping message would be dead-lettered again by now
     [letter] = await stored(bus, StreamKey.DEAD)
     assert letter.type == "dead.lettered"
     assert letter.service == "planner"

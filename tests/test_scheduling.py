@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from troika_testkit import wait_for
+from troika_testkit import scaled, wait_for
 from troika_testkit.agents import plan_answer
 
 from .conftest import gateway_ready
@@ -33,7 +33,8 @@ async def test_missed_runs_follow_their_misfire_policy_once_after_a_restart(
     scripted_llm.always("PlanDraft", plan_answer(("only", [], [])))
     scripted_llm.always("StepDecision", {"action": "finish", "result": "done", "result_files": []})
     scripted_llm.always("ReviewDecision", {"approved": True, "summary": "Done."})
-    due = datetime.now(UTC) + timedelta(seconds=3)
+    # time enough to sign in, schedule four tasks and stop everything before the time comes
+    due = datetime.now(UTC) + timedelta(seconds=scaled(3))
     async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
         headers = await sign_in(http)
 
@@ -64,7 +65,7 @@ async def test_missed_runs_follow_their_misfire_policy_once_after_a_restart(
             return await status(run_once) != "scheduled" and await status(skipped) == "cancelled"
 
         await wait_for(settled, timeout=60, what="the missed runs to be handled")
-        await asyncio.sleep(1.5)  # more sweeps and polls: nothing may happen twice
+        await asyncio.sleep(scaled(1.5))  # more sweeps and polls: nothing may happen twice
 
         shown = {s["title"]: s for s in (await http.get("/schedules", headers=headers)).json()}
         late = shown["Run me late"]

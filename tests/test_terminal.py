@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from troika_testkit import scaled
 from troika_testkit.agents import plan_answer
 
 from .test_pipeline import PASSWORD, sign_in, step_script
@@ -35,7 +36,7 @@ def troika_task(
         env=env,
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=scaled(90),
         check=False,
     )
 

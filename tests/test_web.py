@@ -1,7 +1,7 @@
 """The web app in a real browser against the real stack: ``troika up`` with the scripted LLM.
 
-One ``troika up`` serves all of them (its web app builds once: session-scoped, since pytest-xdist
-may interleave these tests with the other end-to-end ones); each test signs up its own person and
+One ``troika up`` serves all of them (its web app builds once; module-scoped, so it stops before
+the next module's stacks start on this worker); each test signs up its own person and
 drives the system's Chromium the way a person would, the main story and the lost connection in
 Firefox too. The browsers reach the web app through a proxy a test can cut, as a network that goes
 away would. Screenshots of every step go to ``var/screenshots/<test>/``.
@@ -9,7 +9,6 @@ away would. Screenshots of every step go to ``var/screenshots/<test>/``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -26,9 +25,9 @@ import pytest
 from playwright.async_api import expect
 
 from troika.embedded import free_port
-from troika_testkit import wait_for
+from troika_testkit import scaled, wait_for
 from troika_testkit.agents import llm_env, plan_answer
-from troika_testkit.browser import BROWSERS
+from troika_testkit.browser import BROWSERS, VIEWPORT, new_context
 from troika_testkit.llm import ScriptedLLM
 from troika_testkit.mail import MailServer
 from troika_testkit.proxy import CuttableProxy
@@ -104,7 +103,7 @@ def review_script(request: dict) -> dict:
     return {"approved": True, "summary": f"All good. {HOSTILE}"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def llm():
     server = ScriptedLLM().start()
     server.always("PlanDraft", plan_script)
@@ -114,13 +113,13 @@ def llm():
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def mail():
     with MailServer(username="alice", password="mail-pass-7") as server:
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def up(llm, mail, tmp_path_factory, nats_url, redis_url):
     """``troika up`` on free ports; yields the web app's address (behind a proxy the tests can
     cut), the gateway's, the data folder and the proxy."""
@@ -143,6 +142,7 @@ def up(llm, mail, tmp_path_factory, nats_url, redis_url):
         "TROIKA_PASSWORD_MEMORY_KIB": "8192",
         "TROIKA_LOG_FORMAT": "json",
         "TROIKA_OUTBOUND_ALLOW_HOSTS": json.dumps([f"127.0.0.1:{mail.port}"]),
+        "TROIKA_READY_TIMEOUT_S": str(scaled(180)),  # its own wait, as on a quiet machine
     }
     log = (data / "up.log").open("w")
     process = subprocess.Popen(
@@ -153,7 +153,7 @@ def up(llm, mail, tmp_path_factory, nats_url, redis_url):
         start_new_session=True,
     )
     web, api = proxy.url, f"http://127.0.0.1:{gateway_port}"
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + scaled(240)
     while True:
         try:
             if (
@@ -170,7 +170,7 @@ def up(llm, mail, tmp_path_factory, nats_url, redis_url):
     yield {"web": web, "api": api, "data": data, "proxy": proxy}
     os.killpg(process.pid, signal.SIGINT)
     try:
-        process.wait(30)
+        process.wait(scaled(30))
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
     log.close()
@@ -237,7 +237,7 @@ async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # n
 
     # The first action waits: the approvals panel shows it in full, and the badge counts it.
     card = page.locator(".approval-card").first
-    await card.wait_for(timeout=60_000)
+    await card.wait_for(timeout=scaled(60_000))
     assert await card.locator(".tool").inner_text() == "read_csv"
     assert "sales.csv" in await card.locator(".argument-value").first.inner_text()
     await page.wait_for_selector("#pending-badge:has-text('1')")
@@ -245,14 +245,16 @@ async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # n
     await card.locator(".approve").click()
 
     # The second: create_file, approved with "don't ask again for this task".
-    await page.locator(".approval-card .tool:has-text('create_file')").wait_for(timeout=60_000)
+    await page.locator(".approval-card .tool:has-text('create_file')").wait_for(
+        timeout=scaled(60_000)
+    )
     card = page.locator(".approval-card").first
     await screenshots.shot(page, "second-approval")
     await card.locator(".remember").check()
     await card.locator(".approve").click()
 
     # It completes live, with no reload: status, review verdict, result, files.
-    await page.wait_for_selector("#task-status:has-text('completed')", timeout=90_000)
+    await page.wait_for_selector("#task-status:has-text('completed')", timeout=scaled(90_000))
     await page.wait_for_selector("#review:has-text('approved')")
     await screenshots.shot(page, "completed")
     assert await page.locator(".approval-card").count() == 0
@@ -307,13 +309,13 @@ async def test_a_stuck_task_is_answered_with_guidance_and_finishes(
     await page.fill("#objective", "Find the quarterly numbers in the workbook [lookup]")
     await page.click("#create-task")
     await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
-    await page.wait_for_selector("#guidance", timeout=60_000)
+    await page.wait_for_selector("#guidance", timeout=scaled(60_000))
     assert "two sheets" in await page.locator("#stuck-reason").inner_text()
     await page.wait_for_selector("#task-status:has-text('needs guidance')")
     await screenshots.shot(page, "stuck")
     await page.fill("#guidance-text", "use the second sheet")
     await page.click("#guide-continue")
-    await page.wait_for_selector("#task-status:has-text('completed')", timeout=90_000)
+    await page.wait_for_selector("#task-status:has-text('completed')", timeout=scaled(90_000))
     await screenshots.shot(page, "answered-and-completed")
     assert await page.locator("#guidance").count() == 0
     asked = [
@@ -329,7 +331,7 @@ async def test_a_stuck_task_is_answered_with_guidance_and_finishes(
     async with httpx.AsyncClient(base_url=up["api"], headers=headers) as http:
         events = (await http.get(f"/tasks/{task_id_of(page)}/events")).json()["events"]
     first = datetime.fromisoformat(events[0]["created_at"]).astimezone(ZoneInfo("Asia/Kolkata"))
-    context = await page.context.browser.new_context(timezone_id="Asia/Kolkata")
+    context = await new_context(page.context.browser, timezone_id="Asia/Kolkata")
     try:
         there = await context.new_page()
         await there.goto(f"{web}/signin")
@@ -346,14 +348,14 @@ async def test_a_stuck_task_is_answered_with_guidance_and_finishes(
 
 
 async def test_a_scheduled_task_counts_down_and_starts(up, chromium, screenshots) -> None:
-    context = await chromium.new_context(viewport={"width": 1280, "height": 900}, timezone_id="UTC")
+    context = await new_context(chromium, viewport=VIEWPORT, timezone_id="UTC")
     page = await context.new_page()
     try:
         web = up["web"]
         await sign_up(page, web, "alan")
         await page.fill("#objective", "Write the morning note [later]")
         await page.get_by_role("radio", name="Later").click()
-        when = datetime.now(UTC) + timedelta(seconds=25)
+        when = datetime.now(UTC) + timedelta(seconds=scaled(25))  # time to fill in the form
         await page.fill("#run-date", when.strftime("%Y-%m-%d"))
         await page.fill("#run-time", when.strftime("%H:%M:%S"))
         await page.click("#create-task")
@@ -362,17 +364,19 @@ async def test_a_scheduled_task_counts_down_and_starts(up, chromium, screenshots
         await page.goto(f"{web}/")
         row = page.locator("#scheduled .task-row", has_text="Write the morning note")
         await row.wait_for()
-        first = await row.locator(".countdown-exact").inner_text()
-        await asyncio.sleep(2)
-        second = await row.locator(".countdown-exact").inner_text()
-        assert first != second  # it counts down, live
+        countdown = row.locator(".countdown-exact")
+        await expect(countdown).not_to_have_text(await countdown.inner_text())  # it counts down
         await screenshots.shot(page, "counting-down")
         # It starts on time and moves out of the scheduled list without a reload.
-        await page.locator("#scheduled .task-row").first.wait_for(state="detached", timeout=60_000)
+        await page.locator("#scheduled .task-row").first.wait_for(
+            state="detached", timeout=scaled(60_000)
+        )
         await page.locator(".task-row", has_text="Write the morning note").first.wait_for()
         await screenshots.shot(page, "started")
         await page.goto(f"{web}/schedules")
-        await page.wait_for_selector(".schedule-status:has-text('finished')", timeout=30_000)
+        await page.wait_for_selector(
+            ".schedule-status:has-text('finished')", timeout=scaled(30_000)
+        )
 
         # A repeating one, in plain words: paused, resumed, cancelled from the schedules page.
         await page.goto(f"{web}/")
@@ -411,7 +415,7 @@ async def test_the_live_view_resumes_after_the_connection_drops(
     await page.click("#create-task")
     await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
     task_id = task_id_of(page)
-    await page.locator(".approval-card").first.wait_for(timeout=60_000)
+    await page.locator(".approval-card").first.wait_for(timeout=scaled(60_000))
     await page.wait_for_selector("#live-state:has-text('Live')")
     await screenshots.shot(page, "before-the-drop")
 
@@ -432,7 +436,9 @@ async def test_the_live_view_resumes_after_the_connection_drops(
         # task moves on: two calls approved elsewhere run, and the third waits.
         proxy.cut()
         try:
-            await page.wait_for_selector("#live-state:has-text('Reconnecting')", timeout=30_000)
+            await page.wait_for_selector(
+                "#live-state:has-text('Reconnecting')", timeout=scaled(30_000)
+            )
             await screenshots.shot(page, "connection-lost")
             for _ in range(2):
                 await wait_for(approve_one, timeout=60, what="an approval while cut off")
@@ -441,12 +447,14 @@ async def test_the_live_view_resumes_after_the_connection_drops(
             proxy.restore()
 
         # Back: the page catches up by itself and the third call is approved on it.
-        await page.wait_for_selector("#live-state:has-text('Live')", timeout=30_000)
+        await page.wait_for_selector("#live-state:has-text('Live')", timeout=scaled(30_000))
         card = page.locator(".approval-card").first
-        await expect(card.locator(".argument-value").first).to_have_text("part3.md", timeout=30_000)
+        await expect(card.locator(".argument-value").first).to_have_text(
+            "part3.md", timeout=scaled(30_000)
+        )
         await screenshots.shot(page, "caught-up")
         await card.locator(".approve").click()
-        await page.wait_for_selector("#task-status:has-text('completed')", timeout=90_000)
+        await page.wait_for_selector("#task-status:has-text('completed')", timeout=scaled(90_000))
         await screenshots.shot(page, "completed-after-reconnect")
         log = (await http.get(f"/tasks/{task_id}/events", params={"limit": 500})).json()
     shown = [
@@ -495,7 +503,7 @@ async def test_mail_settings_a_form_to_fill_and_the_history(  # noqa: PLR0915 - 
     await page.click("#create-task")
     await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
     form = page.locator(".approval-card .approval-form")
-    await form.wait_for(timeout=60_000)
+    await form.wait_for(timeout=scaled(60_000))
     assert await page.input_value("#field-to") == "boss@example.com"
     assert await page.input_value("#field-subject") == "Weekly note"
     assert await page.input_value("#field-body") == "All is well."
@@ -503,7 +511,7 @@ async def test_mail_settings_a_form_to_fill_and_the_history(  # noqa: PLR0915 - 
     await page.fill("#field-subject", "Weekly note (checked)")
     await page.fill("#field-to", "boss@example.com, me@example.com")
     await page.locator(".approval-card .approve").click()
-    await page.wait_for_selector("#task-status:has-text('completed')", timeout=90_000)
+    await page.wait_for_selector("#task-status:has-text('completed')", timeout=scaled(90_000))
     [sent] = [m for m in mail.received if m.message["Subject"] == "Weekly note (checked)"]
     assert sent.login == "alice"
     assert sent.recipients == ["boss@example.com", "me@example.com"]

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from troika_frontend.live import LiveFeed
-from troika_testkit import wait_for
+from troika_testkit import scaled, wait_for
 from troika_testkit.agents import plan_answer
 
 from .conftest import gateway_ready
@@ -43,7 +43,7 @@ async def test_the_feed_resumes_after_the_gateway_restarts_without_gaps_or_repea
 
         follower = asyncio.create_task(follow())
         try:
-            await asyncio.wait_for(feed.connected.wait(), 15)
+            await asyncio.wait_for(feed.connected.wait(), scaled(15))
             task = (
                 await http.post("/tasks", headers=headers, json={"objective": "Two files"})
             ).json()

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from troika.embedded import free_port
 from troika.local_llm import default_gguf, model_name
 from troika_shared.llm import LlmSettings, OpenAICompatibleLLM
+from troika_testkit import scaled
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +40,7 @@ def local_llm():
             return False
 
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + scaled(60)
         while not healthy():
             assert process.poll() is None, process.stdout.read() if process.stdout else ""
             assert time.monotonic() < deadline, "the local model did not start"
@@ -47,7 +48,7 @@ def local_llm():
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         process.terminate()
-        output, _ = process.communicate(timeout=20)
+        output, _ = process.communicate(timeout=scaled(20))
         assert process.returncode == 0, output
 
 
@@ -56,7 +57,7 @@ async def test_the_local_model_answers_a_structured_request(local_llm) -> None:
         llm_provider="local",
         llm_base_url=local_llm,
         llm_model=model_name(default_gguf()),
-        llm_timeout_s=60,
+        llm_timeout_s=scaled(60),  # the answer is worked out on this machine's CPU
         llm_max_retries=0,
     )
     llm = OpenAICompatibleLLM(settings)
@@ -82,7 +83,7 @@ def test_a_missing_model_file_is_refused_plainly(tmp_path) -> None:
     finished = subprocess.run(
         [sys.executable, "-m", "troika.local_llm", "--port", str(free_port()),
          "--gguf", str(tmp_path / "nope.gguf")],
-        env=env, capture_output=True, text=True, timeout=30, check=False,
+        env=env, capture_output=True, text=True, timeout=scaled(30), check=False,
     )  # fmt: skip
     assert finished.returncode == 1
     assert f"no model to serve: {tmp_path / 'nope.gguf'} is not a file" in finished.stderr

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from troika.supervisor import ChildSpec, GaveUp, Supervisor
-from troika_testkit import wait_for
+from troika_testkit import scaled, wait_for
 
 PY = sys.executable
 
@@ -64,7 +64,7 @@ async def test_a_crashed_child_is_restarted() -> None:
 async def test_a_child_that_keeps_crashing_is_given_up_on_with_its_last_words() -> None:
     supervisor = Supervisor(io.StringIO(), max_restarts=2)
     await supervisor.start([spec("broken", "print('no config file'); raise SystemExit(2)")])
-    gave_up = await asyncio.wait_for(supervisor.failed, 20)
+    gave_up = await asyncio.wait_for(supervisor.failed, scaled(20))
     assert isinstance(gave_up, GaveUp)
     assert (gave_up.name, gave_up.returncode) == ("broken", 2)
     assert "no config file" in gave_up.last_lines
@@ -86,7 +86,7 @@ async def test_a_child_that_ignores_sigterm_is_killed_after_the_grace() -> None:
 
     await wait_for(up, what="the child")
     pid = supervisor.children[0].pid
-    await asyncio.wait_for(supervisor.stop(), 10)
+    await asyncio.wait_for(supervisor.stop(), scaled(10))
     assert "did not stop within" in out.getvalue()
     assert pid is not None
     assert not Path(f"/proc/{pid}").exists()  # noqa: ASYNC240 - /proc is not a disk

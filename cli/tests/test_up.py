@@ -16,10 +16,12 @@ import httpx
 import pytest
 
 from troika.embedded import free_port
+from troika_testkit import scaled
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+# a whole system at a time, on a worker of their own with the benchmark (see tests/conftest.py)
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("up")]
 
 COMPONENTS = ("nats", "valkey", "llm", "gateway", "worker", "planner", "executor", "reviewer")
@@ -29,6 +31,7 @@ def troika_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """``troika up``'s environment; without the web app, whose build is slow, unless asked."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TROIKA_")}
     env.update({"TROIKA_DATA_DIR": str(data_dir), "TROIKA_WEB": "false", "PYTHONUNBUFFERED": "1"})
+    env["TROIKA_READY_TIMEOUT_S"] = str(scaled(180))  # its own wait, as long as on a quiet machine
     env.update(extra)
     return env
 
@@ -71,8 +74,9 @@ def descendants(root: int) -> set[int]:
 
 
 def wait_gone(pids: set[int], timeout: float = 15) -> set[int]:
-    """Waits for the processes to end; returns those still alive."""
-    deadline = time.monotonic() + timeout
+    """Waits for the processes to end (``timeout`` seconds on a quiet machine); returns those
+    still alive."""
+    deadline = time.monotonic() + scaled(timeout)
 
     def alive() -> set[int]:
         return {pid for pid in pids if (stat := _stat(pid)) and stat[0] != "Z"}
@@ -113,7 +117,7 @@ def run_check(
         cwd=data_dir.parent,
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=scaled(90),
         check=False,
     )
 
@@ -243,7 +247,7 @@ def test_ctrl_c_stops_every_process(tmp_path: Path, start_up) -> None:
     executors = [pid for pid in children if b"troika_executor" in _cmdline(pid)]
     assert all("TROIKA_APPROVAL_KEY=" in _environ(pid) for pid in executors)
     process.send_signal(signal.SIGINT)
-    rest, _ = process.communicate(timeout=30)
+    rest, _ = process.communicate(timeout=scaled(30))
     assert process.returncode == 0, rest
     assert "Stopped." in rest
     left = wait_gone(children)
@@ -256,7 +260,7 @@ def test_killing_troika_up_leaves_no_process_behind(tmp_path: Path, start_up) ->
     children = descendants(process.pid)
     assert len(children) == 2 + 1 + 2 + 3 * 2
     process.kill()
-    process.communicate(timeout=10)
+    process.communicate(timeout=scaled(10))
     left = wait_gone(children)
     assert left == set(), [_cmdline(pid) for pid in left]
 
@@ -299,7 +303,7 @@ def test_up_serves_the_web_app_and_stops_it(tmp_path: Path, start_up) -> None:
     assert httpx.get(f"{url}/ping", timeout=10).status_code == 200
 
     process.send_signal(signal.SIGINT)
-    rest, _ = process.communicate(timeout=60)
+    rest, _ = process.communicate(timeout=scaled(60))
     assert process.returncode == 0, rest
     assert "Stopped." in rest
     left = wait_gone(children)

@@ -19,7 +19,7 @@ from troika_shared.messages import (
 from troika_shared.router import Router
 from troika_shared.runner import ServiceRunner
 from troika_shared.subjects import StreamKey
-from troika_testkit import wait_for
+from troika_testkit import scaled, wait_for
 from troika_testkit.streams import stored
 
 if TYPE_CHECKING:
@@ -79,12 +79,12 @@ class Harness:
 
     async def start(self) -> None:
         self.task = asyncio.create_task(self.runner.run(self.stop))
-        await asyncio.wait_for(self.runner.ready.wait(), 10)
+        await asyncio.wait_for(self.runner.ready.wait(), scaled(10))
 
     async def close(self) -> None:
         self.stop.set()
         assert self.task is not None
-        await asyncio.wait_for(self.task, 15)
+        await asyncio.wait_for(self.task, scaled(15))
 
 
 @pytest.fixture
@@ -223,7 +223,7 @@ async def test_stopping_lets_an_in_flight_message_finish(harness: Harness, bus: 
     harness.behaviour = working
     request = PlanRequested(objective="o")
     await bus.publish(request)
-    await asyncio.wait_for(started.wait(), 10)
+    await asyncio.wait_for(started.wait(), scaled(10))
     await harness.close()
 
     assert _ids(await stored(bus, StreamKey.RESULTS)) == [answer(request).id]

@@ -8,19 +8,22 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from troika_testkit import scaled
+
+# Two stacks, one after the other: in the `troika up` tests' group (see tests/conftest.py). The
+# time limit is longer than the run's own below, so that a run too slow shows its output.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("up"), pytest.mark.timeout(180)]
 
 SERVICES = {"gateway", "worker", "planner", "executor", "reviewer"}
 
 
-@pytest.mark.timeout(180)
 def test_the_benchmark_runs_the_workload_and_writes_its_numbers(tmp_path) -> None:
     out = tmp_path / "pipeline.json"
     finished = subprocess.run(
         [sys.executable, "-m", "troika_testkit.bench", "--tasks", "3", "--sequential", "2",
          "--conc-tasks", "4", "--concurrency", "2", "--pending", "5", "--no-postgres",
-         "--timeout", "60", "--out", str(out)],
-        capture_output=True, text=True, timeout=160, check=False,
+         "--timeout", str(scaled(60)), "--out", str(out)],
+        capture_output=True, text=True, timeout=scaled(160), check=False,
     )  # fmt: skip
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     result = json.loads(out.read_text())

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
     from playwright.async_api import Page
 
+# browsers: one at a time with the end-to-end tests, never beside them (see tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("stack")
+
 PAGE = b"""<!doctype html>
 <html><head><title>Probe</title></head>
 <body style="margin:0">

@@ -15,6 +15,7 @@ import uvicorn
 from troika.embedded import free_port
 from troika_gateway import create_app
 from troika_gateway.settings import GatewaySettings
+from troika_testkit import scaled
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -93,7 +94,7 @@ async def gateway(settings: GatewaySettings, bus) -> AsyncIterator[Gateway]:
         yield Gateway(f"http://127.0.0.1:{port}", app, settings)
     finally:
         server.should_exit = True
-        await asyncio.wait_for(serving, 15)
+        await asyncio.wait_for(serving, scaled(15))
 
 
 @pytest.fixture

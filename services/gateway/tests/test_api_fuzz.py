@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from troika.embedded import free_port
+from troika_testkit import scaled
 
 from .conftest import STRONG_PASSWORD
 
@@ -47,7 +48,7 @@ def gateway_process(tmp_path, nats_url, redis_url, bus_prefix):
         [sys.executable, "-m", "troika_gateway"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + scaled(30)
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
@@ -59,7 +60,7 @@ def gateway_process(tmp_path, nats_url, redis_url, bus_prefix):
         pytest.fail("the gateway did not become ready:\n" + (tmp_path / "gateway.log").read_text())
     yield url
     process.terminate()
-    process.wait(15)
+    process.wait(scaled(15))
     log.close()
     if any(
         line
@@ -103,7 +104,7 @@ def test_no_input_makes_the_api_fail_with_a_server_error(gateway_process, tmp_pa
         "20",
     ]
     result = subprocess.run(
-        command, capture_output=True, text=True, timeout=540, check=False, cwd=tmp_path
+        command, capture_output=True, text=True, timeout=scaled(540), check=False, cwd=tmp_path
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     generated = re.search(r"(\d+) generated", result.stdout)

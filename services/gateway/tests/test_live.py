@@ -10,6 +10,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from troika_gateway import live
+from troika_testkit import scaled
 
 from .test_tasks import create
 
@@ -19,7 +20,7 @@ def ws_url(gateway) -> str:
 
 
 async def receive(socket, timeout: float = 5.0) -> dict:
-    return json.loads(await asyncio.wait_for(socket.recv(), timeout))
+    return json.loads(await asyncio.wait_for(socket.recv(), scaled(timeout)))
 
 
 async def events_until(socket, task_id: str, last_seq: int) -> list[int]:

@@ -10,6 +10,7 @@ import pydantic
 import pytest
 
 from troika_gateway.settings import GatewaySettings
+from troika_testkit import scaled
 
 
 @pytest.mark.parametrize(
@@ -45,7 +46,7 @@ def test_the_gateway_will_not_start_without_a_good_key(tmp_path, key, message) -
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=scaled(60),
         check=False,
     )
     assert result.returncode == 2

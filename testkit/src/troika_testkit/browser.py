@@ -16,14 +16,15 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from troika_testkit.pace import scaled
 from troika_testkit.servers import in_ci
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, Page, Playwright, ViewportSize
+    from playwright.async_api import Browser, BrowserContext, Page, Playwright, ViewportSize
 
 __all__ = [
     "BROWSERS",
@@ -35,6 +36,7 @@ __all__ = [
     "launch",
     "launch_chromium",
     "launch_firefox",
+    "new_context",
     "require_chromium",
     "require_firefox",
 ]
@@ -52,6 +54,8 @@ CHROMIUM_ARGS = (
 FIREFOX = Path("/usr/bin/firefox-esr")
 VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
 BROWSERS = ("chromium", "firefox")
+PLAYWRIGHT_TIMEOUT_MS = 30_000
+"""Playwright's default for a launch and for each wait: what a quiet machine needs."""
 
 
 def _require(path: Path, package: str) -> Path:
@@ -79,6 +83,7 @@ async def launch_chromium(playwright: Playwright) -> Browser:
         executable_path=require_chromium(),
         headless=True,
         args=list(CHROMIUM_ARGS),
+        timeout=scaled(PLAYWRIGHT_TIMEOUT_MS),
     )
 
 
@@ -89,6 +94,7 @@ async def launch_firefox(playwright: Playwright) -> Browser:
         channel="moz-firefox",
         executable_path=require_firefox(),
         headless=True,
+        timeout=scaled(PLAYWRIGHT_TIMEOUT_MS),
         firefox_user_prefs={
             # nothing but the page under test goes over the network
             "app.update.auto": False,
@@ -108,6 +114,18 @@ async def launch(playwright: Playwright, name: str) -> Browser:
         return await launch_firefox(playwright)
     message = f"unknown browser {name!r}; the test kit drives {', '.join(BROWSERS)}"
     raise ValueError(message)
+
+
+async def new_context(
+    browser: Browser,
+    **options: Any,  # noqa: ANN401 - Playwright's own options, passed on as they are
+) -> BrowserContext:
+    """A new context of ``browser`` (``options`` as Playwright's ``new_context`` takes them) whose
+    waits without a timeout of their own last Playwright's 30 s times the machine's slowness
+    (:mod:`troika_testkit.pace`)."""
+    context = await browser.new_context(**options)
+    context.set_default_timeout(scaled(PLAYWRIGHT_TIMEOUT_MS))
+    return context
 
 
 def _file_name(text: str) -> str:

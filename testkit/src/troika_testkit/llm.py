@@ -26,6 +26,7 @@ from typing import Any, Literal
 import uvicorn
 
 from troika.embedded import free_port
+from troika_testkit.pace import scaled
 
 __all__ = ["Reply", "ScriptedLLM", "Served"]
 
@@ -134,7 +135,7 @@ class ScriptedLLM:
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="scripted-llm", daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + scaled(10)
         while not self._server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError("the scripted LLM server did not start")
@@ -145,7 +146,7 @@ class ScriptedLLM:
         """Stops serving."""
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
-            self._thread.join(10)
+            self._thread.join(scaled(10))
 
     def __enter__(self) -> ScriptedLLM:
         return self.start()

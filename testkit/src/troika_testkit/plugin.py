@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from troika_shared.bus import Bus
 from troika_shared.settings import AgentSettings
-from troika_testkit.browser import VIEWPORT, Screenshots, launch
+from troika_testkit import pace
+from troika_testkit.browser import VIEWPORT, Screenshots, launch, new_context
 from troika_testkit.llm import ScriptedLLM
 from troika_testkit.mail import MailServer
 from troika_testkit.processes import ServiceProcess, stop_all
@@ -41,9 +43,74 @@ __all__ = [
     "redis_url",
     "screenshots",
     "scripted_llm",
+    "slowness",
     "spawn",
     "troika_servers",
 ]
+
+_MEASURED = pytest.StashKey[bool]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Measures the machine's slowness once, in the process that starts the run, unless
+    ``TROIKA_TEST_SLOWNESS`` sets it; pytest-xdist's workers, started later, inherit the
+    variable and read the same factor (see :mod:`troika_testkit.pace`)."""
+    if hasattr(config, "workerinput"):
+        return
+    try:
+        config.stash[_MEASURED] = pace.configured() is None
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    if config.stash[_MEASURED]:
+        os.environ[pace.ENV] = f"{pace.measure():.2f}"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    how = "measured" if config.stash.get(_MEASURED, False) else f"set by {pace.ENV}"
+    return (
+        f"machine slowness: {pace.slowness():.2f} ({how}; 1 is a quiet machine): "
+        "the tests' waits and time limits are multiplied by it"
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Gives ``--dist loadgroup`` its groups back, in pytest-xdist's worker processes.
+
+    pytest-xdist (3.8) tells its scheduler a test's ``xdist_group`` by appending ``@<group>`` to
+    the test's node id, through the attribute older pytest built node ids from; pytest 9.2 builds
+    them from a structured id instead, so the suffix was lost and every test was scheduled on its
+    own, grouped or not, without a word (reported to pytest-xdist as #1386). This puts the suffix
+    where pytest 9.2 reads it, after pytest-xdist's own hook; it leaves alone a node id that has
+    the suffix already (an older pytest, a fixed pytest-xdist).
+    """
+    if not getattr(config.option, "loadgroup", False):  # set in the workers of a loadgroup run
+        return
+    for item in items:
+        groups = sorted(
+            {
+                str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                for mark in item.iter_markers("xdist_group")
+            }
+        )
+        suffix = f"@{'_'.join(groups)}"
+        if groups and not item.nodeid.endswith(suffix):
+            from _pytest.nodeid import NodeId  # noqa: PLC0415 - pytest 9.2's, only needed there
+
+            item._id = NodeId.parse(item.nodeid + suffix)  # noqa: SLF001 - see the docstring
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_set_timer(
+    item: pytest.Item,
+    settings: Any,  # noqa: ANN401 - pytest-timeout's Settings, a tuple it does not type
+) -> object:
+    """pytest-timeout's limit for the test (its marker, else the configured default), times
+    the machine's slowness; the timer itself is pytest-timeout's."""
+    import pytest_timeout  # noqa: PLC0415 - present whenever this hook is called
+
+    longer = settings._replace(timeout=pace.scaled(settings.timeout))
+    return pytest_timeout.pytest_timeout_set_timer(item=item, settings=longer)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -85,6 +152,13 @@ def postgres_url(troika_servers: Servers) -> str:
     if troika_servers.postgres_admin_url is None:
         pytest.skip("no PostgreSQL server answers (CI always has one)")
     return asyncio.run(troika_servers.create_database())
+
+
+@pytest.fixture(scope="session")
+def slowness() -> float:
+    """How many times longer than on a quiet machine the tests wait (see
+    :mod:`troika_testkit.pace`); ``troika_testkit.pace.scaled(seconds)`` applies it."""
+    return pace.slowness()
 
 
 @pytest.fixture
@@ -180,8 +254,10 @@ def browser_name() -> str:
 async def _launched(name: str) -> AsyncIterator[Browser]:
     # Imported here: Playwright is a dependency of the workspace's dev group, and the other
     # fixtures need not wait for it to load.
-    from playwright.async_api import async_playwright  # noqa: PLC0415
+    from playwright.async_api import async_playwright, expect  # noqa: PLC0415
 
+    # expect(...)'s own default, 5 s on a quiet machine, scaled as every other wait
+    expect.set_options(timeout=pace.scaled(5_000))
     async with async_playwright() as playwright:
         started = await launch(playwright, name)
         try:
@@ -216,11 +292,12 @@ def screenshots(request: pytest.FixtureRequest) -> Screenshots:
 async def page(
     request: pytest.FixtureRequest, browser: Browser, screenshots: Screenshots
 ) -> AsyncIterator[Page]:
-    """A page of ``browser`` in a fresh context (1280x900, downloads accepted); when the test fails,
-    the page as it was is saved as its last screenshot, ``NN-failure.png``."""
+    """A page of ``browser`` in a fresh context (1280x900, downloads accepted, waits scaled to the
+    machine's slowness); when the test fails, the page as it was is saved as its last
+    screenshot, ``NN-failure.png``."""
     from playwright.async_api import Error as PlaywrightError  # noqa: PLC0415 - see _launched
 
-    context = await browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    context = await new_context(browser, viewport=VIEWPORT, accept_downloads=True)
     try:
         tab = await context.new_page()
         yield tab

@@ -10,6 +10,8 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING
 
+from troika_testkit.pace import scaled
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
     from pathlib import Path
@@ -22,23 +24,28 @@ async def wait_for(
 ) -> None:
     """Polls ``condition`` until it is true.
 
+    ``timeout`` is what a quiet machine needs: it is multiplied by the machine's slowness
+    (:mod:`troika_testkit.pace`).
+
     Raises:
-        TimeoutError: Naming ``what``, if ``timeout`` seconds pass first.
+        TimeoutError: Naming ``what``, if that many seconds pass first.
     """
-    deadline = time.monotonic() + timeout
+    limit = scaled(timeout)
+    deadline = time.monotonic() + limit
     while not await condition():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+            raise TimeoutError(f"timed out after {limit:.1f}s waiting for {what}")
         await asyncio.sleep(0.05)
 
 
 def stop_all(processes: Iterable[ServiceProcess], timeout: float = 10.0) -> None:
     """Stops processes together: each is asked to stop first, then all are waited for, so their
-    clean stops overlap; any still running after ``timeout`` seconds is killed."""
+    clean stops overlap; any still running after ``timeout`` seconds (on a quiet machine; see
+    :mod:`troika_testkit.pace`) is killed."""
     stopping = list(processes)
     for process in stopping:
         process.terminate()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     for process in stopping:
         process.stop(max(0.0, deadline - time.monotonic()))
 

@@ -14,6 +14,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Self
 
+from troika_testkit.pace import scaled
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
@@ -63,7 +65,7 @@ class CuttableProxy:
         self._loop = loop
         self._thread = threading.Thread(target=run, name="cuttable-proxy", daemon=True)
         self._thread.start()
-        if not ready.wait(10):
+        if not ready.wait(scaled(10)):
             message = "the proxy did not start listening"
             raise RuntimeError(message)
         return self
@@ -82,7 +84,7 @@ class CuttableProxy:
             return
         self._call(self._stop_now)
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        self._thread.join(scaled(10))
         self._loop.close()
         self._loop = self._thread = None
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from troika.embedded import EmbeddedNats, EmbeddedValkey
+from troika_testkit.pace import scaled
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -82,9 +83,9 @@ class Servers:
         nats_server = EmbeddedNats(workdir / "nats")
         valkey = EmbeddedValkey(workdir / "valkey")
         try:
-            nats_url = nats_server.start()
+            nats_url = nats_server.start(scaled(15))
             embedded.append(nats_server)
-            redis_url = valkey.start(persist=False)
+            redis_url = valkey.start(scaled(15), persist=False)
             embedded.append(valkey)
         except BaseException:
             for server in embedded:
