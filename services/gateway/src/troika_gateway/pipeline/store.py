@@ -233,12 +233,15 @@ class TaskStore:
         before: Callable[[Task], Awaitable[None]] | None = None,
         seen_before: bool = False,
     ) -> Applied:
-        if message_id is not None:
-            # A redelivery is rare: its id is looked up only after the first try met a conflict
-            # (the id's row is unique, so applying a message twice cannot commit).
-            if seen_before and await db.get(ProcessedMessage, message_id) is not None:
-                return Applied()  # applied already: this is a redelivery
-            db.add(ProcessedMessage(id=message_id))
+        # A redelivery is rare: its id is looked up only after the first try met a conflict
+        # (the id's row is unique, so applying a message twice cannot commit).
+        redelivered = (
+            message_id is not None
+            and seen_before
+            and await db.get(ProcessedMessage, message_id) is not None
+        )
+        if redelivered:
+            return Applied()  # applied already
         query = select(Task).where(Task.id == task_id)
         if user_id is not None:
             query = query.where(Task.user_id == user_id)
@@ -249,6 +252,8 @@ class TaskStore:
         if applied.refused is not None:
             await db.rollback()
             return applied
+        if message_id is not None:  # added last: nothing waits to be flushed before the reads
+            db.add(ProcessedMessage(id=message_id))
         await db.commit()
         return applied
 
@@ -274,7 +279,6 @@ class TaskStore:
         await self._write(db, rows, old=state, new=outcome.state, command=command, now=now)
         for effect in outcome.effects:
             await self._carry_out(db, rows, outcome.state, effect, applied)
-        await db.flush()
         return applied
 
     async def snapshot(self, db: AsyncSession, task: Task) -> TaskState:
