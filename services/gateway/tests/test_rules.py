@@ -7,12 +7,15 @@ that is neither final nor waiting for the person has a request in flight.
 
 from __future__ import annotations
 
+from copy import deepcopy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from troika_gateway.pipeline.rules import LEGACY, STUCK, Stuck, apply, decide, missing_work
+from troika_gateway.pipeline.liveness import LEGACY, missing_work
+from troika_gateway.pipeline.policy import decide
+from troika_gateway.pipeline.rules import apply
 from troika_gateway.pipeline.snapshot import (
     AgentGaveUp,
     Ask,
@@ -38,6 +41,7 @@ from troika_gateway.pipeline.snapshot import (
     TaskState,
 )
 from troika_gateway.pipeline.states import AskStatus, CallStatus, SubtaskStatus, TaskStatus
+from troika_gateway.pipeline.stuck import STUCK, Stuck
 from troika_shared import task_events as ev
 from troika_shared.approvals import call_key
 from troika_shared.catalogue import CATALOGUE
@@ -568,8 +572,7 @@ def test_answers_for_a_finished_task_change_nothing(start, answer) -> None:
 
 
 def _denials(flow: Flow) -> None:
-    flow.state = flow.state  # three subtasks, each call denied
-    for n in range(3):
+    for n in range(3):  # each call of the subtask denied
         flow.propose(flow.state.subtasks[0].key, call(n))
         flow.respond(approve=False)
 
@@ -796,7 +799,7 @@ def test_cancel_closes_approvals_and_stops_the_executors() -> None:
 def test_rules_never_change_the_state_they_are_given() -> None:
     flow = awaiting_approval()
     before = flow.state
-    copy = TaskState(**{f: getattr(before, f) for f in before.__struct_fields__})
+    copy = deepcopy(before)
     apply(before, Cancel(by="api", reason="x"), limits=LIMITS, now=NOW)
     assert before == copy
     assert before.asks[0].status == AskStatus.PENDING

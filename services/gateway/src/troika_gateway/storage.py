@@ -8,11 +8,14 @@ into place, so a failed or oversized upload leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
+import mimetypes
 import os
+import re
 import shutil
 import unicodedata
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import anyio
@@ -28,7 +31,16 @@ if TYPE_CHECKING:
     from litestar.datastructures import UploadFile
     from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["Stored", "Workspace", "copy_files", "remove_tree", "safe_name", "store_upload"]
+__all__ = [
+    "Stored",
+    "Workspace",
+    "content_type_of",
+    "copy_files",
+    "record_file",
+    "remove_tree",
+    "safe_name",
+    "store_upload",
+]
 
 _CHUNK = 1 << 16
 _MAX_NAME_BYTES = 255
@@ -151,3 +163,30 @@ async def copy_files(
         await anyio.to_thread.run_sync(shutil.copy2, src, target.path(row.name))
         db.add(File(task_id=new_id, name=row.name, content_type=row.content_type,
                     size=row.size, sha256=row.sha256, origin=row.origin))  # fmt: skip
+
+
+_CONTENT_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
+
+
+def content_type_of(name: str, declared: str = "") -> str:
+    """The declared content type when it names one, else a guess from the file's name."""
+    content_type = declared.split(";", maxsplit=1)[0].strip().lower()
+    if not _CONTENT_TYPE.match(content_type) or content_type == "application/octet-stream":
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return content_type
+
+
+async def record_file(
+    db: AsyncSession, task_id: str, name: str, stored: Stored, *, content_type: str, origin: str
+) -> File:
+    """Records a file of the task's folder (a new one, or the same name written again); the
+    caller commits."""
+    row = await db.scalar(select(File).where(File.task_id == task_id, File.name == name))
+    if row is None:
+        row = File(task_id=task_id, name=name, content_type=content_type, size=stored.size,
+                   sha256=stored.sha256, origin=origin)  # fmt: skip
+        db.add(row)
+    else:
+        row.content_type, row.size, row.sha256 = content_type, stored.size, stored.sha256
+        row.updated_at = datetime.now(UTC)
+    return row

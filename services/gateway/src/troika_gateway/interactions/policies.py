@@ -1,7 +1,7 @@
 """Tool policies: which calls still ask the person, and which are decided by a rule they set.
 
 A policy is per tool, for all of a user's tasks (scope ``user``) or for one task (scope: its id).
-How a call is decided (by :func:`troika_gateway.pipeline.rules.decide`):
+How a call is decided (by :func:`troika_gateway.pipeline.policy.decide`):
 
 * ``deny`` at either level wins: the call is refused without asking;
 * otherwise the task's own policy, then the user's, then the default ``ask``;

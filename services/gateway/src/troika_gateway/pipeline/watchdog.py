@@ -1,7 +1,7 @@
 """The watchdog: finds tasks that break the liveness invariant and repairs them.
 
 A task that is neither final nor waiting for the person always has a request in flight (see
-:func:`~troika_gateway.pipeline.rules.missing_work`). The rules keep it so; the watchdog is the
+:func:`~troika_gateway.pipeline.liveness.missing_work`). The rules keep it so; the watchdog is the
 net under them: every ``watchdog_sweep_s`` it looks at the tasks that have been still for
 ``watchdog_idle_s``, and one with nothing in flight is logged and repaired (what is missing is
 requested again, through the rules like any other change). A task it found sound is not read
@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy import select
 
 from troika_gateway.db.models import Task
-from troika_gateway.pipeline.rules import missing_work
+from troika_gateway.pipeline.liveness import missing_work
 from troika_gateway.pipeline.snapshot import Repair
 from troika_gateway.pipeline.states import TaskStatus
 

@@ -19,6 +19,7 @@ from troika_gateway.auth.middleware import Principal  # noqa: TC001
 from troika_gateway.db.models import TaskStatus
 from troika_gateway.errors import InvalidInput
 from troika_gateway.openapi import BEARER
+from troika_gateway.tasks.queries import summary_of
 from troika_gateway.tasks.schemas import (
     EventPage,
     FileView,
@@ -30,7 +31,7 @@ from troika_gateway.tasks.schemas import (
     TaskRename,
     TaskSummary,
 )
-from troika_gateway.tasks.service import Tasks, summary_of
+from troika_gateway.tasks.service import Tasks
 
 __all__ = ["TaskController"]
 

@@ -3,47 +3,40 @@ indistinguishable from a task that does not exist."""
 
 from __future__ import annotations
 
-import mimetypes
-import re
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import anyio.to_thread
 import msgspec
-from sqlalchemy import delete, func, or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import delete
 
 from troika_gateway.db.models import (
     File,
-    LlmUsage,
     Schedule,
     Task,
-    TaskEvent,
     TaskStatus,
 )
-from troika_gateway.errors import Conflict, InvalidInput, NotFound
+from troika_gateway.errors import Conflict, InvalidInput
 from troika_gateway.events import append
 from troika_gateway.pipeline.outbox import enqueue
 from troika_gateway.pipeline.snapshot import Cancel, Guide, Note, Rename, Start
 from troika_gateway.pipeline.store import Applied
 from troika_gateway.scheduling.service import ScheduleSpec, create_scheduled_task, first_run
 from troika_gateway.scheduling.times import SystemClock
-from troika_gateway.storage import Stored, Workspace, copy_files, remove_tree, store_upload
-from troika_gateway.tasks.schemas import (
-    Cost,
-    EventPage,
-    EventView,
-    FileView,
-    SubtaskView,
-    TaskDetail,
-    TaskPage,
-    TaskSummary,
+from troika_gateway.storage import (
+    Stored,
+    Workspace,
+    content_type_of,
+    copy_files,
+    record_file,
+    remove_tree,
+    store_upload,
 )
+from troika_gateway.tasks.queries import TaskQueries, file_view
 from troika_shared import task_events as ev
 from troika_shared.messages import TaskStopped, derive_id
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
+    from datetime import datetime
     from pathlib import Path
 
     from litestar.datastructures import UploadFile
@@ -53,13 +46,15 @@ if TYPE_CHECKING:
     from troika_gateway.pipeline.store import TaskStore
     from troika_gateway.scheduling.times import Clock
     from troika_gateway.settings import GatewaySettings
-    from troika_gateway.tasks.schemas import FollowUp, GuidanceReply, TaskCreate
+    from troika_gateway.tasks.schemas import (
+        FileView,
+        FollowUp,
+        GuidanceReply,
+        TaskCreate,
+    )
     from troika_shared.task_events import TaskEventBody
 
-__all__ = ["Tasks", "summary_of"]
-
-_CONTENT_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
-_WRITE_ATTEMPTS = 3
+__all__ = ["Tasks"]
 
 
 def _title_from(objective: str) -> str:
@@ -67,39 +62,8 @@ def _title_from(objective: str) -> str:
     return first if len(first) <= 80 else first[:79].rstrip() + "…"
 
 
-def summary_of(task: Task) -> TaskSummary:
-    """A task as it appears in lists."""
-    return TaskSummary(
-        id=task.id,
-        title=task.title,
-        objective=task.objective,
-        status=task.status,
-        status_reason=task.status_reason,
-        parent_id=task.parent_id,
-        schedule_id=task.schedule_id,
-        created_at=task.created_at,
-        updated_at=task.updated_at,
-        started_at=task.started_at,
-        finished_at=task.finished_at,
-        last_event_seq=task.last_event_seq,
-    )
-
-
-def _file_view(task_id: str, row: File) -> FileView:
-    return FileView(
-        name=row.name,
-        content_type=row.content_type,
-        size=row.size,
-        sha256=row.sha256,
-        origin=row.origin,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        url=f"/tasks/{task_id}/files/{row.name}",
-    )
-
-
-class Tasks:
-    """Task operations on one database session, for one user.
+class Tasks(TaskQueries):
+    """Task operations on one database session, for one user (the reads are its base's).
 
     Args:
         db: The request's session.
@@ -117,150 +81,15 @@ class Tasks:
         store: TaskStore,
         clock: Clock | None = None,
     ) -> None:
-        self.db = db
+        super().__init__(db, user_id, settings.data_dir)
         self.store = store
-        self.user_id = user_id
         self.settings = settings
-        self.data_dir = settings.data_dir
         self.max_upload_bytes = settings.max_upload_bytes
         self.clock = clock or SystemClock()
         # committed changes whose commands and events go out once the request is answered
         self.to_announce: list[Applied] = []
         self.jobs_to_plan: list[tuple[str, datetime]] = []
         self.jobs_to_withdraw: list[tuple[str, datetime]] = []
-
-    # --- reading ---------------------------------------------------------------------------
-
-    async def get(self, task_id: str) -> Task:
-        """The caller's task.
-
-        Raises:
-            NotFound: No such task, or not the caller's.
-        """
-        task = await self.db.scalar(
-            select(Task).where(Task.id == task_id, Task.user_id == self.user_id)
-        )
-        if task is None:
-            raise NotFound("task")
-        return task
-
-    async def page(
-        self, *, statuses: Sequence[str], query: str, limit: int, offset: int
-    ) -> TaskPage:
-        """The caller's tasks, newest first, filtered by status and text."""
-        where: list[Any] = [Task.user_id == self.user_id]
-        if statuses:
-            where.append(Task.status.in_(statuses))
-        if text := query.strip():
-            pattern = (
-                "%"
-                + text.lower().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
-                + "%"
-            )
-            where.append(
-                or_(
-                    func.lower(Task.title).like(pattern, escape="\\"),
-                    func.lower(Task.objective).like(pattern, escape="\\"),
-                )
-            )
-        total = await self.db.scalar(select(func.count()).select_from(Task).where(*where)) or 0
-        rows = await self.db.scalars(
-            select(Task)
-            .where(*where)
-            .order_by(Task.created_at.desc(), Task.id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
-        return TaskPage(
-            items=[summary_of(t) for t in rows], total=total, limit=limit, offset=offset
-        )
-
-    async def detail(self, task_id: str) -> TaskDetail:
-        """Everything about one task."""
-        task = await self.db.scalar(
-            select(Task)
-            .where(Task.id == task_id, Task.user_id == self.user_id)
-            .options(selectinload(Task.subtasks))
-        )
-        if task is None:
-            raise NotFound("task")
-        usage = (
-            await self.db.execute(
-                select(
-                    func.count(LlmUsage.id),
-                    func.coalesce(func.sum(LlmUsage.prompt_tokens), 0),
-                    func.coalesce(func.sum(LlmUsage.completion_tokens), 0),
-                    func.coalesce(func.sum(LlmUsage.cost_usd), 0.0),
-                ).where(LlmUsage.task_id == task.id)
-            )
-        ).one()
-        return TaskDetail(
-            **msgspec.structs.asdict(summary_of(task)),
-            result=task.result,
-            plan=task.plan,
-            review=task.review,
-            budget=task.budget,
-            guidance=list(task.guidance),
-            subtasks=[
-                SubtaskView(
-                    key=s.key,
-                    title=s.title,
-                    description=s.description,
-                    depends_on=list(s.depends_on),
-                    priority=s.priority,
-                    acceptance_criteria=list(s.acceptance_criteria),
-                    tool_hints=list(s.tool_hints),
-                    status=s.status,
-                    result=s.result,
-                )
-                for s in task.subtasks
-            ],
-            files=await self.files(task.id),
-            cost=Cost(
-                calls=int(usage[0]),
-                prompt_tokens=int(usage[1]),
-                completion_tokens=int(usage[2]),
-                cost_usd=float(usage[3]),
-            ),
-        )
-
-    async def events(self, task_id: str, after: int, limit: int) -> EventPage:
-        """The task's events with ``seq > after``, oldest first."""
-        task = await self.get(task_id)
-        rows = await self.db.scalars(
-            select(TaskEvent)
-            .where(TaskEvent.task_id == task.id, TaskEvent.seq > after)
-            .order_by(TaskEvent.seq)
-            .limit(limit)
-        )
-        events = [
-            EventView(seq=e.seq, kind=e.kind, data=e.data, created_at=e.created_at) for e in rows
-        ]
-        return EventPage(
-            task_id=task.id, events=events, last_seq=events[-1].seq if events else after
-        )
-
-    async def files(self, task_id: str) -> list[FileView]:
-        """The files in the task's workspace."""
-        rows = await self.db.scalars(
-            select(File).where(File.task_id == task_id).order_by(File.name)
-        )
-        return [_file_view(task_id, row) for row in rows]
-
-    async def file(self, task_id: str, name: str) -> tuple[File, Path]:
-        """One file's record and its path on disk.
-
-        Raises:
-            NotFound: No such task or file.
-        """
-        task = await self.get(task_id)
-        workspace = Workspace(self.data_dir, task.id)
-        path = workspace.nested(name)
-        stored = path.relative_to(workspace.root).as_posix()
-        row = await self.db.scalar(select(File).where(File.task_id == task.id, File.name == stored))
-        if row is None or not await anyio.Path(path).is_file():
-            raise NotFound("file")
-        return row, path
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -488,23 +317,14 @@ class Tasks:
 
         names = [target.name for _, target, _ in stored]
         await self._change(task.id, Note(event=ev.FilesUploaded(names=names)), before=record)
-        return [_file_view(task.id, row) for row in rows]
+        return [file_view(task.id, row) for row in rows]
 
     async def _record(
         self, task: Task, name: str, info: Stored, declared_type: str, origin: str
     ) -> File:
-        content_type = declared_type.split(";", maxsplit=1)[0].strip().lower()
-        if not _CONTENT_TYPE.match(content_type) or content_type == "application/octet-stream":
-            content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        row = await self.db.scalar(select(File).where(File.task_id == task.id, File.name == name))
-        if row is None:
-            row = File(task_id=task.id, name=name, content_type=content_type, size=info.size,
-                       sha256=info.sha256, origin=origin)  # fmt: skip
-            self.db.add(row)
-        else:
-            row.content_type, row.size, row.sha256 = content_type, info.size, info.sha256
-            row.updated_at = datetime.now(UTC)
-        return row
+        content_type = content_type_of(name, declared_type)
+        return await record_file(self.db, task.id, name, info, content_type=content_type,
+                                 origin=origin)  # fmt: skip
 
     async def _copy_files(self, old: Task, new: Task, *, only_uploads: bool) -> None:
         await copy_files(self.db, self.data_dir, old.id, new.id, only_uploads=only_uploads)

@@ -1,0 +1,215 @@
+"""Carrying out what the rules asked for, in the change's transaction: outbox messages (an
+approved call sealed, a review with its evidence), events, approvals, the audit trail, usage and
+the files tools wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import anyio.to_thread
+import msgspec
+
+from troika_gateway.credentials import load_secrets
+from troika_gateway.db.models import (
+    AuditEntry,
+    Interaction,
+    LlmUsage,
+    Task,
+    TaskEvent,
+)
+from troika_gateway.events import append_event
+from troika_gateway.interactions.policies import set_policy
+from troika_gateway.pipeline.outbox import enqueue
+from troika_gateway.pipeline.snapshot import (
+    Ask,
+    Audit,
+    Emit,
+    Execute,
+    RecordFiles,
+    RecordUsage,
+    Remember,
+    Review,
+    Send,
+    TaskState,
+)
+from troika_gateway.storage import Stored, Workspace, content_type_of, record_file
+from troika_shared import catalogue
+from troika_shared.approvals import sign_approval
+from troika_shared.messages import Message, ToolExecute
+from troika_shared.messages import ToolCall as ProposedCall
+from troika_shared.task_events import body, kind_of
+from troika_shared.vault import seal_call_secrets
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from troika_gateway.pipeline.rows import Rows
+    from troika_gateway.pipeline.snapshot import Effect
+    from troika_gateway.settings import GatewaySettings
+
+
+__all__ = ["Applied", "Effects"]
+
+
+@dataclass
+class Applied:
+    """What one change wrote: the task row, its new events and commands (announced after the
+    commit), or why the command was refused."""
+
+    task: Task | None = None
+    refused: str | None = None
+    events: list[TaskEvent] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+
+
+class Effects:
+    """Carries out effects.
+
+    Args:
+        settings: The data directory, the evidence size and the keys that seal approved calls.
+    """
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+
+    async def carry_out(
+        self,
+        db: AsyncSession,
+        rows: Rows,
+        state: TaskState,
+        effect: Effect,
+        applied: Applied,
+    ) -> None:
+        task = rows.task
+        match effect:
+            case Emit(event=event):
+                applied.events.append(append_event(db, task, kind_of(event), body(event)))
+            case Send(message=message):
+                enqueue(db, message)
+                applied.messages.append(message)
+            case Execute():
+                message = await self._execute(db, state, effect)
+                enqueue(db, message)
+                applied.messages.append(message)
+            case Review(message=message, files=files):
+                evidence = await anyio.to_thread.run_sync(
+                    _evidence, self.settings.data_dir, task.id, list(files),
+                    self.settings.evidence_chars,
+                )  # fmt: skip
+                message = msgspec.structs.replace(message, evidence=evidence)
+                enqueue(db, message)
+                applied.messages.append(message)
+            case Ask():
+                db.add(
+                    Interaction(
+                        id=effect.id,
+                        user_id=task.user_id,
+                        task_id=task.id,
+                        tool_call_id=rows.calls[effect.call_key].id,
+                        kind=effect.kind,
+                        prompt=effect.prompt,
+                        expires_at=effect.expires_at,
+                    )
+                )
+            case Audit():
+                call = rows.calls[effect.call_key]
+                db.add(
+                    AuditEntry(
+                        user_id=task.user_id,
+                        task_id=task.id,
+                        tool_call_id=call.id,
+                        interaction_id=effect.ask_id,
+                        action=effect.action,
+                        actor=effect.actor[:255],
+                        tool=call.tool,
+                        arguments=call.arguments,
+                        reason=effect.reason,
+                        client=effect.client,
+                        at=datetime.now(UTC),
+                    )
+                )
+            case Remember(tool=tool):
+                definition = catalogue.CATALOGUE.get(tool)
+                if definition is not None:
+                    await set_policy(db, user_id=task.user_id, scope=task.id,
+                                     definition=definition, mode="ask_once")  # fmt: skip
+            case RecordUsage(agent=agent, usage=usage):
+                for one in usage:
+                    db.add(LlmUsage(task_id=task.id, agent=agent, model=one.model,
+                                    prompt_tokens=one.prompt_tokens,
+                                    completion_tokens=one.completion_tokens,
+                                    latency_ms=one.latency_ms, cost_usd=one.cost_usd))  # fmt: skip
+            case RecordFiles(names=names):
+                await self._record_files(db, task, names)
+
+    async def _execute(self, db: AsyncSession, state: TaskState, effect: Execute) -> ToolExecute:
+        """The approved call's execution, sealed, with the person's credentials its tool needs
+        sealed for this call alone."""
+        call = state.call(effect.call_key)
+        assert call is not None  # noqa: S101 - the rules approve calls the task has
+        proposed = ProposedCall(key=call.key, tool=call.tool, arguments=call.arguments)
+        seal_key = self.settings.seal_key()
+        return ToolExecute(
+            id=effect.id,
+            correlation_id=state.id,
+            user_id=state.user_id,
+            subtask_id=call.subtask,
+            call=proposed,
+            approval=sign_approval(seal_key, state.id, proposed) if seal_key else "",
+            secrets=await self._call_secrets(db, state, proposed),
+        )
+
+    async def _call_secrets(self, db: AsyncSession, state: TaskState, call: ProposedCall) -> str:
+        definition = catalogue.CATALOGUE.get(call.tool)
+        key = self.settings.call_secrets_key()
+        if definition is None or definition.credentials is None or key is None:
+            return ""
+        secrets = await load_secrets(db, self.settings, state.user_id, definition.credentials)
+        if secrets is None:
+            return ""  # the tool says plainly that the person has not set them up
+        return seal_call_secrets(key, state.id, call.key, {definition.credentials: secrets})
+
+    async def _record_files(self, db: AsyncSession, task: Task, names: tuple[str, ...]) -> None:
+        """Lists the files a tool wrote among the task's files (so they can be downloaded)."""
+        for name in names:
+            stored = await anyio.to_thread.run_sync(
+                _describe, self.settings.data_dir, task.id, name
+            )
+            if stored is not None:
+                await record_file(db, task.id, name, stored, content_type=content_type_of(name),
+                                  origin="agent")  # fmt: skip
+
+
+def _describe(data_dir: Path, task_id: str, name: str) -> Stored | None:
+    root = Workspace(data_dir, task_id).root
+    path = (root / name).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return Stored(size=size, sha256=digest.hexdigest())
+
+
+def _evidence(data_dir: Path, task_id: str, names: list[str], limit: int) -> dict[str, str]:
+    root = Workspace(data_dir, task_id).root
+    evidence: dict[str, str] = {}
+    for name in names:
+        path = (root / name).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            evidence[name] = "(the file does not exist)"
+            continue
+        with path.open("rb") as handle:
+            raw = handle.read(limit * 4)
+        text = raw.decode("utf-8", errors="replace")
+        evidence[name] = text if len(text) <= limit else text[:limit] + "\n[truncated]"
+    return evidence

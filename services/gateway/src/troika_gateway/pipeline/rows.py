@@ -1,0 +1,278 @@
+"""Between the database and the rules: a task's rows read into its snapshot, and the new
+state written back (only what changed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import msgspec
+from sqlalchemy import delete, func, select
+
+from troika_gateway.db.models import (
+    File,
+    Interaction,
+    LlmUsage,
+    Subtask,
+    Task,
+    ToolCall,
+    new_uuid,
+)
+from troika_gateway.interactions.policies import all_modes
+from troika_gateway.pipeline.snapshot import (
+    AskState,
+    CallState,
+    Respond,
+    SubtaskState,
+    TaskState,
+)
+from troika_gateway.pipeline.states import AskStatus, CallStatus, SubtaskStatus, TaskStatus
+from troika_shared.messages import Plan
+from troika_shared.messages import Subtask as PlannedSubtask
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from troika_gateway.pipeline.snapshot import Command
+
+
+__all__ = ["Rows", "load", "write"]
+
+_COUNTERS = (
+    "steps",
+    "dispatches",
+    "revision_round",
+    "unusable_streak",
+    "failure_streak",
+    "denials",
+    "in_flight",
+    "started_at",
+    "finished_at",
+)
+
+
+@dataclass
+class Rows:
+    """The rows a snapshot was read from, to write the new state back to."""
+
+    task: Task
+    subtasks: list[Subtask]
+    calls: dict[str, ToolCall]
+    asks: dict[str, Interaction]
+
+
+async def load(db: AsyncSession, task: Task) -> tuple[TaskState, Rows]:
+    """The task's state as the rules see it, and the rows it was read from."""
+    subtasks = list(
+        await db.scalars(
+            select(Subtask).where(Subtask.task_id == task.id).order_by(Subtask.position)
+        )
+    )
+    calls = list(
+        await db.scalars(
+            select(ToolCall)
+            .where(ToolCall.task_id == task.id)
+            .order_by(ToolCall.created_at, ToolCall.id)
+        )
+    )
+    asks = list(
+        await db.scalars(
+            select(Interaction).where(
+                Interaction.task_id == task.id, Interaction.status == AskStatus.PENDING
+            )
+        )
+    )
+    files = tuple(await db.scalars(select(File.name).where(File.task_id == task.id)))
+    budget = task.budget or {}
+    tokens, cost = 0, 0.0
+    if budget.get("max_tokens") or budget.get("max_cost_usd"):
+        tokens, cost = (
+            await db.execute(
+                select(
+                    func.coalesce(func.sum(LlmUsage.prompt_tokens + LlmUsage.completion_tokens), 0),
+                    func.coalesce(func.sum(LlmUsage.cost_usd), 0.0),
+                ).where(LlmUsage.task_id == task.id)
+            )
+        ).one()
+    key_of = {c.id: c.key for c in calls}
+    state = TaskState(
+        id=task.id,
+        user_id=task.user_id,
+        objective=task.objective,
+        status=TaskStatus(task.status),
+        title=task.title,
+        reason=task.status_reason,
+        plan=msgspec.convert(task.plan, Plan) if task.plan else None,
+        review=task.review,
+        result=task.result,
+        budget=task.budget,
+        guidance=tuple(task.guidance),
+        steps=task.steps,
+        dispatches=task.dispatches,
+        revision_round=task.revision_round,
+        unusable_streak=task.unusable_streak,
+        failure_streak=task.failure_streak,
+        denials=task.denials,
+        in_flight=task.in_flight,
+        started_at=task.started_at,
+        finished_at=task.finished_at,
+        subtasks=[_subtask_state(row) for row in subtasks],
+        calls=[_call_state(row) for row in calls],
+        asks=[
+            AskState(
+                id=row.id,
+                call_key=key_of.get(row.tool_call_id or "", ""),
+                kind="input" if row.kind == "input" else "approval",
+                expires_at=row.expires_at,
+            )
+            for row in asks
+        ],
+        files=tuple(sorted(files)),
+        tokens=int(tokens),
+        cost_usd=float(cost),
+        policies=await all_modes(db, task.user_id, task.id),
+    )
+    rows = Rows(
+        task=task,
+        subtasks=subtasks,
+        calls={c.key: c for c in calls},
+        asks={a.id: a for a in asks},
+    )
+    return state, rows
+
+
+async def write(  # noqa: PLR0912 - one block per kind of row
+    db: AsyncSession,
+    rows: Rows,
+    *,
+    old: TaskState,
+    new: TaskState,
+    command: Command,
+    now: datetime,
+) -> None:
+    task = rows.task
+    _set(task, "status", new.status.value)
+    _set(task, "title", new.title)
+    _set(task, "status_reason", new.reason)
+    if new.plan is not old.plan:
+        task.plan = msgspec.to_builtins(new.plan) if new.plan is not None else None
+    if new.review is not old.review:
+        task.review = new.review
+    _set(task, "result", new.result)
+    if new.guidance != old.guidance:
+        task.guidance = list(new.guidance)
+    for name in _COUNTERS:
+        _set(task, name, getattr(new, name))
+    if [s.planned for s in new.subtasks] != [s.planned for s in old.subtasks]:
+        await db.execute(delete(Subtask).where(Subtask.task_id == task.id))
+        for sub in new.subtasks:
+            db.add(_subtask_row(task.id, sub))
+    else:
+        for sub_row, sub in zip(rows.subtasks, new.subtasks, strict=True):
+            _set(sub_row, "status", sub.status.value)
+            _set(sub_row, "steps", sub.steps)
+            _set(sub_row, "result", sub.result)
+            _set(sub_row, "in_flight", sub.in_flight)
+            if list(sub.result_files) != sub_row.result_files:
+                sub_row.result_files = list(sub.result_files)
+            if list(sub.revision_notes) != sub_row.revision_notes:
+                sub_row.revision_notes = list(sub.revision_notes)
+    kept = {c.key for c in new.calls}
+    new_calls = False
+    for key, withdrawn in list(rows.calls.items()):
+        if key not in kept:
+            await db.delete(withdrawn)  # its pending approval goes with it
+            del rows.calls[key]
+    for call in new.calls:
+        known = rows.calls.get(call.key)
+        if known is None:
+            row = ToolCall(id=new_uuid(), task_id=task.id, subtask_key=call.subtask,
+                           key=call.key, tool=call.tool, arguments=call.arguments,
+                           step=call.step, status=call.status.value,
+                           proposals=call.proposals)  # fmt: skip
+            db.add(row)
+            rows.calls[call.key] = row
+            new_calls = True
+            continue
+        _set(known, "status", call.status.value)
+        _set(known, "proposals", call.proposals)
+        _set(known, "output", call.output)
+        _set(known, "error", call.error)
+    if new_calls:
+        await db.flush()  # approvals and audit entries refer to them
+    for ask in new.asks:
+        ask_row = rows.asks.get(ask.id)
+        if ask_row is None or ask.status == AskStatus.PENDING:
+            continue  # a new one is written by its Ask effect
+        ask_row.status = ask.status.value
+        ask_row.responded_at = now
+        if isinstance(command, Respond) and command.ask_id == ask.id:
+            ask_row.response = command.response
+            ask_row.responded_by = command.responded_by[:255]
+
+
+def _set(row: object, name: str, value: object) -> None:
+    """Sets an attribute only when it changes (an unchanged row is not written)."""
+    if getattr(row, name) != value:
+        setattr(row, name, value)
+
+
+def _subtask_state(row: Subtask) -> SubtaskState:
+    planned = PlannedSubtask(
+        id=row.key,
+        title=row.title,
+        description=row.description,
+        depends_on=tuple(row.depends_on),
+        priority=row.priority,
+        acceptance_criteria=tuple(row.acceptance_criteria),
+        tool_hints=tuple(row.tool_hints),
+    )
+    return SubtaskState(
+        key=row.key,
+        planned=planned,
+        position=row.position,
+        status=SubtaskStatus(row.status),
+        steps=row.steps,
+        result=row.result,
+        result_files=tuple(row.result_files),
+        revision_notes=tuple(row.revision_notes),
+        in_flight=row.in_flight,
+    )
+
+
+def _subtask_row(task_id: str, sub: SubtaskState) -> Subtask:
+    planned = sub.planned
+    return Subtask(
+        task_id=task_id,
+        key=sub.key,
+        position=sub.position,
+        title=planned.title,
+        description=planned.description,
+        depends_on=list(planned.depends_on),
+        priority=planned.priority,
+        acceptance_criteria=list(planned.acceptance_criteria),
+        tool_hints=list(planned.tool_hints),
+        status=sub.status.value,
+        steps=sub.steps,
+        result=sub.result,
+        result_files=list(sub.result_files),
+        revision_notes=list(sub.revision_notes),
+        in_flight=sub.in_flight,
+    )
+
+
+def _call_state(row: ToolCall) -> CallState:
+    return CallState(
+        key=row.key,
+        subtask=row.subtask_key,
+        tool=row.tool,
+        arguments=row.arguments,
+        step=row.step,
+        status=CallStatus(row.status),
+        proposals=row.proposals,
+        output=row.output,
+        error=row.error,
+    )

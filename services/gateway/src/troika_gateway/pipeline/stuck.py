@@ -1,0 +1,47 @@
+"""The stuck rules: when a task pauses to ask the person instead of letting the agents guess.
+
+Each rule has its threshold (a setting, in :class:`~.snapshot.Limits`) or none where the agent
+or the budget says, and the reason the person reads.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["STUCK", "Stuck"]
+
+
+class Stuck(StrEnum):
+    """Why a task pauses for the person."""
+
+    CANNOT_PROCEED = "cannot_proceed"
+    GAVE_UP = "gave_up"
+    DENIALS = "denials"
+    TOOL_FAILURES = "tool_failures"
+    REVISION_ROUNDS = "revision_rounds"
+    UNUSABLE_ANSWERS = "unusable_answers"
+    SAME_CALL = "same_call"
+    STEP_BUDGET = "step_budget"
+    TOKEN_BUDGET = "token_budget"  # noqa: S105 - the name of a rule, not a secret
+    COST_BUDGET = "cost_budget"
+
+
+STUCK: dict[Stuck, tuple[str | None, str]] = {
+    # rule: (the threshold in Limits, or None where the agent or the budget says; the reason)
+    Stuck.CANNOT_PROCEED: (None, "the {agent} cannot proceed: {detail}"),
+    Stuck.GAVE_UP: (None, "the {agent} could not handle a request: {detail}"),
+    Stuck.DENIALS: ("stuck_denials", "{count} tool calls were denied in this task"),
+    Stuck.TOOL_FAILURES: ("stuck_tool_failures", "{count} tool calls failed in a row"),
+    Stuck.REVISION_ROUNDS: ("stuck_revision_rounds", "the reviewer sent work back {count} times"),
+    Stuck.UNUSABLE_ANSWERS: (
+        "stuck_unusable_answers",
+        "the {agent} gave {count} unusable answers in a row",
+    ),
+    Stuck.SAME_CALL: (
+        "stuck_same_call",
+        "the executor proposed the same {tool} call {count} times",
+    ),
+    Stuck.STEP_BUDGET: (None, "the step budget of {limit} steps is used up"),
+    Stuck.TOKEN_BUDGET: (None, "the token budget of {limit} tokens is used up"),
+    Stuck.COST_BUDGET: (None, "the cost budget of ${limit:.2f} is used up"),
+}

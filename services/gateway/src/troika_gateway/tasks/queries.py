@@ -1,0 +1,218 @@
+"""Reading a user's tasks: lists, detail, the event log and files. Every query is scoped to the
+caller: another user's task is indistinguishable from a task that does not exist."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+import msgspec
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import selectinload
+
+from troika_gateway.db.models import (
+    File,
+    LlmUsage,
+    Task,
+    TaskEvent,
+)
+from troika_gateway.errors import NotFound
+from troika_gateway.storage import (
+    Workspace,
+)
+from troika_gateway.tasks.schemas import (
+    Cost,
+    EventPage,
+    EventView,
+    FileView,
+    SubtaskView,
+    TaskDetail,
+    TaskPage,
+    TaskSummary,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+
+__all__ = ["TaskQueries", "file_view", "summary_of"]
+
+
+def summary_of(task: Task) -> TaskSummary:
+    """A task as it appears in lists."""
+    return TaskSummary(
+        id=task.id,
+        title=task.title,
+        objective=task.objective,
+        status=task.status,
+        status_reason=task.status_reason,
+        parent_id=task.parent_id,
+        schedule_id=task.schedule_id,
+        created_at=task.created_at,
+        updated_at=task.updated_at,
+        started_at=task.started_at,
+        finished_at=task.finished_at,
+        last_event_seq=task.last_event_seq,
+    )
+
+
+def file_view(task_id: str, row: File) -> FileView:
+    return FileView(
+        name=row.name,
+        content_type=row.content_type,
+        size=row.size,
+        sha256=row.sha256,
+        origin=row.origin,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        url=f"/tasks/{task_id}/files/{row.name}",
+    )
+
+
+class TaskQueries:
+    """Reads for one user.
+
+    Args:
+        db: The request's session.
+        user_id: The caller; every query is scoped to them.
+        data_dir: Where workspaces live.
+    """
+
+    def __init__(self, db: AsyncSession, user_id: str, data_dir: Path) -> None:
+        self.db = db
+        self.user_id = user_id
+        self.data_dir = data_dir
+
+    async def get(self, task_id: str) -> Task:
+        """The caller's task.
+
+        Raises:
+            NotFound: No such task, or not the caller's.
+        """
+        task = await self.db.scalar(
+            select(Task).where(Task.id == task_id, Task.user_id == self.user_id)
+        )
+        if task is None:
+            raise NotFound("task")
+        return task
+
+    async def page(
+        self, *, statuses: Sequence[str], query: str, limit: int, offset: int
+    ) -> TaskPage:
+        """The caller's tasks, newest first, filtered by status and text."""
+        where: list[Any] = [Task.user_id == self.user_id]
+        if statuses:
+            where.append(Task.status.in_(statuses))
+        if text := query.strip():
+            pattern = (
+                "%"
+                + text.lower().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+                + "%"
+            )
+            where.append(
+                or_(
+                    func.lower(Task.title).like(pattern, escape="\\"),
+                    func.lower(Task.objective).like(pattern, escape="\\"),
+                )
+            )
+        total = await self.db.scalar(select(func.count()).select_from(Task).where(*where)) or 0
+        rows = await self.db.scalars(
+            select(Task)
+            .where(*where)
+            .order_by(Task.created_at.desc(), Task.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return TaskPage(
+            items=[summary_of(t) for t in rows], total=total, limit=limit, offset=offset
+        )
+
+    async def detail(self, task_id: str) -> TaskDetail:
+        """Everything about one task."""
+        task = await self.db.scalar(
+            select(Task)
+            .where(Task.id == task_id, Task.user_id == self.user_id)
+            .options(selectinload(Task.subtasks))
+        )
+        if task is None:
+            raise NotFound("task")
+        usage = (
+            await self.db.execute(
+                select(
+                    func.count(LlmUsage.id),
+                    func.coalesce(func.sum(LlmUsage.prompt_tokens), 0),
+                    func.coalesce(func.sum(LlmUsage.completion_tokens), 0),
+                    func.coalesce(func.sum(LlmUsage.cost_usd), 0.0),
+                ).where(LlmUsage.task_id == task.id)
+            )
+        ).one()
+        return TaskDetail(
+            **msgspec.structs.asdict(summary_of(task)),
+            result=task.result,
+            plan=task.plan,
+            review=task.review,
+            budget=task.budget,
+            guidance=list(task.guidance),
+            subtasks=[
+                SubtaskView(
+                    key=s.key,
+                    title=s.title,
+                    description=s.description,
+                    depends_on=list(s.depends_on),
+                    priority=s.priority,
+                    acceptance_criteria=list(s.acceptance_criteria),
+                    tool_hints=list(s.tool_hints),
+                    status=s.status,
+                    result=s.result,
+                )
+                for s in task.subtasks
+            ],
+            files=await self.files(task.id),
+            cost=Cost(
+                calls=int(usage[0]),
+                prompt_tokens=int(usage[1]),
+                completion_tokens=int(usage[2]),
+                cost_usd=float(usage[3]),
+            ),
+        )
+
+    async def events(self, task_id: str, after: int, limit: int) -> EventPage:
+        """The task's events with ``seq > after``, oldest first."""
+        task = await self.get(task_id)
+        rows = await self.db.scalars(
+            select(TaskEvent)
+            .where(TaskEvent.task_id == task.id, TaskEvent.seq > after)
+            .order_by(TaskEvent.seq)
+            .limit(limit)
+        )
+        events = [
+            EventView(seq=e.seq, kind=e.kind, data=e.data, created_at=e.created_at) for e in rows
+        ]
+        return EventPage(
+            task_id=task.id, events=events, last_seq=events[-1].seq if events else after
+        )
+
+    async def files(self, task_id: str) -> list[FileView]:
+        """The files in the task's workspace."""
+        rows = await self.db.scalars(
+            select(File).where(File.task_id == task_id).order_by(File.name)
+        )
+        return [file_view(task_id, row) for row in rows]
+
+    async def file(self, task_id: str, name: str) -> tuple[File, Path]:
+        """One file's record and its path on disk.
+
+        Raises:
+            NotFound: No such task or file.
+        """
+        task = await self.get(task_id)
+        workspace = Workspace(self.data_dir, task.id)
+        path = workspace.nested(name)
+        stored = path.relative_to(workspace.root).as_posix()
+        row = await self.db.scalar(select(File).where(File.task_id == task.id, File.name == stored))
+        if row is None or not await anyio.Path(path).is_file():
+            raise NotFound("file")
+        return row, path
