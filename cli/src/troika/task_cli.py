@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-import websockets
-
-from troika.client import ApiError, Session
+from troika.client import open_session
+from troika_client import ApiError, LiveFeed, LiveRefused, Session
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,16 +30,12 @@ __all__ = ["EXIT_INPUT_CLOSED", "Terminal", "local_zone", "run_task"]
 
 EXIT_FAILED = 1
 EXIT_INPUT_CLOSED = 3
-_RECONNECTS = 20
+_REFUSALS = 3
 _FINAL = {"completed": 0, "failed": EXIT_FAILED, "cancelled": EXIT_FAILED}
 
 
 class InputClosed(Exception):
     """Standard input ended while a question waited."""
-
-
-class LiveViewRefused(Exception):
-    """The WebSocket did not accept the session (it expired, or was ended)."""
 
 
 @dataclass
@@ -131,38 +126,30 @@ class TaskRunner:
         self.terminal = terminal
         self.task_id = task_id
         self.asked: set[str] = set()
-        self.last_seq = 0
 
     async def run(self) -> int:
         """Returns the exit status: 0 completed, 1 failed or cancelled, 3 input closed.
 
-        When the live view closes (the access token expired, the gateway restarted), it signs in
-        again with the kept session and resumes after the last event it showed.
-        """
-        for _ in range(_RECONNECTS):
-            try:
-                return await self._follow()
-            except (websockets.ConnectionClosed, OSError, LiveViewRefused):
-                await asyncio.sleep(1)
-                await self.session.resume()
-        raise ApiError(503, "the live view keeps closing; try again later", [])
+        The live view replays the task's events from the start, and after a lost connection
+        (the gateway restarted, the access token expired) resumes after the last one shown.
 
-    async def _follow(self) -> int:
-        async with websockets.connect(self.session.ws_url, max_size=None) as socket:
-            hello = {"type": "auth", "token": self.session.access_token,
-                     "resume": {self.task_id: self.last_seq}}  # fmt: skip
-            await socket.send(json.dumps(hello))
-            ready = json.loads(await socket.recv())
-            if ready.get("type") != "ready":
-                raise LiveViewRefused(str(ready.get("detail", "the live view refused us")))
-            while True:
-                message = json.loads(await socket.recv())
-                if message.get("type") != "event" or message["task_id"] != self.task_id:
-                    continue
-                self.last_seq = max(self.last_seq, int(message["seq"]))
-                status = await self.on_event(message["kind"], message["data"])
-                if status is not None:
-                    return status
+        Raises:
+            ApiError: The session ended and cannot be renewed (401).
+        """
+        feed = LiveFeed(
+            self.session.ws_url, self.session.token, {self.task_id: 0}, refusals=_REFUSALS
+        )
+        try:
+            async with contextlib.aclosing(feed.events()) as events:
+                async for event in events:
+                    if event.task_id != self.task_id:
+                        continue
+                    status = await self.on_event(event.kind, event.data)
+                    if status is not None:
+                        return status
+        except LiveRefused as exc:
+            raise ApiError(401, f"the live view refused the session: {exc}; sign in again") from exc
+        raise AssertionError("the live feed ended")  # pragma: no cover - it never does
 
     async def on_event(self, kind: str, data: dict[str, Any]) -> int | None:
         """Shows an event and answers what it asks; the exit status once the task ends."""
@@ -331,7 +318,7 @@ async def run_task(
     """Creates (or follows) a task and stays with it until it ends; a task made with a
     ``schedule`` (``run_at`` or ``cron``, with ``timezone``) is only made: it runs later."""
     terminal = terminal or Terminal()
-    session = Session.open(api)
+    session = open_session(api)
     try:
         await sign_in(session, terminal)
         if resume:

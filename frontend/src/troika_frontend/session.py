@@ -5,24 +5,21 @@ stays signed in; an expired access token is renewed once with the refresh token,
 session that cannot be renewed sends the person to the sign-in page.
 
 While a page is open, one background job per tab follows the gateway's ``/ws`` and hands each
-event to the pages' states; it resumes after lost connections (see :mod:`troika_frontend.live`)
+event to the pages' states; it resumes after lost connections (see :class:`troika_client.LiveFeed`)
 and ends once the tab has been gone for ``TROIKA_WEB_IDLE_S``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
 import reflex as rx
 import structlog
 
-from troika_frontend.gateway import ApiError, Gateway
-from troika_frontend.live import LiveFeed, LiveRefused
+from troika_client import CONNECTED, ApiError, Gateway, LiveFeed, LiveRefused, expires_soon
 from troika_frontend.settings import WebSettings
 
 if TYPE_CHECKING:
@@ -31,6 +28,8 @@ if TYPE_CHECKING:
 __all__ = ["SessionState", "gateway", "gateway_call", "listen", "settings"]
 
 log = structlog.get_logger("troika.web")
+
+CLIENT_NAME = "troika-web"
 
 _settings: list[WebSettings] = []
 _gateway: list[Gateway] = []
@@ -50,7 +49,7 @@ def settings() -> WebSettings:
 def gateway() -> Gateway:
     """This process's client of the gateway API."""
     if not _gateway:
-        _gateway.append(Gateway(settings().gateway_url))
+        _gateway.append(Gateway(settings().gateway_url, client_name=CLIENT_NAME))
     return _gateway[0]
 
 
@@ -69,16 +68,6 @@ def listen(
 
 _RENEWALS: dict[str, asyncio.Future[Any]] = {}
 _RENEWAL_KEPT_S = 120.0
-
-
-def expires_soon(token: str, margin_s: float = 60.0) -> bool:
-    """Whether an access token (a JWT) expires within ``margin_s``: read, not verified."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return float(claims["exp"]) - time.time() < margin_s
-    except (IndexError, ValueError, KeyError, TypeError):
-        return True
 
 
 async def _exchange(refresh_token: str) -> dict[str, Any]:
@@ -117,7 +106,7 @@ _PENDING_KINDS = frozenset(
         "tool.denied",
         "approval.expired",
         "task.status",
-        "live.connected",
+        CONNECTED,
     }
 )
 
@@ -308,7 +297,8 @@ class SessionState(rx.State):
         await feed.resume(task_id, after)
 
     async def _follow(self, feed: LiveFeed) -> None:
-        async for event in feed.events():
+        async for live in feed.events():
+            event = live.as_dict()  # the pages keep plain JSON in their state
             async with self:
                 if event["kind"] == "live.connected":
                     self.live = True

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import typing
+
 import httpx
 from litestar.testing import AsyncTestClient
 
 from troika_gateway import create_app
+from troika_shared.task_events import AnyTaskEvent, kind_of
 
 
 async def test_ready_when_database_nats_and_redis_answer(client: httpx.AsyncClient) -> None:
@@ -42,6 +45,22 @@ async def test_the_api_is_described_by_openapi(client: httpx.AsyncClient) -> Non
     assert schema.json()["components"]["securitySchemes"]["BearerToken"]["scheme"] == "bearer"
     assert swagger.status_code == 200
     assert "swagger" in swagger.text.lower()
+
+
+async def test_every_kind_of_event_body_is_typed_in_the_openapi_schema(
+    client: httpx.AsyncClient,
+) -> None:
+    document = (await client.get("/schema/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    data = schemas["EventView"]["properties"]["data"]
+    named = {ref["$ref"].rsplit("/", 1)[1] for ref in data["anyOf"]}
+    assert named == {body.__name__ for body in typing.get_args(AnyTaskEvent)}
+    for body in typing.get_args(AnyTaskEvent):
+        assert f"`{kind_of(body())}`: {body.__name__}" in data["description"]
+        assert "kind" not in schemas[body.__name__].get("properties", {})  # it is the event's
+    plan = schemas["PlanReady"]["properties"]
+    assert plan["subtasks"]["items"] == {"$ref": "#/components/schemas/PlannedSubtask"}
+    assert set(schemas["PlannedSubtask"]["required"]) == {"id"}
 
 
 async def test_metrics_are_exposed_for_prometheus(client: httpx.AsyncClient) -> None:

@@ -19,9 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-import websockets
-
+from troika_client import ApiError, LiveEvent, LiveFeed, Session
 from troika_testkit.agents import plan_answer
 from troika_testkit.llm import ScriptedLLM
 
@@ -157,8 +155,7 @@ class Person:
         self.approvals = 0
         self.asked: Counter[str] = Counter()
         self.unfinished: dict[str, str] = {}
-        self.http = httpx.AsyncClient(base_url=url, timeout=60)
-        self.headers: dict[str, str] = {}
+        self.session = Session.open(url, client_name="troika-bench")
         self._submitted = 0
         self._endings: dict[str, asyncio.Future[Ending]] = {}
         self._first_asks: dict[str, asyncio.Future[None]] = {}
@@ -167,21 +164,13 @@ class Person:
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Person:
-        await self._stack.enter_async_context(self.http)
+        self._stack.push_async_callback(self.session.close)
         name = f"bench{secrets.token_hex(4)}"
-        password = secrets.token_urlsafe(16)
-        account = {"email": f"{name}@example.com", "username": name, "password": password}
-        (await self.http.post("/auth/register", json=account)).raise_for_status()
-        login = await self.http.post("/auth/login", json={"login": name, "password": password})
-        token = str(login.raise_for_status().json()["access_token"])
-        self.headers = {"Authorization": f"Bearer {token}"}
-        ws_url = self.url.replace("http://", "ws://", 1) + "/ws"
-        socket = await self._stack.enter_async_context(websockets.connect(ws_url, max_size=None))
-        await socket.send(json.dumps({"type": "auth", "token": token}))
-        hello = json.loads(await socket.recv())
-        if hello.get("type") != "ready":
-            raise RuntimeError(f"the WebSocket refused the session: {hello}")
-        self._reader = asyncio.create_task(self._read(socket))
+        await self.session.register(f"{name}@example.com", name, secrets.token_urlsafe(16))
+        feed = LiveFeed(self.session.ws_url, self.session.token, refusals=1)
+        self._reader = asyncio.create_task(self._read(feed))
+        async with asyncio.timeout(self.timeout):
+            await feed.connected.wait()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -252,32 +241,27 @@ class Person:
         """Creates a task; returns its id and when it was submitted."""
         self._submitted += 1
         started = time.perf_counter()
-        response = await self.http.post(
-            "/tasks", headers=self.headers, json={"objective": f"Notes #{self._submitted}"}
-        )
-        task_id = str(response.raise_for_status().json()["id"])
+        task = await self.session.post("/tasks", {"objective": f"Notes #{self._submitted}"})
+        task_id = str(task["id"])
         self._endings.setdefault(task_id, asyncio.get_running_loop().create_future())
         return task_id, started
 
     async def prompt_tokens(self, task_id: str) -> int:
         """The prompt tokens the system counted on the task."""
-        task = (await self.http.get(f"/tasks/{task_id}", headers=self.headers)).json()
+        task = await self.session.get(f"/tasks/{task_id}")
         return int(task["cost"]["prompt_tokens"])
 
     # --- the WebSocket -------------------------------------------------------------------
 
-    async def _read(self, socket: websockets.ClientConnection) -> None:
+    async def _read(self, feed: LiveFeed) -> None:
         try:
-            async for raw in socket:
-                event = json.loads(raw)
-                if event.get("type") == "event":
-                    self._take(event["task_id"], event["kind"], event["data"])
+            async for event in feed.events():
+                self._take(event)
         except asyncio.CancelledError:  # leaving: nobody waits any more
             self._abandon(None)
             raise
-        except websockets.ConnectionClosed:
-            pass
-        self._abandon(ConnectionError("the WebSocket closed"))
+        except Exception as exc:  # noqa: BLE001 - every wait learns why the feed ended
+            self._abandon(ConnectionError(f"the live feed ended: {exc!r}"))
 
     def _abandon(self, error: Exception | None) -> None:
         """Ends every wait for an announcement: with ``error``, or cancelled."""
@@ -290,8 +274,9 @@ class Person:
             else:
                 future.set_exception(error)
 
-    def _take(self, task_id: str, kind: str, data: dict[str, Any]) -> None:
+    def _take(self, event: LiveEvent) -> None:
         loop = asyncio.get_running_loop()
+        task_id, kind, data = event.task_id, event.kind, event.data
         if kind == "approval.requested":
             self.asked[task_id] += 1
             first = self._first_asks.setdefault(task_id, loop.create_future())
@@ -315,16 +300,14 @@ class Person:
             self.unfinished[task_id] = f"{ending.status}: {ending.reason}"
 
     async def _approve(self, task_id: str, interaction_id: str) -> None:
-        answer = await self.http.post(
-            f"/interactions/{interaction_id}/respond",
-            headers=self.headers,
-            json={"decision": "approve"},
-        )
-        if answer.is_success:
-            self.approvals += 1
+        try:
+            await self.session.post(
+                f"/interactions/{interaction_id}/respond", {"decision": "approve"}
+            )
+        except ApiError as exc:
+            self._end(task_id, Ending(time.perf_counter(), "approval", f"answered {exc.status}"))
         else:
-            reason = f"answered {answer.status_code}"
-            self._end(task_id, Ending(time.perf_counter(), "approval", reason))
+            self.approvals += 1
 
 
 def _phase(ids: set[str], endings: list[Ending], started: float) -> Phase:

@@ -7,8 +7,8 @@ from typing import Any
 
 import reflex as rx
 
+from troika_client import ApiError
 from troika_frontend.components import badge, frame, panel, when
-from troika_frontend.gateway import ApiError
 from troika_frontend.session import SessionState, listen
 from troika_frontend.views import Approval, Argument, FormField, approval_of, form_values
 

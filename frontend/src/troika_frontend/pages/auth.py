@@ -6,8 +6,8 @@ from typing import Any
 
 import reflex as rx
 
+from troika_client import ApiError, field_errors
 from troika_frontend.components import panel, public_frame
-from troika_frontend.gateway import ApiError, field_errors
 from troika_frontend.session import SessionState, gateway_call
 
 __all__ = ["AuthState", "sign_in_page", "sign_up_page"]

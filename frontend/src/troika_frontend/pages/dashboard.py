@@ -9,8 +9,8 @@ from typing import Any
 
 import reflex as rx
 
+from troika_client import ApiError, field_errors
 from troika_frontend.components import badge, frame, panel, when
-from troika_frontend.gateway import ApiError, field_errors
 from troika_frontend.repeat import RepeatError, to_cron
 from troika_frontend.session import SessionState, listen
 from troika_frontend.views import ACTIVE, FINAL, WAITING, TaskItem, task_item_of

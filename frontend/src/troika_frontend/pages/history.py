@@ -6,8 +6,8 @@ from typing import Any
 
 import reflex as rx
 
+from troika_client import ApiError
 from troika_frontend.components import badge, frame, panel
-from troika_frontend.gateway import ApiError
 from troika_frontend.pages.dashboard import task_row
 from troika_frontend.session import SessionState
 from troika_frontend.views import TaskItem, task_item_of

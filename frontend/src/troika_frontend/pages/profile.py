@@ -8,8 +8,8 @@ from typing import Any
 
 import reflex as rx
 
+from troika_client import ApiError, field_errors
 from troika_frontend.components import badge, frame, panel
-from troika_frontend.gateway import ApiError, field_errors
 from troika_frontend.session import SessionState
 
 __all__ = ["ProfileState", "profile_page"]

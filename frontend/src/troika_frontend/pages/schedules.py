@@ -6,8 +6,8 @@ from typing import Any
 
 import reflex as rx
 
+from troika_client import ApiError
 from troika_frontend.components import badge, confirm_button, frame, panel, when
-from troika_frontend.gateway import ApiError
 from troika_frontend.pages.dashboard import countdown
 from troika_frontend.session import SessionState, listen
 from troika_frontend.views import ScheduleItem, schedule_of

@@ -7,8 +7,8 @@ from urllib.parse import quote
 
 import reflex as rx
 
+from troika_client import ApiError
 from troika_frontend.components import badge, confirm_button, frame, markdown, panel, when
-from troika_frontend.gateway import ApiError
 from troika_frontend.pages.approvals import ApprovalsState, approvals_list
 from troika_frontend.session import SessionState, listen
 from troika_frontend.views import (

@@ -30,7 +30,7 @@ from troika_gateway.interactions.policy_routes import (
 )
 from troika_gateway.interactions.routes import InteractionController
 from troika_gateway.live import live_events
-from troika_gateway.openapi import openapi_config
+from troika_gateway.openapi import EventBodies, openapi_config
 from troika_gateway.pipeline.outbox import Publisher
 from troika_gateway.pipeline.store import TaskStore
 from troika_gateway.problems import exception_handlers
@@ -141,6 +141,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
         ],
         exception_handlers=exception_handlers(),
         openapi_config=openapi_config(),
+        plugins=[EventBodies()],
         request_max_body_size=settings.max_upload_bytes + (1 << 20),
         debug=False,
         logging_config=None,  # structlog, configured by the process, renders every line

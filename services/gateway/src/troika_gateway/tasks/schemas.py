@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
+from troika_gateway.openapi import EVENT_DATA
+
 __all__ = [
     "Budget",
     "Cost",
@@ -178,7 +180,7 @@ class EventView(Struct, kw_only=True):
 
     seq: int
     kind: str
-    data: dict[str, Any]
+    data: Annotated[dict[str, Any], EVENT_DATA]
     created_at: datetime
 
 

@@ -1,85 +1,49 @@
-"""The gateway's public API, the only way the web app reaches the system.
+"""The gateway's HTTP API: one pooled client per process, every call naming its access token.
 
-One :class:`Gateway` per process (it pools connections); every call names the access token it
-acts with, because one web server serves many signed-in people at once.
+A web server acts for many signed-in people at once, so :class:`Gateway` keeps no token of its
+own; :class:`troika_client.session.Session` is the signed-in client built on it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
-__all__ = ["ApiError", "Gateway", "field_errors"]
+from troika_client.errors import ApiError, problem_of
 
-CLIENT_NAME = "troika-web"
+__all__ = ["Gateway", "ws_url_of"]
 
-
-class ApiError(Exception):
-    """The gateway refused a request, or could not be reached.
-
-    Attributes:
-        status: The HTTP status (503 when the gateway did not answer).
-        detail: Why, in the gateway's words.
-        errors: Per-field problems (``{"field": …, "message": …}``) where the input was wrong.
-    """
-
-    def __init__(
-        self, status: int, detail: str, errors: list[dict[str, Any]] | None = None
-    ) -> None:
-        super().__init__(f"{status}: {detail}")
-        self.status = status
-        self.detail = detail
-        self.errors = errors or []
-
-    @property
-    def message(self) -> str:
-        """One line for the person: the detail, with the fields that were wrong."""
-        fields = field_errors(self.errors)
-        if not fields:
-            return self.detail
-        return self.detail + ": " + "; ".join(f"{name} {text}" for name, text in fields.items())
+Files = list[tuple[str, tuple[str, bytes, str]]]
 
 
-def field_errors(errors: list[dict[str, Any]]) -> dict[str, str]:
-    """``{"field": "message"}`` from a problem document's ``errors`` (``$.`` prefixes dropped)."""
-    found: dict[str, str] = {}
-    for error in errors:
-        name = str(error.get("field") or error.get("key") or "").removeprefix("$.")
-        found.setdefault(name or "input", str(error.get("message") or "is not valid"))
-    return found
-
-
-def _problem(response: httpx.Response) -> ApiError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
-    detail = str(body.get("detail") or body.get("title") or response.reason_phrase)
-    errors = body.get("errors") if isinstance(body.get("errors"), list) else []
-    return ApiError(response.status_code, detail, errors)
+def ws_url_of(base_url: str) -> str:
+    """The live feed's WebSocket address of a gateway at ``base_url``."""
+    base = base_url.rstrip("/")
+    return base.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + "/ws"
 
 
 class Gateway:
-    """A pooled client for the gateway API.
+    """A pooled client of the gateway API.
 
     Args:
         base_url: The gateway's address, e.g. ``http://127.0.0.1:8000``.
+        client_name: Sent as ``X-Troika-Client`` (the gateway records it with each approval).
         timeout: Seconds for any one request.
     """
 
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, *, client_name: str = "troika-client", timeout: float = 30.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=timeout, headers={"X-Troika-Client": CLIENT_NAME}
+            base_url=self.base_url, timeout=timeout, headers={"X-Troika-Client": client_name}
         )
 
     @property
     def ws_url(self) -> str:
         """The live-events WebSocket."""
-        return self.base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + "/ws"
+        return ws_url_of(self.base_url)
 
     async def send(
         self,
@@ -89,7 +53,7 @@ class Gateway:
         token: str = "",
         json: Any = None,  # noqa: ANN401 - a JSON document
         params: dict[str, Any] | list[tuple[str, Any]] | None = None,
-        files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
+        files: Files | None = None,
         data: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
@@ -112,7 +76,7 @@ class Gateway:
         except httpx.HTTPError as exc:
             raise ApiError(503, f"the gateway could not be reached ({type(exc).__name__})") from exc
         if not response.is_success:
-            raise _problem(response)
+            raise problem_of(response)
         return response
 
     async def call(
@@ -123,7 +87,7 @@ class Gateway:
         token: str = "",
         json: Any = None,  # noqa: ANN401 - a JSON document
         params: dict[str, Any] | list[tuple[str, Any]] | None = None,
-        files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
+        files: Files | None = None,
         data: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:  # noqa: ANN401 - a JSON document
@@ -143,3 +107,9 @@ class Gateway:
     async def close(self) -> None:
         """Closes the pooled connections."""
         await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,4 +1,5 @@
-"""The web app's live feed across a gateway restart: every event once, in order, none missing."""
+"""The live feed (the web app's, the terminal's) across a gateway restart: every event once, in
+order, none missing, each with its typed body."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import contextlib
 import httpx
 import pytest
 
-from troika_frontend.live import LiveFeed
+from troika_client import LiveFeed
+from troika_shared.task_events import TaskCompleted, TaskEventBody
 from troika_testkit import scaled, wait_for
 from troika_testkit.agents import plan_answer
 
@@ -36,10 +38,13 @@ async def test_the_feed_resumes_after_the_gateway_restarts_without_gaps_or_repea
         ws_url = stack.url.replace("http://", "ws://") + "/ws"
         feed = LiveFeed(ws_url, current_token, retry_s=0.2)
         seen: list[tuple[str, int]] = []
+        bodies: list[TaskEventBody | None] = []
 
         async def follow() -> None:
             async for event in feed.events():
-                seen.append((event["task_id"], event["seq"]))  # noqa: PERF401 - as they come
+                if event.task_id:
+                    seen.append((event.task_id, event.seq))
+                    bodies.append(event.body())
 
         follower = asyncio.create_task(follow())
         try:
@@ -84,3 +89,5 @@ async def test_the_feed_resumes_after_the_gateway_restarts_without_gaps_or_repea
     delivered = [seq for task_id, seq in seen if task_id == task["id"]]
     assert delivered == [e["seq"] for e in log["events"]]  # each once, in order, none missing
     assert delivered == list(range(1, log["last_seq"] + 1))
+    assert None not in bodies  # every kind the gateway sent is one the client can read typed
+    assert any(isinstance(body, TaskCompleted) for body in bodies)
