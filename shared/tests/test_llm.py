@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, ValidationInfo, field_validator
 
 from troika_shared.errors import DependencyUnavailable
-from troika_shared.llm import LlmSettings, OpenAICompatibleLLM, UnusableAnswer, estimate_cost, fence
+from troika_shared.llm import (
+    LlmSettings,
+    OpenAICompatibleLLM,
+    UnusableAnswer,
+    answer_context,
+    estimate_cost,
+    fence,
+)
 
 
 class Haiku(BaseModel):
@@ -71,6 +78,42 @@ async def test_an_invalid_answer_is_sent_back_with_the_error_and_fixed(scripted_
     assert answer.value.lines == GOOD["lines"]
     retry = scripted_llm.requests[1]
     assert "a haiku has 3 lines, not 2" in str(retry["messages"])
+
+
+class Pick(BaseModel):
+    """One of the offered words."""
+
+    word: str
+
+    @field_validator("word")
+    @classmethod
+    def offered(cls, value: str, info: ValidationInfo) -> str:
+        offered = answer_context(info)["words"]
+        if value not in offered:
+            raise ValueError(f"pick one of {offered}")
+        return value
+
+
+async def test_text_reaches_the_model_as_written_and_answers_are_checked_in_context(
+    scripted_llm,
+) -> None:
+    # a page or a file the agents read may hold template syntax and indented code
+    page = "    def greet():\n        return '{{ words }} {% if x %}'\n"
+    scripted_llm.reply("Pick", {"word": "maybe"}, {"word": "yes"})
+    model = client(scripted_llm)
+    try:
+        answer = await model.complete(
+            system="Pick a word.",
+            messages=[{"role": "user", "content": page}],
+            response_model=Pick,
+            context={"words": ["yes", "no"]},
+        )
+    finally:
+        await model.close()
+    assert answer.value.word == "yes"
+    first, retry = scripted_llm.requests
+    assert first["messages"][1]["content"] == page
+    assert "pick one of ['yes', 'no']" in str(retry["messages"])
 
 
 async def test_answers_that_stay_invalid_are_unusable(scripted_llm) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
+from troika_gateway.db.engine import create_engine, create_sessionmaker
 from troika_gateway.db.models import Outbox
 from troika_gateway.pipeline.orchestrator import Orchestrator
 from troika_shared.messages import (
@@ -347,3 +348,32 @@ async def test_a_file_an_agent_wrote_in_a_folder_can_be_downloaded(
         assert "do not serve" not in refused.text
     missing = await client.get(f"{url}/notes/other.md", headers=alice.headers)
     assert missing.status_code == 404
+
+
+async def test_answers_apply_after_the_database_dropped_the_workers_connections(
+    gateway, client, alice, settings
+) -> None:
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to drop connections")
+    # the worker's engine: no ping before each use, a lost connection is retried instead
+    engine = create_engine(settings.database_url, pre_ping=False)
+    try:
+        task = await create(client, alice, "Write a report")
+        driver = Driver(gateway, client, alice, task["id"])
+        driver.orchestrator = Orchestrator(create_sessionmaker(engine), gateway.app.state.store)
+        driver.router = driver.orchestrator.router()
+        await driver.plan()  # the pool now holds a connection
+        admin = create_engine(settings.database_url)
+        async with admin.connect() as connection:  # as a server restart would
+            dropped = await connection.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        await admin.dispose()
+        assert dropped >= 1
+        await driver.propose(call(1))
+        assert (await driver.task())["status"] == "awaiting_approval"
+    finally:
+        await engine.dispose()

@@ -11,7 +11,9 @@ estimated cost.
 
 from __future__ import annotations
 
+import functools
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
@@ -19,7 +21,7 @@ import instructor
 import openai
 import structlog
 from instructor.core.exceptions import InstructorRetryException
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationInfo
 
 from troika_shared.errors import DependencyUnavailable, PermanentError
 from troika_shared.messages import Usage
@@ -34,6 +36,7 @@ __all__ = [
     "LlmSettings",
     "OpenAICompatibleLLM",
     "UnusableAnswer",
+    "answer_context",
     "estimate_cost",
     "fence",
 ]
@@ -41,6 +44,26 @@ __all__ = [
 log = structlog.get_logger("troika.llm")
 
 T = TypeVar("T", bound=BaseModel)
+
+# What the answer being validated is checked against. instructor would take it as `context=`,
+# but then renders every message of the conversation as a Jinja template and dedents it: text
+# from a page or a file that holds `{{`, `{%` or indented code would reach the model altered
+# (or fail to render), and every message would be compiled as a template on every call.
+_ANSWER_CONTEXT: ContextVar[Mapping[str, Any] | None] = ContextVar("answer_context", default=None)
+
+
+@functools.cache
+def _schema_of(response_model: type[T]) -> type[T]:
+    """The answer's model as instructor offers and parses it, made once per model (instructor
+    would build a new class from it on every call)."""
+    return instructor.openai_schema(response_model)
+
+
+def answer_context(info: ValidationInfo) -> Mapping[str, Any]:
+    """What a response model's validators check an answer against: the ``context`` given to
+    :meth:`LLM.complete` (or pydantic's own, when a model is validated directly)."""
+    return info.context or _ANSWER_CONTEXT.get() or {}
+
 
 # US dollars per million tokens (input, output): published list prices, for estimates only.
 _PRICES: dict[str, tuple[float, float]] = {
@@ -185,14 +208,14 @@ class OpenAICompatibleLLM:
         """
         conversation: list[Any] = [{"role": "system", "content": system}, *map(dict, messages)]
         started = time.perf_counter()
+        checked_against = _ANSWER_CONTEXT.set(context)
         try:
             value, raw = await self._client.create_with_completion(
                 model=self.model,
                 messages=conversation,
-                response_model=response_model,
+                response_model=_schema_of(response_model),
                 max_retries=self._settings.llm_validation_retries,
                 temperature=self._settings.llm_temperature,
-                context=context,
             )
         except InstructorRetryException as exc:
             cause = exc.__cause__ or exc.__context__
@@ -204,6 +227,8 @@ class OpenAICompatibleLLM:
             ) from exc
         except openai.APIError as exc:
             raise self._api_error(exc) from exc
+        finally:
+            _ANSWER_CONTEXT.reset(checked_against)
         usage = self._usage(getattr(raw, "usage", None), started, model=getattr(raw, "model", None))
         log.info(
             "llm.completed",

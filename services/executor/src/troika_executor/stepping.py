@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
+import msgspec
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, model_validator
 
 from troika_executor.tools import validate_arguments
 from troika_shared.approvals import call_key
-from troika_shared.llm import fence
+from troika_shared.llm import answer_context, fence
 from troika_shared.messages import StepRequested, ToolCall
 
 __all__ = ["SYSTEM", "ProposedCall", "StepDecision", "call_key", "prompt", "to_tool_calls"]
@@ -49,7 +50,7 @@ class StepDecision(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self, info: ValidationInfo) -> StepDecision:
-        tools = set((info.context or {}).get("tools", ()))
+        tools = set(answer_context(info).get("tools", ()))
         if self.action == "use_tools":
             if not self.tool_calls:
                 raise ValueError("action use_tools needs at least one tool call")
@@ -87,7 +88,7 @@ def prompt(request: StepRequested) -> list[dict[str, str]]:
     plan = "\n".join(f"- {s.id}: {s.title}" for s in request.plan.subtasks)
     catalogue = "\n".join(
         f"- {tool.name} ({tool.risk}): {tool.description} Arguments (JSON schema): "
-        f"{json.dumps(tool.parameters, separators=(',', ':'))}"
+        f"{msgspec.json.encode(tool.parameters).decode()}"
         for tool in request.tools
     )
     parts = [

@@ -43,7 +43,8 @@ class WorkerSettings(GatewaySettings, AgentSettings):
 
 async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
     """Runs the orchestrator and the relay until ``stop`` is set."""
-    engine = create_engine(settings.database_url)
+    # every change is retried on a lost connection (see TaskStore.change): no ping per change
+    engine = create_engine(settings.database_url, pre_ping=False)
     try:
         await upgrade(engine)
         sessionmaker = create_sessionmaker(engine)

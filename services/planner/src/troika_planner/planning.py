@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, model_validator
 
-from troika_shared.llm import fence
+from troika_shared.llm import answer_context, fence
 from troika_shared.messages import Plan, PlanRequested, Subtask
 
 __all__ = ["SYSTEM", "PlanDraft", "SubtaskDraft", "prompt", "to_plan"]
@@ -60,7 +60,7 @@ class PlanDraft(BaseModel):
         ids = [subtask.id for subtask in self.subtasks]
         if len(set(ids)) != len(ids):
             raise ValueError(f"subtask ids must be unique: {sorted(ids)}")
-        known_tools = set((info.context or {}).get("tools", ()))
+        known_tools = set(answer_context(info).get("tools", ()))
         graph: dict[str, set[str]] = {}
         for subtask in self.subtasks:
             unknown = [dep for dep in subtask.depends_on if dep not in ids]

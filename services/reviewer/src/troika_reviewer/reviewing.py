@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
-from troika_shared.llm import fence
+from troika_shared.llm import answer_context, fence
 from troika_shared.messages import ReviewRequested, Revision
 
 __all__ = ["SYSTEM", "ReviewDecision", "RevisionDraft", "prompt", "to_revisions"]
@@ -38,7 +38,7 @@ class ReviewDecision(BaseModel):
     def _consistent(self, info: ValidationInfo) -> ReviewDecision:
         if self.cannot_proceed.strip():
             return self
-        known = set((info.context or {}).get("subtasks", ()))
+        known = set(answer_context(info).get("subtasks", ()))
         if self.approved and self.revisions:
             raise ValueError("an approval sends nothing back: leave revisions empty")
         if not self.approved and not self.revisions:

@@ -5,14 +5,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm.exc import StaleDataError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["WRITE_CONFLICTS", "create_engine", "create_sessionmaker"]
+__all__ = [
+    "WRITE_CONFLICTS",
+    "connection_lost",
+    "create_engine",
+    "create_sessionmaker",
+    "worth_retrying",
+]
 
 WRITE_CONFLICTS = (StaleDataError, IntegrityError)
 """What a task's writer meets when another writer committed to the same task first: the task's
@@ -20,8 +26,33 @@ version moved on, or the other took the next event number or message id. Roll ba
 task again and reapply."""
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout."""
+# PostgreSQL ended the transaction to let another go on: a deadlock, a serialization failure
+_ABORTED_FOR_ANOTHER = frozenset({"40P01", "40001"})
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database dropping a connection (a restart, a terminated backend):
+    the pool has replaced it, and the work can simply be tried again."""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def worth_retrying(exc: BaseException) -> bool:
+    """Whether a transaction that failed with ``exc`` can simply be run again from the start:
+    another writer got there first (see :data:`WRITE_CONFLICTS`), the server aborted it in
+    favour of another, or the connection was lost."""
+    if isinstance(exc, WRITE_CONFLICTS) or connection_lost(exc):
+        return True
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in _ABORTED_FOR_ANOTHER
+
+
+def create_engine(url: str, *, pre_ping: bool = True) -> AsyncEngine:
+    """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout.
+
+    ``pre_ping``: a pooled PostgreSQL connection is tested before each use (three round trips
+    with asyncpg), so a server restart costs no request. A process that retries its work on a
+    lost connection anyway (the worker) does without: a dropped connection fails one attempt
+    and the pool replaces it.
+    """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
@@ -34,7 +65,7 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_async_engine(url, pool_pre_ping=pre_ping, pool_size=10, max_overflow=10)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from troika_gateway.db.models import ToolPolicy
 from troika_gateway.errors import InvalidInput
@@ -33,19 +33,24 @@ Mode = Literal["ask", "ask_once", "allow", "deny"]
 MODES: tuple[Mode, ...] = ("ask", "ask_once", "allow", "deny")
 USER_SCOPE = "user"
 
+_POLICIES = select(ToolPolicy).where(
+    ToolPolicy.user_id == bindparam("user_id"),
+    ToolPolicy.scope.in_((USER_SCOPE, bindparam("task_id"))),
+)
+_TOOL_POLICIES = _POLICIES.where(ToolPolicy.tool == bindparam("tool"))
+
 
 async def all_modes(
     db: AsyncSession, user_id: str, task_id: str, tool: str | None = None
 ) -> dict[str, dict[str, str]]:
     """The policies that apply to the task, per tool: ``{tool: {"user": mode, "task": mode}}``
     (every tool, or only ``tool``), in one query."""
-    query = select(ToolPolicy).where(
-        ToolPolicy.user_id == user_id, ToolPolicy.scope.in_((USER_SCOPE, task_id))
-    )
+    params = {"user_id": user_id, "task_id": task_id}
+    query = _POLICIES
     if tool is not None:
-        query = query.where(ToolPolicy.tool == tool)
+        query, params = _TOOL_POLICIES, {**params, "tool": tool}
     found: dict[str, dict[str, str]] = {}
-    for row in await db.scalars(query):
+    for row in await db.scalars(query, params):
         found.setdefault(row.tool, {})["user" if row.scope == USER_SCOPE else "task"] = row.mode
     return found
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
-from sqlalchemy import delete, func, select
+from sqlalchemy import BindParameter, bindparam, delete, func, select
 
 from troika_gateway.db.models import (
     File,
@@ -28,7 +28,7 @@ from troika_gateway.pipeline.snapshot import (
     TaskState,
 )
 from troika_gateway.pipeline.states import AskStatus, CallStatus, SubtaskStatus, TaskStatus
-from troika_shared.messages import Plan
+from troika_shared.messages import Plan, StepProposed
 from troika_shared.messages import Subtask as PlannedSubtask
 
 if TYPE_CHECKING:
@@ -54,6 +54,18 @@ _COUNTERS = (
 )
 
 
+# Built once: a statement's SQL and cache key are then worked out once, not on every change.
+_TASK_ID: BindParameter[str] = bindparam("task_id")
+_SUBTASKS = select(Subtask).where(Subtask.task_id == _TASK_ID).order_by(Subtask.position)
+_CALLS = (
+    select(ToolCall).where(ToolCall.task_id == _TASK_ID).order_by(ToolCall.created_at, ToolCall.id)
+)
+_PENDING_ASKS = select(Interaction).where(
+    Interaction.task_id == _TASK_ID, Interaction.status == AskStatus.PENDING
+)
+_FILES = select(File.name).where(File.task_id == _TASK_ID)
+
+
 @dataclass
 class Rows:
     """The rows a snapshot was read from, to write the new state back to."""
@@ -64,28 +76,19 @@ class Rows:
     asks: dict[str, Interaction]
 
 
-async def load(db: AsyncSession, task: Task) -> tuple[TaskState, Rows]:
-    """The task's state as the rules see it, and the rows it was read from."""
-    subtasks = list(
-        await db.scalars(
-            select(Subtask).where(Subtask.task_id == task.id).order_by(Subtask.position)
-        )
-    )
-    calls = list(
-        await db.scalars(
-            select(ToolCall)
-            .where(ToolCall.task_id == task.id)
-            .order_by(ToolCall.created_at, ToolCall.id)
-        )
-    )
-    asks = list(
-        await db.scalars(
-            select(Interaction).where(
-                Interaction.task_id == task.id, Interaction.status == AskStatus.PENDING
-            )
-        )
-    )
-    files = tuple(await db.scalars(select(File.name).where(File.task_id == task.id)))
+async def load(
+    db: AsyncSession, task: Task, command: Command | None = None
+) -> tuple[TaskState, Rows]:
+    """The task's state as the rules see it, and the rows it was read from.
+
+    The person's tool policies decide proposed calls only: they are read for a proposal of
+    calls (or when no ``command`` is named), not for every change.
+    """
+    ids = {"task_id": task.id}
+    subtasks = list(await db.scalars(_SUBTASKS, ids))
+    calls = list(await db.scalars(_CALLS, ids))
+    asks = list(await db.scalars(_PENDING_ASKS, ids))
+    files = tuple(await db.scalars(_FILES, ids))
     budget = task.budget or {}
     tokens, cost = 0, 0.0
     if budget.get("max_tokens") or budget.get("max_cost_usd"):
@@ -133,7 +136,7 @@ async def load(db: AsyncSession, task: Task) -> tuple[TaskState, Rows]:
         files=tuple(sorted(files)),
         tokens=int(tokens),
         cost_usd=float(cost),
-        policies=await all_modes(db, task.user_id, task.id),
+        policies=await all_modes(db, task.user_id, task.id) if _decides_calls(command) else {},
     )
     rows = Rows(
         task=task,
@@ -212,6 +215,10 @@ async def write(  # noqa: PLR0912 - one block per kind of row
         if isinstance(command, Respond) and command.ask_id == ask.id:
             ask_row.response = command.response
             ask_row.responded_by = command.responded_by[:255]
+
+
+def _decides_calls(command: Command | None) -> bool:
+    return command is None or (isinstance(command, StepProposed) and bool(command.tool_calls))
 
 
 def _set(row: object, name: str, value: object) -> None:

@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.exc import DBAPIError
 
-from troika_gateway.db.engine import WRITE_CONFLICTS
+from troika_gateway.db.engine import WRITE_CONFLICTS, worth_retrying
 from troika_gateway.db.models import (
     ProcessedMessage,
     Task,
@@ -47,6 +48,17 @@ __all__ = ["Applied", "TaskStore", "limits_of"]
 
 log = structlog.get_logger("troika.gateway.store")
 _ATTEMPTS = 5  # a conflict means another writer just committed to the task: simply reapply
+# Built once (see rows.py). The task's row is locked first (PostgreSQL; SQLite has one writer
+# at a time anyway): changes of one task, e.g. the answers of two parallel subtasks, then wait
+# for each other instead of racing to the same next command and deadlocking; a change read
+# again reads the task as it is now.
+_TASK = (
+    select(Task)
+    .where(Task.id == bindparam("task_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+_USERS_TASK = _TASK.where(Task.user_id == bindparam("user_id"))
 
 
 def limits_of(settings: GatewaySettings) -> Limits:
@@ -101,7 +113,9 @@ class TaskStore:
                     applied = await self._once(
                         db, task_id, command, message_id=message_id, seen_before=attempt > 0
                     )
-                except WRITE_CONFLICTS as exc:
+                except (*WRITE_CONFLICTS, DBAPIError) as exc:
+                    if not worth_retrying(exc):
+                        raise
                     log.debug("task.write_conflict", task_id=task_id, error=str(exc))
                     await db.rollback()
                     if attempt == _ATTEMPTS - 1:
@@ -133,7 +147,9 @@ class TaskStore:
             try:
                 async with self.writes:
                     applied = await self._once(db, task_id, command, user_id=user_id, before=before)
-            except WRITE_CONFLICTS:
+            except (*WRITE_CONFLICTS, DBAPIError) as exc:
+                if not worth_retrying(exc):
+                    raise
                 await db.rollback()
                 if attempt == _ATTEMPTS - 1:
                     raise Conflict("the task kept changing; try again") from None
@@ -166,10 +182,10 @@ class TaskStore:
         )
         if redelivered:
             return Applied()  # applied already
-        query = select(Task).where(Task.id == task_id)
-        if user_id is not None:
-            query = query.where(Task.user_id == user_id)
-        task = await db.scalar(query.execution_options(populate_existing=True))
+        if user_id is None:
+            task = await db.scalar(_TASK, {"task_id": task_id})
+        else:
+            task = await db.scalar(_USERS_TASK, {"task_id": task_id, "user_id": user_id})
         if task is not None and before is not None:
             await before(task)
         applied = Applied() if task is None else await self.apply_in(db, task, command)
@@ -194,7 +210,7 @@ class TaskStore:
     async def apply_in(self, db: AsyncSession, task: Task, command: Command) -> Applied:
         """Applies ``command`` to ``task`` in the caller's transaction (the caller commits, then
         calls :meth:`announce`)."""
-        state, rows = await load(db, task)
+        state, rows = await load(db, task, command)
         now = datetime.now(UTC)
         outcome = rules.apply(state, command, limits=self.limits, now=now)
         if outcome.refused is not None:
