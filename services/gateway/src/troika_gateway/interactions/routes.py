@@ -11,7 +11,8 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Meta, Struct
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from troika_gateway.auth.middleware import Principal
@@ -28,6 +29,17 @@ if TYPE_CHECKING:
     from troika_shared.catalogue import ToolDefinition
 
 __all__ = ["Answer", "InteractionController", "InteractionView"]
+
+# An answer's interaction with its task and its call, in one query
+_ANSWERING = (
+    select(Interaction, Task, ToolCall)
+    .outerjoin(Task, Task.id == Interaction.task_id)
+    .outerjoin(ToolCall, ToolCall.id == Interaction.tool_call_id)
+    .where(
+        Interaction.id == bindparam("interaction_id"),
+        Interaction.user_id == bindparam("user_id"),
+    )
+)
 
 
 class InteractionView(Struct, kw_only=True):
@@ -149,17 +161,16 @@ class InteractionController(Controller):
         state: State,
     ) -> InteractionView:
         """Approves or denies a proposed action; an interaction is answered once."""
-        row = await db.scalar(
-            select(Interaction).where(
-                Interaction.id == interaction_id, Interaction.user_id == request.user.user_id
+        found = (
+            await db.execute(
+                _ANSWERING, {"interaction_id": interaction_id, "user_id": request.user.user_id}
             )
-        )
-        if row is None:
+        ).first()
+        if found is None:
             raise NotFound("interaction")
+        row, task, call = found
         if row.status != "pending":
             raise Conflict(f"this was answered already ({row.status})")
-        task = await db.get(Task, row.task_id)
-        call = await db.get(ToolCall, row.tool_call_id) if row.tool_call_id else None
         if task is None or TaskStatus(task.status).final:
             raise Conflict("the task has finished")
         if call is None or call.status != "proposed":
@@ -193,5 +204,6 @@ class InteractionController(Controller):
             responded_by=f"{request.user.user_id}@{client['ip']}",
         )  # fmt: skip
         await state.store.change_in(db, task.id, command, user_id=request.user.user_id)
-        await db.refresh(row)
+        if sa_inspect(row).expired_attributes:  # only after a retried change
+            await db.refresh(row)
         return _view(row)
