@@ -27,7 +27,7 @@ async def test_the_feed_resumes_after_the_gateway_restarts_without_gaps_or_repea
         "PlanDraft", plan_answer(("one", [], ["create_file"]), ("two", ["one"], ["create_file"]))
     )
     scripted_llm.always("StepDecision", step_script)
-    scripted_llm.always("ReviewDecision", {"approved": True, "summary": "Done."})
+    scripted_llm.always("ReviewDecision", {"verdict": "approve", "summary": "Done."})
     async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
         headers = await sign_in(http)
         token = headers["Authorization"].removeprefix("Bearer ")

@@ -98,7 +98,7 @@ async def test_a_three_subtask_objective_with_a_dependency_completes(stack, scri
     )
     scripted_llm.always("StepDecision", step_script)
     scripted_llm.always(
-        "ReviewDecision", {"approved": True, "summary": "All three files are there."}
+        "ReviewDecision", {"verdict": "approve", "summary": "All three files are there."}
     )
     async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
         headers = await sign_in(http)
@@ -146,11 +146,11 @@ async def test_a_revision_sends_one_subtask_back_and_the_task_then_completes(
     scripted_llm.reply(
         "ReviewDecision",
         {
-            "approved": False,
+            "verdict": "revise",
             "summary": "draft is thin",
             "revisions": [{"subtask_id": "draft", "problem": "add a title"}],
         },
-        {"approved": True, "summary": "Good now."},
+        {"verdict": "approve", "summary": "Good now."},
     )
     async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
         headers = await sign_in(http)
@@ -245,7 +245,7 @@ async def test_restarting_everything_while_20_approvals_wait_loses_nothing(
 ) -> None:
     scripted_llm.always("PlanDraft", plan_answer(("write", [], ["create_file"])))
     scripted_llm.always("StepDecision", step_script)
-    scripted_llm.always("ReviewDecision", {"approved": True, "summary": "Done."})
+    scripted_llm.always("ReviewDecision", {"verdict": "approve", "summary": "Done."})
     async with httpx.AsyncClient(base_url=stack.url, timeout=30) as http:
         headers = await sign_in(http)
         created = await asyncio.gather(*(
@@ -295,7 +295,7 @@ async def test_killing_services_at_random_loses_no_task_and_runs_no_call_twice(
         "PlanDraft", plan_answer(("one", [], ["create_file"]), ("two", ["one"], ["create_file"]))
     )
     scripted_llm.always("StepDecision", step_script)
-    scripted_llm.always("ReviewDecision", {"approved": True, "summary": "Done."})
+    scripted_llm.always("ReviewDecision", {"verdict": "approve", "summary": "Done."})
     scripted_llm.delay(0.1)  # a model that takes its time: the storm has work to hit
     rng = random.Random(7)  # noqa: S311 - a fixed seed: the same storm every run
     stop = asyncio.Event()

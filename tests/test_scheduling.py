@@ -32,7 +32,7 @@ async def test_missed_runs_follow_their_misfire_policy_once_after_a_restart(
 ) -> None:
     scripted_llm.always("PlanDraft", plan_answer(("only", [], [])))
     scripted_llm.always("StepDecision", {"action": "finish", "result": "done", "result_files": []})
-    scripted_llm.always("ReviewDecision", {"approved": True, "summary": "Done."})
+    scripted_llm.always("ReviewDecision", {"verdict": "approve", "summary": "Done."})
     # time enough to sign in, schedule four tasks and stop everything before the time comes
     due = datetime.now(UTC) + timedelta(seconds=scaled(3))
     async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:

@@ -49,7 +49,9 @@ async def test_a_task_runs_from_the_terminal_with_each_action_answered_at_the_pr
         plan_answer(("intro", [], ["create_file"]), ("summary", ["intro"], ["create_file"])),
     )
     scripted_llm.always("StepDecision", step_script)
-    scripted_llm.always("ReviewDecision", {"approved": True, "summary": "Both notes are there."})
+    scripted_llm.always(
+        "ReviewDecision", {"verdict": "approve", "summary": "Both notes are there."}
+    )
     async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
         headers = await sign_in(http)  # the account the terminal signs in with
 

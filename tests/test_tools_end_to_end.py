@@ -88,7 +88,9 @@ async def test_csv_totals_to_excel_emailed_to_the_person(stack, scripted_llm, ma
         ),
     )
     scripted_llm.always("StepDecision", step_script)
-    scripted_llm.always("ReviewDecision", {"approved": True, "summary": "Sent with the totals."})
+    scripted_llm.always(
+        "ReviewDecision", {"verdict": "approve", "summary": "Sent with the totals."}
+    )
     async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
         headers = await sign_in(http)
         saved = await http.put(
@@ -222,7 +224,7 @@ async def test_escapes_from_run_python_are_stopped_and_the_executor_stays_health
 
     scripted_llm.reply("PlanDraft", plan_answer(("escape", [], ["run_python"])))
     scripted_llm.always("StepDecision", steps)
-    scripted_llm.always("ReviewDecision", {"approved": True, "summary": "Contained."})
+    scripted_llm.always("ReviewDecision", {"verdict": "approve", "summary": "Contained."})
     async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
         headers = await sign_in(http)
         task = (

@@ -100,7 +100,7 @@ def step_script(request: dict) -> dict:  # noqa: PLR0911 - one answer per test a
 
 
 def review_script(request: dict) -> dict:
-    return {"approved": True, "summary": f"All good. {HOSTILE}"}
+    return {"verdict": "approve", "summary": f"All good. {HOSTILE}"}
 
 
 @pytest.fixture(scope="module")

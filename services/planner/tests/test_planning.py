@@ -56,7 +56,8 @@ async def test_a_plan_with_dependencies_comes_back_in_order(scripted_llm, llm) -
         (plan_answer(("a", ["ghost"], [])), "unknown ids"),
         (plan_answer(("a", [], ["launch_rocket"])), "tools that do not exist"),
         (plan_answer(("a", [], []), ("a", [], [])), "unique"),
-        ({"summary": "nothing", "subtasks": []}, "at least one subtask"),
+        ({"decision": "plan", "summary": "nothing", "subtasks": []}, "at least one subtask"),
+        ({"summary": "no decision", "subtasks": []}, "decision"),
     ],
 )
 async def test_an_invalid_plan_is_sent_back_with_the_reason(scripted_llm, llm, bad, reason) -> None:
@@ -75,9 +76,33 @@ async def test_a_plan_that_stays_invalid_is_an_unusable_answer(scripted_llm, llm
     assert "not usable" in produced.stuck_reason
 
 
+async def test_stopping_is_an_explicit_choice_never_a_stray_field(scripted_llm, llm) -> None:
+    scripted_llm.reply(
+        "PlanDraft",
+        {**plan_answer(("write", [], ["create_file"])), "reason": "a note the model left"},
+    )
+    produced = await plan(REQUEST, llm)
+    assert produced.plan is not None  # text in `reason` does not stop a plan
+    offered = scripted_llm.requests[0]["tools"][0]["function"]["parameters"]
+    assert "decision" in offered["required"]
+    assert offered["properties"]["decision"]["enum"] == ["plan", "cannot_proceed"]
+
+
+async def test_cannot_proceed_without_a_reason_is_sent_back(scripted_llm, llm) -> None:
+    scripted_llm.reply(
+        "PlanDraft",
+        {"decision": "cannot_proceed"},
+        {"decision": "cannot_proceed", "reason": "Which report?"},
+    )
+    produced = await plan(REQUEST, llm)
+    assert produced.stuck_reason == "Which report?"
+    assert "say in reason why" in str(scripted_llm.requests[1]["messages"])
+
+
 async def test_a_planner_that_cannot_proceed_says_why(scripted_llm, llm) -> None:
     scripted_llm.reply(
-        "PlanDraft", {"cannot_proceed": "Which Tesla: the company or the scientist?"}
+        "PlanDraft",
+        {"decision": "cannot_proceed", "reason": "Which Tesla: the company or the scientist?"},
     )
     produced = await plan(REQUEST, llm)
     assert produced.plan is None

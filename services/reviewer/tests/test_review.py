@@ -34,7 +34,7 @@ async def llm(scripted_llm):
 
 
 async def test_an_approval(scripted_llm, llm) -> None:
-    scripted_llm.reply("ReviewDecision", {"approved": True, "summary": "All criteria met."})
+    scripted_llm.reply("ReviewDecision", {"verdict": "approve", "summary": "All criteria met."})
     verdict = await review(REQUEST, llm)
     assert (verdict.approved, verdict.summary, verdict.revisions) == (True, "All criteria met.", ())
     prompt = scripted_llm.requests[0]["messages"][1]["content"]
@@ -45,8 +45,11 @@ async def test_an_approval(scripted_llm, llm) -> None:
 async def test_a_revision_names_the_subtask_and_the_problem(scripted_llm, llm) -> None:
     scripted_llm.reply(
         "ReviewDecision",
-        {"approved": False, "revisions": [{"subtask_id": "ghost", "problem": "x"}]},
-        {"approved": False, "revisions": [{"subtask_id": "write", "problem": "cite the sources"}]},
+        {"verdict": "revise", "revisions": [{"subtask_id": "ghost", "problem": "x"}]},
+        {
+            "verdict": "revise",
+            "revisions": [{"subtask_id": "write", "problem": "cite the sources"}],
+        },
     )
     verdict = await review(REQUEST, llm)
     assert verdict.approved is False
@@ -55,7 +58,21 @@ async def test_a_revision_names_the_subtask_and_the_problem(scripted_llm, llm) -
 
 
 async def test_a_rejection_without_revisions_is_sent_back(scripted_llm, llm) -> None:
-    scripted_llm.always("ReviewDecision", {"approved": False})
+    scripted_llm.always("ReviewDecision", {"verdict": "revise"})
     verdict = await review(REQUEST, llm)
     assert verdict.unusable is True
     assert verdict.approved is False
+
+
+async def test_a_reviewer_that_cannot_judge_says_why_and_nothing_is_approved(
+    scripted_llm, llm
+) -> None:
+    scripted_llm.reply(
+        "ReviewDecision",
+        {"verdict": "cannot_proceed", "reason": "The sources are behind a login."},
+    )
+    verdict = await review(REQUEST, llm)
+    assert verdict.approved is False
+    assert verdict.stuck_reason == "The sources are behind a login."
+    offered = scripted_llm.requests[0]["tools"][0]["function"]["parameters"]
+    assert "verdict" in offered["required"]

@@ -42,6 +42,7 @@ def plan_answer(
 ) -> dict[str, Any]:
     """A planner answer: ``(id, depends_on, tool_hints)`` per subtask."""
     return {
+        "decision": "plan",
         "summary": summary,
         "subtasks": [
             {

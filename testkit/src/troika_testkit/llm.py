@@ -7,7 +7,7 @@ request. Errors and delays can be injected, and every request is kept for assert
 the time the server spent on it (``served``: what a benchmark subtracts from a task's time).
 
     llm = ScriptedLLM().start()
-    llm.reply("PlanDraft", {"summary": "…", "subtasks": […]})
+    llm.reply("PlanDraft", {"decision": "plan", "summary": "…", "subtasks": […]})
     llm.fail(503, times=2)             # the next two requests fail
     settings = LlmSettings(llm_base_url=llm.base_url, llm_model="scripted")
 """

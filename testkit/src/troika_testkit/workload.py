@@ -63,7 +63,7 @@ def scripted_llm() -> ScriptedLLM:
     llm = ScriptedLLM(usage="estimate")
     llm.always("PlanDraft", plan_answer(*SUBTASKS, summary="three notes"))
     llm.always("StepDecision", step_script)
-    llm.always("ReviewDecision", {"approved": True, "summary": "All three notes are written."})
+    llm.always("ReviewDecision", {"verdict": "approve", "summary": "All three notes are written."})
     return llm
 
 

@@ -36,13 +36,13 @@ async def plan(request: PlanRequested, llm: LLM) -> PlanProduced:
             usage=(exc.usage,),
         )
     draft = answer.value
-    if draft.cannot_proceed.strip():
+    if draft.decision == "cannot_proceed":
         return PlanProduced(
             id=reply_id,
             correlation_id=request.correlation_id,
             requested_at=request.occurred_at,
             request_id=request.id,
-            stuck_reason=draft.cannot_proceed.strip(),
+            stuck_reason=draft.reason.strip(),
             usage=(answer.usage,),
         )
     return PlanProduced(

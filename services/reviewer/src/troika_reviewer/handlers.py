@@ -35,11 +35,11 @@ async def review(request: ReviewRequested, llm: LLM) -> ReviewVerdict:
     except UnusableAnswer as exc:
         return reply(approved=False, stuck_reason=exc.reason, unusable=True, usage=(exc.usage,))
     decision = answer.value
-    if decision.cannot_proceed.strip():
+    if decision.verdict == "cannot_proceed":
         return reply(
             approved=False,
             summary=decision.summary,
-            stuck_reason=decision.cannot_proceed.strip(),
+            stuck_reason=decision.reason.strip(),
             usage=(answer.usage,),
         )
     return reply(
