@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 import pytest
 
 from troika_executor.handlers import StoppedTasks, execute, step
+from troika_executor.stepping import prompt
 from troika_executor.tools import Toolbox
 from troika_shared.approvals import approval_key, call_key, sign_approval
 from troika_shared.catalogue import specs
@@ -28,12 +31,14 @@ PLAN = Plan(
 
 def request(**extra) -> StepRequested:
     return StepRequested(
-        correlation_id="task-1",
-        objective="Summarise",
-        plan=PLAN,
-        subtask_id="write",
-        tools=specs(),
-        **extra,
+        **{
+            "correlation_id": "task-1",
+            "objective": "Summarise",
+            "plan": PLAN,
+            "subtask_id": "write",
+            "tools": specs(),
+            **extra,
+        }
     )
 
 
@@ -75,6 +80,41 @@ async def test_invalid_tool_arguments_are_sent_back(scripted_llm, llm) -> None:
     proposed = await step(request(), llm)
     assert proposed.unusable is True  # two bad answers, one retry allowed
     assert "invalid arguments for create_file" in str(scripted_llm.requests[1]["messages"])
+
+
+async def test_a_step_is_shown_its_hinted_tools_in_full_and_can_still_reach_the_others(
+    scripted_llm, llm
+) -> None:
+    hinted = Plan(
+        subtasks=(
+            Subtask(
+                id="write",
+                title="Write the summary",
+                acceptance_criteria=("summary.md",),
+                tool_hints=("create_file",),
+            ),
+        )
+    )
+    scripted_llm.reply(
+        "StepDecision",
+        # a tool that was not hinted, with wrong arguments: its schema comes back
+        {"action": "use_tools", "tool_calls": [{"tool": "read_csv", "arguments": {}}]},
+        {
+            "action": "use_tools",
+            "tool_calls": [{"tool": "read_csv", "arguments": {"path": "a.csv"}}],
+        },
+    )
+    proposed = await step(request(plan=hinted), llm)
+    assert [call.tool for call in proposed.tool_calls] == ["read_csv"]
+    first, retry = (json.dumps(r["messages"]) for r in scripted_llm.requests)
+    assert first.count("Arguments (JSON schema)") == 1  # the hinted tool's, and no other
+    assert "- create_file (" in first
+    assert "- read_csv (" not in first
+    assert "read_csv" in first  # named, so the step can still use it
+    assert "its arguments' JSON schema" in retry
+    everything = json.dumps(prompt(request()))  # no hints: every tool in full
+    assert everything.count("Arguments (JSON schema)") == len(specs())
+    assert len(first) < len(everything) / 3
 
 
 async def test_a_finished_step_carries_the_result_and_the_transcript_is_fenced(

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, ValidationError, ValidationInfo, model_va
 
 from troika_executor.tools import validate_arguments
 from troika_shared.approvals import call_key
+from troika_shared.catalogue import CATALOGUE
 from troika_shared.llm import answer_context, fence
 from troika_shared.messages import StepRequested, ToolCall
 
@@ -22,7 +23,7 @@ __all__ = ["SYSTEM", "ProposedCall", "StepDecision", "call_key", "prompt", "to_t
 _TRANSCRIPT_CHARS = 6000  # of each tool output shown back to the model
 
 SYSTEM = """You are the Executor of Troika, a multi-agent task assistant.
-You carry out one subtask of a plan, one step at a time, with the tools in the catalogue.
+You carry out one subtask of a plan, one step at a time, with the tools you are offered.
 Each step, either propose the tool calls to make next (at most 5, each with complete, valid
 arguments; the person approves every call before it runs), or finish the subtask with a clear
 result that meets its acceptance criteria, naming the files you produced, or say you are stuck
@@ -60,8 +61,10 @@ class StepDecision(BaseModel):
                 try:
                     validate_arguments(call.tool, call.arguments)
                 except ValidationError as exc:
+                    schema = msgspec.json.encode(CATALOGUE[call.tool].spec().parameters).decode()
                     raise ValueError(
-                        f"invalid arguments for {call.tool}: {exc.errors(include_url=False)}"
+                        f"invalid arguments for {call.tool}: {exc.errors(include_url=False)}; "
+                        f"its arguments' JSON schema: {schema}"
                     ) from exc
         elif self.action == "finish" and not self.result.strip():
             raise ValueError("action finish needs the result")
@@ -86,20 +89,27 @@ def prompt(request: StepRequested) -> list[dict[str, str]]:
     """The conversation for one step."""
     subtask = next(s for s in request.plan.subtasks if s.id == request.subtask_id)
     plan = "\n".join(f"- {s.id}: {s.title}" for s in request.plan.subtasks)
+    # The subtask's hinted tools in full; the others by name only (their schemas would cost
+    # thousands of tokens on every step; a call to one with wrong arguments gets its schema back).
+    hinted = set(subtask.tool_hints) & {tool.name for tool in request.tools}
+    shown = [tool for tool in request.tools if not hinted or tool.name in hinted]
     catalogue = "\n".join(
         f"- {tool.name} ({tool.risk}): {tool.description} Arguments (JSON schema): "
         f"{msgspec.json.encode(tool.parameters).decode()}"
-        for tool in request.tools
+        for tool in shown
     )
     parts = [
         f"Objective:\n{fence('objective', request.objective)}",
         f"Plan ({request.plan.summary}):\n{plan}",
         f"Your subtask: {subtask.id} — {subtask.title}\n{subtask.description}",
         "Acceptance criteria:\n" + "\n".join(f"- {c}" for c in subtask.acceptance_criteria),
-        f"Tool catalogue:\n{catalogue}",
+        f"Tools for this subtask:\n{catalogue}",
     ]
-    if subtask.tool_hints:
-        parts.append("Suggested tools: " + ", ".join(subtask.tool_hints))
+    if others := [tool.name for tool in request.tools if hinted and tool.name not in hinted]:
+        parts.append(
+            "Other tools, if the subtask needs one (call it; wrong arguments get its schema "
+            "back): " + ", ".join(others)
+        )
     if request.files:
         parts.append("Files in the task's folder: " + ", ".join(request.files))
     for dependency, result in request.dependency_results.items():
