@@ -6,11 +6,13 @@ import reflex as rx
 
 from troika_frontend.pages.approvals import ApprovalsState, approvals_page
 from troika_frontend.pages.auth import AuthState, sign_in_page, sign_up_page
-from troika_frontend.pages.dashboard import DashboardState, dashboard_page
+from troika_frontend.pages.dashboard import dashboard_page
+from troika_frontend.pages.dashboard_state import DashboardState
 from troika_frontend.pages.history import HistoryState, history_page
 from troika_frontend.pages.profile import ProfileState, profile_page
 from troika_frontend.pages.schedules import SchedulesState, schedules_page
-from troika_frontend.pages.task import TaskState, task_page
+from troika_frontend.pages.task import task_page
+from troika_frontend.pages.task_state import TaskState
 from troika_frontend.session import SessionState
 
 __all__ = ["app"]

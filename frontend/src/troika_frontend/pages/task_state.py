@@ -1,0 +1,279 @@
+"""One task's page state: the task, its whole event log and pending actions, followed live,
+and what the person can do with it."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import reflex as rx
+
+from troika_client import ApiError
+from troika_frontend.pages.approvals import ApprovalsState
+from troika_frontend.session import SessionState, listen
+from troika_frontend.views import (
+    FINAL,
+    Argument,
+    FileItem,
+    Step,
+    TimelineItem,
+    file_of,
+    label,
+    status_color,
+    step_of,
+    timeline_item,
+)
+
+__all__ = ["TaskState"]
+
+_PAGE = 500
+_DETAIL_KINDS = frozenset(
+    {
+        "plan.ready",
+        "step.requested",
+        "subtask.done",
+        "tool.finished",
+        "review.verdict",
+        "task.status",
+        "task.completed",
+        "task.needs_guidance",
+        "files.uploaded",
+        "task.renamed",
+    }
+)
+
+
+class TaskState(SessionState):
+    """The task on screen and its live timeline."""
+
+    current: str = ""
+    found: bool = True
+    title: str = ""
+    objective: str = ""
+    status: str = ""
+    status_label: str = ""
+    color: str = "gray"
+    reason: str = ""
+    result: str = ""
+    plan_summary: str = ""
+    steps: list[Step] = []  # noqa: RUF012 - Reflex state vars are declared on the class
+    files: list[FileItem] = []  # noqa: RUF012
+    timeline: list[TimelineItem] = []  # noqa: RUF012
+    last_seq: int = 0
+    review_state: str = ""
+    review_summary: str = ""
+    tokens: str = "0"
+    cost: str = "$0.00"
+    calls: int = 0
+    evidence: list[Argument] = []  # noqa: RUF012
+    guidance_text: str = ""
+    new_title: str = ""
+    follow_up: str = ""
+    schedule_id: str = ""
+    final: bool = False
+
+    @rx.var
+    def stuck(self) -> bool:
+        """Whether the agents wait for the person's guidance."""
+        return self.status == "needs_guidance"
+
+    @rx.event
+    async def load(self) -> Any:  # noqa: ANN401 - Reflex event specs
+        """Reads the task, its whole event log and its pending actions; then follows it live."""
+        if not self.access_token:
+            return None
+        task_id = str(self.router.url.path).rstrip("/").rsplit("/", 1)[-1]
+        if task_id != self.current:  # another task: nothing of the last one stays on screen
+            self.reset()  # type: ignore[no-untyped-call]
+            self.current = task_id
+        approvals = await self.get_state(ApprovalsState)
+        approvals.task_filter = task_id
+        try:
+            await self._catch_up()
+            await self._refresh()  # after the log: the detail is never older than the timeline
+            await approvals._reload()
+        except ApiError as exc:
+            if exc.status == 404:
+                self.found = False
+                return None
+            return rx.toast.error(exc.message)
+        self.found = True
+        await self._follow_task(task_id, self.last_seq)
+        return None
+
+    async def _refresh(self) -> None:
+        """Reads the task's detail again."""
+        task = await self._api("GET", f"/tasks/{self.current}")
+        status = str(task["status"])
+        self.title = str(task.get("title") or task.get("objective", ""))
+        self.objective = str(task.get("objective", ""))
+        self.status, self.status_label, self.color = status, label(status), status_color(status)
+        self.reason = str(task.get("status_reason") or "")
+        self.result = str(task.get("result") or "")
+        self.plan_summary = str((task.get("plan") or {}).get("summary", ""))
+        self.steps = [step_of(s) for s in task.get("subtasks") or []]
+        self.files = [file_of(f) for f in task.get("files") or []]
+        review = task.get("review") or {}
+        self.review_state = (
+            "" if not review else "approved" if review.get("approved") else "sent back"
+        )
+        self.review_summary = str(review.get("summary", ""))
+        cost = task.get("cost") or {}
+        self.tokens = (
+            f"{int(cost.get('prompt_tokens', 0)) + int(cost.get('completion_tokens', 0)):,}"
+        )
+        self.cost = f"${float(cost.get('cost_usd', 0.0)):.4f}"
+        self.calls = int(cost.get("calls", 0))
+        self.schedule_id = str(task.get("schedule_id") or "")
+        self.final = status in FINAL
+        if not self.new_title:
+            self.new_title = self.title
+
+    async def _catch_up(self) -> bool:
+        """Adds the events after the last one shown (the log is the source of truth); whether
+        one of them changed what the detail shows."""
+        changed = False
+        while True:
+            page = await self._api(
+                "GET",
+                f"/tasks/{self.current}/events",
+                params={"after": self.last_seq, "limit": _PAGE},
+            )
+            events = page.get("events") or []
+            for event in events:
+                changed = (self._add(event) and event["kind"] in _DETAIL_KINDS) or changed
+            if len(events) < _PAGE:
+                return changed
+
+    def _add(self, event: dict[str, Any]) -> bool:
+        """Shows one event, once, in order; whether it was new."""
+        seq = int(event["seq"])
+        if seq <= self.last_seq:
+            return False
+        self.last_seq = seq
+        if event["kind"] == "task.needs_guidance":
+            evidence = (event.get("data") or {}).get("evidence") or {}
+            self.evidence = [
+                Argument(name=str(k), value=str(v), long=len(str(v)) > 240)
+                for k, v in evidence.items()
+            ]
+        item = timeline_item(event)
+        if item is not None:
+            self.timeline = [*self.timeline, item]
+        return True
+
+    async def _on_live(self, event: dict[str, Any]) -> None:
+        """A live event of the task on screen."""
+        seq = int(event["seq"])
+        if seq <= self.last_seq:
+            return
+        changed = seq > self.last_seq + 1 and await self._catch_up()  # a gap: the log first
+        self._add({**event, "created_at": event.get("at")})
+        if changed or event["kind"] in _DETAIL_KINDS:
+            await self._refresh()
+
+    @rx.event
+    def set_guidance(self, text: str) -> None:
+        """Keeps the instructions being typed."""
+        self.guidance_text = text
+
+    @rx.event
+    def set_new_title(self, text: str) -> None:
+        """Keeps the new name being typed."""
+        self.new_title = text
+
+    @rx.event
+    def set_follow_up(self, text: str) -> None:
+        """Keeps the follow-up objective being typed."""
+        self.follow_up = text
+
+    @rx.event
+    async def guide(self, action: str) -> Any:  # noqa: ANN401
+        """Answers a stuck task: go on with instructions, re-plan, or cancel."""
+        try:
+            await self._api(
+                "POST",
+                f"/tasks/{self.current}/guidance",
+                json={"action": action, "text": self.guidance_text.strip()},
+            )
+        except ApiError as exc:
+            return rx.toast.error(exc.message)
+        self.guidance_text = ""
+        await self._refresh()
+        return rx.toast.success(
+            {"continue": "Sent.", "replan": "Re-planning.", "cancel": "Cancelled."}.get(
+                action, "Sent."
+            )
+        )
+
+    @rx.event
+    async def cancel(self) -> Any:  # noqa: ANN401
+        """Stops the task."""
+        try:
+            await self._api("POST", f"/tasks/{self.current}/cancel")
+        except ApiError as exc:
+            return rx.toast.error(exc.message)
+        await self._refresh()
+        return rx.toast("The task was cancelled.")
+
+    @rx.event
+    async def rerun(self) -> Any:  # noqa: ANN401
+        """Runs the same objective again, as a new task."""
+        try:
+            task = await self._api("POST", f"/tasks/{self.current}/rerun")
+        except ApiError as exc:
+            return rx.toast.error(exc.message)
+        return rx.redirect(f"/tasks/{task['id']}")
+
+    @rx.event
+    async def continue_task(self) -> Any:  # noqa: ANN401
+        """Starts a follow-up that carries this task's result and files."""
+        if not self.follow_up.strip():
+            return rx.toast.error("Say what should be done next.")
+        try:
+            task = await self._api(
+                "POST",
+                f"/tasks/{self.current}/continue",
+                json={"objective": self.follow_up.strip()},
+            )
+        except ApiError as exc:
+            return rx.toast.error(exc.message)
+        self.follow_up = ""
+        return rx.redirect(f"/tasks/{task['id']}")
+
+    @rx.event
+    async def rename(self) -> Any:  # noqa: ANN401
+        """Gives the task a new name."""
+        try:
+            await self._api("PUT", f"/tasks/{self.current}", json={"title": self.new_title.strip()})
+        except ApiError as exc:
+            return rx.toast.error(exc.message)
+        await self._refresh()
+        return rx.toast.success("Renamed.")
+
+    @rx.event
+    async def delete(self) -> Any:  # noqa: ANN401
+        """Deletes the task with its files and log."""
+        try:
+            await self._api("DELETE", f"/tasks/{self.current}")
+        except ApiError as exc:
+            return rx.toast.error(exc.message)
+        return rx.redirect("/history")
+
+    @rx.event
+    async def download(self, name: str) -> Any:  # noqa: ANN401
+        """Hands one of the task's files to the browser."""
+        try:
+            data = await self._fetch(f"/tasks/{self.current}/files/{quote(name, safe='/')}")
+        except ApiError as exc:
+            return rx.toast.error(exc.message)
+        return rx.download(data=data, filename=name.rsplit("/", 1)[-1])
+
+
+@listen
+async def _on_event(session: SessionState, event: dict[str, Any]) -> None:
+    state = await session.get_state(TaskState)
+    if state.current and event["task_id"] == state.current:
+        await state._on_live(event)
+    elif state.current and event["kind"] == "live.connected" and await state._catch_up():
+        await state._refresh()
