@@ -6,15 +6,25 @@ own; :class:`troika_client.session.Session` is the signed-in client built on it.
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, Self, TypedDict, Unpack
 
 import httpx
 
 from troika_client.errors import ApiError, problem_of
 
-__all__ = ["Gateway", "ws_url_of"]
+__all__ = ["Gateway", "RequestOptions", "ws_url_of"]
 
 Files = list[tuple[str, tuple[str, bytes, str]]]
+
+
+class RequestOptions(TypedDict, total=False):
+    """What a request carries besides its method and path (``data``: form fields sent with
+    ``files``)."""
+
+    json: Any
+    params: dict[str, Any] | list[tuple[str, Any]] | None
+    files: Files | None
+    data: dict[str, str] | None
 
 
 def ws_url_of(base_url: str) -> str:
@@ -51,14 +61,10 @@ class Gateway:
         path: str,
         *,
         token: str = "",
-        json: Any = None,  # noqa: ANN401 - a JSON document
-        params: dict[str, Any] | list[tuple[str, Any]] | None = None,
-        files: Files | None = None,
-        data: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> httpx.Response:
-        """Sends one request to a path of the gateway; a refusal raises. ``data`` are form
-        fields sent with ``files``.
+        """Sends one request to a path of the gateway; a refusal raises.
 
         Raises:
             ApiError: The gateway answered with an error, or could not be reached (503).
@@ -70,9 +76,7 @@ class Gateway:
         if token:
             sent["Authorization"] = f"Bearer {token}"
         try:
-            response = await self._http.request(
-                method, path, headers=sent, json=json, params=params, files=files, data=data
-            )
+            response = await self._http.request(method, path, headers=sent, **options)
         except httpx.HTTPError as exc:
             raise ApiError(503, f"the gateway could not be reached ({type(exc).__name__})") from exc
         if not response.is_success:
@@ -85,23 +89,11 @@ class Gateway:
         path: str,
         *,
         token: str = "",
-        json: Any = None,  # noqa: ANN401 - a JSON document
-        params: dict[str, Any] | list[tuple[str, Any]] | None = None,
-        files: Files | None = None,
-        data: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Any:  # noqa: ANN401 - a JSON document
         """Sends one request and returns its JSON answer (``None`` for an empty one)."""
-        response = await self.send(
-            method,
-            path,
-            token=token,
-            json=json,
-            params=params,
-            files=files,
-            data=data,
-            headers=headers,
-        )
+        response = await self.send(method, path, token=token, headers=headers, **options)
         return response.json() if response.content else None
 
     async def close(self) -> None:

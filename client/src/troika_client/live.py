@@ -65,13 +65,7 @@ class LiveEvent(msgspec.Struct, frozen=True, kw_only=True):
 
     def as_dict(self) -> dict[str, Any]:
         """The event as plain JSON values."""
-        return {
-            "task_id": self.task_id,
-            "seq": self.seq,
-            "kind": self.kind,
-            "data": self.data,
-            "at": self.at,
-        }
+        return msgspec.structs.asdict(self)
 
 
 class _Frame(msgspec.Struct, kw_only=True):

@@ -13,7 +13,7 @@ import json
 import mimetypes
 import os
 import time
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self, Unpack
 
 from troika_client.errors import ApiError
 from troika_client.gateway import Gateway
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from troika_client.gateway import Files
+    from troika_client.gateway import Files, RequestOptions
 
 __all__ = ["FileTokenStore", "Session", "TokenStore", "expires_soon"]
 
@@ -198,40 +198,23 @@ class Session:
             self.store.save(self.api, "")
 
     async def send(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,  # noqa: ANN401 - a JSON document
-        params: dict[str, Any] | list[tuple[str, Any]] | None = None,
-        files: Files | None = None,
-        data: dict[str, str] | None = None,
+        self, method: str, path: str, **options: Unpack[RequestOptions]
     ) -> httpx.Response:
         """Sends a request as this person; an expired access token is renewed once.
 
         Raises:
             ApiError: The gateway refused (401: the session cannot be renewed).
         """
-        kwargs: dict[str, Any] = {"json": json, "params": params, "files": files, "data": data}
         try:
-            return await self.gateway.send(method, path, token=await self.token(), **kwargs)
+            return await self.gateway.send(method, path, token=await self.token(), **options)
         except ApiError as exc:
             if exc.status != 401 or not await self.resume():
                 raise
-        return await self.gateway.send(method, path, token=self.access_token, **kwargs)
+        return await self.gateway.send(method, path, token=self.access_token, **options)
 
-    async def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,  # noqa: ANN401 - a JSON document
-        params: dict[str, Any] | list[tuple[str, Any]] | None = None,
-        files: Files | None = None,
-        data: dict[str, str] | None = None,
-    ) -> Any:  # noqa: ANN401 - a JSON document
+    async def call(self, method: str, path: str, **options: Unpack[RequestOptions]) -> Any:  # noqa: ANN401 - JSON
         """Sends a request as this person and returns its JSON answer (``None``: empty)."""
-        response = await self.send(method, path, json=json, params=params, files=files, data=data)
+        response = await self.send(method, path, **options)
         return response.json() if response.content else None
 
     async def get(self, path: str, **params: Any) -> Any:  # noqa: ANN401 - JSON

@@ -66,8 +66,9 @@ async def test_an_unreachable_gateway_is_a_503_not_a_crash() -> None:
         with pytest.raises(ApiError) as refused:
             await gateway.call("GET", "/health")
     assert refused.value.status == 503
-    with pytest.raises(ValueError, match="not a path on the gateway"):
-        await Gateway("http://127.0.0.1:1").call("GET", "https://elsewhere.example/")
+    async with Gateway("http://127.0.0.1:1") as gateway:
+        with pytest.raises(ValueError, match="not a path on the gateway"):
+            await gateway.call("GET", "https://elsewhere.example/")
 
 
 async def test_the_live_feed_delivers_typed_events_once_and_replays_what_it_missed(
