@@ -3,9 +3,10 @@ result and its effects in one transaction, and announce it after the commit.
 
 Every writer of task state (the orchestrator, the API's routes, the expiry sweep, the scheduler,
 the watchdog) goes through :meth:`TaskStore.change` (or :meth:`TaskStore.apply_in` inside a
-larger transaction of its own). A concurrent writer shows as a write conflict (the task's
-version moved on, or the next event number was taken): the change is rolled back and applied
-again to a fresh snapshot, so no caller keeps a retry loop of its own.
+larger transaction of its own). A change locks its task's row first, so changes of one task
+take turns; what still gets in the way (a writer that did not lock, the server aborting a
+transaction, a dropped connection) is rolled back and applied again to a fresh snapshot, so no
+caller keeps a retry loop of its own.
 """
 
 from __future__ import annotations
