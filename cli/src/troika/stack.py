@@ -21,7 +21,13 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from troika.embedded import EmbeddedNats, EmbeddedValkey, free_port
-from troika.local_llm import ModelMissing, default_gguf, model_name
+from troika.local_llm import (
+    LOCAL_CONTEXT,
+    LOCAL_MAX_TOKENS,
+    ModelMissing,
+    default_gguf,
+    model_name,
+)
 from troika.supervisor import ChildSpec, GaveUp, Supervisor
 from troika_shared.approvals import approval_key
 from troika_shared.subjects import Topology
@@ -282,8 +288,13 @@ class Stack:
             env["TROIKA_LLM_PROVIDER"] = "local"
             env["TROIKA_LLM_BASE_URL"] = self.llm_url
             env["TROIKA_LLM_MODEL"] = model_name(self.local_model)
+            # The agents measure each request against the context the server gives it, and
+            # keep answers short enough to leave room for the question.
+            context = env.setdefault("TROIKA_LLM_CONTEXT_TOKENS", str(LOCAL_CONTEXT))
+            env.setdefault("TROIKA_LLM_MAX_TOKENS", str(LOCAL_MAX_TOKENS))
             port = self.llm_url.rsplit(":", 1)[1].split("/")[0]
-            argv = ("-m", "troika.local_llm", "--port", port, "--gguf", str(self.local_model))
+            argv = ("-m", "troika.local_llm", "--port", port, "--gguf", str(self.local_model),
+                    "--context", context)  # fmt: skip
             specs.append(ChildSpec("llm", (sys.executable, *argv), _without_secret(env)))
         specs += [
             ChildSpec("gateway", (sys.executable, "-m", "troika_gateway"), env),

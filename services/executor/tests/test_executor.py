@@ -8,7 +8,6 @@ import msgspec
 import pytest
 
 from troika_executor.handlers import StoppedTasks, execute, step
-from troika_executor.stepping import prompt
 from troika_executor.tools import Toolbox
 from troika_shared.approvals import approval_key, call_key, sign_approval
 from troika_shared.catalogue import specs
@@ -82,7 +81,11 @@ async def test_invalid_tool_arguments_are_sent_back(scripted_llm, llm) -> None:
     assert "invalid arguments for create_file" in str(scripted_llm.requests[1]["messages"])
 
 
-async def test_a_step_is_shown_its_hinted_tools_in_full_and_can_still_reach_the_others(
+def offered(request: dict) -> dict[str, dict]:
+    return {tool["function"]["name"]: tool["function"] for tool in request["tools"]}
+
+
+async def test_a_step_offers_its_hinted_tools_as_functions_and_more_on_request(
     scripted_llm, llm
 ) -> None:
     hinted = Plan(
@@ -97,8 +100,7 @@ async def test_a_step_is_shown_its_hinted_tools_in_full_and_can_still_reach_the_
     )
     scripted_llm.reply(
         "StepDecision",
-        # a tool that was not hinted, with wrong arguments: its schema comes back
-        {"action": "use_tools", "tool_calls": [{"tool": "read_csv", "arguments": {}}]},
+        {"calls": [{"name": "more_tools", "arguments": {"tools": ["read_csv"]}}]},
         {
             "action": "use_tools",
             "tool_calls": [{"tool": "read_csv", "arguments": {"path": "a.csv"}}],
@@ -106,15 +108,36 @@ async def test_a_step_is_shown_its_hinted_tools_in_full_and_can_still_reach_the_
     )
     proposed = await step(request(plan=hinted), llm)
     assert [call.tool for call in proposed.tool_calls] == ["read_csv"]
-    first, retry = (json.dumps(r["messages"]) for r in scripted_llm.requests)
-    assert first.count("Arguments (JSON schema)") == 1  # the hinted tool's, and no other
-    assert "- create_file (" in first
-    assert "- read_csv (" not in first
-    assert "read_csv" in first  # named, so the step can still use it
-    assert "its arguments' JSON schema" in retry
-    everything = json.dumps(prompt(request()))  # no hints: every tool in full
-    assert everything.count("Arguments (JSON schema)") == len(specs())
-    assert len(first) < len(everything) / 3
+    assert len(proposed.usage) == 2  # both answers are paid for
+    first, widened = scripted_llm.requests
+    assert set(offered(first)) == {"create_file", "finish", "stuck", "more_tools"}
+    assert first["tool_choice"] == "required"
+    create = offered(first)["create_file"]["parameters"]
+    assert create["required"] == ["path", "content"]  # the tool's own schema, not prose
+    more = offered(first)["more_tools"]["parameters"]["properties"]["tools"]["items"]["enum"]
+    assert "read_csv" in more
+    assert "create_file" not in more
+    assert set(offered(widened)) == {"create_file", "read_csv", "finish", "stuck"}
+    assert "JSON schema" not in json.dumps(first["messages"])  # no schemas in the prompt
+    scripted_llm.reply("StepDecision", {"action": "stuck", "stuck_reason": "no"})
+    await step(request(), llm)  # no hints: every tool is offered
+    assert set(offered(scripted_llm.requests[-1])) == {t.name for t in specs()} | {
+        "finish",
+        "stuck",
+    }
+
+
+async def test_a_tool_of_the_task_called_without_asking_is_taken(scripted_llm, llm) -> None:
+    hinted = Plan(subtasks=(Subtask(id="write", title="Write", tool_hints=("create_file",)),))
+    scripted_llm.reply(
+        "StepDecision",
+        {"calls": [{"name": "read_csv", "arguments": {}}]},  # wrong: a path is required
+        {"calls": [{"name": "read_csv", "arguments": {"path": "a.csv"}}]},
+    )
+    proposed = await step(request(plan=hinted), llm)
+    assert [call.tool for call in proposed.tool_calls] == ["read_csv"]
+    retry = json.dumps(scripted_llm.requests[1]["messages"])
+    assert "invalid arguments for read_csv: path: Field required" in retry
 
 
 async def test_a_finished_step_carries_the_result_and_the_transcript_is_fenced(

@@ -27,7 +27,9 @@ class TroikaSettings(BaseSettings):
             ``auto`` (console on a terminal, JSON otherwise).
     """
 
-    model_config = SettingsConfigDict(env_prefix="TROIKA_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="TROIKA_", frozen=True, extra="ignore", populate_by_name=True
+    )
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: LogFormat = "auto"

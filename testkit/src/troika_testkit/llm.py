@@ -10,6 +10,14 @@ the time the server spent on it (``served``: what a benchmark subtracts from a t
     llm.reply("PlanDraft", {"decision": "plan", "summary": "…", "subtasks": […]})
     llm.fail(503, times=2)             # the next two requests fail
     settings = LlmSettings(llm_base_url=llm.base_url, llm_model="scripted")
+
+An executor step offers many functions at once; the script answers it under the name
+``StepDecision`` with a decision — ``{"action": "use_tools", "tool_calls": [{"tool": …,
+"arguments": …}]}``, ``{"action": "finish", "result": …, "result_files": […]}`` or
+``{"action": "stuck", "stuck_reason": …}`` — or with raw ``{"calls": [{"name": …,
+"arguments": …}]}``, and the server writes it the way the request asks (native tool calls, or
+JSON content for a ``json_schema`` request) in the server's ``dialect``: how the common
+servers return tool calls (see :data:`Dialect`).
 """
 
 from __future__ import annotations
@@ -28,10 +36,20 @@ import uvicorn
 from troika.embedded import free_port
 from troika_testkit.pace import scaled
 
-__all__ = ["Reply", "ScriptedLLM", "Served"]
+__all__ = ["STEP", "Dialect", "Reply", "ScriptedLLM", "Served", "step_calls"]
 
 Reply = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
 """A tool call's arguments, or a function from the request to them."""
+
+Dialect = Literal["openai", "object_arguments", "hermes", "mistral", "content_json"]
+"""How a step's tool calls come back: ``openai`` (``tool_calls``, arguments as a JSON string:
+OpenAI, Azure, vLLM and llama.cpp with their tool parsers, Ollama's ``/v1``),
+``object_arguments`` (``tool_calls`` whose arguments are an object, as some proxies send),
+``hermes`` (``<tool_call>{…}</tool_call>`` in the text: a Qwen or Hermes model on a server
+without a tool parser), ``mistral`` (``[TOOL_CALLS][…]`` in the text) or ``content_json``
+(a bare JSON call in the text, as small models write it)."""
+
+STEP = "StepDecision"
 
 _Send = Callable[[dict[str, Any]], Any]
 _Receive = Callable[[], Any]
@@ -67,13 +85,17 @@ class ScriptedLLM:
     Attributes:
         requests: Every chat-completions request body received, in order.
         served: Every chat-completions request's timing, in the order they finished.
+        addressed: Every chat-completions request's path (with its query) and headers.
         usage: ``(prompt_tokens, completion_tokens)`` reported for each answer, or
             ``"estimate"``: about one token per four characters of the request's messages and
             tools and of the answer (what a benchmark reports as prompt sizes).
+        dialect: How step answers write their tool calls.
     """
 
     usage: tuple[int, int] | Literal["estimate"] = (120, 30)
+    dialect: Dialect = "openai"
     requests: list[dict[str, Any]] = field(default_factory=list)
+    addressed: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     served: list[Served] = field(default_factory=list)
     _script: dict[str, deque[Reply]] = field(default_factory=lambda: defaultdict(deque))
     _defaults: dict[str, Reply] = field(default_factory=dict)
@@ -164,10 +186,13 @@ class ScriptedLLM:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        if scope["path"].rstrip("/") != "/v1/chat/completions":
+        if not scope["path"].rstrip("/").endswith("/chat/completions"):
             await _respond(send, 404, {"error": {"message": f"no route {scope['path']}"}})
             return
         request = json.loads(body)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        with self._lock:
+            self.addressed.append((scope["path"] + "?" + scope["query_string"].decode(), headers))
         try:
             await self._answer(request, send)
         finally:
@@ -192,6 +217,9 @@ class ScriptedLLM:
             await _respond(send, 400, {"error": {"message": message, "type": "unscripted"}})
             return
         arguments = answer(request) if callable(answer) else answer
+        if "choices" in arguments:  # a whole answer, written by the script itself
+            await _respond(send, 200, arguments)
+            return
         await _respond(send, 200, self._completion(request, arguments))
 
     def _next_failure(self, tool: str) -> _Failure | None:
@@ -210,28 +238,18 @@ class ScriptedLLM:
         return self._defaults.get(tool)
 
     def _completion(self, request: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
+        message, finish = self._message(request, arguments)
         if self.usage == "estimate":
             asked = json.dumps([request.get("messages", []), request.get("tools", [])])
-            prompt, completion = _tokens(asked), _tokens(json.dumps(arguments))
+            prompt, completion = _tokens(asked), _tokens(json.dumps(message))
         else:
             prompt, completion = self.usage
-        call = {
-            "id": f"call_{len(self.requests)}",
-            "type": "function",
-            "function": {"name": _tool_of(request), "arguments": json.dumps(arguments)},
-        }
         return {
             "id": f"chatcmpl-{len(self.requests)}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": request.get("model", "scripted"),
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": "tool_calls",
-                    "message": {"role": "assistant", "content": None, "tool_calls": [call]},
-                }
-            ],
+            "choices": [{"index": 0, "finish_reason": finish, "message": message}],
             "usage": {
                 "prompt_tokens": prompt,
                 "completion_tokens": completion,
@@ -239,17 +257,76 @@ class ScriptedLLM:
             },
         }
 
+    def _message(
+        self, request: dict[str, Any], arguments: dict[str, Any]
+    ) -> tuple[dict[str, Any], str]:
+        json_mode = (request.get("response_format") or {}).get("type") == "json_schema"
+        if _tool_of(request) != STEP:
+            if json_mode:
+                return {"role": "assistant", "content": json.dumps(arguments)}, "stop"
+            return _tool_calls([(_tool_of(request), arguments)], "openai"), "tool_calls"
+        calls = step_calls(arguments)
+        if json_mode:
+            body = {"calls": [{"function": name, "arguments": args} for name, args in calls]}
+            return {"role": "assistant", "content": json.dumps(body)}, "stop"
+        return _tool_calls(calls, self.dialect), "tool_calls"
+
+
+def step_calls(decision: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The function calls that carry out a scripted step decision."""
+    if "calls" in decision:
+        return [(call["name"], call.get("arguments", {})) for call in decision["calls"]]
+    action = decision.get("action")
+    if action == "finish":
+        files = decision.get("result_files", decision.get("files", []))
+        return [("finish", {"result": decision.get("result", ""), "files": files})]
+    if action == "stuck":
+        return [("stuck", {"reason": decision.get("stuck_reason", decision.get("reason", ""))})]
+    return [(call["tool"], call.get("arguments", {})) for call in decision.get("tool_calls", [])]
+
+
+def _tool_calls(calls: list[tuple[str, dict[str, Any]]], dialect: Dialect) -> dict[str, Any]:
+    if dialect in ("openai", "object_arguments"):
+        native = [
+            {
+                "id": f"call_{n}_{name}",
+                "type": "function",
+                "function": {
+                    "name": name,
+                    "arguments": args if dialect == "object_arguments" else json.dumps(args),
+                },
+            }
+            for n, (name, args) in enumerate(calls)
+        ]
+        return {"role": "assistant", "content": None, "tool_calls": native}
+    as_json = [{"name": name, "arguments": args} for name, args in calls]
+    if dialect == "hermes":
+        text = "\n".join(f"<tool_call>\n{json.dumps(call)}\n</tool_call>" for call in as_json)
+    elif dialect == "mistral":
+        text = "[TOOL_CALLS]" + json.dumps(as_json)
+    else:
+        text = "```json\n" + json.dumps(as_json[0] if len(as_json) == 1 else as_json) + "\n```"
+    return {"role": "assistant", "content": text}
+
 
 def _tokens(text: str) -> int:
     return max(1, -(-len(text) // 4))
 
 
 def _tool_of(request: dict[str, Any]) -> str:
+    """The answer a request asks for: a response model's name, or ``StepDecision`` for an
+    executor step (it offers ``finish`` among its functions)."""
     choice = request.get("tool_choice")
     if isinstance(choice, dict):
         return str(choice.get("function", {}).get("name", ""))
     tools = request.get("tools") or []
-    return str(tools[0]["function"]["name"]) if tools else ""
+    if any(tool["function"]["name"] == "finish" for tool in tools):
+        return STEP
+    if tools:
+        return str(tools[0]["function"]["name"])
+    schema = (request.get("response_format") or {}).get("json_schema") or {}
+    name = str(schema.get("name", ""))
+    return STEP if name == "calls" else name
 
 
 async def _respond(send: _Send, status: int, payload: dict[str, Any]) -> None:

@@ -9,12 +9,22 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from troika_executor.ledger import CallLedger
-from troika_executor.stepping import SYSTEM, StepDecision, prompt, to_tool_calls
+from troika_executor.stepping import (
+    FINISH,
+    MAX_CALLS,
+    MORE_TOOLS,
+    STUCK,
+    SYSTEM,
+    Offer,
+    prompt,
+    to_tool_calls,
+)
 from troika_executor.tools import Toolbox, run_tool
 from troika_executor.workspace import Workspace
 from troika_shared.approvals import verify_approval
+from troika_shared.costs import estimate_tokens
 from troika_shared.errors import DependencyUnavailable
-from troika_shared.llm import UnusableAnswer
+from troika_shared.llm import ContextTooSmall, UnusableAnswer
 from troika_shared.messages import (
     Message,
     StepProposed,
@@ -23,6 +33,7 @@ from troika_shared.messages import (
     ToolExecute,
     ToolOutcome,
     ToolResult,
+    Usage,
     derive_id,
 )
 from troika_shared.router import Router
@@ -32,6 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from troika_shared.bus import Bus
+    from troika_shared.functions import Function
     from troika_shared.llm import LLM
 
 __all__ = ["StoppedTasks", "build_router", "execute", "step"]
@@ -40,7 +52,12 @@ log = structlog.get_logger("troika.executor")
 
 
 async def step(request: StepRequested, llm: LLM) -> StepProposed:
-    """Decides a subtask's next step."""
+    """Decides a subtask's next step.
+
+    The model is offered the subtask's tools; when it asks for more (``more_tools``), it is
+    asked again at once with those added. A request too big for the model's context is told
+    as such (a configuration problem, not the model's bad answer).
+    """
     reply = partial(
         StepProposed,
         id=derive_id(request.id, "step.proposed"),
@@ -49,23 +66,51 @@ async def step(request: StepRequested, llm: LLM) -> StepProposed:
         requested_at=request.occurred_at,
         request_id=request.id,
     )
-    try:
-        answer = await llm.complete(
-            system=SYSTEM,
-            messages=prompt(request),
-            response_model=StepDecision,
-            context={"tools": [tool.name for tool in request.tools]},
-        )
-    except UnusableAnswer as exc:
-        return reply(stuck_reason=exc.reason, unusable=True, usage=(exc.usage,))
-    decision = answer.value
-    if decision.action == "use_tools":
-        calls = to_tool_calls(request, decision)
-        return reply(tool_calls=calls, usage=(answer.usage,))
-    if decision.action == "finish":
-        result = SubtaskResult(summary=decision.result.strip(), files=tuple(decision.result_files))
-        return reply(result=result, usage=(answer.usage,))
-    return reply(stuck_reason=decision.stuck_reason.strip(), usage=(answer.usage,))
+    spent: list[Usage] = []
+    offer = Offer.first(request)
+    while True:
+        functions = offer.functions()
+        room = _room(llm, functions)
+        try:
+            messages = prompt(request, room=room, model=getattr(llm, "model", ""))
+            choice = await llm.choose(
+                system=SYSTEM,
+                messages=messages,
+                functions=functions,
+                check=offer.problems,
+                max_calls=MAX_CALLS,
+            )
+        except UnusableAnswer as exc:
+            if isinstance(exc, ContextTooSmall) and exc.needed and room and llm.context_tokens:
+                # The conversation's own size, plus what the rest of the request takes.
+                needed = exc.needed + llm.context_tokens - room
+                exc = ContextTooSmall(needed, llm.context_tokens, exc.usage)
+            log.warning("step.unusable", reason=exc.reason, configuration=not exc.model_fault)
+            usage = (*spent, exc.usage)
+            return reply(stuck_reason=exc.reason, unusable=exc.model_fault, usage=usage)
+        spent.append(choice.usage)
+        first = choice.calls[0]
+        if first.name == MORE_TOOLS:
+            offer = offer.widened(request, first.arguments["tools"])
+            continue
+        if first.name == FINISH:
+            result = SubtaskResult(
+                summary=str(first.arguments["result"]).strip(),
+                files=tuple(first.arguments.get("files") or ()),
+            )
+            return reply(result=result, usage=tuple(spent))
+        if first.name == STUCK:
+            return reply(stuck_reason=str(first.arguments["reason"]).strip(), usage=tuple(spent))
+        return reply(tool_calls=to_tool_calls(request, choice.calls), usage=tuple(spent))
+
+
+def _room(llm: LLM, functions: list[Function]) -> int | None:
+    """Tokens left for the conversation once the instructions, the functions and the answer
+    are counted (``None``: the model's context is not known)."""
+    if llm.context_tokens is None:
+        return None
+    offered = [function.wire(strict=False) for function in functions]
+    return llm.context_tokens - llm.max_tokens - estimate_tokens(SYSTEM, offered)
 
 
 async def execute(
