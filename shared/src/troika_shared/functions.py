@@ -27,6 +27,8 @@ import json_repair
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from pydantic import ValidationError
+
 __all__ = [
     "CallProblem",
     "Function",
@@ -37,6 +39,7 @@ __all__ = [
     "refusal",
     "relax",
     "strict_parameters",
+    "validation_problems",
 ]
 
 
@@ -343,3 +346,13 @@ def refusal(
         {"role": "assistant", "content": getattr(message, "content", None) or ""},
         {"role": "user", "content": why},
     ]
+
+
+def validation_problems(error: ValidationError, limit: int = 5) -> list[str]:
+    """What pydantic found wrong, one plain line per problem (``where: what``), without its
+    links and input dumps: what the model is told, and what a person may read."""
+    problems = []
+    for item in error.errors(include_url=False)[:limit]:
+        where = ".".join(map(str, item["loc"])) or "answer"
+        problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
+    return problems

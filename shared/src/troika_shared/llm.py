@@ -31,7 +31,7 @@ import instructor
 import openai
 import structlog
 from instructor.core.exceptions import InstructorRetryException
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationInfo
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, ValidationInfo
 
 from troika_shared.costs import estimate_cost, estimate_tokens
 from troika_shared.errors import DependencyUnavailable, PermanentError
@@ -45,6 +45,7 @@ from troika_shared.functions import (
     refusal,
     relax,
     strict_parameters,
+    validation_problems,
 )
 from troika_shared.messages import Usage
 from troika_shared.settings import TroikaSettings
@@ -333,7 +334,7 @@ class OpenAICompatibleLLM:
                 raise self._api_error(cause) from exc
             usage = self._usage(getattr(exc, "total_usage", None), started)
             raise UnusableAnswer(
-                f"the model's answer was not usable: {_short(exc)}", usage
+                f"the model's answer was not usable: {_plain(exc)}", usage
             ) from exc
         except openai.APIError as exc:
             raise self._api_error(exc) from exc
@@ -507,6 +508,15 @@ def _sum(usages: list[Any]) -> _Spent:
         sum(int(getattr(u, "prompt_tokens", 0) or 0) for u in usages),
         sum(int(getattr(u, "completion_tokens", 0) or 0) for u in usages),
     )
+
+
+def _plain(exc: InstructorRetryException) -> str:
+    """Why instructor's last attempt failed, as plain lines (not its transcript of attempts)."""
+    attempts = getattr(exc, "failed_attempts", None) or []
+    last = attempts[-1].exception if attempts else exc.__cause__
+    if isinstance(last, ValidationError):
+        return "; ".join(validation_problems(last))
+    return _short(last or exc)
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

@@ -36,10 +36,30 @@ import uvicorn
 from troika.embedded import free_port
 from troika_testkit.pace import scaled
 
-__all__ = ["STEP", "Dialect", "Reply", "ScriptedLLM", "Served", "step_calls"]
+__all__ = ["STEP", "Dialect", "Fault", "Reply", "ScriptedLLM", "Served", "step_calls"]
 
-Reply = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
-"""A tool call's arguments, or a function from the request to them."""
+
+@dataclass(frozen=True)
+class Fault:
+    """An answer no model gives: an HTTP error, after a wait (longer than the client's time
+    limit: a hang).
+
+    Attributes:
+        status: The HTTP status.
+        message: The error's message.
+        retry_after: Seconds in a ``Retry-After`` header, if any.
+        delay_s: How long to wait before answering.
+    """
+
+    status: int = 503
+    message: str = "injected failure"
+    retry_after: float | None = None
+    delay_s: float = 0.0
+
+
+Reply = dict[str, Any] | Fault | Callable[[dict[str, Any]], "dict[str, Any] | Fault"]
+"""A tool call's arguments (or a whole answer, with ``choices``), a :class:`Fault`, or a
+function from the request to one of those."""
 
 Dialect = Literal["openai", "object_arguments", "hermes", "mistral", "content_json"]
 """How a step's tool calls come back: ``openai`` (``tool_calls``, arguments as a JSON string:
@@ -217,6 +237,14 @@ class ScriptedLLM:
             await _respond(send, 400, {"error": {"message": message, "type": "unscripted"}})
             return
         arguments = answer(request) if callable(answer) else answer
+        if isinstance(arguments, Fault):
+            await asyncio.sleep(arguments.delay_s)
+            headers = (
+                {} if arguments.retry_after is None else {"retry-after": str(arguments.retry_after)}
+            )
+            error = {"error": {"message": arguments.message, "type": "injected"}}
+            await _respond(send, arguments.status, error, headers)
+            return
         if "choices" in arguments:  # a whole answer, written by the script itself
             await _respond(send, 200, arguments)
             return
@@ -239,6 +267,12 @@ class ScriptedLLM:
 
     def _completion(self, request: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
         message, finish = self._message(request, arguments)
+        return self.answer_with(request, message, finish)
+
+    def answer_with(
+        self, request: dict[str, Any], message: dict[str, Any], finish: str = "stop"
+    ) -> dict[str, Any]:
+        """A whole answer to ``request`` holding ``message`` (a script writes its own)."""
         if self.usage == "estimate":
             asked = json.dumps([request.get("messages", []), request.get("tools", [])])
             prompt, completion = _tokens(asked), _tokens(json.dumps(message))
@@ -329,8 +363,11 @@ def _tool_of(request: dict[str, Any]) -> str:
     return STEP if name == "calls" else name
 
 
-async def _respond(send: _Send, status: int, payload: dict[str, Any]) -> None:
+async def _respond(
+    send: _Send, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None
+) -> None:
     body = json.dumps(payload).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in (extra or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -140,7 +140,8 @@ class Person:
     """One account driving the system through the public API and the WebSocket.
 
     While ``approving``, every proposed call is approved the moment the WebSocket announces it.
-    Each phase (a method) gives up after ``timeout`` seconds.
+    Each phase (a method) gives up after ``timeout`` seconds. ``task`` holds more fields of each
+    task created (a budget).
 
     Attributes:
         approvals: Approvals answered.
@@ -148,9 +149,10 @@ class Person:
         unfinished: Tasks that stopped without completing, with why.
     """
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, task: dict[str, Any] | None = None) -> None:
         self.url = url
         self.timeout = timeout
+        self.task = task or {}
         self.approving = True
         self.approvals = 0
         self.asked: Counter[str] = Counter()
@@ -241,7 +243,8 @@ class Person:
         """Creates a task; returns its id and when it was submitted."""
         self._submitted += 1
         started = time.perf_counter()
-        task = await self.session.post("/tasks", {"objective": f"Notes #{self._submitted}"})
+        fields = {"objective": f"Notes #{self._submitted}", **self.task}
+        task = await self.session.post("/tasks", fields)
         task_id = str(task["id"])
         self._endings.setdefault(task_id, asyncio.get_running_loop().create_future())
         return task_id, started

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from troika_executor.tools import validate_arguments
 from troika_shared.approvals import call_key
 from troika_shared.costs import estimate_tokens
-from troika_shared.functions import Function, FunctionCall
+from troika_shared.functions import Function, FunctionCall, validation_problems
 from troika_shared.llm import ContextTooSmall, fence
 from troika_shared.messages import StepRequested, ToolCall, ToolSpec, TranscriptEntry, Usage
 
@@ -184,11 +184,7 @@ class Offer:
             else:
                 model.model_validate(call.arguments)
         except ValidationError as exc:
-            errors = "; ".join(
-                f"{'.'.join(map(str, error['loc'])) or 'arguments'}: {error['msg']}"
-                for error in exc.errors(include_url=False)
-            )
-            return f"invalid arguments for {call.name}: {errors}"
+            return f"invalid arguments for {call.name}: {'; '.join(validation_problems(exc))}"
         return None
 
 
