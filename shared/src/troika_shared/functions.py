@@ -60,15 +60,38 @@ class Function:
     def wire(self, *, strict: bool) -> dict[str, Any]:
         """The function as a chat-completions ``tools`` entry; strict when asked and its schema
         can be made strict (an open-ended value, e.g. any JSON, cannot)."""
-        parameters = strict_parameters(self.parameters) if strict else None
+        lean = _lean(self.parameters)
+        parameters = strict_parameters(lean) if strict else None
         spec: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
-            "parameters": parameters or dict(self.parameters),
+            "parameters": parameters or lean,
         }
         if parameters is not None:
             spec["strict"] = True
         return {"type": "function", "function": spec}
+
+
+def _lean(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``schema`` without what only costs tokens: each part's ``title`` (its name again) and
+    the object's own description (the function's, again)."""
+
+    def walk(node: Any, *, names: bool = False) -> Any:  # noqa: ANN401 - a part of a schema
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if names:  # the keys are property names, not keywords
+            return {key: walk(value) for key, value in node.items()}
+        return {
+            key: walk(value, names=key in ("properties", "$defs"))
+            for key, value in node.items()
+            if key != "title"
+        }
+
+    lean = walk(dict(schema))
+    lean.pop("description", None)
+    return cast("dict[str, Any]", lean)
 
 
 @dataclass(frozen=True, slots=True)
