@@ -309,3 +309,28 @@ def test_up_serves_the_web_app_and_stops_it(tmp_path: Path, start_up) -> None:
     left = wait_gone(children)
     assert left == set(), [_cmdline(pid) for pid in left]
     assert can_listen_on(web_port)  # the web app let go of its port
+
+
+def test_a_context_too_small_for_the_local_model_is_told_plainly(tmp_path: Path, start_up) -> None:
+    # The embedded model, given a context smaller than a plan request: the task pauses with
+    # what to change, and nothing too long is sent to the model.
+    _, printed = start_up(tmp_path / "var", TROIKA_LLM_CONTEXT_TOKENS="700")
+    url = re.search(r"gateway\s+ready\s+(http://\S+)", printed)
+    assert url, printed
+    with httpx.Client(base_url=url.group(1), timeout=10) as http:
+        person = {"email": "ada@example.com", "username": "ada", "password": "a long passphrase"}
+        assert http.post("/auth/register", json=person).status_code == 201
+        login = http.post("/auth/login", json={"login": "ada", "password": person["password"]})
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        objective = "Write a haiku about message queues and save it to haiku.txt"
+        task = http.post("/tasks", headers=headers, json={"objective": objective}).json()
+        deadline = time.monotonic() + scaled(60)
+        while (seen := http.get(f"/tasks/{task['id']}", headers=headers).json())["status"] in (
+            "queued", "planning"
+        ) and time.monotonic() < deadline:  # fmt: skip
+            time.sleep(0.2)
+    assert seen["status"] == "needs_guidance", seen
+    reason = seen["status_reason"]
+    assert re.search(r"needs about [\d,]+ tokens and the model takes 700", reason), reason
+    assert "TROIKA_LLM_CONTEXT_TOKENS" in reason
+    assert "unusable" not in reason  # the setup's problem, not the model's answer

@@ -178,3 +178,25 @@ def test_costs_are_estimated_from_list_prices() -> None:
     assert estimate_cost("gpt-4o-mini", 1_000_000, 0) == pytest.approx(0.15)
     assert estimate_cost("gpt-4o-2024-08-06", 0, 1_000_000) == pytest.approx(10.0)
     assert estimate_cost("llama-3-8b", 1000, 1000) == 0.0
+
+
+async def test_an_answer_cut_off_at_the_token_limit_is_unusable_and_says_so(scripted_llm) -> None:
+    cut = '{"lines": ["an old silent pond", "a frog'
+
+    def answer(request: dict) -> dict:
+        call = {"id": "c", "type": "function", "function": {"name": "Haiku", "arguments": cut}}
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        return scripted_llm.answer_with(request, message, "length")
+
+    scripted_llm.always("Haiku", answer)
+    with pytest.raises(UnusableAnswer, match="cut off at 64 tokens") as caught:
+        await ask(client(scripted_llm, llm_max_tokens=64))
+    assert caught.value.model_fault
+    assert scripted_llm.requests[0]["max_tokens"] == 64
+
+
+async def test_a_request_bigger_than_the_context_is_not_sent(scripted_llm) -> None:
+    with pytest.raises(UnusableAnswer, match="needs about") as caught:
+        await ask(client(scripted_llm, llm_context_tokens=256, llm_max_tokens=256))
+    assert not caught.value.model_fault  # the setup's, not the model's
+    assert not scripted_llm.requests

@@ -159,3 +159,22 @@ async def test_a_server_refusing_the_steps_size_is_the_same_plain_problem(script
     assert proposed.unusable is False
     assert proposed.stuck_reason is not None
     assert "refused this step as too long for its context" in proposed.stuck_reason
+
+
+async def test_an_answer_cut_off_at_the_token_limit_is_sent_back_not_taken(scripted_llm) -> None:
+    def cut(request: dict) -> dict:
+        arguments = '{"path": "summary.md", "content": "# Hi and then the model ran o'
+        call = {"id": "c1", "type": "function",
+                "function": {"name": "create_file", "arguments": arguments}}  # fmt: skip
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        return scripted_llm.answer_with(request, message, "length")
+
+    scripted_llm.reply("StepDecision", cut, {"action": "use_tools", "tool_calls": [CREATE]})
+    llm = llm_for(scripted_llm, llm_max_tokens=64)
+    try:
+        proposed = await step(request(), llm)
+    finally:
+        await llm.close()
+    assert [c.arguments for c in proposed.tool_calls] == [CREATE["arguments"]]
+    retry = json.dumps(scripted_llm.requests[1]["messages"])
+    assert "cut off at 64 tokens" in retry

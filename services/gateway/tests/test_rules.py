@@ -666,6 +666,22 @@ def test_each_stuck_rule_pauses_with_its_reason_and_evidence(rule, budget, drive
     assert paused.evidence["rule"] == rule.value
 
 
+@pytest.mark.parametrize(
+    ("drive", "names_the_model"), [(_unusable, True), (_same_call, True), (_failures, False)]
+)
+def test_a_pause_the_small_local_model_caused_says_so(drive, names_the_model) -> None:
+    flow = Flow(limits=Limits(small_model="SmolLM2-135M"))
+    flow.start()
+    flow.plan()
+    drive(flow)
+    assert flow.state.status == TaskStatus.NEEDS_GUIDANCE
+    said = "the local model (SmolLM2-135M) is too small for this step" in flow.state.reason
+    assert said is names_the_model, flow.state.reason
+    paused = [e for e in flow.effects if isinstance(e, Emit)
+              and isinstance(e.event, ev.TaskNeedsGuidance)]  # fmt: skip
+    assert len(paused) == 1  # said once
+
+
 def test_a_threshold_one_short_does_not_pause() -> None:
     flow = executing()
     flow.propose("a", stuck_reason="not JSON", unusable=True)

@@ -54,7 +54,7 @@ async def test_a_plan_with_dependencies_comes_back_in_order(scripted_llm, llm) -
     [
         (plan_answer(("a", ["b"], []), ("b", ["a"], [])), "cycle"),
         (plan_answer(("a", ["ghost"], [])), "unknown ids"),
-        (plan_answer(("a", [], ["launch_rocket"])), "tools that do not exist"),
+        (plan_answer(("a", [], ["launch_rocket"])), "Input should be 'create_file'"),
         (plan_answer(("a", [], []), ("a", [], [])), "unique"),
         ({"decision": "plan", "summary": "nothing", "subtasks": []}, "at least one subtask"),
         ({"summary": "no decision", "subtasks": []}, "decision"),
@@ -108,3 +108,15 @@ async def test_a_planner_that_cannot_proceed_says_why(scripted_llm, llm) -> None
     assert produced.plan is None
     assert produced.unusable is False
     assert produced.stuck_reason == "Which Tesla: the company or the scientist?"
+
+
+async def test_the_plans_limits_are_in_the_schema_offered(scripted_llm, llm) -> None:
+    scripted_llm.reply("PlanDraft", plan_answer(("a", [], ["create_file"])))
+    produced = await plan(REQUEST, llm, most=1)
+    assert produced.plan is not None
+    offered = scripted_llm.requests[0]["tools"][0]["function"]
+    assert offered["name"] == "PlanDraft"
+    assert offered["parameters"]["properties"]["subtasks"]["maxItems"] == 1
+    hints = offered["parameters"]["$defs"]["SubtaskDraft"]["properties"]["tool_hints"]
+    assert "read_webpage" in hints["items"]["enum"]  # tool names are a choice, not free text
+    assert "at most 1)" in scripted_llm.requests[0]["messages"][0]["content"]

@@ -30,7 +30,11 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 import instructor
 import openai
 import structlog
-from instructor.core.exceptions import InstructorRetryException
+from instructor.core.exceptions import (
+    IncompleteOutputException,
+    InstructorError,
+    InstructorRetryException,
+)
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, ValidationInfo
 
 from troika_shared.costs import estimate_cost, estimate_tokens
@@ -336,6 +340,17 @@ class OpenAICompatibleLLM:
             raise UnusableAnswer(
                 f"the model's answer was not usable: {_plain(exc)}", usage
             ) from exc
+        except IncompleteOutputException as exc:
+            raw_usage = getattr(getattr(exc, "last_completion", None), "usage", None)
+            raise UnusableAnswer(
+                f"the model's answer was cut off at {self._settings.llm_max_tokens} tokens",
+                self._usage(raw_usage, started),
+            ) from exc
+        except InstructorError as exc:
+            usage = self._usage(None, started)
+            raise UnusableAnswer(
+                f"the model's answer was not usable: {_short(exc)}", usage
+            ) from exc
         except openai.APIError as exc:
             raise self._api_error(exc) from exc
         finally:
@@ -423,7 +438,7 @@ class OpenAICompatibleLLM:
                     for c in found
                 ]
                 problems = check(calls)
-            if choice.finish_reason == "length" and problems:
+            if choice.finish_reason == "length":  # even when what came can be read
                 problems.append(
                     f"the answer was cut off at {self._settings.llm_max_tokens} tokens: "
                     "answer more briefly, or split the work into several calls"

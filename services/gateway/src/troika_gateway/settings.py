@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -66,6 +67,9 @@ class GatewaySettings(BusSettings):
         stuck_unusable_answers: Empty or unparseable agent answers in a row before it asks.
         stuck_same_call: Times the same tool call (same arguments) may be proposed.
         max_steps: Executor steps per task when the task sets no budget of its own.
+        llm_provider: Which model the agents use (``local``: the embedded one, whose limits a
+            pause it caused then names); the agents' own setting, read here too.
+        llm_model: The model's name.
         evidence_chars: Characters of each produced file shown to the reviewer.
         relay_interval_s: How often the outbox relay sweeps for unpublished messages.
         approval_timeout_s: How long an approval or input form waits; unanswered, it expires
@@ -106,6 +110,8 @@ class GatewaySettings(BusSettings):
     stuck_unusable_answers: int = Field(default=2, ge=1)
     stuck_same_call: int = Field(default=3, ge=2)
     max_steps: int = Field(default=50, ge=1)
+    llm_provider: Literal["auto", "openai", "local"] = "auto"
+    llm_model: str = ""
     evidence_chars: int = Field(default=8000, ge=100)
     relay_interval_s: float = Field(default=1.0, gt=0)
     approval_timeout_s: float = Field(default=24 * 3600.0, gt=0)

@@ -17,7 +17,7 @@ def main() -> None:
         service="planner",
         distribution="troika-planner",
         settings=settings,
-        router=build_router(llm),
+        router=build_router(llm, settings.most_subtasks),
         on_stop=llm.close,
         stream=StreamKey.PLANNER,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from troika_planner.planning import SYSTEM, PlanDraft, prompt, to_plan
+from troika_planner.planning import MAX_SUBTASKS, draft_model, instructions, prompt, to_plan
 from troika_shared.llm import UnusableAnswer
 from troika_shared.messages import Message, PlanProduced, PlanRequested, derive_id
 from troika_shared.router import Router
@@ -15,14 +15,15 @@ if TYPE_CHECKING:
 __all__ = ["build_router", "plan"]
 
 
-async def plan(request: PlanRequested, llm: LLM) -> PlanProduced:
-    """Plans the objective; an unusable answer or a refusal becomes a reason, not an error."""
+async def plan(request: PlanRequested, llm: LLM, most: int = MAX_SUBTASKS) -> PlanProduced:
+    """Plans the objective in at most ``most`` subtasks; an unusable answer or a refusal
+    becomes a reason, not an error."""
     reply_id = derive_id(request.id, "plan.produced")
     try:
         answer = await llm.complete(
-            system=SYSTEM,
+            system=instructions(most),
             messages=prompt(request),
-            response_model=PlanDraft,
+            response_model=draft_model(most),
             context={"tools": [tool.name for tool in request.tools]},
         )
     except UnusableAnswer as exc:
@@ -32,7 +33,7 @@ async def plan(request: PlanRequested, llm: LLM) -> PlanProduced:
             requested_at=request.occurred_at,
             request_id=request.id,
             stuck_reason=exc.reason,
-            unusable=True,
+            unusable=exc.model_fault,
             usage=(exc.usage,),
         )
     draft = answer.value
@@ -55,12 +56,12 @@ async def plan(request: PlanRequested, llm: LLM) -> PlanProduced:
     )
 
 
-def build_router(llm: LLM) -> Router:
-    """The planner's router."""
+def build_router(llm: LLM, most: int = MAX_SUBTASKS) -> Router:
+    """The planner's router; plans have at most ``most`` subtasks."""
     router = Router("planner")
 
     async def on_plan_requested(request: PlanRequested) -> list[Message]:
-        return [await plan(request, llm)]
+        return [await plan(request, llm, most)]
 
     router.add(PlanRequested, on_plan_requested)
     return router

@@ -33,7 +33,9 @@ async def review(request: ReviewRequested, llm: LLM) -> ReviewVerdict:
             context={"subtasks": [s.id for s in request.plan.subtasks]},
         )
     except UnusableAnswer as exc:
-        return reply(approved=False, stuck_reason=exc.reason, unusable=True, usage=(exc.usage,))
+        return reply(
+            approved=False, stuck_reason=exc.reason, unusable=exc.model_fault, usage=(exc.usage,)
+        )
     decision = answer.value
     if decision.verdict == "cannot_proceed":
         return reply(

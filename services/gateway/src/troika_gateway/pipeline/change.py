@@ -23,7 +23,7 @@ from troika_gateway.pipeline.snapshot import (
     TaskState,
 )
 from troika_gateway.pipeline.states import CallStatus, SubtaskStatus, TaskStatus
-from troika_gateway.pipeline.stuck import STUCK, Stuck
+from troika_gateway.pipeline.stuck import MODEL_FAULTS, STUCK, Stuck
 from troika_shared import catalogue
 from troika_shared import task_events as ev
 from troika_shared.messages import (
@@ -96,6 +96,11 @@ class Change:
     def pause(self, rule: Stuck, **facts: Any) -> None:  # noqa: ANN401 - the reason's facts
         """Stops to ask the person, saying why in plain words (the facts are the evidence)."""
         reason = STUCK[rule][1].format(**facts)
+        if self.limits.small_model and rule in MODEL_FAULTS:
+            reason += (
+                f" — the local model ({self.limits.small_model}) is too small for this step; "
+                "set TROIKA_LLM_BASE_URL and TROIKA_LLM_API_KEY to a capable model"
+            )
         evidence = {k: v for k, v in facts.items() if k not in ("count", "limit", "detail")}
         self.set_status(TaskStatus.NEEDS_GUIDANCE, reason)
         self.emit(ev.TaskNeedsGuidance(reason=reason, evidence={"rule": rule.value, **evidence}))

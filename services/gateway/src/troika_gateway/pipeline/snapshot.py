@@ -164,6 +164,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     stuck_same_call: int = 3
     max_steps: int = 50
     approval_timeout_s: float = 24 * 3600.0
+    small_model: str = ""  # the embedded local model's name: pauses it causes say so
 
 
 # --- commands ------------------------------------------------------------------------------

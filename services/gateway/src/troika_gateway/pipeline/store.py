@@ -64,7 +64,9 @@ _USERS_TASK = _TASK.where(Task.user_id == bindparam("user_id"))
 
 def limits_of(settings: GatewaySettings) -> Limits:
     """The rules' thresholds from the gateway's settings."""
-    return Limits(**settings.model_dump(include=set(Limits.__struct_fields__)))
+    small = settings.llm_model if settings.llm_provider == "local" else ""
+    fields = settings.model_dump(include=set(Limits.__struct_fields__))
+    return Limits(**fields, small_model=small or "")
 
 
 class TaskStore:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["STUCK", "Stuck"]
+__all__ = ["MODEL_FAULTS", "STUCK", "Stuck"]
 
 
 class Stuck(StrEnum):
@@ -45,3 +45,6 @@ STUCK: dict[Stuck, tuple[str | None, str]] = {
     Stuck.TOKEN_BUDGET: (None, "the token budget of {limit} tokens is used up"),
     Stuck.COST_BUDGET: (None, "the cost budget of ${limit:.2f} is used up"),
 }
+
+# The pauses a weak model causes (its answers, not the person's choices or the tools).
+MODEL_FAULTS = frozenset({Stuck.UNUSABLE_ANSWERS, Stuck.SAME_CALL})
