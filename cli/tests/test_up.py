@@ -334,3 +334,46 @@ def test_a_context_too_small_for_the_local_model_is_told_plainly(tmp_path: Path,
     assert re.search(r"needs about [\d,]+ tokens and the model takes 700", reason), reason
     assert "TROIKA_LLM_CONTEXT_TOKENS" in reason
     assert "unusable" not in reason  # the setup's problem, not the model's answer
+
+
+def test_a_first_task_on_the_local_model_ends_plainly(tmp_path: Path, start_up) -> None:
+    # `make run`'s defaults: the embedded model, nothing configured. The person approves
+    # every call; the task completes, or pauses once saying the local model is too small.
+    process, printed = start_up(tmp_path / "var")
+    url = re.search(r"gateway\s+ready\s+(http://\S+)", printed)
+    assert url, printed
+    with httpx.Client(base_url=url.group(1), timeout=30) as http:
+        person = {"email": "ada@example.com", "username": "ada", "password": "a long passphrase"}
+        assert http.post("/auth/register", json=person).status_code == 201
+        login = http.post("/auth/login", json={"login": "ada", "password": person["password"]})
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        objective = "Write a haiku about message queues and save it to haiku.txt"
+        task = http.post("/tasks", headers=headers, json={"objective": objective}).json()
+        deadline = time.monotonic() + scaled(300)
+        while time.monotonic() < deadline:
+            pending = http.get(
+                "/interactions/pending", headers=headers, params={"task_id": task["id"]}
+            )
+            for ask in pending.json():
+                answer = http.post(
+                    f"/interactions/{ask['id']}/respond", headers=headers,
+                    json={"decision": "approve"},
+                )  # fmt: skip
+                assert answer.status_code < 500, answer.text  # 409: settled; 400: needs a form
+            seen = http.get(f"/tasks/{task['id']}", headers=headers).json()
+            if seen["status"] in ("completed", "needs_guidance", "failed", "cancelled"):
+                break
+            time.sleep(1)
+        events = http.get(f"/tasks/{task['id']}/events", headers=headers).json()["events"]
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=scaled(60))
+    assert seen["status"] in ("completed", "needs_guidance"), seen
+    if seen["status"] == "needs_guidance":
+        [paused] = [e for e in events if e["kind"] == "task.needs_guidance"]  # said once
+        after = [e["kind"] for e in events if e["seq"] > paused["seq"]]
+        assert not {"plan.requested", "step.requested", "review.requested"} & set(after)
+        if paused["data"]["evidence"]["rule"] in ("unusable_answers", "same_call"):
+            assert "the local model (SmolLM2-135M" in seen["status_reason"]
+            assert "is too small for this step" in seen["status_reason"]
+    assert "Traceback" not in rest
+    assert "message.failed" not in rest

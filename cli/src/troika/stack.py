@@ -24,6 +24,7 @@ from troika.embedded import EmbeddedNats, EmbeddedValkey, free_port
 from troika.local_llm import (
     LOCAL_CONTEXT,
     LOCAL_MAX_TOKENS,
+    LOCAL_SAMPLING,
     ModelMissing,
     default_gguf,
     model_name,
@@ -292,6 +293,7 @@ class Stack:
             # keep answers short enough to leave room for the question.
             context = env.setdefault("TROIKA_LLM_CONTEXT_TOKENS", str(LOCAL_CONTEXT))
             env.setdefault("TROIKA_LLM_MAX_TOKENS", str(LOCAL_MAX_TOKENS))
+            env.setdefault("TROIKA_LLM_EXTRA_BODY", json.dumps(LOCAL_SAMPLING))
             port = self.llm_url.rsplit(":", 1)[1].split("/")[0]
             argv = ("-m", "troika.local_llm", "--port", port, "--gguf", str(self.local_model),
                     "--context", context)  # fmt: skip

@@ -121,6 +121,8 @@ class LlmSettings(TroikaSettings):
         llm_api_version: Azure OpenAI's ``api-version`` for its deployment-style endpoint
             (``llm_base_url`` is then the resource's address and ``llm_model`` the
             deployment). Not needed for Azure's ``/openai/v1/`` endpoint.
+        llm_extra_body: More fields for every request, as JSON: a server's own sampling
+            options (llama.cpp's ``repeat_penalty``, vLLM's ``top_k``, …).
     """
 
     llm_provider: Literal["auto", "openai", "local"] = "auto"
@@ -138,6 +140,7 @@ class LlmSettings(TroikaSettings):
     llm_context_tokens: int | None = Field(default=None, ge=256)
     llm_strict_tools: bool | None = None
     llm_api_version: str | None = None
+    llm_extra_body: dict[str, Any] | None = None
 
     @property
     def strict_tools(self) -> bool:
@@ -242,6 +245,10 @@ class LLM(Protocol):
         """The longest answer asked for."""
         ...
 
+    def offer_tokens(self, functions: Sequence[Function]) -> int:
+        """About how many tokens of the prompt offering ``functions`` takes."""
+        ...
+
 
 def fence(label: str, text: str) -> str:
     """Marks ``text`` as data for the model: quoted, labelled, never to be read as instructions.
@@ -299,6 +306,14 @@ class OpenAICompatibleLLM:
         """The longest answer asked for."""
         return self._settings.llm_max_tokens
 
+    def offer_tokens(self, functions: Sequence[Function]) -> int:
+        """About how many tokens of the prompt offering ``functions`` takes: the tools as
+        the chat template writes them, or (constrained JSON) the list in the instructions; a
+        response format's schema becomes the server's grammar, not prompt."""
+        if self._json:
+            return estimate_tokens(_listing(functions))
+        return estimate_tokens([f.wire(strict=False) for f in functions])
+
     async def close(self) -> None:
         """Closes the HTTP connections."""
         await self._openai.close()
@@ -320,7 +335,7 @@ class OpenAICompatibleLLM:
         """
         conversation: list[Any] = [{"role": "system", "content": system}, *map(dict, messages)]
         model = _schema_of(response_model)
-        self._measure(conversation, model.openai_schema)
+        self._measure(conversation, None if self._json else model.openai_schema)
         started = time.perf_counter()
         checked_against = _ANSWER_CONTEXT.set(context)
         try:
@@ -331,6 +346,7 @@ class OpenAICompatibleLLM:
                 max_retries=self._settings.llm_validation_retries,
                 temperature=self._settings.llm_temperature,
                 max_tokens=self._settings.llm_max_tokens,
+                extra_body=self._settings.llm_extra_body,
             )
         except InstructorRetryException as exc:
             cause = exc.__cause__ or exc.__context__
@@ -386,8 +402,7 @@ class OpenAICompatibleLLM:
         relaxed = {f.name for f in functions if strict and strict_parameters(f.parameters)}
         request: dict[str, Any]
         if self._json:
-            listing = "\n".join(f"- {f.name}: {f.description}" for f in functions)
-            system = f"{system}\n\nAnswer with JSON: a list of calls of these functions:\n{listing}"
+            system = f"{system}\n\n{_listing(functions)}"
             schema = json_choice_schema(functions, max_calls)
             request = {
                 "response_format": {
@@ -402,7 +417,7 @@ class OpenAICompatibleLLM:
                 "parallel_tool_calls": max_calls > 1,
             }
         conversation: list[Any] = [{"role": "system", "content": system}, *map(dict, messages)]
-        self._measure(conversation, request)
+        self._measure(conversation, None if self._json else request)
         started = time.perf_counter()
         spent: list[Any] = []
         problems: list[str] = []
@@ -413,6 +428,7 @@ class OpenAICompatibleLLM:
                     messages=conversation,
                     temperature=self._settings.llm_temperature,
                     max_tokens=self._settings.llm_max_tokens,
+                    extra_body=self._settings.llm_extra_body,
                     **request,
                 )
             except openai.APIError as exc:
@@ -523,6 +539,12 @@ def _sum(usages: list[Any]) -> _Spent:
         sum(int(getattr(u, "prompt_tokens", 0) or 0) for u in usages),
         sum(int(getattr(u, "completion_tokens", 0) or 0) for u in usages),
     )
+
+
+def _listing(functions: Sequence[Function]) -> str:
+    """The functions as instructions name them, when the answer is constrained JSON."""
+    names = "\n".join(f"- {f.name}: {f.description}" for f in functions)
+    return f"Answer with JSON: a list of calls of these functions:\n{names}"
 
 
 def _plain(exc: InstructorRetryException) -> str:

@@ -81,10 +81,15 @@ async def step(request: StepRequested, llm: LLM) -> StepProposed:
                 max_calls=MAX_CALLS,
             )
         except UnusableAnswer as exc:
-            if isinstance(exc, ContextTooSmall) and exc.needed and room and llm.context_tokens:
-                # The conversation's own size, plus what the rest of the request takes.
-                needed = exc.needed + llm.context_tokens - room
-                exc = ContextTooSmall(needed, llm.context_tokens, exc.usage)
+            context = llm.context_tokens
+            if (
+                isinstance(exc, ContextTooSmall)
+                and exc.available is None
+                and exc.needed
+                and context is not None
+                and room is not None
+            ):  # the conversation's own size, plus what the rest of the request takes
+                exc = ContextTooSmall(exc.needed + context - room, context, exc.usage)
             log.warning("step.unusable", reason=exc.reason, configuration=not exc.model_fault)
             usage = (*spent, exc.usage)
             return reply(stuck_reason=exc.reason, unusable=exc.model_fault, usage=usage)
@@ -109,8 +114,9 @@ def _room(llm: LLM, functions: list[Function]) -> int | None:
     are counted (``None``: the model's context is not known)."""
     if llm.context_tokens is None:
         return None
-    offered = [function.wire(strict=False) for function in functions]
-    return llm.context_tokens - llm.max_tokens - estimate_tokens(SYSTEM, offered)
+    return (
+        llm.context_tokens - llm.max_tokens - estimate_tokens(SYSTEM) - llm.offer_tokens(functions)
+    )
 
 
 async def execute(
