@@ -336,9 +336,11 @@ def test_a_context_too_small_for_the_local_model_is_told_plainly(tmp_path: Path,
     assert "unusable" not in reason  # the setup's problem, not the model's answer
 
 
+@pytest.mark.timeout(360)  # the model runs on the CPU, beside the rest of the suite
 def test_a_first_task_on_the_local_model_ends_plainly(tmp_path: Path, start_up) -> None:
     # `make run`'s defaults: the embedded model, nothing configured. The person approves
     # every call; the task completes, or pauses once saying the local model is too small.
+    # (A budget of a few steps keeps it short: the model answers in seconds, not instantly.)
     process, printed = start_up(tmp_path / "var")
     url = re.search(r"gateway\s+ready\s+(http://\S+)", printed)
     assert url, printed
@@ -348,7 +350,8 @@ def test_a_first_task_on_the_local_model_ends_plainly(tmp_path: Path, start_up) 
         login = http.post("/auth/login", json={"login": "ada", "password": person["password"]})
         headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
         objective = "Write a haiku about message queues and save it to haiku.txt"
-        task = http.post("/tasks", headers=headers, json={"objective": objective}).json()
+        fields = {"objective": objective, "budget": {"max_steps": 4}}
+        task = http.post("/tasks", headers=headers, json=fields).json()
         deadline = time.monotonic() + scaled(300)
         while time.monotonic() < deadline:
             pending = http.get(
