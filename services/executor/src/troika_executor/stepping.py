@@ -164,6 +164,8 @@ class Offer:
                 validate_arguments(call.name, call.arguments)
             else:
                 model.model_validate(call.arguments)
+        except KeyError:  # a tool the task names that this executor does not have
+            return f"{call.name} cannot be used here; choose another tool"
         except ValidationError as exc:
             return f"invalid arguments for {call.name}: {'; '.join(validation_problems(exc))}"
         return None
