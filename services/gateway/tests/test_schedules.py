@@ -194,7 +194,9 @@ async def test_a_cron_schedule_fires_on_consecutive_minutes_each_a_new_task(
 
     await wait_for(three, timeout=15, what="three runs")
     fired = await runs(gateway, schedule["id"])
-    assert [r.outcome for r in fired] == ["ran"] * 3
+    # Each minute ran once; on a machine stalled for half a minute of the wall clock (an hour
+    # of this one) a run is recorded as late, which is the misfire policy doing its work.
+    assert {r.outcome for r in fired} <= {"ran", "ran_late"}
     assert [b.due_at - a.due_at for a, b in pairwise(fired)] == [timedelta(minutes=1)] * 2
     assert all(r.due_at.second == 0 for r in fired)
     assert fired[0].task_id == first["id"]
