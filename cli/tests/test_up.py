@@ -341,7 +341,8 @@ def test_a_first_task_on_the_local_model_ends_plainly(tmp_path: Path, start_up) 
     # `make run`'s defaults: the embedded model, nothing configured. The person approves
     # every call; the task completes, or pauses once saying the local model is too small.
     # (A budget of a few steps keeps it short: the model answers in seconds, not instantly.)
-    process, printed = start_up(tmp_path / "var")
+    # One core for the model: the rest of the suite runs beside it.
+    process, printed = start_up(tmp_path / "var", TROIKA_LLM_THREADS="1")
     url = re.search(r"gateway\s+ready\s+(http://\S+)", printed)
     assert url, printed
     with httpx.Client(base_url=url.group(1), timeout=30) as http:

@@ -100,7 +100,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--gguf", type=Path, default=None, help="default: TROIKA_LLM_GGUF")
     parser.add_argument("--context", type=int, default=LOCAL_CONTEXT, help="tokens of context")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("TROIKA_LLM_THREADS") or os.cpu_count() or 2),
+        help="CPU threads (default: TROIKA_LLM_THREADS, else every core)",
+    )
     args = parser.parse_args(argv)
     settings = TroikaSettings()
     configure_logging(service="llm", level=settings.log_level, fmt=settings.log_format)

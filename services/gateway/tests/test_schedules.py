@@ -182,9 +182,9 @@ async def test_a_task_scheduled_two_seconds_ahead_starts_within_a_second_of_its_
 async def test_a_cron_schedule_fires_on_consecutive_minutes_each_a_new_task(
     gateway, client, alice, scheduler
 ) -> None:
-    # A minute passes in half a second; a grace of an hour of this clock (30 s of the wall
+    # A minute passes in two seconds; a grace of a day of this clock (48 minutes of the wall
     # clock's) keeps a busy machine's lag from reading as a time missed while nothing ran.
-    await scheduler(FastClock(speed=120), schedule_misfire_grace_s=3600)
+    await scheduler(FastClock(speed=30), schedule_misfire_grace_s=24 * 3600)
     first = await create(client, alice, "Check the queue", cron="* * * * *", max_runs=3)
     [schedule] = await schedules(client, alice)
     assert schedule["description"] == "Every minute"
@@ -192,11 +192,9 @@ async def test_a_cron_schedule_fires_on_consecutive_minutes_each_a_new_task(
     async def three() -> bool:
         return len(await runs(gateway, schedule["id"])) == 3
 
-    await wait_for(three, timeout=15, what="three runs")
+    await wait_for(three, timeout=30, what="three runs")
     fired = await runs(gateway, schedule["id"])
-    # Each minute ran once; on a machine stalled for half a minute of the wall clock (an hour
-    # of this one) a run is recorded as late, which is the misfire policy doing its work.
-    assert {r.outcome for r in fired} <= {"ran", "ran_late"}
+    assert [r.outcome for r in fired] == ["ran"] * 3
     assert [b.due_at - a.due_at for a, b in pairwise(fired)] == [timedelta(minutes=1)] * 2
     assert all(r.due_at.second == 0 for r in fired)
     assert fired[0].task_id == first["id"]
