@@ -10,6 +10,7 @@ it fails.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -28,12 +29,16 @@ if TYPE_CHECKING:
 __all__ = ["PROGRAMS", "VirtualDisplay", "require_programs"]
 
 PROGRAMS = {"Xvfb": "xvfb", "openbox": "openbox", "xdotool": "xdotool", "xclip": "xclip"}
+# (and Tk: the tests' applications are Tk forms)
 SIZE = (1024, 768)
 
 
 def require_programs() -> None:
-    """Skips the calling test when a program of :data:`PROGRAMS` is missing (fails it in CI)."""
+    """Skips the calling test when a program of :data:`PROGRAMS`, or Tk, is missing (fails it
+    in CI)."""
     missing = sorted(package for program, package in PROGRAMS.items() if not shutil.which(program))
+    if importlib.util.find_spec("tkinter") is None:
+        missing.append("python3-tk")
     if missing:
         reason = f"no virtual screen: apt-get install {' '.join(missing)} (CI always has them)"
         if in_ci():
