@@ -59,8 +59,9 @@ def test_text_typed_into_a_field_reads_back_the_same(desktop, form, text) -> Non
 
 def test_windows_are_found_by_title_and_focused(desktop, form) -> None:
     alpha, _ = form("Alpha notes")
-    beta, _ = form("Report (v1.2) Beta")
+    beta, _ = form("Report (v1.2) — Beta 東京")
     assert [w.id for w in desktop.windows("report (V1.2)")] == [beta.id]  # literal, any case
+    assert [w.title for w in desktop.windows("— beta 東京")] == ["Report (v1.2) — Beta 東京"]
     assert desktop.windows("no such window") == []
     desktop.focus(alpha)
     assert desktop.active_window() == alpha.id

@@ -1,11 +1,11 @@
 """GUI actions on a Linux X11 desktop: what the desktop agent does once an action is approved.
 
 The mouse and the keys go through pyautogui; screenshots through ``mss`` (pyautogui's own
-needs a screenshot program); windows are found and raised with ``xdotool`` (pyautogui's window
-functions are Windows-only); text is typed with ``xdotool type``, or pasted from the clipboard
-(``xclip``) when it holds characters beyond ASCII, which ``xdotool type`` drops at any useful
-speed and pyautogui's ``write`` cannot type at all. pyautogui is imported on first use: it
-needs a display as soon as it is imported.
+needs a screenshot program); windows are listed by their UTF-8 titles with python-xlib and
+raised with ``xdotool`` (pyautogui's window functions are Windows-only); text is typed with
+``xdotool type``, or pasted from the clipboard (``xclip``) when it holds characters beyond
+ASCII, which ``xdotool type`` drops at any useful speed and pyautogui's ``write`` cannot type
+at all. pyautogui is imported on first use: it needs a display as soon as it is imported.
 """
 
 from __future__ import annotations
@@ -99,25 +99,49 @@ class X11Desktop:
         return locate(needle, self.screenshot(region), tolerance=tolerance, origin=region)
 
     def windows(self, title: str) -> list[Window]:
-        """The visible windows whose title contains ``title`` (case-insensitive)."""
-        found = self._xdotool("search", "--onlyvisible", "--name", _literal(title), check=False)
+        """The windows the window manager shows whose title contains ``title`` (any case).
+
+        Titles are read as the window manager reads them (``_NET_WM_NAME``, UTF-8), so a
+        title in any script is found; ``xdotool search`` matches the older Latin-1 name only.
+        """
+        wanted = title.casefold()
         windows = []
-        for line in found.splitlines():
-            if not line.strip().isdigit():
+        for window_id, name in self._titles():
+            if wanted not in name.casefold():
                 continue
-            window_id = int(line)
-            name = self._xdotool("getwindowname", str(window_id), check=False).strip()
             geometry = self._xdotool("getwindowgeometry", "--shell", str(window_id), check=False)
-            values = dict(
-                item.split("=", 1) for item in geometry.split() if "=" in item
-            )  # X, Y, WIDTH, HEIGHT
+            values = dict(item.split("=", 1) for item in geometry.split() if "=" in item)
             try:
                 box = Box(int(values["X"]), int(values["Y"]),
                           int(values["WIDTH"]), int(values["HEIGHT"]))  # fmt: skip
             except (KeyError, ValueError):
-                continue  # it closed between the search and the question
+                continue  # it closed between the listing and the question
             windows.append(Window(window_id, name, box))
         return windows
+
+    def _titles(self) -> list[tuple[int, str]]:
+        """Every managed window's id and title, in the window manager's order."""
+        from Xlib import X  # noqa: PLC0415 - needs the display
+        from Xlib import display as xdisplay  # noqa: PLC0415
+
+        connection = xdisplay.Display(self._env["DISPLAY"])
+        try:
+            root = connection.screen().root
+            managed = root.get_full_property(
+                connection.intern_atom("_NET_CLIENT_LIST"), X.AnyPropertyType
+            )
+            utf8_name = connection.intern_atom("_NET_WM_NAME")
+            utf8 = connection.intern_atom("UTF8_STRING")
+            titles = []
+            for window_id in managed.value if managed is not None else ():
+                window = connection.create_resource_object("window", int(window_id))
+                named = window.get_full_property(utf8_name, utf8)
+                raw = named.value if named is not None else window.get_wm_name()
+                text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
+                titles.append((int(window_id), text))
+            return titles
+        finally:
+            connection.close()
 
     def focus(self, window: Window) -> None:
         """Raises the window and gives it the keyboard.
@@ -227,12 +251,3 @@ def locate(
             x, y = (origin.left, origin.top) if origin else (0, 0)
             return Box(x + int(left), y + int(top), width, height)
     return None
-
-
-def _literal(title: str) -> str:
-    """``title`` as a POSIX extended regular expression (xdotool's, case-insensitive) that
-    matches it literally."""
-    return "".join(f"\\{c}" if c in _SPECIAL else c for c in title)
-
-
-_SPECIAL = frozenset(".[]{}()*+?^$|\\")
