@@ -311,19 +311,31 @@ def test_up_serves_the_web_app_and_stops_it(tmp_path: Path, start_up) -> None:
     assert can_listen_on(web_port)  # the web app let go of its port
 
 
+HAIKU = "Write a haiku about message queues and save it to haiku.txt"
+
+
+def gateway_url(printed: str) -> str:
+    """The gateway's address from ``troika up``'s status table."""
+    found = re.search(r"gateway\s+ready\s+(http://\S+)", printed)
+    assert found, printed
+    return found.group(1)
+
+
+def signed_up(http: httpx.Client) -> dict[str, str]:
+    """Signs a new person up and in; returns the headers of their requests."""
+    person = {"email": "ada@example.com", "username": "ada", "password": "a long passphrase"}
+    assert http.post("/auth/register", json=person).status_code == 201
+    login = http.post("/auth/login", json={"login": "ada", "password": person["password"]})
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
 def test_a_context_too_small_for_the_local_model_is_told_plainly(tmp_path: Path, start_up) -> None:
     # The embedded model, given a context smaller than a plan request: the task pauses with
     # what to change, and nothing too long is sent to the model.
     _, printed = start_up(tmp_path / "var", TROIKA_LLM_CONTEXT_TOKENS="700")
-    url = re.search(r"gateway\s+ready\s+(http://\S+)", printed)
-    assert url, printed
-    with httpx.Client(base_url=url.group(1), timeout=10) as http:
-        person = {"email": "ada@example.com", "username": "ada", "password": "a long passphrase"}
-        assert http.post("/auth/register", json=person).status_code == 201
-        login = http.post("/auth/login", json={"login": "ada", "password": person["password"]})
-        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
-        objective = "Write a haiku about message queues and save it to haiku.txt"
-        task = http.post("/tasks", headers=headers, json={"objective": objective}).json()
+    with httpx.Client(base_url=gateway_url(printed), timeout=10) as http:
+        headers = signed_up(http)
+        task = http.post("/tasks", headers=headers, json={"objective": HAIKU}).json()
         deadline = time.monotonic() + scaled(60)
         while (seen := http.get(f"/tasks/{task['id']}", headers=headers).json())["status"] in (
             "queued", "planning"
@@ -343,15 +355,9 @@ def test_a_first_task_on_the_local_model_ends_plainly(tmp_path: Path, start_up) 
     # (A budget of a few steps keeps it short: the model answers in seconds, not instantly.)
     # One core for the model: the rest of the suite runs beside it.
     process, printed = start_up(tmp_path / "var", TROIKA_LLM_THREADS="1")
-    url = re.search(r"gateway\s+ready\s+(http://\S+)", printed)
-    assert url, printed
-    with httpx.Client(base_url=url.group(1), timeout=30) as http:
-        person = {"email": "ada@example.com", "username": "ada", "password": "a long passphrase"}
-        assert http.post("/auth/register", json=person).status_code == 201
-        login = http.post("/auth/login", json={"login": "ada", "password": person["password"]})
-        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
-        objective = "Write a haiku about message queues and save it to haiku.txt"
-        fields = {"objective": objective, "budget": {"max_steps": 4}}
+    with httpx.Client(base_url=gateway_url(printed), timeout=30) as http:
+        headers = signed_up(http)
+        fields = {"objective": HAIKU, "budget": {"max_steps": 4}}
         task = http.post("/tasks", headers=headers, json=fields).json()
         deadline = time.monotonic() + scaled(300)
         while time.monotonic() < deadline:

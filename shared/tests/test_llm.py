@@ -8,12 +8,12 @@ from pydantic import BaseModel, ValidationInfo, field_validator
 from troika_shared.errors import DependencyUnavailable
 from troika_shared.llm import (
     LlmSettings,
-    OpenAICompatibleLLM,
     UnusableAnswer,
     answer_context,
     estimate_cost,
     fence,
 )
+from troika_shared.openai_llm import OpenAICompatibleLLM
 
 
 class Haiku(BaseModel):

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from troika_shared.llm import LlmSettings, OpenAICompatibleLLM
+from troika_shared.llm import LlmSettings
+from troika_shared.openai_llm import OpenAICompatibleLLM
 
 if TYPE_CHECKING:
     from troika_testkit.llm import ScriptedLLM

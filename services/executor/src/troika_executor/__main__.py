@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from troika_executor.handlers import StoppedTasks, build_router
 from troika_executor.settings import ExecutorSettings
-from troika_shared.llm import OpenAICompatibleLLM
+from troika_shared.openai_llm import OpenAICompatibleLLM
 from troika_shared.runner import serve
 from troika_shared.subjects import StreamKey
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from troika_planner.handlers import build_router
 from troika_planner.settings import PlannerSettings
-from troika_shared.llm import OpenAICompatibleLLM
+from troika_shared.openai_llm import OpenAICompatibleLLM
 from troika_shared.runner import serve
 from troika_shared.subjects import StreamKey
 
