@@ -58,7 +58,13 @@ SAMPLES: list[m.Message] = [
         revisions=(m.Revision(subtask_id="s1", problem="the file is empty"),),
     ),
     m.DesktopAction(
-        correlation_id="task-1", user_id="u1", subtask_id="s3", call=m.ToolCall(key="k", tool="t")
+        correlation_id="task-1",
+        user_id="u1",
+        subtask_id="s3",
+        device_id="d1",
+        device_name="laptop",
+        call=m.ToolCall(key="k", tool="t"),
+        seal="00ff",
     ),
     m.DesktopResult(
         correlation_id="task-1",

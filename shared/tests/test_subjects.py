@@ -27,8 +27,10 @@ def test_each_message_has_its_subject() -> None:
     )
     event = TaskEvent(correlation_id="t7", user_id="u3", seq=1, kind="k")
     assert topology.subject_for(event) == "troika.events.u3.t7"
-    action = DesktopAction(user_id="u3", subtask_id="s", call=call)
-    assert topology.subject_for(action) == "troika.desktop.u3.action"
+    action = DesktopAction(
+        user_id="u3", subtask_id="s", device_id="d9", device_name="laptop", call=call, seal="x"
+    )
+    assert topology.subject_for(action) == "troika.desktop.u3.d9.action"
     letter = DeadLettered(
         subject="x", stream="TROIKA_PLANNER", stream_seq=1, deliveries=1, service="p", reason="r"
     )
@@ -44,7 +46,9 @@ def test_every_published_subject_is_stored_by_exactly_one_stream() -> None:
         PlanProduced(),
         ToolExecute(user_id="u", subtask_id="s", call=call),
         TaskEvent(correlation_id="t", user_id="u", seq=1, kind="k"),
-        DesktopAction(user_id="u", subtask_id="s", call=call),
+        DesktopAction(
+            user_id="u", subtask_id="s", device_id="d", device_name="pc", call=call, seal="x"
+        ),
     ]
 
     def matches(pattern: str, subject: str) -> bool:

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from troika.devices_cli import run_devices
 from troika.local_llm import NOTICE, model_name
 from troika.settings import UpSettings
 from troika.stack import Component, ModelMissing, NotReady, PortInUse, Stack
@@ -68,6 +69,16 @@ def _parser() -> argparse.ArgumentParser:
     task.add_argument("--resume", metavar="TASK_ID", help="follow an existing task instead")
     task.add_argument("--api", default=None, help="the gateway (default: TROIKA_API_URL or "
                       "http://127.0.0.1:8000)")  # fmt: skip
+    devices = commands.add_parser(
+        "devices",
+        help="the PCs paired with your account for the desktop tools",
+        description="Pair a PC for the desktop tools (troika-desktop), list your PCs, or "
+        "remove one.",
+    )
+    devices.add_argument("action", choices=("pair-code", "list", "remove"))
+    devices.add_argument("device_id", nargs="?", help="the PC to remove (see list)")
+    devices.add_argument("--api", default=None, help="the gateway (default: TROIKA_API_URL or "
+                         "http://127.0.0.1:8000)")  # fmt: skip
     return parser
 
 
@@ -176,6 +187,12 @@ def main(argv: list[str] | None = None) -> None:
                 )
             )
         )
+    if args.command == "devices":
+        if args.action == "remove" and not args.device_id:
+            parser.error("say which PC to remove: troika devices remove <id> (see list)")
+        api = args.api or os.environ.get("TROIKA_API_URL") or "http://127.0.0.1:8000"
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        raise SystemExit(asyncio.run(run_devices(api, args.action, args.device_id)))
     if args.command == "up":
         overrides: dict[str, Any] = {
             key: value

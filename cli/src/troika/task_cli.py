@@ -108,6 +108,9 @@ _LINES: dict[str, Callable[[dict[str, Any]], str]] = {
     "review.requested": lambda d: f"Reviewing (round {d.get('round', 1)})…",
     "review.verdict": _verdict,
     "approval.expired": lambda d: f"  the approval for {d.get('tool')} expired",
+    "desktop.waiting": lambda d: (
+        f"  {d.get('tool')} waits for your PC {d.get('device')!r} to connect (start troika-desktop)"
+    ),
     "task.cancelled": lambda _: "Task cancelled.",
 }
 

@@ -281,6 +281,13 @@ def timeline_item(event: dict[str, Any]) -> TimelineItem | None:  # noqa: PLR091
         case "tool.finished":
             title, body, color = _finished(data)
             return item("executor", title, body, color)
+        case "desktop.waiting":
+            return item(
+                "system",
+                f"{data.get('tool')} waits for your PC {data.get('device')!r} to connect",
+                "Start troika-desktop on it; the action runs as soon as it connects.",
+                "amber",
+            )
         case "tool.repeated":
             return item(
                 "executor", f"{data.get('tool')} proposed again ({data.get('times')} times)"

@@ -584,6 +584,14 @@ def _failures(flow: Flow) -> None:
         flow.result(f"k{n}", ok=False)
 
 
+def _needs_person(flow: Flow) -> None:
+    flow.propose("a", call(1, tool="desktop_type_text", text="hi"))
+    flow.respond()
+    flow.do(ToolResult(correlation_id="t1", subtask_id="a", key="k1",
+                       outcome=ToolOutcome(ok=False, error="your PC did not connect",
+                                           needs_person=True)))  # fmt: skip
+
+
 def _rounds(flow: Flow) -> None:
     for _ in range(3):
         flow.finish("a")
@@ -645,6 +653,8 @@ STUCK_CASES = [
     (Stuck.TOKEN_BUDGET, {"max_tokens": 1000}, _tokens,
      "the token budget of 1000 tokens is used up"),
     (Stuck.COST_BUDGET, {"max_cost_usd": 0.5}, _cost, "the cost budget of $0.50 is used up"),
+    (Stuck.NEEDS_PERSON, None, _needs_person,
+     "desktop_type_text needs you: your PC did not connect"),
 ]  # fmt: skip
 
 
@@ -827,3 +837,17 @@ def test_every_ask_has_its_form_when_the_tool_needs_details() -> None:
     assert ask.kind == "input"
     assert "to" in ask.prompt["form"]["properties"]
     assert ask.expires_at == NOW + timedelta(seconds=LIMITS.approval_timeout_s)
+
+
+@pytest.mark.parametrize("paired", [True, False], ids=["a PC paired", "no PC"])
+def test_the_desktop_tools_are_offered_only_to_a_person_with_a_paired_pc(paired) -> None:
+    flow = Flow()
+    flow.state.desktop = paired
+    flow.start()
+    [plan_request] = flow.sent(PlanRequested)
+    flow.plan()
+    [step] = flow.sent(StepRequested)
+    for request in (plan_request, step):
+        names = {tool.name for tool in request.tools}
+        assert ("desktop_type_text" in names) is paired
+        assert {"create_file", "send_email"} <= names

@@ -210,6 +210,7 @@ class Bus:
         ack_wait_s: float = 30.0,
         max_deliver: int = 5,
         max_ack_pending: int = 1000,
+        filter_subject: str | None = None,
     ) -> WorkQueue:
         """Binds to (creating if needed) the durable pull consumer a service's replicas share.
 
@@ -219,6 +220,7 @@ class Bus:
             ack_wait_s: Seconds a delivered message may go unacknowledged before redelivery.
             max_deliver: Deliveries before JetStream stops redelivering.
             max_ack_pending: Messages delivered and unacknowledged at once, over all replicas.
+            filter_subject: Only the stream's messages on this subject (one PC's actions).
         """
         spec = self.topology.stream(key)
         config = api.ConsumerConfig(
@@ -228,6 +230,7 @@ class Bus:
             max_deliver=max_deliver,
             max_ack_pending=max_ack_pending,
             deliver_policy=api.DeliverPolicy.ALL,
+            filter_subject=filter_subject,
         )
         await self.js.add_consumer(spec.name, config)
         subscription = await self.js.pull_subscribe_bind(durable=durable, stream=spec.name)

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from troika_shared.desktop import DESKTOP_TOOLS
 from troika_shared.messages import ToolSpec
 
 __all__ = [
@@ -277,14 +278,17 @@ class ToolDefinition:
             recipient, subject and body): the agent proposes them, the person decides them.
         credentials: The kind of the person's stored credentials a call needs (``smtp``):
             the gateway sends them, sealed for that call, with its approval.
+        runs_on: Where calls run: in the ``executor``, or on the person's own PC (``desktop``:
+            the gateway hands them to that PC's ``troika-desktop`` agent).
     """
 
     name: str
     description: str
-    arguments: type[_Args]
+    arguments: type[BaseModel]
     risk: Risk
     input_fields: tuple[str, ...] = ()
     credentials: str | None = None
+    runs_on: Literal["executor", "desktop"] = "executor"
 
     @property
     def needs_input(self) -> bool:
@@ -439,6 +443,10 @@ CATALOGUE: dict[str, ToolDefinition] = {
             RunPythonArgs,
             "external",
         ),
+        *(
+            ToolDefinition(name, description, arguments, "external", runs_on="desktop")
+            for name, (description, arguments) in DESKTOP_TOOLS.items()
+        ),
     )
 }
 
@@ -448,6 +456,12 @@ def _spec(definition: ToolDefinition) -> ToolSpec:
     return definition._build_spec()  # noqa: SLF001 - the cache's own builder
 
 
-def specs() -> tuple[ToolSpec, ...]:
-    """Every tool's spec, for requests to the agents."""
-    return tuple(tool.spec() for tool in CATALOGUE.values())
+def specs(*, desktop: bool = True) -> tuple[ToolSpec, ...]:
+    """The tools' specs, for requests to the agents (``desktop=False``: without the tools
+    that act on the person's PC, for a person who has none paired)."""
+    return _specs(desktop)
+
+
+@functools.cache
+def _specs(desktop: bool) -> tuple[ToolSpec, ...]:  # noqa: FBT001 - the cache's key
+    return tuple(tool.spec() for tool in CATALOGUE.values() if desktop or tool.runs_on != "desktop")

@@ -156,6 +156,9 @@ class ToolOutcome(msgspec.Struct, frozen=True, kw_only=True):
     output: str = ""
     error: str | None = None
     files: tuple[str, ...] = ()
+    needs_person: bool = False
+    """The call cannot go on without the person (their PC stayed offline): the task pauses
+    for guidance with ``error`` as the reason instead of letting the agent try again."""
 
 
 class TranscriptEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -277,20 +280,30 @@ class ReviewVerdict(Message, kw_only=True, frozen=True, tag="review.verdict"):
 
 
 class DesktopAction(Message, kw_only=True, frozen=True, tag="desktop.action"):
-    """An approved GUI action for the desktop agent on the user's PC."""
+    """An approved GUI action for the ``troika-desktop`` agent on one of the person's PCs.
+
+    It waits on the bus until that PC is connected; ``seal`` is made with the PC's own key
+    (see :mod:`troika_shared.desktop`), so the PC can check it was approved for it, as is.
+    """
 
     user_id: str
     subtask_id: str
+    device_id: str
+    device_name: str
     call: ToolCall
+    seal: str
 
 
 class DesktopResult(Message, kw_only=True, frozen=True, tag="desktop.result"):
-    """The desktop agent's outcome of one action."""
+    """The outcome of one desktop action, as the PC (or the gateway, for an action that could
+    not reach it) reports it."""
 
     user_id: str
     subtask_id: str
+    device_id: str = ""
     key: str
     outcome: ToolOutcome
+    requested_at: datetime | None = None
 
 
 class TaskStopped(Message, kw_only=True, frozen=True, tag="task.stopped"):

@@ -3,7 +3,8 @@
 Every name hangs off one *prefix* (``troika`` by default), so several deployments, or several test
 runs, can share one NATS server without seeing each other's messages. Commands and answers travel on
 ``<prefix>.<type>`` (``troika.plan.requested``); events for a user's live view on
-``<prefix>.events.<user>.<task>``; desktop actions on ``<prefix>.desktop.<user>.action``; messages
+``<prefix>.events.<user>.<task>``; desktop actions on ``<prefix>.desktop.<user>.<device>.action``;
+messages
 given up on on ``<prefix>.dead.<stream>``.
 """
 
@@ -107,8 +108,8 @@ class Topology:
         match message:
             case TaskEvent(user_id=user, correlation_id=task):
                 return self.event_subject(user, task)
-            case DesktopAction(user_id=user):
-                return self.desktop_subject(user)
+            case DesktopAction(user_id=user, device_id=device):
+                return self.desktop_subject(user, device)
             case DeadLettered(stream=stream):
                 return f"{self.prefix}.dead.{stream}"
             case TaskStopped(correlation_id=task):
@@ -124,9 +125,14 @@ class Topology:
         """Events of one task of a user (``task_id="*"``: all of the user's tasks)."""
         return f"{self.prefix}.events.{user_id}.{task_id}"
 
-    def desktop_subject(self, user_id: str = "*") -> str:
-        """Desktop actions for one user's PC (``"*"``: every user's)."""
-        return f"{self.prefix}.desktop.{user_id}.action"
+    def desktop_subject(self, user_id: str = "*", device_id: str = "*") -> str:
+        """Desktop actions for one of a user's PCs (``"*"``: every user's, every PC)."""
+        return f"{self.prefix}.desktop.{user_id}.{device_id}.action"
+
+    def device_control_subject(self, user_id: str, device_id: str) -> str:
+        """Where the gateway process holding a PC's connection hears that the PC was revoked
+        or connected elsewhere (core NATS, not stored)."""
+        return f"{self.prefix}.device.{user_id}.{device_id}.control"
 
     def stream_name(self, key: StreamKey) -> str:
         """The server-side name of a stream, e.g. ``TROIKA_PLANNER``."""

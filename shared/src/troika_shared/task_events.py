@@ -22,6 +22,7 @@ __all__ = [
     "AnyTaskEvent",
     "ApprovalExpired",
     "ApprovalRequested",
+    "DesktopWaiting",
     "FilesUploaded",
     "PlanReady",
     "PlanRequested",
@@ -234,6 +235,14 @@ class ToolFinished(TaskEventBody, frozen=True, kw_only=True, tag="tool.finished"
     files: list[str] = msgspec.field(default_factory=list)
 
 
+class DesktopWaiting(TaskEventBody, frozen=True, kw_only=True, tag="desktop.waiting"):
+    """An approved desktop action waits for the person's PC to connect."""
+
+    tool: str = ""
+    key: str = ""
+    device: str = ""
+
+
 class ReviewRequested(TaskEventBody, frozen=True, kw_only=True, tag="review.requested"):
     """The reviewers were asked to check the results."""
 
@@ -319,6 +328,7 @@ AnyTaskEvent = (
     | ToolDenied
     | ApprovalExpired
     | ToolFinished
+    | DesktopWaiting
     | ReviewRequested
     | ReviewVerdict
     | TaskCompleted

@@ -106,7 +106,7 @@ class X11Desktop:
         """
         wanted = title.casefold()
         windows = []
-        for window_id, name in self._titles():
+        for window_id, name in self.titles():
             if wanted not in name.casefold():
                 continue
             geometry = self._xdotool("getwindowgeometry", "--shell", str(window_id), check=False)
@@ -119,7 +119,7 @@ class X11Desktop:
             windows.append(Window(window_id, name, box))
         return windows
 
-    def _titles(self) -> list[tuple[int, str]]:
+    def titles(self) -> list[tuple[int, str]]:
         """Every managed window's id and title, in the window manager's order."""
         from Xlib import X  # noqa: PLC0415 - needs the display
         from Xlib import display as xdisplay  # noqa: PLC0415

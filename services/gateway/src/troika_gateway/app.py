@@ -22,6 +22,8 @@ from troika_gateway.auth.tokens import TokenIssuer
 from troika_gateway.credentials import CredentialController
 from troika_gateway.db import create_engine, create_sessionmaker, upgrade
 from troika_gateway.dependencies import dependencies
+from troika_gateway.desktop.devices import DeviceController
+from troika_gateway.desktop.link import desktop_link
 from troika_gateway.health import HealthController
 from troika_gateway.interactions.policy_routes import (
     AuditController,
@@ -117,8 +119,10 @@ def create_app(settings: GatewaySettings) -> Litestar:
             TaskPolicyController,
             AuditController,
             CredentialController,
+            DeviceController,
             ScheduleController,
             live_events,
+            desktop_link,
             PrometheusController,
         ],
         lifespan=[database, bus, redis],

@@ -83,6 +83,11 @@ class GatewaySettings(BusSettings):
             the jobs in Redis.
         schedule_misfire_grace_s: A fire time missed by more than this (nothing was running)
             follows the schedule's misfire policy instead of simply running late.
+        pairing_code_ttl_s: How long a one-time code for pairing a PC works.
+        desktop_wait_s: How long an approved desktop action waits for the person's PC to
+            connect before the task pauses and asks them.
+        desktop_answer_s: How long a connected PC may take over one action before the gateway
+            gives it to the PC again (after a reconnection).
     """
 
     secret_key: SecretStr | None = None
@@ -121,6 +126,9 @@ class GatewaySettings(BusSettings):
     schedule_poll_s: float = Field(default=0.25, gt=0, le=10)
     schedule_sweep_s: float = Field(default=30.0, gt=0)
     schedule_misfire_grace_s: float = Field(default=60.0, ge=0)
+    pairing_code_ttl_s: float = Field(default=600.0, gt=0)
+    desktop_wait_s: float = Field(default=600.0, gt=0)
+    desktop_answer_s: float = Field(default=120.0, gt=0)
 
     @field_validator("secret_key")
     @classmethod

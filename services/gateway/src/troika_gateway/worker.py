@@ -1,5 +1,5 @@
 """The gateway's worker process: the orchestrator, the outbox relay, approval expiry, the
-watchdog and the scheduler (an arq worker).
+watchdog, the desktop actions' waits and the scheduler (an arq worker).
 
 Run as many as you like (``python -m troika_gateway.worker``): they share the orchestrator's
 durable consumer, and the version column settles any race between them.
@@ -15,6 +15,7 @@ import pydantic
 import structlog
 
 from troika_gateway.db import create_engine, create_sessionmaker, upgrade
+from troika_gateway.desktop.dispatch import DesktopWaits
 from troika_gateway.pipeline.expiry import Expirer
 from troika_gateway.pipeline.orchestrator import Orchestrator
 from troika_gateway.pipeline.outbox import Publisher, Relay
@@ -72,6 +73,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
             )
             expirer = Expirer(sessionmaker, settings, store)
             watchdog = Watchdog(sessionmaker, settings, store)
+            desktop_waits = DesktopWaits(sessionmaker, settings, store)
             clock = SystemClock()
             jobs = Jobs.connect(settings, clock)
             scheduler = Scheduler(sessionmaker, settings, store, jobs, clock, writes)
@@ -79,7 +81,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
                 await asyncio.gather(
                     runner.run(stop), dead_letters.run(stop), relay.run(stop),
                     publisher.run(stop), expirer.run(stop), watchdog.run(stop),
-                    scheduler.run(stop),
+                    desktop_waits.run(stop), scheduler.run(stop),
                 )  # fmt: skip
             finally:
                 await jobs.close()

@@ -33,7 +33,8 @@ PUBLIC_PATHS = [
     "^/ready$",
     "^/metrics$",
     "^/schema",
-    "^/ws",  # the WebSocket authenticates with its first message
+    "^/ws",  # the WebSockets authenticate with their first message
+    "^/devices/pair$",  # a PC brings a one-time code instead of a sign-in
 ]
 
 

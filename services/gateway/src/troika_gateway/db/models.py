@@ -29,10 +29,12 @@ __all__ = [
     "AuditEntry",
     "Base",
     "Credential",
+    "Device",
     "File",
     "Interaction",
     "LlmUsage",
     "Outbox",
+    "PairingCode",
     "ProcessedMessage",
     "Schedule",
     "ScheduleRun",
@@ -269,6 +271,39 @@ class Credential(Base):
     shown: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Device(Base):
+    """A PC paired with the person's account, where ``troika-desktop`` runs their approved
+    desktop actions. Its credential is kept hashed; a revoked PC is refused at once and for
+    good. ``connected`` and ``last_seen_at`` tell whether it holds a connection now."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_uuid)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(64), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    connected: Mapped[bool] = mapped_column(Boolean, default=False)
+    connection_id: Mapped[str] = mapped_column(String(32), default="")
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class PairingCode(Base):
+    """A one-time code that pairs a PC with the person's account, kept hashed; it works once,
+    for a few minutes."""
+
+    __tablename__ = "pairing_codes"
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_uuid)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class AuditEntry(Base):

@@ -21,6 +21,7 @@ from troika_gateway.db.models import (
     Task,
     TaskEvent,
 )
+from troika_gateway.desktop.dispatch import is_desktop, to_desktop
 from troika_gateway.events import append_event
 from troika_gateway.interactions.policies import set_policy
 from troika_gateway.pipeline.outbox import enqueue
@@ -41,7 +42,7 @@ from troika_shared import catalogue
 from troika_shared.approvals import sign_approval
 from troika_shared.messages import Message, ToolExecute
 from troika_shared.messages import ToolCall as ProposedCall
-from troika_shared.task_events import body, kind_of
+from troika_shared.task_events import DesktopWaiting, body, kind_of
 from troika_shared.vault import seal_call_secrets
 
 if TYPE_CHECKING:
@@ -94,9 +95,11 @@ class Effects:
                 enqueue(db, message)
                 applied.messages.append(message)
             case Execute():
-                message = await self._execute(db, state, effect)
+                message, waiting = await self._execute(db, state, effect)
                 enqueue(db, message)
                 applied.messages.append(message)
+                if waiting is not None:
+                    applied.events.append(append_event(db, task, kind_of(waiting), body(waiting)))
             case Review(message=message, files=files):
                 evidence = await anyio.to_thread.run_sync(
                     _evidence, self.settings.data_dir, task.id, list(files),
@@ -148,12 +151,20 @@ class Effects:
             case RecordFiles(names=names):
                 await self._record_files(db, task, names)
 
-    async def _execute(self, db: AsyncSession, state: TaskState, effect: Execute) -> ToolExecute:
+    async def _execute(
+        self, db: AsyncSession, state: TaskState, effect: Execute
+    ) -> tuple[Message, DesktopWaiting | None]:
         """The approved call's execution, sealed, with the person's credentials its tool needs
-        sealed for this call alone."""
+        sealed for this call alone; a desktop call goes to the person's PC instead (with the
+        event to announce if that PC is offline now)."""
         call = state.call(effect.call_key)
         assert call is not None  # noqa: S101 - the rules approve calls the task has
         proposed = ProposedCall(key=call.key, tool=call.tool, arguments=call.arguments)
+        if is_desktop(call.tool):
+            return await to_desktop(
+                db, self.settings, message_id=effect.id, task_id=state.id,
+                user_id=state.user_id, subtask_id=call.subtask, call=proposed,
+            )  # fmt: skip
         seal_key = self.settings.seal_key()
         return ToolExecute(
             id=effect.id,
@@ -163,7 +174,7 @@ class Effects:
             call=proposed,
             approval=sign_approval(seal_key, state.id, proposed) if seal_key else "",
             secrets=await self._call_secrets(db, state, proposed),
-        )
+        ), None
 
     async def _call_secrets(self, db: AsyncSession, state: TaskState, call: ProposedCall) -> str:
         definition = catalogue.CATALOGUE.get(call.tool)

@@ -17,6 +17,7 @@ from troika_gateway.pipeline.snapshot import AgentGaveUp
 from troika_shared.errors import RetryableError
 from troika_shared.messages import (
     DeadLettered,
+    DesktopResult,
     Message,
     PlanProduced,
     PlanRequested,
@@ -74,10 +75,23 @@ class Orchestrator:
         async def on_verdict(message: ReviewVerdict) -> list[Message]:
             return await self.apply(message, message)
 
+        async def on_desktop(message: DesktopResult) -> list[Message]:
+            result = ToolResult(
+                id=message.id,
+                correlation_id=message.correlation_id,
+                occurred_at=message.occurred_at,
+                subtask_id=message.subtask_id,
+                key=message.key,
+                outcome=message.outcome,
+                requested_at=message.requested_at,
+            )
+            return await self.apply(message, result)
+
         router.add(PlanProduced, on_plan)
         router.add(StepProposed, on_step)
         router.add(ToolResult, on_result)
         router.add(ReviewVerdict, on_verdict)
+        router.add(DesktopResult, on_desktop)
         return router
 
     def dead_letter_router(self) -> Router:

@@ -323,6 +323,9 @@ class _Rules(Change):
             self.effects.append(RecordFiles(names=outcome.files))
             self.s.files = tuple(sorted({*self.s.files, *outcome.files}))
         self.s.failure_streak = 0 if outcome.ok else self.s.failure_streak + 1
+        if outcome.needs_person and not outcome.ok:
+            self.pause(Stuck.NEEDS_PERSON, tool=call.tool, detail=outcome.error or "")
+            return
         if self.reached(Stuck.TOOL_FAILURES, self.s.failure_streak):
             self.pause(Stuck.TOOL_FAILURES, count=self.s.failure_streak, last_error=outcome.error)
             return

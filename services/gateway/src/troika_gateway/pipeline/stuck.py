@@ -24,6 +24,7 @@ class Stuck(StrEnum):
     STEP_BUDGET = "step_budget"
     TOKEN_BUDGET = "token_budget"  # noqa: S105 - the name of a rule, not a secret
     COST_BUDGET = "cost_budget"
+    NEEDS_PERSON = "needs_person"
 
 
 STUCK: dict[Stuck, tuple[str | None, str]] = {
@@ -44,6 +45,7 @@ STUCK: dict[Stuck, tuple[str | None, str]] = {
     Stuck.STEP_BUDGET: (None, "the step budget of {limit} steps is used up"),
     Stuck.TOKEN_BUDGET: (None, "the token budget of {limit} tokens is used up"),
     Stuck.COST_BUDGET: (None, "the cost budget of ${limit:.2f} is used up"),
+    Stuck.NEEDS_PERSON: (None, "{tool} needs you: {detail}"),
 }
 
 # The pauses a weak model causes (its answers, not the person's choices or the tools).

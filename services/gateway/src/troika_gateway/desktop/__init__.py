@@ -1,0 +1,1 @@
+"""The person's PCs: pairing, their connections, and the desktop actions handed to them."""

@@ -1,0 +1,103 @@
+"""The worker's side of desktop actions: an approved desktop call becomes an action sealed for
+the person's PC (or fails plainly when they have none), waits while the PC is offline, and
+pauses its task when the PC stays away."""
+
+from __future__ import annotations
+
+from troika_gateway.desktop.dispatch import DesktopWaits
+from troika_shared.desktop import device_key, seal_action
+from troika_shared.messages import DesktopAction, DesktopResult, ToolCall, ToolOutcome, derive_id
+
+from .test_devices import paired
+from .test_pipeline_rules import Driver
+from .test_tasks import create
+
+TYPE = {"text": "Grüße 東京"}
+
+
+def typing(**arguments) -> ToolCall:
+    args = arguments or TYPE
+    return ToolCall(key=derive_id("desktop", str(args)), tool="desktop_type_text", arguments=args)
+
+
+async def events(client, account, task_id: str) -> list[dict]:
+    page = await client.get(f"/tasks/{task_id}/events", headers=account.headers)
+    return page.json()["events"]
+
+
+async def started(gateway, client, account) -> Driver:
+    task = await create(client, account, "Type a greeting on my PC")
+    driver = Driver(gateway, client, account, task["id"])
+    await driver.plan()
+    return driver
+
+
+async def test_an_approved_call_becomes_an_action_sealed_for_the_persons_pc(
+    gateway, client, alice
+) -> None:
+    device = await paired(client, alice, "laptop")
+    d = await started(gateway, client, alice)
+    [step] = [await d.last_step()]
+    assert "desktop_type_text" in {tool.name for tool in step.tools}
+    await d.propose(typing())
+    [asked] = await d.respond()
+    assert asked["prompt"]["tool"] == "desktop_type_text"
+    [action] = await d.commands(DesktopAction)
+    assert (action.device_id, action.device_name, action.call.arguments) == (
+        device["device_id"], "laptop", TYPE
+    )  # fmt: skip
+    key = bytes.fromhex(device["seal_key"])
+    assert action.seal == seal_action(
+        key, device_id=device["device_id"], task_id=d.task_id, call_key=action.call.key,
+        tool="desktop_type_text", arguments=TYPE,
+    )  # fmt: skip
+    assert key == device_key(gateway.settings.seal_key(), device["device_id"])
+    waiting = [e for e in await events(client, alice, d.task_id) if e["kind"] == "desktop.waiting"]
+    assert [w["data"]["device"] for w in waiting] == ["laptop"], "the PC is offline: said so"
+
+    result = DesktopResult(
+        correlation_id=d.task_id, user_id="ignored", subtask_id=action.subtask_id,
+        device_id=device["device_id"], key=action.call.key,
+        outcome=ToolOutcome(ok=True, output="typed 10 characters"),
+    )  # fmt: skip
+    await d.router.dispatch(result)
+    finished = [e for e in await events(client, alice, d.task_id) if e["kind"] == "tool.finished"]
+    assert finished[-1]["data"]["output"] == "typed 10 characters"
+
+
+async def test_without_a_paired_pc_the_call_fails_saying_how_to_pair(gateway, client, alice) -> None:
+    d = await started(gateway, client, alice)
+    step = await d.last_step()
+    assert "desktop_type_text" not in {tool.name for tool in step.tools}, "offered without a PC"
+    await d.propose(typing())  # proposed all the same, by name
+    await d.respond()
+    assert await d.commands(DesktopAction) == []
+    [failed] = [m for m in await d.commands(object) if type(m).__name__ == "ToolResult"]
+    assert failed.outcome.ok is False
+    assert "no PC is paired with your account" in failed.outcome.error
+
+
+async def test_a_named_pc_that_does_not_exist_is_said_plainly(gateway, client, alice) -> None:
+    await paired(client, alice, "laptop")
+    d = await started(gateway, client, alice)
+    await d.propose(typing(text="hi", device="office"))
+    await d.respond()
+    [failed] = [m for m in await d.commands(object) if type(m).__name__ == "ToolResult"]
+    assert failed.outcome.error == "you have no PC named 'office' (your PCs: 'laptop')"
+
+
+async def test_an_action_whose_pc_stays_offline_pauses_its_task_to_ask(
+    gateway, client, alice
+) -> None:
+    await paired(client, alice, "laptop")
+    d = await started(gateway, client, alice)
+    await d.propose(typing())
+    await d.respond()
+    settings = gateway.settings.model_copy(update={"desktop_wait_s": 0.0})
+    waits = DesktopWaits(gateway.app.state.sessionmaker, settings, gateway.app.state.store)
+    [given_up] = await waits.sweep()
+    task = await d.task()
+    assert task["status"] == "needs_guidance"
+    assert task["status_reason"].startswith("desktop_type_text needs you: your PC did not connect")
+    assert await waits.sweep() == [], "given up once"
+    assert given_up == typing().key
