@@ -497,6 +497,23 @@ async def test_mail_settings_a_form_to_fill_and_the_history(  # noqa: PLR0915 - 
     assert "mail-pass-7" not in await page.content()
     await screenshots.shot(page, "profile")
 
+    # A PC is paired with the code the profile shows (as troika-desktop sends it), then removed.
+    await expect(page.locator("#no-devices")).to_be_visible()
+    await page.click("#pair-pc")
+    code = (await page.locator("#pairing-code").inner_text()).strip()
+    assert re.fullmatch(r"[A-Z0-9]{4}-[A-Z0-9]{4}", code), code
+    await expect(page.locator("#devices")).to_contain_text(
+        f"troika-desktop pair {up['api']} {code}"
+    )
+    async with httpx.AsyncClient(base_url=up["api"]) as gateway:
+        paired = await gateway.post("/devices/pair", json={"code": code, "name": "hedy-laptop"})
+        assert paired.status_code == 201, paired.text
+    await page.reload()
+    await expect(page.locator(".device-name")).to_have_text("hedy-laptop")
+    await expect(page.locator(".device-state")).to_have_text("offline")
+    await page.click(".remove-device")
+    await expect(page.locator("#no-devices")).to_be_visible()
+
     # The e-mail waits with a form made from the tool's schema, filled with the agent's values.
     await page.goto(f"{web}/")
     await page.fill("#objective", "Send the weekly note to my boss [mail]")

@@ -8,6 +8,7 @@ from troika_frontend.pages.approvals import ApprovalsState, approvals_page
 from troika_frontend.pages.auth import AuthState, sign_in_page, sign_up_page
 from troika_frontend.pages.dashboard import dashboard_page
 from troika_frontend.pages.dashboard_state import DashboardState
+from troika_frontend.pages.devices import DevicesState
 from troika_frontend.pages.history import HistoryState, history_page
 from troika_frontend.pages.profile import ProfileState, profile_page
 from troika_frontend.pages.schedules import SchedulesState, schedules_page
@@ -50,7 +51,10 @@ app.add_page(
     on_load=[guard, SchedulesState.load],
 )
 app.add_page(
-    profile_page, route="/profile", title="Profile · Troika", on_load=[guard, ProfileState.load]
+    profile_page,
+    route="/profile",
+    title="Profile · Troika",
+    on_load=[guard, ProfileState.load, DevicesState.load],
 )
 app.add_page(
     sign_in_page, route="/signin", title="Sign in · Troika", on_load=AuthState.already_signed_in

@@ -65,7 +65,9 @@ async def test_an_approved_call_becomes_an_action_sealed_for_the_persons_pc(
     assert finished[-1]["data"]["output"] == "typed 10 characters"
 
 
-async def test_without_a_paired_pc_the_call_fails_saying_how_to_pair(gateway, client, alice) -> None:
+async def test_without_a_paired_pc_the_call_fails_saying_how_to_pair(
+    gateway, client, alice
+) -> None:
     d = await started(gateway, client, alice)
     step = await d.last_step()
     assert "desktop_type_text" not in {tool.name for tool in step.tools}, "offered without a PC"

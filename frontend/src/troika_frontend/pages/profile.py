@@ -1,4 +1,4 @@
-"""The person's profile: photo, e-mail, password, tool credentials and tool policies."""
+"""The person's profile: photo, e-mail, password, tool credentials, PCs and tool policies."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import reflex as rx
 
 from troika_client import ApiError, field_errors
 from troika_frontend.components import badge, frame, panel
+from troika_frontend.pages.devices import devices_panel
 from troika_frontend.session import SessionState
 
 __all__ = ["ProfileState", "profile_page"]
@@ -491,6 +492,7 @@ def profile_page() -> rx.Component:
     return frame(
         "Profile",
         rx.grid(_photo(), _account(), _password(), _smtp(), columns="2", spacing="4", width="100%"),
+        devices_panel(),
         _policies(),
         current="/profile",
     )
