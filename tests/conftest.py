@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from troika.embedded import free_port
 from troika_testkit import wait_for
 from troika_testkit.agents import llm_env
+from troika_testkit.ports import free_port
 from troika_testkit.processes import stop_all
 
 if TYPE_CHECKING:

@@ -6,6 +6,7 @@ hears of them, and a revoked PC gets nothing more."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import os
 import re
@@ -101,19 +102,35 @@ def form(screen, tmp_path):
     process.wait(timeout=10)
 
 
-def step_script(request: dict) -> dict:
-    """The executor: focus the form, type into it, click its button (found by its picture)."""
-    prompt = request["messages"][1]["content"]
-    done = len(re.findall(r"<<<DATA output \d+>>>", prompt))
-    steps = [
+class Executor:
+    """The executor's model: look at the form, focus it, type into it, click its button (found
+    by its picture); it keeps the screenshots it was shown."""
+
+    STEPS = (
+        ("desktop_screenshot", {"window": "troika form"}),
         ("desktop_focus_window", {"title": "troika form"}),
         ("desktop_type_text", {"text": TEXT}),
         ("desktop_click", {"image": "button.png"}),
-    ]
-    if done < len(steps):
-        tool, arguments = steps[done]
-        return {"action": "use_tools", "tool_calls": [{"tool": tool, "arguments": arguments}]}
-    return {"action": "finish", "result": "typed the text and saved the form"}
+    )
+
+    def __init__(self) -> None:
+        self.shown: list[Image.Image] = []
+
+    def __call__(self, request: dict) -> dict:
+        content = request["messages"][1]["content"]
+        if isinstance(content, list):  # text and the latest screenshot
+            [text] = [part["text"] for part in content if part["type"] == "text"]
+            for part in content:
+                if part["type"] == "image_url":
+                    data = part["image_url"]["url"].removeprefix("data:image/png;base64,")
+                    self.shown.append(Image.open(io.BytesIO(base64.b64decode(data))))
+        else:
+            text = content
+        done = len(re.findall(r"<<<DATA output \d+>>>", text))
+        if done < len(self.STEPS):
+            tool, arguments = self.STEPS[done]
+            return {"action": "use_tools", "tool_calls": [{"tool": tool, "arguments": arguments}]}
+        return {"action": "finish", "result": "typed the text and saved the form"}
 
 
 def code_from_the_terminal(url: str, tmp_path: Path) -> str:
@@ -158,14 +175,15 @@ def button_png() -> bytes:
     return out.getvalue()
 
 
-async def test_approved_actions_run_on_the_persons_own_paired_pc_only(
+async def test_approved_actions_run_on_the_persons_own_paired_pc_only(  # noqa: PLR0915 - one story
     stack, scripted_llm, desktop_agents, form, tmp_path
 ) -> None:
     scripted_llm.reply(
         "PlanDraft",
         plan_answer(("fill", [], ["desktop_focus_window", "desktop_type_text", "desktop_click"])),
     )
-    scripted_llm.always("StepDecision", step_script)
+    executor = Executor()
+    scripted_llm.always("StepDecision", executor)
     scripted_llm.always("ReviewDecision", {"verdict": "approve", "summary": "The form is saved."})
     ada_pc, bob_pc = desktop_agents("ada"), desktop_agents("bob")
     async with httpx.AsyncClient(base_url=stack.url, timeout=15) as http:
@@ -208,14 +226,32 @@ async def test_approved_actions_run_on_the_persons_own_paired_pc_only(
         await wait_for(finished, timeout=90, what="the task to finish")
         task = (await http.get(f"/tasks/{task_id}", headers=ada)).json()
         assert task["status"] == "completed", (task, ada_pc.output())
-        assert decided == ["desktop_focus_window", "desktop_type_text", "desktop_click"]
+        assert decided == [tool for tool, _ in Executor.STEPS]
         assert form.read_text(encoding="utf-8") == TEXT
         finished_events = [e["data"] for e in await events(http, ada, task_id)
                            if e["kind"] == "tool.finished"]  # fmt: skip
         assert all(e["ok"] for e in finished_events), finished_events
-        assert "focused 'Troika Form'" in finished_events[0]["output"]
+        assert (
+            "screenshot of the window 'Troika Form', 420 by 220 pixels"
+            in finished_events[0]["output"]
+        )
+        assert "focused 'Troika Form'" in finished_events[1]["output"]
+        # The model (which reads images) was shown the form as it was: its magenta button.
+        assert executor.shown, "no screenshot reached the model"
+        assert executor.shown[0].size == (420, 220)
+        assert MAGENTA in {c for _, c in executor.shown[0].convert("RGB").getcolors(1 << 16)}
+        shots = list((stack.data_dir / "desktop-shots").glob("*/*.png"))
+        assert shots, "the gateway keeps it for the model meanwhile"
+        assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in shots)
         assert not (bob_pc.home / "done.jsonl").exists(), "Bob's PC heard of Ada's actions"
         assert "→" not in bob_pc.output()
+
+        # Bob's kill switch (he holds the hotkey on this shared screen) stops his agent.
+        await asyncio.to_thread(subprocess.run, ["xdotool", "key", "ctrl+alt+Escape"],
+                                env={**os.environ, **bob_pc.env}, check=True)  # fmt: skip
+        assert await asyncio.to_thread(bob_pc.process.wait, scaled(15)) == 4, bob_pc.output()
+        assert "kill switch: stopped" in bob_pc.output()
+        assert ada_pc.process.poll() is None, "Ada's agent goes on"
 
         # Ada removes her PC: its connection ends at once, and it cannot come back.
         [device] = (await http.get("/devices", headers=ada)).json()

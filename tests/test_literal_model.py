@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from troika.embedded import free_port
 from troika_testkit.literal import LiteralModel, Playbook, SubtaskPlay
+from troika_testkit.ports import free_port
 
 from .test_pipeline import approve_until_final, sign_in
 

@@ -24,12 +24,12 @@ import httpx
 import pytest
 from playwright.async_api import expect
 
-from troika.embedded import free_port
 from troika_testkit import scaled, wait_for
 from troika_testkit.agents import llm_env, plan_answer
 from troika_testkit.browser import BROWSERS, VIEWPORT, new_context
 from troika_testkit.llm import ScriptedLLM
 from troika_testkit.mail import MailServer
+from troika_testkit.ports import free_port
 from troika_testkit.proxy import CuttableProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

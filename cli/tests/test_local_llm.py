@@ -11,11 +11,11 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from troika.embedded import free_port
 from troika.local_llm import default_gguf, model_name
 from troika_shared.llm import LlmSettings
 from troika_shared.openai_llm import OpenAICompatibleLLM
 from troika_testkit import scaled
+from troika_testkit.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from troika.embedded import free_port
 from troika_testkit import scaled
+from troika_testkit.ports import free_port
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -200,3 +200,37 @@ async def test_a_request_bigger_than_the_context_is_not_sent(scripted_llm) -> No
         await ask(client(scripted_llm, llm_context_tokens=256, llm_max_tokens=256))
     assert not caught.value.model_fault  # the setup's, not the model's
     assert not scripted_llm.requests
+
+
+def test_an_image_counts_as_an_image_not_as_its_base64_text() -> None:
+    from troika_shared.costs import IMAGE_TOKENS, estimate_tokens  # noqa: PLC0415
+
+    text = [{"role": "user", "content": "look at this"}]
+    with_image = [{"role": "user", "content": [
+        {"type": "text", "text": "look at this"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 300_000}},
+    ]}]  # fmt: skip
+    assert IMAGE_TOKENS <= estimate_tokens(with_image) - estimate_tokens(text) < IMAGE_TOKENS + 20
+
+
+@pytest.mark.parametrize(
+    ("model", "setting", "sees"),
+    [
+        ("gpt-4o-mini", None, True),
+        ("gpt-4.1-nano", None, True),
+        ("openai/gpt-5", None, True),
+        ("Qwen2.5-VL-7B-Instruct", None, True),
+        ("llava-v1.6", None, True),
+        ("gpt-3.5-turbo", None, False),
+        ("SmolLM2-135M-Instruct.Q4_1", None, False),
+        ("llama3.1:8b", None, False),
+        ("llama3.1:8b", True, True),
+        ("gpt-4o", False, False),
+    ],
+)
+def test_whether_a_model_reads_images_is_its_setting_or_told_by_its_name(
+    model, setting, sees
+) -> None:
+    from troika_shared.llm import sees_images  # noqa: PLC0415
+
+    assert sees_images(model, setting) is sees

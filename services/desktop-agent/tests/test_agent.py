@@ -75,7 +75,7 @@ class Gateway:
         await socket.wait_closed()  # stays open until the agent goes
 
 
-async def run_agent(gateway: Gateway, recorder: Recorder, tmp_path, *, until) -> int:
+async def run_agent(gateway: Gateway, recorder: Recorder, tmp_path, *, until, kill=None) -> int:
     async with serve(gateway.handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
         pairing = Pairing(f"http://127.0.0.1:{port}", DEVICE, "laptop", "tok",
@@ -86,7 +86,9 @@ async def run_agent(gateway: Gateway, recorder: Recorder, tmp_path, *, until) ->
         running = asyncio.create_task(agent.run(stop))
 
         async def watch() -> None:
-            while not until():  # noqa: ASYNC110 - a condition on the fake gateway's answers
+            while not until():
+                if kill is not None and kill():
+                    agent.kill()  # as the hotkey's thread does
                 await asyncio.sleep(0.02)
             stop.set()
 
@@ -155,3 +157,12 @@ async def test_a_dropped_connection_is_made_again(tmp_path) -> None:
     await run_agent(gateway, recorder, tmp_path, until=lambda: len(gateway.answers) == 1)
     assert gateway.connections == 2
     assert len(recorder.done) == 1
+
+
+async def test_the_kill_switch_pressed_while_idle_stops_the_agent(tmp_path) -> None:
+    gateway = Gateway([])
+    code = await run_agent(
+        gateway, Recorder(), tmp_path, until=lambda: False, kill=lambda: gateway.connections == 1
+    )
+    assert code == EXIT_KILLED
+    assert gateway.connections == 1, "it did not connect again"

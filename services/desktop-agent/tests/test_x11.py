@@ -98,3 +98,51 @@ def test_an_image_is_found_within_a_tolerance_and_a_region() -> None:
     assert locate(needle, screen.crop((100, 20, 160, 80)), tolerance=8, origin=region) == Box(
         120, 40, 10, 10
     )
+
+
+def test_the_kill_switch_hotkey_is_heard_whichever_window_has_the_keyboard(
+    x_display, desktop, form
+) -> None:
+    import subprocess  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from troika_desktop.killswitch import Hotkey  # noqa: PLC0415
+
+    window, _ = form("Busy Form")
+    desktop.focus(window)
+    heard = threading.Event()
+    hotkey = Hotkey(x_display.env["DISPLAY"], heard.set).start()
+    try:
+        subprocess.run(["xdotool", "key", "ctrl+alt+Escape"], env={**x_display.env}, check=True)
+        assert heard.wait(scaled(5)), "the kill switch was not heard"
+    finally:
+        hotkey.stop()
+
+
+def test_the_kill_switch_stops_typing_between_pieces(desktop, form) -> None:
+    import threading  # noqa: PLC0415
+
+    from troika_desktop.x11 import Halted  # noqa: PLC0415
+
+    window, saved = form("Troika Form")
+    desktop.focus(window)
+    text = "abcdefghij" * 40
+    halted: list[Exception] = []
+
+    def type_it() -> None:
+        try:
+            desktop.type_text(text)
+        except Halted as exc:
+            halted.append(exc)
+
+    typing = threading.Thread(target=type_it)
+    typing.start()
+    time.sleep(0.3)
+    desktop.halt.set()
+    typing.join(scaled(30))
+    desktop.halt.clear()
+    assert halted, "typing went on to the end"
+    press_the_button(desktop)
+    typed = read_back(saved)
+    assert text.startswith(typed)
+    assert len(typed) < len(text)

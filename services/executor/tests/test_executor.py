@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import msgspec
@@ -293,3 +294,47 @@ async def test_a_call_of_a_task_that_stopped_meanwhile_does_not_run(tmp_path, bu
     assert result.outcome.ok is False
     assert result.outcome.error == "not run: the task stopped before the call ran"
     assert not list(tmp_path.rglob("late.md"))
+
+
+def _png(colour: tuple[int, int, int]) -> bytes:
+    import io  # noqa: PLC0415
+
+    from PIL import Image  # noqa: PLC0415
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 6), colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+async def test_a_model_that_reads_images_is_shown_the_subtasks_latest_screenshot(
+    scripted_llm, llm, tmp_path
+) -> None:
+    from troika_shared.desktop import shot_path  # noqa: PLC0415
+
+    older, latest = "a" * 32 + ".png", "b" * 32 + ".png"
+    for name, colour in ((older, (0, 0, 255)), (latest, (255, 0, 255))):
+        path = shot_path(tmp_path, "task-1", name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_png(colour))
+    shot = ToolCall(key="k1", tool="desktop_screenshot", arguments={})
+    transcript = tuple(
+        TranscriptEntry(call=msgspec.structs.replace(shot, key=f"k{n}"),
+                        outcome=ToolOutcome(ok=True, output="screenshot", images=(name,)))
+        for n, name in enumerate((older, latest))
+    )  # fmt: skip
+    scripted_llm.always("StepDecision", {"action": "finish", "result": "looked"})
+
+    await step(request(transcript=transcript), llm, tmp_path)
+    content = scripted_llm.asked_for("StepDecision")[-1]["messages"][1]["content"]
+    [text] = [part["text"] for part in content if part["type"] == "text"]
+    [image] = [part["image_url"]["url"] for part in content if part["type"] == "image_url"]
+    assert image == "data:image/png;base64," + base64.b64encode(_png((255, 0, 255))).decode()
+    assert "desktop_screenshot" in text
+
+    # Swept away after five minutes: the step goes on without it; no data folder: text only.
+    shot_path(tmp_path, "task-1", latest).unlink()
+    shot_path(tmp_path, "task-1", older).unlink()
+    await step(request(transcript=transcript), llm, tmp_path)
+    assert isinstance(scripted_llm.asked_for("StepDecision")[-1]["messages"][1]["content"], str)
+    await step(request(transcript=transcript), llm)
+    assert isinstance(scripted_llm.asked_for("StepDecision")[-1]["messages"][1]["content"], str)

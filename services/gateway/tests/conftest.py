@@ -12,10 +12,10 @@ import httpx
 import pytest
 import uvicorn
 
-from troika.embedded import free_port
 from troika_gateway import create_app
 from troika_gateway.settings import GatewaySettings
 from troika_testkit import scaled
+from troika_testkit.ports import free_port
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

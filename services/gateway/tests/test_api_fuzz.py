@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from troika.embedded import free_port
 from troika_testkit import scaled
+from troika_testkit.ports import free_port
 
 from .conftest import STRONG_PASSWORD
 

@@ -9,10 +9,10 @@ import stat
 
 import pytest
 
-from troika.embedded import free_port
 from troika_client import ApiError, FileTokenStore, Gateway, LiveEvent, LiveFeed, Session
 from troika_shared.task_events import TaskCreated, TaskRenamed
 from troika_testkit import scaled
+from troika_testkit.ports import free_port
 
 from .conftest import STRONG_PASSWORD
 

@@ -103,3 +103,32 @@ async def test_an_action_whose_pc_stays_offline_pauses_its_task_to_ask(
     assert task["status_reason"].startswith("desktop_type_text needs you: your PC did not connect")
     assert await waits.sweep() == [], "given up once"
     assert given_up == typing().key
+
+
+def test_screenshots_wait_five_minutes_at_most_and_go_with_their_task(tmp_path) -> None:
+    import stat  # noqa: PLC0415
+
+    import pytest  # noqa: PLC0415
+
+    from troika_gateway.desktop.shots import ShotArea  # noqa: PLC0415
+    from troika_shared.desktop import shot_path  # noqa: PLC0415
+
+    area = ShotArea(tmp_path)
+    png = b"\x89PNG\r\n\x1a\n" + b"x" * 10
+    kept = area.keep("task1", png)
+    other = area.keep("task2", png)
+    path = shot_path(tmp_path, "task1", kept)
+    assert path.read_bytes() == png
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    with pytest.raises(ValueError, match="PNG"):
+        area.keep("task1", b"GIF89a")
+    with pytest.raises(ValueError, match="not a screenshot"):
+        shot_path(tmp_path, "../etc", "passwd")
+
+    now = path.stat().st_mtime
+    assert area.sweep(ended=set(), now=now + 299) == 0
+    assert area.sweep(ended={"task2"}, now=now + 1) == 1  # its task ended: gone at once
+    assert not shot_path(tmp_path, "task2", other).exists()
+    assert area.sweep(ended=set(), now=now + 300) == 1  # five minutes old: gone
+    assert area.tasks() == []

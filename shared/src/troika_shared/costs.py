@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["estimate_cost", "estimate_tokens"]
+__all__ = ["IMAGE_TOKENS", "estimate_cost", "estimate_tokens"]
 
 # US dollars per million tokens (input, output): published list prices, for estimates only.
 _PRICES: dict[str, tuple[float, float]] = {
@@ -33,10 +33,41 @@ def estimate_cost(model: str, prompt_tokens: int, completion_tokens: int) -> flo
 _CHARS_PER_TOKEN = 3
 
 
+IMAGE_TOKENS = 1100
+"""What one screenshot in a request counts for: a 1024 by 768 image at high detail is about 765
+tokens with OpenAI's tiling, more with other servers' encoders."""
+
+
+def _without_images(part: object) -> tuple[object, int]:
+    """``part`` with its ``image_url`` parts left out (their base64 data is not what the model
+    reads), and how many there were."""
+    if isinstance(part, dict):
+        if part.get("type") == "image_url":
+            return None, 1
+        kept, images = {}, 0
+        for key, value in part.items():
+            kept[key], seen = _without_images(value)
+            images += seen
+        return kept, images
+    if isinstance(part, (list, tuple)):
+        items, images = [], 0
+        for value in part:
+            item, seen = _without_images(value)
+            items.append(item)
+            images += seen
+        return items, images
+    return part, 0
+
+
 def estimate_tokens(*parts: object) -> int:
-    """About how many tokens ``parts`` (text, or anything JSON) take in a request."""
-    chars = sum(
-        len(part) if isinstance(part, str) else len(json.dumps(part, ensure_ascii=False))
-        for part in parts
-    )
-    return -(-chars // _CHARS_PER_TOKEN)
+    """About how many tokens ``parts`` (text, or anything JSON, images included) take in a
+    request."""
+    chars = images = 0
+    for part in parts:
+        if isinstance(part, str):
+            chars += len(part)
+            continue
+        kept, seen = _without_images(part)
+        chars += len(json.dumps(kept, ensure_ascii=False))
+        images += seen
+    return -(-chars // _CHARS_PER_TOKEN) + images * IMAGE_TOKENS

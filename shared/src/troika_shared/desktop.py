@@ -12,12 +12,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any, Literal
+import re
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 __all__ = [
     "DESKTOP_TOOLS",
+    "SHOT_KEEP_S",
     "DesktopClickArgs",
     "DesktopDragArgs",
     "DesktopFindOnScreenArgs",
@@ -30,7 +35,14 @@ __all__ = [
     "DesktopTypeTextArgs",
     "device_key",
     "seal_action",
+    "shot_path",
+    "shots_folder",
 ]
+
+SHOT_KEEP_S = 300.0
+"""How long a screenshot is kept for the model to look at (five minutes)."""
+_SHOT_NAME = re.compile(r"^[0-9a-f]{32}\.png$")
+_TASK_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
 _PURPOSE = b"troika: desktop device key, v1\n"
 
@@ -181,6 +193,23 @@ DESKTOP_TOOLS: dict[str, tuple[str, type[_Args]]] = {
     "desktop_hotkey": ("Press a key combination on the person's PC.", DesktopHotkeyArgs),
 }
 """Each desktop tool: its description and its arguments."""
+
+
+def shots_folder(data_dir: Path) -> Path:
+    """Where screenshots from the person's PCs wait for the model, one folder per task: out of
+    the task's files and the database, emptied of anything older than :data:`SHOT_KEEP_S`."""
+    return data_dir / "desktop-shots"
+
+
+def shot_path(data_dir: Path, task_id: str, name: str) -> Path:
+    """The file of one kept screenshot.
+
+    Raises:
+        ValueError: The task or the name is not one this area makes.
+    """
+    if not _TASK_ID.match(task_id) or not _SHOT_NAME.match(name):
+        raise ValueError(f"not a screenshot of this area: {task_id!r}/{name!r}")
+    return shots_folder(data_dir) / task_id / name
 
 
 def device_key(approval_key: bytes, device_id: str) -> bytes:

@@ -49,6 +49,7 @@ __all__ = [
     "estimate_cost",
     "estimate_tokens",
     "fence",
+    "sees_images",
 ]
 
 T = TypeVar("T", bound=BaseModel)
@@ -105,6 +106,9 @@ class LlmSettings(TroikaSettings):
             deployment). Not needed for Azure's ``/openai/v1/`` endpoint.
         llm_extra_body: More fields for every request, as JSON: a server's own sampling
             options (llama.cpp's ``repeat_penalty``, vLLM's ``top_k``, …).
+        llm_images: Whether the model reads images (screenshots are then shown to it).
+            Unset: by the model's name (GPT-4o, GPT-4.1, GPT-5, o3/o4, Claude, Gemini, and
+            names with ``vision``, ``-vl``, LLaVA, Pixtral).
     """
 
     llm_provider: Literal["auto", "openai", "local"] = "auto"
@@ -123,6 +127,12 @@ class LlmSettings(TroikaSettings):
     llm_strict_tools: bool | None = None
     llm_api_version: str | None = None
     llm_extra_body: dict[str, Any] | None = None
+    llm_images: bool | None = None
+
+    @property
+    def sees_images(self) -> bool:
+        """Whether screenshots are shown to the model."""
+        return sees_images(self.llm_model, self.llm_images)
 
     @property
     def strict_tools(self) -> bool:
@@ -131,6 +141,18 @@ class LlmSettings(TroikaSettings):
             return self.llm_strict_tools
         host = re.sub(r"^\w+://", "", self.llm_base_url or "api.openai.com").split("/")[0]
         return host == "api.openai.com" or host.endswith(".openai.azure.com")
+
+
+_SEEING = re.compile(
+    r"^(gpt-4o|gpt-4\.1|gpt-5|o3|o4|claude|gemini)|vision|-vl\b|llava|pixtral", re.IGNORECASE
+)
+
+
+def sees_images(model: str, setting: bool | None = None) -> bool:  # noqa: FBT001 - a setting
+    """Whether a model reads images: the setting when given, else by the model's name."""
+    if setting is not None:
+        return setting
+    return bool(_SEEING.search(model.rsplit("/", 1)[-1]))
 
 
 class UnusableAnswer(PermanentError):
@@ -208,7 +230,7 @@ class LLM(Protocol):
         self,
         *,
         system: str,
-        messages: Sequence[Mapping[str, str]],
+        messages: Sequence[Mapping[str, Any]],
         functions: Sequence[Function],
         check: Callable[[Sequence[FunctionCall]], list[str]],
         max_calls: int = 5,
@@ -229,6 +251,11 @@ class LLM(Protocol):
 
     def offer_tokens(self, functions: Sequence[Function]) -> int:
         """About how many tokens of the prompt offering ``functions`` takes."""
+        ...
+
+    @property
+    def sees_images(self) -> bool:
+        """Whether the model reads images in a message (``image_url`` parts)."""
         ...
 
 

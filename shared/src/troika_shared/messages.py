@@ -159,6 +159,9 @@ class ToolOutcome(msgspec.Struct, frozen=True, kw_only=True):
     needs_person: bool = False
     """The call cannot go on without the person (their PC stayed offline): the task pauses
     for guidance with ``error`` as the reason instead of letting the agent try again."""
+    images: tuple[str, ...] = ()
+    """Screenshots the call took, by name in the task's short-lived screenshot area (see
+    :func:`troika_shared.desktop.shot_path`), for a model that sees images."""
 
 
 class TranscriptEntry(msgspec.Struct, frozen=True, kw_only=True):

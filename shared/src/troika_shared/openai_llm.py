@@ -121,6 +121,11 @@ class OpenAICompatibleLLM:
             return estimate_tokens(_listing(functions))
         return estimate_tokens([f.wire(strict=False) for f in functions])
 
+    @property
+    def sees_images(self) -> bool:
+        """Whether the model reads images (``TROIKA_LLM_IMAGES``, else by its name)."""
+        return self._settings.sees_images
+
     async def close(self) -> None:
         """Closes the HTTP connections."""
         await self._openai.close()
@@ -184,7 +189,7 @@ class OpenAICompatibleLLM:
         self,
         *,
         system: str,
-        messages: Sequence[Mapping[str, str]],
+        messages: Sequence[Mapping[str, Any]],
         functions: Sequence[Function],
         check: Callable[[Sequence[FunctionCall]], list[str]],
         max_calls: int = 5,

@@ -33,8 +33,8 @@ from typing import Any, Literal
 
 import uvicorn
 
-from troika.embedded import free_port
 from troika_testkit.pace import scaled
+from troika_testkit.ports import free_port
 
 __all__ = ["STEP", "Dialect", "Fault", "Reply", "ScriptedLLM", "Served", "step_calls"]
 

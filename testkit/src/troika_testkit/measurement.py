@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from troika.embedded import free_port
 from troika.settings import UpSettings
 from troika.stack import Stack
 from troika_testkit.agents import llm_env
+from troika_testkit.ports import free_port
 from troika_testkit.procfs import cpu_ms, peak_rss_mb, rss_mb
 from troika_testkit.workload import AGENT_ANSWERS, LogSink, Person, Phase, scripted_llm
 

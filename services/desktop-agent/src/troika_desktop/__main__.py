@@ -63,11 +63,13 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     from troika_desktop.actions import Actions  # noqa: PLC0415 - needs the display
     from troika_desktop.agent import Agent  # noqa: PLC0415
+    from troika_desktop.killswitch import HOTKEY, Hotkey  # noqa: PLC0415
     from troika_desktop.ledger import Ledger  # noqa: PLC0415
     from troika_desktop.shots import ShotStore  # noqa: PLC0415
     from troika_desktop.x11 import X11Desktop  # noqa: PLC0415
 
-    actions = Actions(X11Desktop(), ShotStore(), allowed=tuple(args.allow))
+    desktop = X11Desktop()
+    actions = Actions(desktop, ShotStore(), allowed=tuple(args.allow))
     agent = Agent(
         pairing,
         actions,
@@ -81,7 +83,17 @@ def _run(args: argparse.Namespace) -> int:
     _say(
         f"troika-desktop for {pairing.name!r}: {limits}; {args.per_minute} actions a minute at most"
     )
-    _say("kill switch: move the mouse into a corner of the screen")
+
+    def pressed() -> None:
+        desktop.halt.set()
+        agent.kill()
+
+    try:
+        hotkey: Hotkey | None = Hotkey(desktop.display, pressed).start()
+        _say(f"kill switch: {HOTKEY}, or move the mouse into a corner of the screen")
+    except OSError as exc:
+        hotkey = None
+        _say(f"{exc}; kill switch: move the mouse into a corner of the screen")
 
     async def serve() -> int:
         stop = asyncio.Event()
@@ -91,7 +103,11 @@ def _run(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(signum, stop.set)
         return await agent.run(stop)
 
-    code = asyncio.run(serve())
+    try:
+        code = asyncio.run(serve())
+    finally:
+        if hotkey is not None:
+            hotkey.stop()
     _say("stopped")
     return code
 

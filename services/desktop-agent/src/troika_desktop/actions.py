@@ -3,8 +3,9 @@
 Each tool's arguments arrive as the gateway sealed them (checked before this runs). The person
 may allow only some applications (``--allow "Firefox"``): then windows are found, focused and
 photographed only when their title holds one of those words, input goes only to such a window,
-and whole-screen screenshots are refused. pyautogui's fail-safe is on: moving the mouse into a
-corner of the screen stops the action, and the agent stops taking any more.
+and whole-screen screenshots are refused. The kill switch (Ctrl+Alt+Escape, or pyautogui's
+fail-safe: the mouse moved into a corner of the screen) stops the action, and the agent stops
+taking any more.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from troika_desktop.shots import ShotStore
-from troika_desktop.x11 import Box, DesktopError, Window, X11Desktop
+from troika_desktop.x11 import Box, DesktopError, Halted, Window, X11Desktop
 
 __all__ = ["Actions", "KillSwitch", "Outcome", "Refused"]
 
@@ -35,7 +36,7 @@ class Refused(Exception):
 
 
 class KillSwitch(Exception):
-    """The person stopped the agent at the PC (the mouse went into a corner of the screen)."""
+    """The person stopped the agent at the PC (the hotkey, or the mouse into a corner)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +47,24 @@ class Outcome:
     output: str = ""
     error: str | None = None
     needs_person: bool = False
+    image: bytes | None = None  # the screenshot taken (PNG)
 
     def as_dict(self) -> dict[str, Any]:
-        """The outcome as the connection sends it."""
+        """The outcome as the connection sends it (the screenshot apart: see ``image``)."""
         return {
             "ok": self.ok,
             "output": self.output,
             "error": self.error,
             "needs_person": self.needs_person,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class _Shot:
+    """What a screenshot action says, and the picture."""
+
+    text: str
+    png: bytes
 
 
 @dataclass
@@ -79,15 +89,22 @@ class Actions:
         Raises:
             KillSwitch: The person stopped the agent at the PC.
         """
+        if self.desktop.halt.is_set():
+            raise KillSwitch
         handler = getattr(self, "_" + tool.removeprefix("desktop_"), None)
         if not tool.startswith("desktop_") or handler is None:
             return Outcome(ok=False, error=f"this PC does not know the tool {tool!r}")
         try:
             if tool in _INPUT:
                 self._check_active()
-            return Outcome(ok=True, output=handler(task_id, arguments, files))
+            done = handler(task_id, arguments, files)
+            if isinstance(done, _Shot):
+                return Outcome(ok=True, output=done.text, image=done.png)
+            return Outcome(ok=True, output=done)
         except Refused as exc:
             return Outcome(ok=False, error=f"refused at the PC: {exc}")
+        except Halted as exc:
+            raise KillSwitch from exc
         except DesktopError as exc:
             return Outcome(ok=False, error=str(exc))
         except Exception as exc:
@@ -121,7 +138,7 @@ class Actions:
 
     # --- the tools -------------------------------------------------------------------------
 
-    def _screenshot(self, task_id: str, args: dict[str, Any], _: dict[str, str]) -> str:
+    def _screenshot(self, task_id: str, args: dict[str, Any], _: dict[str, str]) -> _Shot:
         region = _box(args.get("region"))
         what = "the screen"
         if args.get("window"):
@@ -132,12 +149,14 @@ class Actions:
         elif region is not None:
             what = f"the region at ({region.left}, {region.top})"
         image = self.desktop.screenshot(region)
-        shot = self.shots.keep(task_id, self.desktop.png(image))
+        png = self.desktop.png(image)
+        shot = self.shots.keep(task_id, png)
         width, height = image.size
-        return (
+        text = (
             f"screenshot of {what}, {width} by {height} pixels, kept on the PC for five minutes "
             f"as {shot.path.name}"
         )
+        return _Shot(text, png)
 
     def _find_window(self, _: str, args: dict[str, Any], __: dict[str, str]) -> str:
         found = [w for w in self.desktop.windows(str(args["title"])) if self._permitted(w.title)]

@@ -4,14 +4,15 @@ The agent keeps one outbound WebSocket to the gateway's ``/ws/desktop`` (so the 
 port and works behind NAT), reconnecting with growing pauses while the gateway is away, and says
 in the terminal what it is doing. Before acting it checks the action's seal (approved for this
 PC, with exactly these arguments) and its own ledger (an action it already did is answered from
-there, never done twice); it keeps to a pace of so many actions a minute. The kill switch (the
-mouse moved into a corner of the screen) fails the action in hand, tells its task, and stops
-the agent.
+there, never done twice); it keeps to a pace of so many actions a minute. The kill switch
+(Ctrl+Alt+Escape, or the mouse moved into a corner of the screen) fails the action in hand,
+tells its task, and stops the agent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import random
@@ -83,14 +84,25 @@ class Agent:
         self._begun: deque[float] = deque()
         base = pairing.gateway.removeprefix("http")
         self.url = f"ws{base}/ws/desktop"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._killed = asyncio.Event()
+
+    def kill(self) -> None:
+        """The kill switch (from any thread): stop taking actions, and stop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._killed.set)
 
     async def run(self, stop: asyncio.Event) -> int:
         """Stays connected until ``stop`` is set (0), the PC is revoked (2) or the kill switch
         is used (4)."""
         delay = 1.0
+        self._loop = asyncio.get_running_loop()
         sweeping = asyncio.create_task(self._sweep_shots())
         try:
             while not stop.is_set():
+                if self._killed.is_set():
+                    self.say("kill switch: stopped. Run troika-desktop again to take actions.")
+                    return EXIT_KILLED
                 try:
                     await self._session(stop)
                     delay = 1.0
@@ -114,6 +126,8 @@ class Agent:
                     )
                 if stop.is_set():
                     break
+                if self._killed.is_set():
+                    continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay * random.uniform(0.8, 1.2))  # noqa: S311
                 delay = min(delay * 2, self.max_backoff_s)
@@ -140,13 +154,14 @@ class Agent:
                 f"connected to {self.pairing.gateway} as {self.pairing.name!r}; waiting for actions"
             )
             closing = asyncio.create_task(stop.wait())
+            killing = asyncio.create_task(self._killed.wait())
             try:
                 while True:
                     receiving = asyncio.create_task(socket.recv())
                     done, _ = await asyncio.wait(
-                        {receiving, closing}, return_when=asyncio.FIRST_COMPLETED
+                        {receiving, closing, killing}, return_when=asyncio.FIRST_COMPLETED
                     )
-                    if closing in done:
+                    if receiving not in done:  # stopped, or the kill switch while idle
                         receiving.cancel()
                         await socket.close()
                         return
@@ -157,6 +172,7 @@ class Agent:
                         self.say(f"the gateway says: {frame.get('detail')}")
             finally:
                 closing.cancel()
+                killing.cancel()
 
     async def _act(self, socket: ClientConnection, frame: dict[str, Any]) -> None:
         tool, key, task_id = (
@@ -198,18 +214,18 @@ class Agent:
             killed = True
             outcome = Outcome(
                 ok=False,
-                error="stopped at the PC with the kill switch (the mouse went into a corner of "
-                "the screen); troika-desktop has stopped",
+                error="stopped at the PC with the kill switch; troika-desktop has stopped",
                 needs_person=True,
             )
         self.ledger.put(key, outcome.as_dict())
         said = outcome.output if outcome.ok else outcome.error
         self.say(f"  {'done' if outcome.ok else 'failed'}: {said}")
-        await self._answer(socket, frame, outcome.as_dict())
+        answer = outcome.as_dict()
+        if outcome.image is not None and frame.get("image"):  # the model will look at it
+            answer["image"] = base64.b64encode(outcome.image).decode()
+        await self._answer(socket, frame, answer)
         if killed:
-            self.say("kill switch: stopped. Run troika-desktop again to take actions again.")
-            await socket.close()
-            raise _Stop(EXIT_KILLED)
+            self._killed.set()  # the session ends; run() says so and stops
 
     async def _answer(
         self, socket: ClientConnection, frame: dict[str, Any], outcome: dict[str, Any]

@@ -14,19 +14,27 @@ import io
 import os
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["Box", "DesktopError", "Window", "X11Desktop", "locate"]
+__all__ = ["Box", "DesktopError", "Halted", "Window", "X11Desktop", "locate"]
 
 Button = Literal["left", "right", "middle"]
 
 
 class DesktopError(Exception):
     """An action could not be carried out; the message says why, for the agent."""
+
+
+class Halted(DesktopError):
+    """The person used the kill switch while the action ran."""
+
+
+_PIECE = 40  # characters typed between two looks at the kill switch
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +75,17 @@ class X11Desktop:
         if not self._env.get("DISPLAY"):
             raise DesktopError("no X11 display: DISPLAY is not set")
         self._type_delay_ms = type_delay_ms
+        self.halt = threading.Event()
+        """Set by the kill switch: long actions stop at their next chunk (:class:`Halted`)."""
+
+    @property
+    def display(self) -> str:
+        """The display's name."""
+        return self._env["DISPLAY"]
+
+    def _check(self) -> None:
+        if self.halt.is_set():
+            raise Halted("stopped at the PC with the kill switch")
 
     # --- looking ------------------------------------------------------------------------
 
@@ -183,11 +202,20 @@ class X11Desktop:
         self._gui().hotkey(*keys)
 
     def type_text(self, text: str) -> None:
-        """Types ``text`` into the focused field, whatever characters it holds."""
-        if text.isascii():
-            self._xdotool("type", "--delay", str(self._type_delay_ms), "--", text)
+        """Types ``text`` into the focused field, whatever characters it holds (a piece at a
+        time, so that the kill switch stops it between pieces).
+
+        Raises:
+            Halted: The kill switch was used.
+        """
+        self._check()
+        if not text.isascii():
+            self._paste(text)
             return
-        self._paste(text)
+        for start in range(0, len(text), _PIECE):
+            self._check()
+            piece = text[start : start + _PIECE]
+            self._xdotool("type", "--delay", str(self._type_delay_ms), "--", piece)
 
     def _paste(self, text: str) -> None:
         if not shutil.which("xclip"):

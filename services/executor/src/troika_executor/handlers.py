@@ -41,6 +41,7 @@ from troika_shared.vault import VaultError, open_call_secrets
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from pathlib import Path
 
     from troika_shared.bus import Bus
     from troika_shared.functions import Function
@@ -51,12 +52,13 @@ __all__ = ["StoppedTasks", "build_router", "execute", "step"]
 log = structlog.get_logger("troika.executor")
 
 
-async def step(request: StepRequested, llm: LLM) -> StepProposed:
+async def step(request: StepRequested, llm: LLM, shots: Path | None = None) -> StepProposed:
     """Decides a subtask's next step.
 
     The model is offered the subtask's tools; when it asks for more (``more_tools``), it is
     asked again at once with those added. A request too big for the model's context is told
-    as such (a configuration problem, not the model's bad answer).
+    as such (a configuration problem, not the model's bad answer). ``shots``: the data folder,
+    where the task's latest screenshot is read to show a model that reads images.
     """
     reply = partial(
         StepProposed,
@@ -72,7 +74,7 @@ async def step(request: StepRequested, llm: LLM) -> StepProposed:
         functions = offer.functions()
         room = _room(llm, functions)
         try:
-            messages = prompt(request, room=room, model=getattr(llm, "model", ""))
+            messages = prompt(request, room=room, model=getattr(llm, "model", ""), shots=shots)
             choice = await llm.choose(
                 system=SYSTEM,
                 messages=messages,
@@ -219,8 +221,10 @@ def build_router(
     """The executor's router."""
     router = Router("executor")
 
+    shots = toolbox.data_dir if llm.sees_images else None
+
     async def on_step(request: StepRequested) -> list[Message]:
-        return [await step(request, llm)]
+        return [await step(request, llm, shots)]
 
     async def on_execute(request: ToolExecute) -> list[Message]:
         return [await execute(request, toolbox, seal_key, stopped, secrets_key=secrets_key)]

@@ -12,6 +12,7 @@ plan's hints for the subtask, which are offered at once within the same step).
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,12 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from troika_executor.tools import validate_arguments
 from troika_shared.approvals import call_key
 from troika_shared.costs import estimate_tokens
+from troika_shared.desktop import shot_path
 from troika_shared.functions import Function, FunctionCall, validation_problems
 from troika_shared.llm import ContextTooSmall, fence
 from troika_shared.messages import StepRequested, ToolCall, ToolSpec, TranscriptEntry, Usage
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
 __all__ = [
     "FINISH",
@@ -199,9 +202,15 @@ _KEPT_IN_FULL = 3  # the latest calls whose output stays when older ones are lef
 
 
 def prompt(
-    request: StepRequested, *, room: int | None = None, model: str = ""
-) -> list[dict[str, str]]:
-    """The conversation for one step, fitted into ``room`` tokens when given.
+    request: StepRequested,
+    *,
+    room: int | None = None,
+    model: str = "",
+    shots: Path | None = None,
+) -> list[dict[str, Any]]:
+    """The conversation for one step, fitted into ``room`` tokens when given; with ``shots``
+    (the data folder, for a model that reads images), the latest screenshot of the subtask is
+    shown to the model as an image.
 
     To fit, long tool outputs are cut (with a marker), then the outputs of all but the latest
     calls are left out (the calls themselves stay listed).
@@ -209,6 +218,7 @@ def prompt(
     Raises:
         ContextTooSmall: Even so it does not fit.
     """
+    image = _latest_shot(request, shots) if shots is not None else None
     fits = [
         _render(request, _OUTPUT_CHARS, keep=len(request.transcript)),
         _render(request, _TIGHT_OUTPUT_CHARS, keep=len(request.transcript)),
@@ -216,10 +226,26 @@ def prompt(
         _render(request, _TIGHT_OUTPUT_CHARS, keep=0),
     ]
     for text in fits:
-        if room is None or estimate_tokens(text) <= room:
-            return [{"role": "user", "content": text}]
+        content: str | list[dict[str, Any]] = text
+        if image is not None:
+            content = [{"type": "text", "text": text}, image]
+        if room is None or estimate_tokens(content) <= room:
+            return [{"role": "user", "content": content}]
     needed = estimate_tokens(fits[-1])
     raise ContextTooSmall(needed, None, Usage(model=model))
+
+
+def _latest_shot(request: StepRequested, data_dir: Path) -> dict[str, Any] | None:
+    """The subtask's latest screenshot as an image part (``None``: none, or no longer kept)."""
+    for entry in reversed(request.transcript):
+        for name in reversed(entry.outcome.images):
+            try:
+                data = shot_path(data_dir, request.correlation_id, name).read_bytes()
+            except (ValueError, OSError):
+                continue  # swept away after five minutes, or not one of ours
+            url = "data:image/png;base64," + base64.b64encode(data).decode()
+            return {"type": "image_url", "image_url": {"url": url, "detail": "high"}}
+    return None
 
 
 def _render(request: StepRequested, output_chars: int, *, keep: int) -> str:
@@ -261,5 +287,7 @@ def _entry(n: int, entry: TranscriptEntry, output_chars: int) -> str:
         text = f"[output left out to fit the model's context: {len(text):,} characters]"
     elif len(text) > output_chars:
         text = text[:output_chars] + f" [cut: {len(text) - output_chars:,} more characters]"
+    if outcome.images:
+        text += "\n[the screenshot is shown to you when it is the latest one]"
     args = json.dumps(entry.call.arguments, ensure_ascii=False)[:500]
     return f"{n}. {entry.call.tool}({args}) ->\n{fence(f'output {n}', text)}"

@@ -24,6 +24,7 @@ from troika_gateway.db import create_engine, create_sessionmaker, upgrade
 from troika_gateway.dependencies import dependencies
 from troika_gateway.desktop.devices import DeviceController
 from troika_gateway.desktop.link import desktop_link
+from troika_gateway.desktop.shots import ShotArea
 from troika_gateway.health import HealthController
 from troika_gateway.interactions.policy_routes import (
     AuditController,
@@ -64,12 +65,19 @@ def create_app(settings: GatewaySettings) -> Litestar:
     async def database(app: Litestar) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(settings.database_url)
+        stop = asyncio.Event()
+        sweeping: asyncio.Task[None] | None = None
         try:
             await upgrade(engine)
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)
+            shots = ShotArea(settings.data_dir)
+            sweeping = asyncio.create_task(shots.run(app.state.sessionmaker, stop))
             yield
         finally:
+            stop.set()
+            if sweeping is not None:
+                await sweeping
             await engine.dispose()
 
     @asynccontextmanager

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from troika_shared.approvals import approval_key
+from troika_shared.llm import sees_images
 from troika_shared.settings import BusSettings
 from troika_shared.vault import call_secrets_key, stored_secrets_key
 
@@ -70,6 +71,8 @@ class GatewaySettings(BusSettings):
         llm_provider: Which model the agents use (``local``: the embedded one, whose limits a
             pause it caused then names); the agents' own setting, read here too.
         llm_model: The model's name.
+        llm_images: Whether the model reads images (screenshots are then brought back from
+            the person's PC for it); unset: by the model's name.
         evidence_chars: Characters of each produced file shown to the reviewer.
         relay_interval_s: How often the outbox relay sweeps for unpublished messages.
         approval_timeout_s: How long an approval or input form waits; unanswered, it expires
@@ -117,6 +120,7 @@ class GatewaySettings(BusSettings):
     max_steps: int = Field(default=50, ge=1)
     llm_provider: Literal["auto", "openai", "local"] = "auto"
     llm_model: str = ""
+    llm_images: bool | None = None
     evidence_chars: int = Field(default=8000, ge=100)
     relay_interval_s: float = Field(default=1.0, gt=0)
     approval_timeout_s: float = Field(default=24 * 3600.0, gt=0)
@@ -152,6 +156,11 @@ class GatewaySettings(BusSettings):
             path = (self.data_dir / "troika.db").resolve()
             object.__setattr__(self, "database_url", f"sqlite+aiosqlite:///{path}")
         return self
+
+    @property
+    def sees_images(self) -> bool:
+        """Whether the agents' model reads images."""
+        return sees_images(self.llm_model or "gpt-4o-mini", self.llm_images)
 
     def seal_key(self) -> bytes | None:
         """The key that seals approved tool calls for the executors (derived from the secret)."""

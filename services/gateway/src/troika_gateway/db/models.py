@@ -214,6 +214,7 @@ class ToolCall(Base):
     proposals: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     output: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    images: Mapped[list[str]] = mapped_column(JSONDocument, default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -6,9 +6,11 @@ message; the credential never goes in the URL. Protocol (JSON messages):
 * PC → gateway: ``{"type": "hello", "token": "<device credential>", "agent": "…", "platform": "…"}``
 * gateway → PC: ``{"type": "ready", "device_id": …, "name": …}``
 * gateway → PC, one at a time: ``{"type": "action", "id", "task_id", "key", "tool", "arguments",
-  "seal", "files": {path: base64}}`` (``files``: the task's images an action names)
+  "seal", "files": {path: base64}, "image": bool}`` (``files``: the task's images an action names;
+  ``image``: send a screenshot back, for a model that reads images)
 * PC → gateway: ``{"type": "result", "id": <action id>, "outcome": {"ok", "output", "error",
-  "needs_person"}}`` (``needs_person``: the person stopped it at the PC; the task asks them)
+  "needs_person", "image"}}`` (``needs_person``: the person stopped it at the PC; the task asks
+  them; ``image``: the screenshot taken, base64 PNG)
 * PC → gateway: ``{"type": "ping"}`` → ``{"type": "pong"}``
 
 The gateway closes the connection with 4401 (unknown or revoked credential), 4403 (the PC was
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import contextlib
 import uuid
 from datetime import UTC, datetime
@@ -35,6 +38,7 @@ from sqlalchemy import select, update
 from troika_gateway.db.models import Device, Task, ToolCall
 from troika_gateway.desktop.devices import hash_secret
 from troika_gateway.desktop.relay import Control, answer, device_queue, send_control
+from troika_gateway.desktop.shots import ShotArea
 from troika_gateway.errors import InvalidInput
 from troika_gateway.pipeline.states import CallStatus, TaskStatus
 from troika_gateway.storage import Workspace
@@ -73,6 +77,7 @@ class _Outcome(msgspec.Struct):
     output: str = ""
     error: str | None = None
     needs_person: bool = False
+    image: str = ""  # a screenshot, base64 PNG, when the action asked for it
 
 
 class _FromPC(msgspec.Struct):
@@ -100,6 +105,8 @@ class DeviceLink:
         self.name = device.name
         self.connection = uuid.uuid4().hex
         self.answers: dict[str, asyncio.Future[ToolOutcome]] = {}
+        self.tasks: dict[str, str] = {}  # action id → its task, while the PC works on it
+        self.shots = ShotArea(self.settings.data_dir)
         self.closed: asyncio.Future[_Closed] = asyncio.get_running_loop().create_future()
 
     async def run(self) -> None:
@@ -194,18 +201,26 @@ class DeviceLink:
                 elif message.type == "result" and message.outcome is not None:
                     waiting = self.answers.get(message.id)
                     if waiting is not None and not waiting.done():
-                        got = message.outcome
-                        error = (got.error or "")[:4000] or None
-                        waiting.set_result(
-                            ToolOutcome(
-                                ok=got.ok,
-                                output=got.output[:100_000],
-                                error=error,
-                                needs_person=got.needs_person and not got.ok,
-                            )
-                        )
+                        waiting.set_result(await self._outcome(message.id, message.outcome))
                 else:
                     await self._error(f"unknown or incomplete message {message.type!r}")
+
+    async def _outcome(self, action_id: str, got: _Outcome) -> ToolOutcome:
+        """The PC's answer as the task hears it; its screenshot kept for the model."""
+        images: tuple[str, ...] = ()
+        if got.image and (task_id := self.tasks.get(action_id)):
+            try:
+                png = base64.b64decode(got.image, validate=True)
+                images = (await asyncio.to_thread(self.shots.keep, task_id, png),)
+            except (ValueError, binascii.Error):
+                log.warning("desktop.bad_screenshot", device_id=self.device_id)
+        return ToolOutcome(
+            ok=got.ok,
+            output=got.output[:100_000],
+            error=(got.error or "")[:4000] or None,
+            needs_person=got.needs_person and not got.ok,
+            images=images,
+        )
 
     async def _error(self, detail: str) -> None:
         await self.socket.send_json({"type": "error", "detail": detail})
@@ -236,6 +251,7 @@ class DeviceLink:
             return
         waiting: asyncio.Future[ToolOutcome] = asyncio.get_running_loop().create_future()
         self.answers[action.id] = waiting
+        self.tasks[action.id] = action.correlation_id
         try:
             await self.socket.send_json(
                 {
@@ -247,6 +263,7 @@ class DeviceLink:
                     "arguments": action.call.arguments,
                     "seal": action.seal,
                     "files": files,
+                    "image": self.settings.sees_images,  # send the screenshot back
                 }
             )
             outcome = await self._await(waiting, delivery)
@@ -261,6 +278,7 @@ class DeviceLink:
             raise
         finally:
             self.answers.pop(action.id, None)
+            self.tasks.pop(action.id, None)
         await answer(self.state.bus, action, outcome)
         await delivery.ack()
 

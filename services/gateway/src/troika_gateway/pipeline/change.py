@@ -204,7 +204,10 @@ class Change:
             TranscriptEntry(
                 call=ProposedCall(key=c.key, tool=c.tool, arguments=c.arguments),
                 outcome=ToolOutcome(
-                    ok=c.status == CallStatus.SUCCEEDED, output=c.output, error=c.error
+                    ok=c.status == CallStatus.SUCCEEDED,
+                    output=c.output,
+                    error=c.error,
+                    images=c.images,
                 ),
             )
             for c in self.s.calls

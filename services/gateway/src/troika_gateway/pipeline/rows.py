@@ -194,6 +194,21 @@ async def write(  # noqa: PLR0912 - one block per kind of row
                 sub_row.result_files = list(sub.result_files)
             if list(sub.revision_notes) != sub_row.revision_notes:
                 sub_row.revision_notes = list(sub.revision_notes)
+    await _write_calls(db, rows, new)
+    for ask in new.asks:
+        ask_row = rows.asks.get(ask.id)
+        if ask_row is None or ask.status == AskStatus.PENDING:
+            continue  # a new one is written by its Ask effect
+        ask_row.status = ask.status.value
+        ask_row.responded_at = now
+        if isinstance(command, Respond) and command.ask_id == ask.id:
+            ask_row.response = command.response
+            ask_row.responded_by = command.responded_by[:255]
+
+
+async def _write_calls(db: AsyncSession, rows: Rows, new: TaskState) -> None:
+    """The task's calls: withdrawn ones deleted, new ones added, the others updated."""
+    task = rows.task
     kept = {c.key for c in new.calls}
     new_calls = False
     for key, withdrawn in list(rows.calls.items()):
@@ -215,17 +230,9 @@ async def write(  # noqa: PLR0912 - one block per kind of row
         _set(known, "proposals", call.proposals)
         _set(known, "output", call.output)
         _set(known, "error", call.error)
+        _set(known, "images", list(call.images))
     if new_calls:
         await db.flush()  # approvals and audit entries refer to them
-    for ask in new.asks:
-        ask_row = rows.asks.get(ask.id)
-        if ask_row is None or ask.status == AskStatus.PENDING:
-            continue  # a new one is written by its Ask effect
-        ask_row.status = ask.status.value
-        ask_row.responded_at = now
-        if isinstance(command, Respond) and command.ask_id == ask.id:
-            ask_row.response = command.response
-            ask_row.responded_by = command.responded_by[:255]
 
 
 def _may_request_work(command: Command | None) -> bool:
@@ -299,4 +306,5 @@ def _call_state(row: ToolCall) -> CallState:
         proposals=row.proposals,
         output=row.output,
         error=row.error,
+        images=tuple(row.images or ()),
     )

@@ -316,6 +316,7 @@ class _Rules(Change):
         call.status = CallStatus.SUCCEEDED if outcome.ok else CallStatus.FAILED
         call.output = outcome.output
         call.error = outcome.error
+        call.images = outcome.images
         self.emit(ev.ToolFinished(tool=call.tool, key=call.key, ok=outcome.ok,
                                   output=outcome.output[:2000], error=outcome.error,
                                   files=list(outcome.files)))  # fmt: skip

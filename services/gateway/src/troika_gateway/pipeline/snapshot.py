@@ -93,6 +93,7 @@ class CallState(msgspec.Struct, kw_only=True):
     proposals: int = 1
     output: str = ""
     error: str | None = None
+    images: tuple[str, ...] = ()
 
 
 class AskState(msgspec.Struct, kw_only=True):
