@@ -837,17 +837,3 @@ def test_every_ask_has_its_form_when_the_tool_needs_details() -> None:
     assert ask.kind == "input"
     assert "to" in ask.prompt["form"]["properties"]
     assert ask.expires_at == NOW + timedelta(seconds=LIMITS.approval_timeout_s)
-
-
-@pytest.mark.parametrize("paired", [True, False], ids=["a PC paired", "no PC"])
-def test_the_desktop_tools_are_offered_only_to_a_person_with_a_paired_pc(paired) -> None:
-    flow = Flow()
-    flow.state.desktop = paired
-    flow.start()
-    [plan_request] = flow.sent(PlanRequested)
-    flow.plan()
-    [step] = flow.sent(StepRequested)
-    for request in (plan_request, step):
-        names = {tool.name for tool in request.tools}
-        assert ("desktop_type_text" in names) is paired
-        assert {"create_file", "send_email"} <= names

@@ -152,7 +152,7 @@ class Change:
             files=self.s.files,
             guidance=self.s.guidance,
             previous_plan=self.s.plan if replan else None,
-            tools=catalogue.specs(desktop=self.s.desktop),
+            tools=catalogue.specs(),
         )
         self.send(message)
         self.s.in_flight = message.id
@@ -190,7 +190,7 @@ class Change:
             files=self.s.files,
             dependency_results={d: by_key[d].result for d in sub.depends_on if d in by_key},
             transcript=self.transcript(sub),
-            tools=catalogue.specs(desktop=self.s.desktop),
+            tools=catalogue.specs(),
             guidance=self.s.guidance,
             revision_notes=sub.revision_notes,
         )

@@ -21,7 +21,7 @@ from troika_gateway.db.models import (
     Task,
     TaskEvent,
 )
-from troika_gateway.desktop.dispatch import is_desktop, to_desktop
+from troika_gateway.desktop.dispatch import has_devices, is_desktop, to_desktop
 from troika_gateway.events import append_event
 from troika_gateway.interactions.policies import set_policy
 from troika_gateway.pipeline.outbox import enqueue
@@ -40,7 +40,7 @@ from troika_gateway.pipeline.snapshot import (
 from troika_gateway.storage import Stored, Workspace, content_type_of, record_file
 from troika_shared import catalogue
 from troika_shared.approvals import sign_approval
-from troika_shared.messages import Message, ToolExecute
+from troika_shared.messages import Message, PlanRequested, StepRequested, ToolExecute
 from troika_shared.messages import ToolCall as ProposedCall
 from troika_shared.task_events import DesktopWaiting, body, kind_of
 from troika_shared.vault import seal_call_secrets
@@ -92,6 +92,7 @@ class Effects:
             case Emit(event=event):
                 applied.events.append(append_event(db, task, kind_of(event), body(event)))
             case Send(message=message):
+                message = await self._offered(db, task.user_id, message)
                 enqueue(db, message)
                 applied.messages.append(message)
             case Execute():
@@ -150,6 +151,16 @@ class Effects:
                                     latency_ms=one.latency_ms, cost_usd=one.cost_usd))  # fmt: skip
             case RecordFiles(names=names):
                 await self._record_files(db, task, names)
+
+    async def _offered(self, db: AsyncSession, user_id: str, message: Message) -> Message:
+        """A plan or step request with the tools the person's task may use: the desktop tools
+        only while they have a PC paired (looked up only when an agent is asked, not on every
+        change)."""
+        if not isinstance(message, (PlanRequested, StepRequested)):
+            return message
+        if await has_devices(db, user_id):
+            return message
+        return msgspec.structs.replace(message, tools=catalogue.specs(desktop=False))
 
     async def _execute(
         self, db: AsyncSession, state: TaskState, effect: Execute

@@ -11,7 +11,6 @@ import msgspec
 from sqlalchemy import BindParameter, bindparam, delete, func, select
 
 from troika_gateway.db.models import (
-    Device,
     File,
     Interaction,
     LlmUsage,
@@ -24,9 +23,6 @@ from troika_gateway.interactions.policies import all_modes
 from troika_gateway.pipeline.snapshot import (
     AskState,
     CallState,
-    Cancel,
-    Note,
-    Rename,
     Respond,
     SubtaskState,
     TaskState,
@@ -68,11 +64,6 @@ _PENDING_ASKS = select(Interaction).where(
     Interaction.task_id == _TASK_ID, Interaction.status == AskStatus.PENDING
 )
 _FILES = select(File.name).where(File.task_id == _TASK_ID)
-_HAS_DEVICE = (
-    select(Device.id)
-    .where(Device.user_id == bindparam("user_id"), Device.revoked_at.is_(None))
-    .limit(1)
-)
 
 
 @dataclass
@@ -146,8 +137,6 @@ async def load(
         tokens=int(tokens),
         cost_usd=float(cost),
         policies=await all_modes(db, task.user_id, task.id) if _decides_calls(command) else {},
-        desktop=_may_request_work(command)
-        and await db.scalar(_HAS_DEVICE, {"user_id": task.user_id}) is not None,
     )
     rows = Rows(
         task=task,
@@ -233,12 +222,6 @@ async def _write_calls(db: AsyncSession, rows: Rows, new: TaskState) -> None:
         _set(known, "images", list(call.images))
     if new_calls:
         await db.flush()  # approvals and audit entries refer to them
-
-
-def _may_request_work(command: Command | None) -> bool:
-    """Whether the change may ask an agent for a plan or a step (which lists the tools the
-    task may use: the desktop tools only for a person with a paired PC)."""
-    return not isinstance(command, (Cancel, Note, Rename))
 
 
 def _decides_calls(command: Command | None) -> bool:

@@ -111,8 +111,7 @@ class TaskState(msgspec.Struct, kw_only=True):
 
     ``files`` are the files in its folder (as recorded), ``tokens`` / ``cost_usd`` what its
     LLM calls have cost so far (loaded when a budget limits them), ``policies`` its tools'
-    rules ``{tool: {"user": mode, "task": mode}}``; ``asks`` holds the pending ones only;
-    ``desktop``: the person has a PC paired (its tools are offered).
+    rules ``{tool: {"user": mode, "task": mode}}``; ``asks`` holds the pending ones only.
     """
 
     id: str
@@ -142,7 +141,6 @@ class TaskState(msgspec.Struct, kw_only=True):
     tokens: int = 0
     cost_usd: float = 0.0
     policies: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
-    desktop: bool = False
 
     def subtask(self, key: str) -> SubtaskState | None:
         """The subtask ``key``, if the plan has it."""
