@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from troika_planner.handlers import plan
@@ -120,3 +122,16 @@ async def test_the_plans_limits_are_in_the_schema_offered(scripted_llm, llm) -> 
     hints = offered["parameters"]["$defs"]["SubtaskDraft"]["properties"]["tool_hints"]
     assert "read_webpage" in hints["items"]["enum"]  # tool names are a choice, not free text
     assert "at most 1)" in scripted_llm.requests[0]["messages"][0]["content"]
+
+
+@pytest.mark.parametrize("desktop", [True, False], ids=["a PC paired", "no PC"])
+async def test_hints_may_name_only_the_tools_the_task_is_offered(
+    scripted_llm, llm, desktop
+) -> None:
+    scripted_llm.reply("PlanDraft", plan_answer(("write", [], ["create_file"])))
+    request = PlanRequested(correlation_id="t", objective="o", tools=specs(desktop=desktop))
+    assert (await plan(request, llm)).plan is not None
+    offered = scripted_llm.requests[0]["tools"][0]["function"]["parameters"]
+    hints = json.dumps(offered)
+    assert ('"desktop_type_text"' in hints) is desktop
+    assert '"create_file"' in hints

@@ -23,7 +23,7 @@ async def plan(request: PlanRequested, llm: LLM, most: int = MAX_SUBTASKS) -> Pl
         answer = await llm.complete(
             system=instructions(most),
             messages=prompt(request),
-            response_model=draft_model(most),
+            response_model=draft_model(most, tuple(tool.name for tool in request.tools)),
             context={"tools": [tool.name for tool in request.tools]},
         )
     except UnusableAnswer as exc:

@@ -112,12 +112,21 @@ class PlanDraft(BaseModel):
 
 
 @functools.cache
-def draft_model(most: int = MAX_SUBTASKS) -> type[PlanDraft]:
-    """The answer asked for when a plan may have at most ``most`` subtasks (the limit is in
-    the schema, so a provider that constrains answers to it enforces it)."""
-    if most == MAX_SUBTASKS:
+def draft_model(most: int = MAX_SUBTASKS, tools: tuple[str, ...] | None = None) -> type[PlanDraft]:
+    """The answer asked for when a plan may have at most ``most`` subtasks and its hints name
+    only ``tools`` (the task's; every tool when ``None``). Both limits are in the schema, so a
+    provider that constrains answers to it enforces them, and no hint names a tool the task
+    is not offered."""
+    subtask: type[SubtaskDraft] = SubtaskDraft
+    if tools is not None and set(tools) != set(CATALOGUE) and tools:
+        names: Any = Literal[tools]
+        hints: Any = (list[names], Field(default_factory=list, max_length=10))
+        subtask = create_model(
+            "SubtaskDraft", __base__=SubtaskDraft, __doc__=SubtaskDraft.__doc__, tool_hints=hints
+        )
+    if most == MAX_SUBTASKS and subtask is SubtaskDraft:
         return PlanDraft
-    subtasks: Any = (list[SubtaskDraft], Field(default_factory=list, max_length=most))
+    subtasks: Any = (list[subtask], Field(default_factory=list, max_length=most))  # type: ignore[valid-type]
     return create_model(
         "PlanDraft", __base__=PlanDraft, __doc__=PlanDraft.__doc__, subtasks=subtasks
     )
