@@ -175,3 +175,36 @@ async def test_a_pc_connecting_again_replaces_its_older_connection(client, gatew
             assert (await receive(second))["type"] == "pong"
             listed = (await client.get("/devices", headers=alice.headers)).json()
             assert listed[0]["online"] is True, "the older connection's end left it online"
+
+
+async def test_a_pc_connected_to_another_gateway_process_is_reached_there(
+    client, gateway, settings, alice
+) -> None:
+    """Two API processes behind one address: the PC holds its connection on the second, the
+    person revokes it through the first, and the second closes it at once."""
+    import uvicorn  # noqa: PLC0415
+
+    from troika_gateway.app import create_app  # noqa: PLC0415
+    from troika_testkit.ports import free_port  # noqa: PLC0415
+
+    port = free_port()
+    other = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None)
+    )
+    serving = asyncio.create_task(other.serve())
+    try:
+        while not other.started:
+            assert not serving.done(), "the second gateway did not start"
+            await asyncio.sleep(0.01)
+        device = await paired(client, alice)
+        async with connect(f"ws://127.0.0.1:{port}/ws/desktop") as socket:
+            await socket.send(json.dumps({"type": "hello", "token": device["token"]}))
+            assert (await receive(socket))["type"] == "ready"
+            listed = (await client.get("/devices", headers=alice.headers)).json()
+            assert listed[0]["online"] is True, "the first process sees it online"
+            revoked = await client.delete(f"/devices/{device['device_id']}", headers=alice.headers)
+            assert revoked.status_code == 204
+            assert await closed_with(socket) == 4403
+    finally:
+        other.should_exit = True
+        await asyncio.wait_for(serving, scaled(15))
