@@ -132,3 +132,35 @@ def test_screenshots_wait_five_minutes_at_most_and_go_with_their_task(tmp_path) 
     assert not shot_path(tmp_path, "task2", other).exists()
     assert area.sweep(ended=set(), now=now + 300) == 1  # five minutes old: gone
     assert area.tasks() == []
+
+
+async def test_only_the_pc_an_action_is_for_keeps_it_waiting(gateway, client, alice) -> None:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from sqlalchemy import update  # noqa: PLC0415
+
+    from troika_gateway.db.models import Device  # noqa: PLC0415
+
+    laptop = await paired(client, alice, "laptop")
+    office = await paired(client, alice, "office")
+    d = await started(gateway, client, alice)
+    await d.propose(typing(text="hi", device="laptop"))
+    await d.respond()
+    settings = gateway.settings.model_copy(update={"desktop_wait_s": 0.0})
+    waits = DesktopWaits(gateway.app.state.sessionmaker, settings, gateway.app.state.store)
+
+    async def connected(device: dict, *, now: bool) -> None:
+        async with gateway.app.state.sessionmaker() as db:
+            await db.execute(
+                update(Device)
+                .where(Device.id == device["device_id"])
+                .values(connected=now, last_seen_at=datetime.now(UTC))
+            )
+            await db.commit()
+
+    await connected(laptop, now=True)
+    assert await waits.sweep() == [], "its PC is connected: the action is on its way"
+    await connected(laptop, now=False)
+    await connected(office, now=True)  # another PC of hers is there; not the one it is for
+    assert await waits.sweep() == [typing(text="hi", device="laptop").key]
+    assert (await d.task())["status"] == "needs_guidance"

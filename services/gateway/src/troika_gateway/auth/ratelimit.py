@@ -59,19 +59,20 @@ class LoginLimiter:
         ttl = await self._redis.ttl(key)
         return max(int(ttl), 1)
 
-    async def attempt(self, login: str, address: str) -> None:
-        """Records an attempt; refuses it if either limit is reached.
+    async def attempt(self, login: str, address: str, *, what: str = "sign-in") -> None:
+        """Records an attempt; refuses it if either limit is reached (``what``: the kind of
+        attempt, as the refusal names it).
 
         Raises:
             RateLimited: With the seconds to wait.
         """
         wait = await self._over(self._account_key(login), self.per_account)
         if wait is not None:
-            raise RateLimited("too many failed sign-ins for this account; try again later", wait)
+            raise RateLimited(f"too many failed {what}s for this account; try again later", wait)
         address_key = self._address_key(address)
         if await self._count(address_key) > self.per_address:
             wait = max(int(await self._redis.ttl(address_key)), 1)
-            raise RateLimited("too many sign-in attempts from this address; try again later", wait)
+            raise RateLimited(f"too many {what} attempts from this address; try again later", wait)
 
     async def failed(self, login: str) -> None:
         """Counts a failed attempt against the account."""

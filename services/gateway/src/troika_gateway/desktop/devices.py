@@ -175,7 +175,7 @@ class DeviceController(Controller):
         settings: GatewaySettings = state.settings
         address = request.client.host if request.client else "unknown"
         limiter = state.login_limiter
-        await limiter.attempt(f"pairing:{address}", address)
+        await limiter.attempt(f"pairing:{address}", address, what="pairing")
         now = datetime.now(UTC)
         claimed = await db.execute(
             update(PairingCode)

@@ -9,16 +9,17 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+import msgspec
 import structlog
 from sqlalchemy import select
 
-from troika_gateway.db.models import Device, Task, ToolCall
+from troika_gateway.db.models import Device, Outbox, Task, ToolCall
 from troika_gateway.desktop.devices import online
 from troika_gateway.pipeline.states import CallStatus, TaskStatus
 from troika_shared import catalogue
 from troika_shared import task_events as ev
 from troika_shared.desktop import device_key, seal_action
-from troika_shared.messages import DesktopAction, ToolOutcome, ToolResult, derive_id
+from troika_shared.messages import DesktopAction, ToolOutcome, ToolResult, decode, derive_id
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -168,7 +169,7 @@ class DesktopWaits:
                 log.exception("desktop.sweep_failed")
 
     async def sweep(self) -> list[str]:
-        """Fails the calls that waited too long for an offline PC; returns their keys."""
+        """Fails the calls that waited too long for their offline PC; returns their keys."""
         before = datetime.now(UTC) - timedelta(seconds=self.settings.desktop_wait_s)
         async with self.sessionmaker() as db:
             waiting = list(
@@ -190,14 +191,18 @@ class DesktopWaits:
                     .limit(500)
                 )
             )
-            connected: dict[str, bool] = {}
+            if not waiting:
+                return []
+            meant = await _meant_for(db, {task_id for task_id, *_ in waiting})
+            devices: dict[str, list[Device]] = {}
             for *_, user_id in waiting:
-                if user_id not in connected:
-                    connected[user_id] = any(online(d) for d in await _devices(db, user_id))
+                if user_id not in devices:
+                    devices[user_id] = await _devices(db, user_id)
         given_up: list[str] = []
         minutes = self.settings.desktop_wait_s / 60
         for task_id, key, subtask, proposals, user_id in waiting:
-            if connected[user_id]:
+            target = meant.get(key)  # the PC the action was sealed for (any, if not known)
+            if any(online(d) for d in devices[user_id] if target in (None, d.id)):
                 continue  # the PC is there: the action is on its way or running
             error = (
                 f"your PC did not connect within {minutes:g} minutes: start troika-desktop on "
@@ -214,3 +219,20 @@ class DesktopWaits:
             await self.store.change(self.sessionmaker, task_id, result, message_id=result.id)
             given_up.append(key)
         return given_up
+
+
+async def _meant_for(db: AsyncSession, task_ids: set[str]) -> dict[str, str]:
+    """The PC each of these tasks' desktop actions was sealed for, by call key (from the
+    outbox, where each action was committed with the approval that made it)."""
+    payloads = await db.scalars(
+        select(Outbox.payload)
+        .where(Outbox.task_id.in_(task_ids), Outbox.kind == DesktopAction.__struct_config__.tag)
+        .order_by(Outbox.created_at)
+    )
+    meant: dict[str, str] = {}
+    for payload in payloads:
+        with contextlib.suppress(msgspec.DecodeError):
+            action = decode(payload)
+            if isinstance(action, DesktopAction):
+                meant[action.call.key] = action.device_id
+    return meant
