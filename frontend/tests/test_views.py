@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from troika_frontend.views import approval_of, form_values, task_item_of, timeline_item
+from troika_frontend.timeline import timeline_item
+from troika_frontend.views import approval_of, form_values, task_item_of
 from troika_shared.catalogue import CATALOGUE
 
 HOSTILE = "<script>alert(1)</script>"

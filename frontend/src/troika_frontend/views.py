@@ -7,7 +7,6 @@ escaped Markdown, never as HTML.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,13 +22,14 @@ __all__ = [
     "ScheduleItem",
     "Step",
     "TaskItem",
-    "TimelineItem",
     "approval_of",
     "form_values",
+    "json_text",
+    "label",
     "schedule_of",
     "status_color",
     "task_item_of",
-    "timeline_item",
+    "when",
 ]
 
 FINAL = frozenset({"completed", "failed", "cancelled"})
@@ -68,7 +68,12 @@ def label(status: str) -> str:
     return status.replace("_", " ")
 
 
-def _when(value: str | None) -> str:
+def json_text(value: object) -> str:
+    """A value as indented JSON, for people."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+def when(value: str | None) -> str:
     """A time from the API as ISO 8601 with its offset (``""`` when there is none): the pages
     show it in the browser's own time zone (``components.when``)."""
     if not value:
@@ -121,8 +126,8 @@ def task_item_of(task: dict[str, Any], next_run_at: str = "") -> TaskItem:
         status_label=label(status),
         color=status_color(status),
         reason=str(task.get("status_reason") or ""),
-        created=_when(task.get("created_at")),
-        updated=_when(task.get("updated_at")),
+        created=when(task.get("created_at")),
+        updated=when(task.get("updated_at")),
         schedule_id=str(task.get("schedule_id") or ""),
         next_run_at=next_run_at,
         soon=bool(next_run_at) and _within_a_day(next_run_at),
@@ -190,149 +195,6 @@ def file_of(item: dict[str, Any]) -> FileItem:
 
 
 @dataclass
-class TimelineItem:
-    """One event of the live timeline."""
-
-    seq: int
-    kind: str
-    who: str
-    title: str
-    body: str
-    at: str
-    color: str
-
-
-def _plan_body(data: dict[str, Any]) -> str:
-    lines = [str(data.get("summary", ""))]
-    for step in data.get("subtasks", []):
-        after = f" (after {', '.join(step['depends_on'])})" if step.get("depends_on") else ""
-        lines.append(f"- **{step['id']}**: {step['title']}{after}")
-    return "\n".join(lines)
-
-
-def _json(value: object) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
-
-
-def _fenced(text: str) -> str:
-    """Raw output as a code block (a fence longer than any run of backticks inside)."""
-    if not text.strip():
-        return ""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}text\n{text}\n{fence}"
-
-
-def _finished(data: dict[str, Any]) -> tuple[str, str, str]:
-    if data.get("ok"):
-        return f"{data.get('tool')} done", _fenced(str(data.get("output") or "")), "green"
-    return f"{data.get('tool')} failed", _fenced(str(data.get("error") or "")), "red"
-
-
-def _by(actor: object) -> str:
-    text = str(actor or "you")
-    return "you" if text.startswith("user:") or text == "you" else text
-
-
-def _verdict(data: dict[str, Any]) -> tuple[str, str, str]:
-    body = str(data.get("summary", ""))
-    for revision in data.get("revisions") or []:
-        body += f"\n- **{revision.get('subtask')}**: {revision.get('problem')}"
-    if data.get("approved"):
-        return "Review: approved", body, "green"
-    return "Review: sent back for revision", body, "orange"
-
-
-def timeline_item(event: dict[str, Any]) -> TimelineItem | None:  # noqa: PLR0911, PLR0912 - one branch per kind
-    """An event as the timeline shows it; ``None`` for bookkeeping events."""
-    kind = str(event["kind"])
-    data: dict[str, Any] = event.get("data") or {}
-    at = _when(str(event.get("at") or event.get("created_at") or ""))
-    seq = int(event["seq"])
-
-    def item(who: str, title: str, body: str = "", color: str = "gray") -> TimelineItem:
-        return TimelineItem(seq=seq, kind=kind, who=who, title=title, body=body, at=at, color=color)
-
-    match kind:
-        case "task.created":
-            return item("you", "Task created", str(data.get("objective") or ""))
-        case "plan.requested":
-            return item("planner", "Re-planning" if data.get("replan") else "Planning")
-        case "plan.ready":
-            return item("planner", "Plan ready", _plan_body(data), "cyan")
-        case "step.requested":
-            return item("executor", f"Working on {data.get('subtask')} (step {data.get('step')})")
-        case "approval.requested":
-            what = "needs your details" if data.get("form") else "waits for your approval"
-            body = "```json\n" + _json(data.get("arguments", {})) + "\n```"
-            return item("executor", f"{data.get('tool')} {what}", body, "amber")
-        case "tool.approved":
-            return item(
-                "you", f"{data.get('tool')} approved (by {_by(data.get('by'))})", color="green"
-            )
-        case "tool.denied":
-            by = _by(data.get("by"))
-            return item(
-                "you" if by == "you" else "system",
-                f"{data.get('tool')} denied (by {by})",
-                str(data.get("reason", "")),
-                "red",
-            )
-        case "tool.finished":
-            title, body, color = _finished(data)
-            return item("executor", title, body, color)
-        case "desktop.waiting":
-            return item(
-                "system",
-                f"{data.get('tool')} waits for your PC {data.get('device')!r} to connect",
-                "Start troika-desktop on it; the action runs as soon as it connects.",
-                "amber",
-            )
-        case "tool.repeated":
-            return item(
-                "executor", f"{data.get('tool')} proposed again ({data.get('times')} times)"
-            )
-        case "subtask.done":
-            return item(
-                "executor", f"{data.get('subtask')} done", str(data.get("result", "")), "green"
-            )
-        case "review.requested":
-            return item("reviewer", f"Reviewing (round {data.get('round', 1)})")
-        case "review.verdict":
-            title, body, color = _verdict(data)
-            return item("reviewer", title, body, color)
-        case "task.needs_guidance":
-            return item("system", "Needs your guidance", str(data.get("reason", "")), "orange")
-        case "task.guidance":
-            return item("you", "Guidance given", str(data.get("text") or data.get("action", "")))
-        case "task.completed":
-            return item("system", "Completed", str(data.get("result", "")), "green")
-        case "task.status":
-            status = str(data.get("status", ""))
-            reason = str(data.get("reason") or "")
-            return item("system", f"Status: {label(status)}", reason, status_color(status))
-        case "approval.expired":
-            return item("system", f"The approval for {data.get('tool')} expired", color="red")
-        case "agent.unusable_answer":
-            return item(
-                str(data.get("agent", "agent")),
-                "Unusable answer",
-                str(data.get("reason", "")),
-                "red",
-            )
-        case "files.uploaded":
-            names = ", ".join(str(n) for n in data.get("names") or data.get("files") or [])
-            return item("you", "Files attached", names)
-        case "schedule.fired":
-            late = " (late: " + str(data.get("reason")) + ")" if data.get("late") else ""
-            return item("system", "The schedule started this run" + late)
-        case "schedule.skipped":
-            return item("system", "A scheduled run was skipped", str(data.get("reason", "")))
-        case _:
-            return item("system", kind.replace(".", " ").replace("_", " "))
-
-
-@dataclass
 class Argument:
     """One argument of a proposed action."""
 
@@ -378,7 +240,7 @@ _MULTILINE = frozenset({"body", "html_body", "content", "text", "code"})
 
 
 def _text(value: object) -> str:
-    return value if isinstance(value, str) else _json(value)
+    return value if isinstance(value, str) else json_text(value)
 
 
 def _field(name: str, schema: dict[str, Any], required: bool) -> FormField:  # noqa: FBT001
@@ -426,12 +288,12 @@ def approval_of(interaction: dict[str, Any], task_title: str = "") -> Approval:
             Argument(name=name, value=_text(value), long=len(_text(value)) > LONG_VALUE)
             for name, value in arguments.items()
         ],
-        arguments_json=_json(arguments),
+        arguments_json=json_text(arguments),
         fields=[
             _field(name, schema, name in required)
             for name, schema in (form.get("properties") or {}).items()
         ],
-        expires=_when(interaction.get("expires_at")),
+        expires=when(interaction.get("expires_at")),
     )
 
 
@@ -498,10 +360,10 @@ def schedule_of(schedule: dict[str, Any]) -> ScheduleItem:
         cron=str(schedule.get("cron") or ""),
         timezone=str(schedule.get("timezone") or ""),
         next_run_at=str(schedule.get("next_run_at") or ""),
-        next_run=_when(schedule.get("next_run_at")),
+        next_run=when(schedule.get("next_run_at")),
         soon=bool(schedule.get("next_run_at")) and _within_a_day(str(schedule["next_run_at"])),
         runs=int(schedule.get("runs") or 0),
-        last_run=_when(last.get("fired_at") if isinstance(last, dict) else None),
+        last_run=when(last.get("fired_at") if isinstance(last, dict) else None),
         task_id=str(schedule.get("next_task_id") or ""),
         repeating=str(schedule.get("kind", "")) == "repeating",
     )

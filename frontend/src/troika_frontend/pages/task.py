@@ -11,10 +11,8 @@ from troika_frontend.pages.approvals import ApprovalsState, approvals_list
 from troika_frontend.pages.task_state import TaskState
 
 if TYPE_CHECKING:
-    from troika_frontend.views import (
-        Step,
-        TimelineItem,
-    )
+    from troika_frontend.timeline import TimelineItem
+    from troika_frontend.views import Step
 
 __all__ = ["task_page"]
 

@@ -11,17 +11,16 @@ import reflex as rx
 from troika_client import ApiError
 from troika_frontend.pages.approvals import ApprovalsState
 from troika_frontend.session import SessionState, listen
+from troika_frontend.timeline import TimelineItem, timeline_item
 from troika_frontend.views import (
     FINAL,
     Argument,
     FileItem,
     Step,
-    TimelineItem,
     file_of,
     label,
     status_color,
     step_of,
-    timeline_item,
 )
 
 __all__ = ["TaskState"]
