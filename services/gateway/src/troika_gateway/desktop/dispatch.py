@@ -4,7 +4,6 @@ one of the person's PCs; an action that waited too long for an offline PC pauses
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -16,12 +15,15 @@ from sqlalchemy import select
 from troika_gateway.db.models import Device, Outbox, Task, ToolCall
 from troika_gateway.desktop.devices import online
 from troika_gateway.pipeline.states import CallStatus, TaskStatus
+from troika_gateway.pipeline.sweeps import every
 from troika_shared import catalogue
 from troika_shared import task_events as ev
 from troika_shared.desktop import device_key, seal_action
 from troika_shared.messages import DesktopAction, ToolOutcome, ToolResult, decode, derive_id
 
 if TYPE_CHECKING:
+    import asyncio
+
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from troika_gateway.pipeline.store import TaskStore
@@ -157,16 +159,8 @@ class DesktopWaits:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweeps until ``stop`` is set."""
-        every = min(self.settings.watchdog_sweep_s, self.settings.desktop_wait_s / 4)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
-            if stop.is_set():
-                return
-            try:
-                await self.sweep()
-            except Exception:  # a failed sweep is retried on the next one
-                log.exception("desktop.sweep_failed")
+        interval = min(self.settings.watchdog_sweep_s, self.settings.desktop_wait_s / 4)
+        await every(interval, self.sweep, stop, name="desktop_waits")
 
     async def sweep(self) -> list[str]:
         """Fails the calls that waited too long for their offline PC; returns their keys."""

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
     from troika_gateway.settings import GatewaySettings
-    from troika_shared.bus import Delivery
+    from troika_shared.bus import Delivery, WorkQueue
 
 __all__ = ["desktop_link"]
 
@@ -225,7 +225,7 @@ class DeviceLink:
     async def _error(self, detail: str) -> None:
         await self.socket.send_json({"type": "error", "detail": detail})
 
-    async def _pump(self, queue: Any) -> None:  # noqa: ANN401 - troika_shared.bus.WorkQueue
+    async def _pump(self, queue: WorkQueue) -> None:
         while True:
             for delivery in await queue.fetch(1, timeout=5.0):
                 await self._hand_over(delivery)

@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from troika_gateway.db.models import Task
 from troika_gateway.pipeline.states import TaskStatus
+from troika_gateway.pipeline.sweeps import every
 from troika_shared.desktop import SHOT_KEEP_S, shot_path, shots_folder
 
 if TYPE_CHECKING:
@@ -93,20 +94,16 @@ class ShotArea:
         self, sessionmaker: async_sessionmaker[AsyncSession], stop: asyncio.Event
     ) -> None:
         """Sweeps every 30 seconds until ``stop`` is set."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 30.0)
-            if stop.is_set():
-                return
-            try:
-                ended: set[str] = set()
-                if held := self.tasks():
-                    async with sessionmaker() as db:
-                        ended = set(
-                            await db.scalars(
-                                select(Task.id).where(Task.id.in_(held), Task.status.in_(_FINAL))
-                            )
+
+        async def sweep() -> int:
+            ended: set[str] = set()
+            if held := self.tasks():
+                async with sessionmaker() as db:
+                    ended = set(
+                        await db.scalars(
+                            select(Task.id).where(Task.id.in_(held), Task.status.in_(_FINAL))
                         )
-                await asyncio.to_thread(self.sweep, ended)
-            except Exception:  # the next sweep tries again
-                log.exception("desktop.shots_sweep_failed")
+                    )
+            return await asyncio.to_thread(self.sweep, ended)
+
+        await every(30.0, sweep, stop, name="desktop_shots")

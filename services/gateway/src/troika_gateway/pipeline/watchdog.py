@@ -10,8 +10,6 @@ again until its version moves.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -22,8 +20,11 @@ from troika_gateway.db.models import Task
 from troika_gateway.pipeline.liveness import missing_work
 from troika_gateway.pipeline.snapshot import Repair
 from troika_gateway.pipeline.states import TaskStatus
+from troika_gateway.pipeline.sweeps import every
 
 if TYPE_CHECKING:
+    import asyncio
+
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from troika_gateway.pipeline.store import TaskStore
@@ -63,15 +64,7 @@ class Watchdog:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweeps until ``stop`` is set."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.watchdog_sweep_s)
-            if stop.is_set():
-                return
-            try:
-                await self.sweep()
-            except Exception:  # a failed sweep is retried on the next one
-                log.exception("watchdog.sweep_failed")
+        await every(self.settings.watchdog_sweep_s, self.sweep, stop, name="watchdog")
 
     async def sweep(self, *, idle_s: float | None = None) -> list[str]:
         """Looks at every still task once; returns the ids of those it repaired."""
