@@ -17,7 +17,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from troika_desktop.pairing import PairingError, PairingStore, default_home, pair
+from troika_desktop.pairing import Pairing, PairingError, PairingStore, default_home, pair
 
 __all__ = ["main"]
 
@@ -43,17 +43,21 @@ def _pair(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def _paired(args: argparse.Namespace) -> Pairing | None:
+    """The kept pairing; ``None`` (and why, on stderr) when there is none to use."""
     try:
         pairing = _store(args).load()
     except PairingError as exc:
         print(f"troika-desktop: {exc}", file=sys.stderr)
-        return 1
+        return None
     if pairing is None:
-        print(
-            "troika-desktop: this PC is not paired: troika-desktop pair <gateway> <code>",
-            file=sys.stderr,
-        )
+        print("troika-desktop: not paired: troika-desktop pair <gateway> <code>", file=sys.stderr)
+    return pairing
+
+
+def _run(args: argparse.Namespace) -> int:
+    pairing = _paired(args)
+    if pairing is None:
         return 1
     if sys.platform != "linux" or not os.environ.get("DISPLAY"):
         print(
@@ -113,13 +117,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    try:
-        pairing = _store(args).load()
-    except PairingError as exc:
-        print(f"troika-desktop: {exc}", file=sys.stderr)
-        return 1
+    pairing = _paired(args)
     if pairing is None:
-        print("not paired")
         return 1
     print(f"paired as {pairing.name!r} (device {pairing.device_id}) with {pairing.gateway}")
     return 0
