@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from troika_gateway.db.models import File, Outbox
+from troika_shared.browser import screen_path
 from troika_shared.messages import PlanRequested, decode
 
 from .conftest import assert_problem
@@ -226,3 +227,23 @@ async def test_a_refused_file_leaves_no_task_and_no_folder(client, gateway, alic
         assert await _tasks_and_rows(client, gateway, alice) == before
     workspaces = gateway.settings.data_dir / "workspaces"
     assert not workspaces.exists() or list(workspaces.iterdir()) == []
+
+
+async def test_the_browser_page_is_shown_to_its_owner_only(client, gateway, alice, bob) -> None:
+    task = await create(client, alice)
+    url = f"/tasks/{task['id']}/browser/screen"
+    none_yet = await client.get(url, headers=alice.headers)
+    assert_problem(none_yet, 404)  # no browser action yet: no page
+
+    png = b"\x89PNG\r\n\x1a\n" + b"page pixels"
+    shot = screen_path(gateway.settings.data_dir, task["id"])
+    shot.parent.mkdir(parents=True)
+    shot.write_bytes(png)  # as the executor leaves it after an action
+    shown = await client.get(url, headers=alice.headers)
+    assert shown.status_code == 200
+    assert shown.content == png
+    assert shown.headers["content-type"] == "image/png"
+    assert shown.headers["cache-control"] == "no-store"
+    assert_problem(await client.get(url, headers=bob.headers), 404)
+    listed = (await client.get(f"/tasks/{task['id']}/files", headers=alice.headers)).json()
+    assert listed == []  # the page's state is not one of the task's files

@@ -427,22 +427,41 @@ def test_remember_for_this_task_approves_the_tools_later_calls() -> None:
     assert flow.state.status == TaskStatus.EXECUTING
 
 
+_LINK = {"role": "link", "name": "Next page"}
+_BUY = {"role": "button", "name": "Buy now"}
+
+
 @pytest.mark.parametrize(
-    ("modes", "tool", "approved_before", "expected"),
+    ("modes", "tool", "approved_before", "expected", "arguments"),
     [
-        ({}, "read_file", False, ("ask", "")),
-        ({"user": "allow"}, "read_file", False, ("approve", "allow for all tasks")),
-        ({"task": "allow"}, "read_file", False, ("approve", "allow for this task")),
-        ({"user": "allow", "task": "deny"}, "read_file", False, ("deny", "deny for this task")),
-        ({"user": "deny", "task": "allow"}, "read_file", False, ("deny", "deny for all tasks")),
-        ({"task": "ask_once"}, "read_file", False, ("ask", "")),
-        ({"task": "ask_once"}, "read_file", True, ("approve", "ask once for this task")),
-        ({"task": "ask", "user": "allow"}, "read_file", False, ("ask", "")),
-        ({"user": "allow"}, "send_email", False, ("ask", "")),  # a form always asks
+        ({}, "read_file", False, ("ask", ""), {}),
+        ({"user": "allow"}, "read_file", False, ("approve", "allow for all tasks"), {}),
+        ({"task": "allow"}, "read_file", False, ("approve", "allow for this task"), {}),
+        ({"user": "allow", "task": "deny"}, "read_file", False, ("deny", "deny for this task"), {}),
+        ({"user": "deny", "task": "allow"}, "read_file", False, ("deny", "deny for all tasks"), {}),
+        ({"task": "ask_once"}, "read_file", False, ("ask", ""), {}),
+        ({"task": "ask_once"}, "read_file", True, ("approve", "ask once for this task"), {}),
+        ({"task": "ask", "user": "allow"}, "read_file", False, ("ask", ""), {}),
+        ({"user": "allow"}, "send_email", False, ("ask", ""), {}),  # a form always asks
+        ({"user": "allow"}, "browser_click", False, ("approve", "allow for all tasks"), _LINK),
+        ({"user": "allow"}, "browser_click", False, ("ask", ""), _BUY),  # may submit
+        ({"user": "allow"}, "browser_click", False, ("ask", ""), {"text": "Next"}),
+        ({"task": "allow"}, "browser_press", False, ("ask", ""), {"key": "Enter"}),
+        (
+            {"task": "allow"},
+            "browser_press",
+            False,
+            ("approve", "allow for this task"),
+            {"key": "PageDown"},
+        ),
+        ({"task": "allow"}, "browser_download", False, ("ask", ""), {"text": "report"}),
+        ({"task": "allow"}, "browser_fill", False, ("ask", ""), {"values": {"q": "x"}}),
+        ({"task": "allow"}, "browser_get_text", False, ("approve", "allow for this task"), {}),
     ],
 )
-def test_policies_decide_calls(modes, tool, approved_before, expected) -> None:
-    assert decide(modes, CATALOGUE[tool], approved_before=approved_before) == expected
+def test_policies_decide_calls(modes, tool, approved_before, expected, arguments) -> None:
+    decided = decide(modes, CATALOGUE[tool], arguments, approved_before=approved_before)
+    assert decided == expected
 
 
 def test_a_policy_that_denies_tells_the_agent_and_asks_for_the_next_step() -> None:

@@ -29,9 +29,18 @@ def canonical(arguments: dict[str, Any]) -> str:
     return json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def call_key(task_id: str, subtask_id: str, tool: str, arguments: dict[str, Any]) -> str:
-    """A tool call's idempotency key: the same call with the same arguments has the same key."""
-    return derive_id(task_id, subtask_id, tool, canonical(arguments))
+def call_key(
+    task_id: str, subtask_id: str, tool: str, arguments: dict[str, Any], step: int | None = None
+) -> str:
+    """A tool call's idempotency key: the same call with the same arguments has the same key.
+
+    ``step``: for a tool whose same call means something new once other calls ran (a click on
+    "Next" on the form's next page), the step that proposed it, so that the same call in a
+    later step is a new call.
+    """
+    if step is None:
+        return derive_id(task_id, subtask_id, tool, canonical(arguments))
+    return derive_id(task_id, subtask_id, tool, canonical(arguments), f"step {step}")
 
 
 def approval_key(secret: str) -> bytes:

@@ -8,11 +8,14 @@ validation of what the model proposes come from one definition.
 from __future__ import annotations
 
 import functools
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from troika_shared.browser import BROWSER_TOOLS, call_risk
 from troika_shared.desktop import DESKTOP_TOOLS
 from troika_shared.messages import ToolSpec
 
@@ -280,6 +283,14 @@ class ToolDefinition:
             the gateway sends them, sealed for that call, with its approval.
         runs_on: Where calls run: in the ``executor``, or on the person's own PC (``desktop``:
             the gateway hands them to that PC's ``troika-desktop`` agent).
+        judge: For a tool whose calls differ in risk (a browser click on a link or on a "Buy"
+            button): the risk of one call, from the tool's name and the call's arguments;
+            ``risk`` is then the most a call can be, and an ``external`` call always asks.
+        form_map: A mapping argument (field -> value) whose entries are the approval form's
+            fields (the values a browser types): the person sees and may change each value.
+        repeatable: The same call means something new once other calls ran (a browser click
+            on "Next"): its key includes the step that proposed it (see
+            :func:`troika_shared.approvals.call_key`).
     """
 
     name: str
@@ -289,11 +300,29 @@ class ToolDefinition:
     input_fields: tuple[str, ...] = ()
     credentials: str | None = None
     runs_on: Literal["executor", "desktop"] = "executor"
+    judge: Callable[[str, dict[str, Any]], Risk] | None = None
+    form_map: str | None = None
+    repeatable: bool = False
+
+    def key_step(self, step: int) -> int | None:
+        """What a call's key takes of the step that proposed it (see ``repeatable``)."""
+        return step if self.repeatable else None
 
     @property
     def needs_input(self) -> bool:
         """Whether approving a call means filling in a form."""
-        return bool(self.input_fields)
+        return bool(self.input_fields) or self.form_map is not None
+
+    def risk_of(self, arguments: dict[str, Any]) -> Risk:
+        """The risk of one call with these arguments."""
+        return self.judge(self.name, arguments) if self.judge is not None else self.risk
+
+    def always_asks(self, arguments: dict[str, Any]) -> bool:
+        """Whether a call asks the person whatever their policies say: it needs their input,
+        or it is one of a judged tool's risky calls (submitting, buying, posting)."""
+        return self.needs_input or (
+            self.judge is not None and self.risk_of(arguments) == "external"
+        )
 
     @property
     def side_effects(self) -> bool:
@@ -307,6 +336,8 @@ class ToolDefinition:
         Returns:
             An object schema with only the input fields, ``additionalProperties: false``.
         """
+        if self.form_map is not None:
+            return _map_form(proposed.get(self.form_map) or {})
         schema = self.arguments.model_json_schema()
         properties = {}
         for name in self.input_fields:
@@ -444,11 +475,44 @@ CATALOGUE: dict[str, ToolDefinition] = {
             "external",
         ),
         *(
+            ToolDefinition(
+                name,
+                description,
+                arguments,
+                risk,
+                judge=call_risk,
+                form_map="values" if name == "browser_fill" else None,
+                input_fields=("options",) if name == "browser_select" else (),
+                repeatable=True,
+            )
+            for name, (description, arguments, risk) in BROWSER_TOOLS.items()
+        ),
+        *(
             ToolDefinition(name, description, arguments, "external", runs_on="desktop")
             for name, (description, arguments) in DESKTOP_TOOLS.items()
         ),
     )
 }
+
+
+_SECRET_FIELD = re.compile(r"pass|pwd|secret|token|\bpin\b|otp|one.time|2fa|cvc|cvv", re.I)
+
+
+def _map_form(entries: dict[str, Any]) -> dict[str, Any]:
+    """A form with one text field per entry (its key the label, its value the default; a
+    field that looks like a password is marked ``format: password`` and shown masked)."""
+    properties = {}
+    for name, value in entries.items():
+        field: dict[str, Any] = {"type": "string", "title": name, "default": str(value)}
+        if _SECRET_FIELD.search(name):
+            field["format"] = "password"
+        properties[name] = field
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [],
+        "additionalProperties": False,
+    }
 
 
 @functools.cache

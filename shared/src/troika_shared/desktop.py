@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import re
+import secrets
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,6 +36,7 @@ __all__ = [
     "DesktopScrollArgs",
     "DesktopTypeTextArgs",
     "device_key",
+    "keep_shot",
     "seal_action",
     "shot_path",
     "shots_folder",
@@ -41,6 +44,7 @@ __all__ = [
 
 SHOT_KEEP_S = 300.0
 """How long a screenshot is kept for the model to look at (five minutes)."""
+_PNG = b"\x89PNG\r\n\x1a\n"
 _SHOT_NAME = re.compile(r"^[0-9a-f]{32}\.png$")
 _TASK_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
@@ -210,6 +214,23 @@ def shot_path(data_dir: Path, task_id: str, name: str) -> Path:
     if not _TASK_ID.match(task_id) or not _SHOT_NAME.match(name):
         raise ValueError(f"not a screenshot of this area: {task_id!r}/{name!r}")
     return shots_folder(data_dir) / task_id / name
+
+
+def keep_shot(data_dir: Path, task_id: str, png: bytes) -> str:
+    """Keeps one screenshot of a task for the model (0600, in a 0700 folder); returns its name.
+
+    Raises:
+        ValueError: It is not a PNG image, or the task id is not one of ours.
+    """
+    if not png.startswith(_PNG):
+        raise ValueError("a screenshot must be a PNG image")
+    name = secrets.token_hex(16) + ".png"
+    path = shot_path(data_dir, task_id, name)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(png)
+    return name
 
 
 def device_key(approval_key: bytes, device_id: str) -> bytes:

@@ -74,6 +74,33 @@ def _event(item: TimelineItem) -> rx.Component:
     )
 
 
+def _page_shot() -> rx.Component:
+    """The task's browser page as its latest browser action left it (what an action waiting
+    for approval will act on, or what the agent hands over)."""
+    return rx.cond(
+        TaskState.page_shot != "",
+        rx.el.figure(
+            rx.image(
+                src=TaskState.page_shot,
+                alt="The task's browser page",
+                width="100%",
+                max_width="960px",
+                border="1px solid var(--gray-6)",
+                border_radius="6px",
+            ),
+            rx.el.figcaption(
+                rx.text(
+                    "The task's browser page, after its latest action",
+                    size="1",
+                    color_scheme="gray",
+                )
+            ),
+            id="page-shot",
+            margin="0.75em 0",
+        ),
+    )
+
+
 def _guidance() -> rx.Component:
     return rx.cond(
         TaskState.stuck,
@@ -85,6 +112,7 @@ def _guidance() -> rx.Component:
                     align="center",
                 ),
                 rx.text(TaskState.reason, id="stuck-reason"),
+                _page_shot(),
                 rx.cond(
                     TaskState.evidence.length() > 0,
                     rx.el.details(
@@ -264,6 +292,7 @@ def task_page() -> rx.Component:
             rx.box(
                 rx.heading("Waiting for you", size="4", padding_bottom="0.5em"),
                 approvals_list(),
+                rx.cond(~TaskState.stuck, _page_shot()),
                 width="100%",
             ),
         ),

@@ -3,6 +3,7 @@ and what the person can do with it."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 from urllib.parse import quote
 
@@ -70,6 +71,7 @@ class TaskState(SessionState):
     follow_up: str = ""
     schedule_id: str = ""
     final: bool = False
+    page_shot: str = ""  # the task's browser page (a data: URL), when it has one
 
     @rx.var
     def stuck(self) -> bool:
@@ -125,6 +127,7 @@ class TaskState(SessionState):
         self.calls = int(cost.get("calls", 0))
         self.schedule_id = str(task.get("schedule_id") or "")
         self.final = status in FINAL
+        await self._load_page_shot(task)
         if not self.new_title:
             self.new_title = self.title
 
@@ -258,6 +261,23 @@ class TaskState(SessionState):
         except ApiError as exc:
             return rx.toast.error(exc.message)
         return rx.redirect("/history")
+
+    async def _load_page_shot(self, task: dict[str, Any]) -> None:
+        """The browser page's screenshot, while the task is under way and used the browser."""
+        uses_browser = any(
+            hint.startswith("browser_")
+            for sub in task.get("subtasks") or []
+            for hint in sub.get("tool_hints") or []
+        )
+        if self.final or not uses_browser:
+            self.page_shot = ""
+            return
+        try:
+            data = await self._fetch(f"/tasks/{self.current}/browser/screen")
+        except ApiError:
+            self.page_shot = ""  # no page yet (404), or it could not be read
+            return
+        self.page_shot = "data:image/png;base64," + base64.b64encode(data).decode()
 
     @rx.event
     async def download(self, name: str) -> Any:  # noqa: ANN401

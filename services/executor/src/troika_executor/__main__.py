@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from troika_executor.handlers import StoppedTasks, build_router
+from troika_executor.handlers import StoppedTasks, build_router, sweep_browsers
 from troika_executor.settings import ExecutorSettings
 from troika_shared.openai_llm import OpenAICompatibleLLM
 from troika_shared.runner import serve
@@ -20,14 +20,27 @@ def main() -> None:
     settings = ExecutorSettings()
     llm = OpenAICompatibleLLM(settings)
     stopped = StoppedTasks()
-    toolbox = settings.toolbox()
+    toolbox = settings.toolbox(images=llm.sees_images)
+    sweeping: set[asyncio.Task[None]] = set()
+    quit_sweeping = asyncio.Event()
 
     async def start(bus: Bus) -> None:
         await stopped.bind(bus)
+        if toolbox.browsers is not None:
+            sweeping.add(
+                asyncio.create_task(sweep_browsers(toolbox.browsers, stopped, quit_sweeping))
+            )
         if toolbox.sandbox is not None:
             # Settled now, with logging set up: the log says at once whether run_python is
             # isolated, only weakly ("basic", a warning), or refused (an error with the reason).
             await asyncio.to_thread(toolbox.sandbox.check)
+
+    async def stop() -> None:
+        quit_sweeping.set()
+        await asyncio.gather(*sweeping, return_exceptions=True)
+        if toolbox.browsers is not None:
+            await toolbox.browsers.close()
+        await llm.close()
 
     serve(
         service="executor",
@@ -41,7 +54,7 @@ def main() -> None:
             secrets_key=settings.secrets_key(),
         ),
         on_start=start,
-        on_stop=llm.close,
+        on_stop=stop,
         stream=StreamKey.EXECUTOR,
     )
 

@@ -3,6 +3,8 @@ tool call in, its outcome out."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -43,11 +45,12 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from pathlib import Path
 
+    from troika_executor.browser import Browsers
     from troika_shared.bus import Bus
     from troika_shared.functions import Function
     from troika_shared.llm import LLM
 
-__all__ = ["StoppedTasks", "build_router", "execute", "step"]
+__all__ = ["StoppedTasks", "build_router", "execute", "step", "sweep_browsers"]
 
 log = structlog.get_logger("troika.executor")
 
@@ -208,6 +211,26 @@ class StoppedTasks:
         if self._bus is None:
             raise DependencyUnavailable("nats", "not connected yet")
         return await self._bus.stopped(task_id)
+
+
+async def sweep_browsers(
+    browsers: Browsers, stopped: StoppedTasks, quit_sweeping: asyncio.Event, every_s: float = 30.0
+) -> None:
+    """Closes the pages of tasks that stopped, and idle ones, every ``every_s`` seconds until
+    ``quit_sweeping`` is set."""
+    while not quit_sweeping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(quit_sweeping.wait(), every_s)
+            return
+        try:
+            closed = await browsers.sweep(stopped)
+        except DependencyUnavailable as exc:
+            log.warning("browser.sweep_postponed", error=str(exc))
+        except Exception:
+            log.exception("browser.sweep_failed")
+        else:
+            if closed:
+                log.info("browser.swept", closed=closed, open=len(browsers.open_tasks))
 
 
 def build_router(

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
+from troika_executor.browser import Browsers
 from troika_executor.net import OutboundPolicy
 from troika_executor.sandbox import Sandbox, SandboxLimits
 from troika_executor.tools import Toolbox
@@ -37,6 +38,11 @@ class ExecutorSettings(AgentSettings, LlmSettings):
         sandbox_memory_mb, sandbox_file_mb, sandbox_processes: Each run's limits.
         sandbox_uid_base: When the executor runs as root, each concurrent run gets its own
             uid from here on (``sandbox_slots`` of them).
+        browser: Whether the browser tools run here (``false``: they are refused).
+        browser_executable: The system's Chromium (never a downloaded one).
+        browser_contexts: Tasks' pages open at once in this replica; more wait for a slot.
+        browser_idle_s: A page unused this long is closed (its cookies and address are kept
+            and it reopens on the next call); a task's page closes for good when it stops.
     """
 
     data_dir: Path = Path("var")
@@ -50,9 +56,14 @@ class ExecutorSettings(AgentSettings, LlmSettings):
     sandbox_processes: int = Field(default=32, ge=1, le=4096)
     sandbox_uid_base: int = Field(default=61_000, ge=1000)
     sandbox_slots: int = Field(default=16, ge=1, le=1024)
+    browser: bool = True
+    browser_executable: str = "/usr/bin/chromium"
+    browser_contexts: int = Field(default=4, ge=1, le=64)
+    browser_idle_s: float = Field(default=600.0, ge=5, le=86_400)
 
-    def toolbox(self) -> Toolbox:
-        """What the tools share: the data directory, the outbound rule and the sandbox."""
+    def toolbox(self, *, images: bool = False) -> Toolbox:
+        """What the tools share: the data directory, the outbound rule, the sandbox and the
+        browsers (``images``: the model reads screenshots)."""
         data_dir = self.data_dir.resolve()
         sandbox = (
             None
@@ -67,7 +78,19 @@ class ExecutorSettings(AgentSettings, LlmSettings):
             file_mb=self.sandbox_file_mb,
             processes=self.sandbox_processes,
         )
-        return Toolbox(data_dir, self.outbound(), sandbox=sandbox, sandbox_limits=limits)
+        browsers = (
+            Browsers(
+                data_dir, self.outbound(), executable=self.browser_executable,
+                max_contexts=self.browser_contexts, idle_s=self.browser_idle_s,
+                state_key=self.secrets_key(),
+            )
+            if self.browser
+            else None
+        )  # fmt: skip
+        return Toolbox(
+            data_dir, self.outbound(), sandbox=sandbox, sandbox_limits=limits,
+            browsers=browsers, images=images,
+        )  # fmt: skip
 
     def outbound(self) -> OutboundPolicy:
         """The rule for the web tools' destinations."""

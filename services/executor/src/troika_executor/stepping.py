@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from troika_executor.tools import validate_arguments
 from troika_shared.approvals import call_key
+from troika_shared.catalogue import CATALOGUE
 from troika_shared.costs import estimate_tokens
 from troika_shared.desktop import shot_path
 from troika_shared.functions import Function, FunctionCall, validation_problems
@@ -187,12 +188,23 @@ def to_tool_calls(request: StepRequested, calls: Sequence[FunctionCall]) -> tupl
     """The proposed calls with their keys."""
     return tuple(
         ToolCall(
-            key=call_key(request.correlation_id, request.subtask_id, call.name, call.arguments),
+            key=call_key(
+                request.correlation_id,
+                request.subtask_id,
+                call.name,
+                call.arguments,
+                _key_step(call.name, request.step),
+            ),
             tool=call.name,
             arguments=call.arguments,
         )
         for call in calls
     )
+
+
+def _key_step(tool: str, step: int) -> int | None:
+    definition = CATALOGUE.get(tool)
+    return definition.key_step(step) if definition is not None else None
 
 
 # How much of each tool output a step shows, and how much when the context is tight.
@@ -289,5 +301,18 @@ def _entry(n: int, entry: TranscriptEntry, output_chars: int) -> str:
         text = text[:output_chars] + f" [cut: {len(text) - output_chars:,} more characters]"
     if outcome.images:
         text += "\n[the screenshot is shown to you when it is the latest one]"
-    args = json.dumps(entry.call.arguments, ensure_ascii=False)[:500]
+    args = json.dumps(_shown_arguments(entry.call), ensure_ascii=False)[:500]
     return f"{n}. {entry.call.tool}({args}) ->\n{fence(f'output {n}', text)}"
+
+
+def _shown_arguments(call: ToolCall) -> dict[str, Any]:
+    """A call's arguments as the model sees them again: a form's values (what the person typed,
+    a password perhaps) only by their fields' names; the output says what was typed where it
+    may be shown."""
+    definition = CATALOGUE.get(call.tool)
+    if definition is None or definition.form_map is None:
+        return call.arguments
+    entries = call.arguments.get(definition.form_map)
+    if not isinstance(entries, dict):
+        return call.arguments
+    return {**call.arguments, definition.form_map: sorted(entries)}

@@ -17,6 +17,7 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from troika_executor import mail, python_tool, search, tabular, web
+from troika_executor.browser import BrowserCall, BrowserMissing, Browsers
 from troika_executor.net import OutboundPolicy
 from troika_executor.sandbox import DEFAULT_LIMITS, Sandbox, SandboxLimits
 from troika_executor.workspace import OutsideWorkspace, Workspace
@@ -27,6 +28,7 @@ from troika_shared.catalogue import (
     DeleteFileArgs,
     ReadFileArgs,
 )
+from troika_shared.errors import RetryableError
 from troika_shared.messages import ToolOutcome
 
 __all__ = ["IMPLEMENTATIONS", "ToolContext", "Toolbox", "run_tool", "validate_arguments"]
@@ -37,14 +39,18 @@ log = structlog.get_logger("troika.executor.tools")
 @dataclass(frozen=True, slots=True)
 class Toolbox:
     """What every call shares: where the task folders are, which destinations outside the
-    public internet the operator allows, the search backend, and the Python sandbox with its
-    limits (no sandbox: ``run_python`` is refused)."""
+    public internet the operator allows, the search backend, the Python sandbox with its
+    limits (no sandbox: ``run_python`` is refused), the tasks' browsers (none: the browser
+    tools are refused) and whether the model reads images (screenshots then come with the
+    outcomes)."""
 
     data_dir: Path
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
     search_backend: str = "auto"
     sandbox: Sandbox | None = None
     sandbox_limits: SandboxLimits = DEFAULT_LIMITS
+    browsers: Browsers | None = None
+    images: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,21 @@ async def _delete_file(context: ToolContext, args: DeleteFileArgs) -> ToolOutcom
     return ToolOutcome(ok=True, output=f"deleted {target.relative_to(workspace.root)}")
 
 
+def _browser(action: str) -> Implementation:
+    async def run(context: ToolContext, args: BaseModel) -> ToolOutcome:
+        browsers = context.toolbox.browsers
+        if browsers is None:
+            return ToolOutcome(ok=False, error="the browser tools are turned off on this executor")
+        call = BrowserCall(browsers, context.workspace, images=context.toolbox.images)
+        try:
+            outcome: ToolOutcome = await getattr(call, action)(args)
+        except BrowserMissing as exc:
+            return ToolOutcome(ok=False, error=str(exc))
+        return outcome
+
+    return run
+
+
 IMPLEMENTATIONS: dict[str, Implementation] = {
     "create_file": _create_file,
     "read_file": _read_file,
@@ -151,6 +172,22 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
     "run_python": lambda context, args: python_tool.run_python(
         args, context.toolbox.sandbox, context.workspace, context.toolbox.sandbox_limits
     ),
+    **{
+        f"browser_{action}": _browser(action)
+        for action in (
+            "open",
+            "click",
+            "fill",
+            "select",
+            "press",
+            "scroll",
+            "get_text",
+            "screenshot",
+            "download",
+            "close",
+            "hand_over",
+        )
+    },
 }
 
 
@@ -187,6 +224,8 @@ async def run_tool(
         return ToolOutcome(ok=False, error=f"refused: {exc}")
     except OSError as exc:
         return ToolOutcome(ok=False, error=f"{type(exc).__name__}: {exc.strerror or exc}")
+    except RetryableError:
+        raise  # not the call's outcome: the message is retried (a browser slot frees up)
     except Exception as exc:
         # A tool's own failure is the call's outcome: the agent hears it, the task goes on,
         # and the message is not redelivered to run the call again.

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import secrets
 import shutil
 import time
 from typing import TYPE_CHECKING
@@ -21,7 +19,7 @@ from sqlalchemy import select
 from troika_gateway.db.models import Task
 from troika_gateway.pipeline.states import TaskStatus
 from troika_gateway.pipeline.sweeps import every
-from troika_shared.desktop import SHOT_KEEP_S, shot_path, shots_folder
+from troika_shared.desktop import SHOT_KEEP_S, keep_shot, shots_folder
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -32,7 +30,6 @@ __all__ = ["ShotArea"]
 
 log = structlog.get_logger("troika.gateway.desktop")
 
-_PNG = b"\x89PNG\r\n\x1a\n"
 _FINAL = tuple(s.value for s in TaskStatus if s.final)
 
 
@@ -50,20 +47,12 @@ class ShotArea:
         self.keep_s = keep_s
 
     def keep(self, task_id: str, png: bytes) -> str:
-        """Keeps one screenshot of a task (0600, in a 0700 folder); returns its name.
+        """Keeps one screenshot of a task; returns its name.
 
         Raises:
             ValueError: It is not a PNG image.
         """
-        if not png.startswith(_PNG):
-            raise ValueError("a screenshot must be a PNG image")
-        name = secrets.token_hex(16) + ".png"
-        path = shot_path(self.data_dir, task_id, name)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(png)
-        return name
+        return keep_shot(self.data_dir, task_id, png)
 
     def sweep(self, ended: set[str], now: float | None = None) -> int:
         """Deletes the screenshots older than ``keep_s`` and every one of the ``ended`` tasks;

@@ -116,7 +116,19 @@ def edited_arguments(
     if definition is None:
         raise InvalidInput("this tool is not in the catalogue; its arguments cannot be edited")
     result = dict(arguments if arguments is not None else proposed)
-    if values is not None:
+    if values is not None and definition.form_map is not None:
+        entries = dict(result.get(definition.form_map) or {})
+        unknown = sorted(set(values) - set(entries))
+        if unknown:
+            errors = [{"field": f"values.{name}", "message": "not a field of this form"}
+                      for name in unknown]  # fmt: skip
+            raise InvalidInput(f"unknown form fields: {', '.join(unknown)}", errors)
+        bad = sorted(name for name, value in values.items() if not isinstance(value, str))
+        if bad:
+            errors = [{"field": f"values.{name}", "message": "must be text"} for name in bad]
+            raise InvalidInput(f"form fields must be text: {', '.join(bad)}", errors)
+        result[definition.form_map] = {**entries, **values}
+    elif values is not None:
         unknown = sorted(set(values) - set(definition.input_fields))
         if unknown:
             errors = [{"field": f"values.{name}", "message": "not a field of this form"}

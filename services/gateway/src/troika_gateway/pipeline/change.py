@@ -218,7 +218,7 @@ class Change:
         """Shows the call to the person: all of its arguments, and a form where it needs one."""
         prompt: dict[str, Any] = {
             "tool": call.tool,
-            "risk": definition.risk if definition else "external",
+            "risk": definition.risk_of(call.arguments) if definition else "external",
             "description": definition.description if definition else "",
             "arguments": call.arguments,
             "subtask": sub.key,

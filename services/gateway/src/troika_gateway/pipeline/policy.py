@@ -3,7 +3,7 @@ read with the task's snapshot)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from troika_shared.catalogue import ToolDefinition
@@ -12,18 +12,23 @@ __all__ = ["decide"]
 
 
 def decide(
-    modes: dict[str, str], definition: ToolDefinition | None, *, approved_before: bool
+    modes: dict[str, str],
+    definition: ToolDefinition | None,
+    arguments: dict[str, Any],
+    *,
+    approved_before: bool,
 ) -> tuple[Literal["ask", "approve", "deny"], str]:
     """How a proposed call is decided under its tool's policies ``{"user": …, "task": …}``.
 
     ``deny`` at either level wins; then the task's own policy, then the user's, then ``ask``.
-    ``ask_once`` approves once a call of the tool was approved in the task; a tool with an
-    input form always asks. Returns the outcome and the rule that decided it.
+    ``ask_once`` approves once a call of the tool was approved in the task; a call that needs
+    the person's input, or a risky call of a tool that judges each call (a browser click that
+    may submit), always asks. Returns the outcome and the rule that decided it.
     """
     for level in ("task", "user"):
         if modes.get(level) == "deny":
             return "deny", f"deny {_where(level)}"
-    if definition is None or definition.needs_input:
+    if definition is None or definition.always_asks(arguments):
         return "ask", ""
     level = "task" if "task" in modes else "user"
     mode = modes.get(level, "ask")

@@ -231,6 +231,7 @@ class _Rules(Change):
             outcome, rule = decide(
                 self.s.policies.get(call.tool, {}),
                 definition,
+                call.arguments,
                 approved_before=any(
                     c.tool == call.tool and c.key != call.key and c.status in _APPROVED_BEFORE
                     for c in self.s.calls
@@ -258,7 +259,9 @@ class _Rules(Change):
             raise Refused("this approval request expired; the call was not made")
         edited_key = None
         if command.approve and command.arguments != call.arguments:
-            edited_key = call_key(self.s.id, call.subtask, call.tool, command.arguments)
+            definition = catalogue.CATALOGUE.get(call.tool)
+            step = definition.key_step(call.step) if definition is not None else None
+            edited_key = call_key(self.s.id, call.subtask, call.tool, command.arguments, step)
             if self.s.call(edited_key) is not None:
                 raise Refused(
                     f"this task has a {call.tool} call with exactly these arguments already; "

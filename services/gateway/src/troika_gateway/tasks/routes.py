@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import State, UploadFile
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, MultipartBody, QueryParameter
@@ -205,6 +205,16 @@ class TaskController(Controller):
         if len(data.files) > _MAX_FILES_PER_UPLOAD:
             raise InvalidInput(f"upload at most {_MAX_FILES_PER_UPLOAD} files at a time")
         return await tasks.upload(task_id, data.files)
+
+    @get("/{task_id:str}/browser/screen", media_type="image/png")
+    async def browser_screen(
+        self, task_id: FromPath[str], tasks: NamedDependency[Tasks]
+    ) -> Response[bytes]:
+        """The task's browser page as it was after its latest browser action (PNG), as the
+        person sees it beside a browser action waiting for approval; 404 when the task has no
+        page."""
+        return Response(await tasks.browser_screen(task_id), media_type="image/png",
+                        headers={"Cache-Control": "no-store"})  # fmt: skip
 
     @get("/{task_id:str}/files/{name:path}", media_type="application/octet-stream")
     async def download(

@@ -3,6 +3,7 @@ indistinguishable from a task that does not exist."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -14,7 +15,7 @@ from troika_gateway.db.models import (
     Task,
     TaskStatus,
 )
-from troika_gateway.errors import Conflict, InvalidInput
+from troika_gateway.errors import Conflict, InvalidInput, NotFound
 from troika_gateway.events import append
 from troika_gateway.pipeline.outbox import enqueue
 from troika_gateway.pipeline.snapshot import Cancel, Guide, Note, Rename, Start
@@ -32,6 +33,7 @@ from troika_gateway.storage import (
 )
 from troika_gateway.tasks.queries import TaskQueries, file_view
 from troika_shared import task_events as ev
+from troika_shared.browser import screen_path
 from troika_shared.messages import TaskStopped, derive_id
 
 if TYPE_CHECKING:
@@ -287,6 +289,18 @@ class Tasks(TaskQueries):
                 "say what the agents should do", [{"field": "text", "message": "is empty"}]
             )
         return await self._change(task_id, Guide(action=reply.action, text=reply.text.strip()))
+
+    async def browser_screen(self, task_id: str) -> bytes:
+        """The task's browser page as it was after its latest browser action (PNG).
+
+        Raises:
+            NotFound: No such task of the caller's, or it has no browser page.
+        """
+        task = await self.get(task_id)
+        try:
+            return await asyncio.to_thread(screen_path(self.data_dir, task.id).read_bytes)
+        except OSError:
+            raise NotFound("browser page") from None
 
     async def upload(self, task_id: str, uploads: Sequence[UploadFile]) -> list[FileView]:
         """Stores uploaded files in the task's workspace (a file of the same name is replaced).
