@@ -155,3 +155,12 @@ def test_times_travel_as_iso_with_their_offset_for_the_browser_to_show_in_its_zo
     assert at("2026-11-27T11:30:00+01:30") == "2026-11-27T10:00:00+00:00"
     assert at("2026-11-27T10:00:00") == "2026-11-27T10:00:00+00:00"  # a bare time is UTC
     assert at("yesterday") == ""  # nothing rather than "Invalid date"
+
+
+def test_what_a_browser_will_type_is_a_form_with_the_password_masked() -> None:
+    proposed = {"values": {"Username": "ada", "Password": ""}}
+    card = approval_of(_interaction("browser_fill", proposed, form=True))
+    fields = {f.name: (f.kind, f.value) for f in card.fields}
+    assert fields == {"Username": ("text", "ada"), "Password": ("password", "")}
+    typed = form_values(card, {"Username": "ada", "Password": "s3cret"})
+    assert typed == {"Username": "ada", "Password": "s3cret"}

@@ -209,7 +209,7 @@ class FormField:
 
     name: str
     label: str
-    kind: str  # text, multiline, list, number, checkbox
+    kind: str  # text, password, multiline, list, number, checkbox
     value: str
     required: bool
     hint: str
@@ -253,6 +253,8 @@ def _field(name: str, schema: dict[str, Any], required: bool) -> FormField:  # n
         kind, value = "checkbox", ""
     elif types & {"integer", "number"}:
         kind, value = "number", "" if default is None else str(default)
+    elif schema.get("format") == "password":  # a secret the page needs: typed, never shown
+        kind, value = "password", "" if default is None else str(default)
     else:
         long = name in _MULTILINE or int(schema.get("maxLength") or 0) > 1000
         kind, value = ("multiline" if long else "text"), "" if default is None else str(default)

@@ -170,6 +170,27 @@ async def test_a_form_takes_the_persons_details_and_refuses_unknown_fields(d, no
     assert (await d.task())["status"] == "executing"
 
 
+async def test_what_a_browser_types_is_the_persons_form(d) -> None:
+    proposed = {"values": {"Username": "ada", "Password": ""}}
+    await d.propose(ToolCall(key="k-fill", tool="browser_fill", arguments=proposed))
+    [form] = await pending(d)
+    assert (form["kind"], form["prompt"]["risk"]) == ("input", "external")
+    schema = form["prompt"]["form"]
+    assert set(schema["properties"]) == {"Username", "Password"}  # JSONB keeps no order
+    assert schema["properties"]["Password"]["format"] == "password"  # shown masked
+
+    unknown = await answer(d, form["id"], decision="approve", values={"E-mail": "a@b.c"})
+    assert_problem(unknown, 422, "unknown form fields: E-mail")
+    not_text = await answer(d, form["id"], decision="approve", values={"Password": 1234})
+    assert_problem(not_text, 422, "must be text")
+    assert await d.commands(ToolExecute) == []
+
+    done = await answer(d, form["id"], decision="approve", values={"Password": "s3cret"})
+    assert done.status_code == 200, done.text
+    [execute] = await d.commands(ToolExecute)
+    assert execute.call.arguments == {"values": {"Username": "ada", "Password": "s3cret"}}
+
+
 async def test_an_unanswered_approval_expires_as_denied(d) -> None:
     await d.propose(call(1))
     [approval] = await pending(d)

@@ -177,6 +177,17 @@ def _form_field(item: FormField) -> rx.Component:
                 name=item.name, default_value=item.value, type="number", id="field-" + item.name
             ),
         ),
+        (
+            "password",
+            rx.input(
+                name=item.name,
+                default_value=item.value,
+                type="password",
+                auto_complete="off",
+                width="100%",
+                id="field-" + item.name,
+            ),
+        ),
         rx.input(name=item.name, default_value=item.value, width="100%", id="field-" + item.name),
     )
     hint = rx.cond(
