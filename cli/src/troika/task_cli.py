@@ -63,6 +63,12 @@ class Terminal:
             raise InputClosed
         return line.strip()
 
+    async def ask_secret(self, question: str) -> str:
+        """Asks for a secret (a password a web page needs): not echoed on a terminal."""
+        if self.inp.isatty():
+            return str(await asyncio.to_thread(getpass.getpass, question)).strip()
+        return await self.ask(question)
+
 
 async def sign_in(session: Session, terminal: Terminal) -> None:
     """The kept session, else ``TROIKA_USERNAME``/``TROIKA_PASSWORD``, else a prompt."""
@@ -231,8 +237,10 @@ class TaskRunner:
         values: dict[str, Any] = {}
         for name, spec in form.get("properties", {}).items():
             default = spec.get("default")
-            hint = f" [{default}]" if default is not None else ""
-            text = await self.terminal.ask(f"{spec.get('description') or name}{hint}: ")
+            secret = spec.get("format") == "password"
+            hint = f" [{default}]" if default not in (None, "") and not secret else ""
+            ask = self.terminal.ask_secret if secret else self.terminal.ask
+            text = await ask(f"{spec.get('description') or spec.get('title') or name}{hint}: ")
             if not text:
                 if default is not None:
                     values[name] = default

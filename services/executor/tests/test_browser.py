@@ -13,8 +13,11 @@ import pytest
 
 from troika_executor.browser import Browsers
 from troika_executor.browser.sessions import MARK
+from troika_executor.handlers import sweep_browsers
 from troika_executor.net import OutboundPolicy
 from troika_executor.tools import Toolbox, run_tool
+from troika_shared.browser import browser_folder, screen_path
+from troika_shared.desktop import shot_path
 from troika_shared.errors import DependencyUnavailable
 from troika_testkit.site import ORDERS, PASSWORD, REPORT, USERNAME, Site
 
@@ -248,3 +251,47 @@ async def test_without_chromium_a_call_fails_saying_what_is_missing(tmp_path) ->
     assert "need Chromium at" in outcome.error
     assert "TROIKA_BROWSER_EXECUTABLE" in outcome.error
     await browsers.close()
+
+
+async def test_handing_the_page_over_pauses_for_the_person_with_the_screenshot(
+    tmp_path, site
+) -> None:
+    policy = OutboundPolicy.of([f"127.0.0.1:{site.port}"])
+    browsers = Browsers(tmp_path, policy, state_key=KEY)
+    toolbox = Toolbox(tmp_path, policy, browsers=browsers, images=True)
+    try:
+        await call(toolbox, "browser_open", url=f"{site.url}/login")
+        handed = await call(toolbox, "browser_hand_over", message="Please solve the captcha")
+    finally:
+        await browsers.close()
+    assert not handed.ok
+    assert handed.needs_person  # the task pauses for the person instead of the agent retrying
+    assert "Please solve the captcha" in handed.error
+    assert f"Sign in — {site.url}/login" in handed.error
+    [shot] = handed.images  # the page, for a model that reads images and for the person
+    assert shot_path(tmp_path, "task-1", shot).read_bytes().startswith(b"\x89PNG")
+    assert screen_path(tmp_path, "task-1").read_bytes().startswith(b"\x89PNG")
+
+
+async def test_the_executors_sweep_closes_the_pages_of_tasks_that_stopped(tmp_path, site) -> None:
+    policy = OutboundPolicy.of([f"127.0.0.1:{site.port}"])
+    browsers = Browsers(tmp_path, policy, state_key=KEY)
+    toolbox = Toolbox(tmp_path, policy, browsers=browsers)
+    await call(toolbox, "browser_open", task="cancelled", url=f"{site.url}/visit?name=x")
+    quit_sweeping = asyncio.Event()
+
+    async def stopped(task_id: str) -> bool:
+        return task_id == "cancelled"
+
+    sweeping = asyncio.create_task(sweep_browsers(browsers, stopped, quit_sweeping, every_s=0.05))
+    try:
+        for _ in range(100):
+            if not browsers.open_tasks:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        quit_sweeping.set()
+        await sweeping
+        await browsers.close()
+    assert browsers.open_tasks == []
+    assert not browser_folder(tmp_path, "cancelled").exists()  # its cookies are gone

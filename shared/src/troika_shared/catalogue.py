@@ -488,7 +488,9 @@ CATALOGUE: dict[str, ToolDefinition] = {
             for name, (description, arguments, risk) in BROWSER_TOOLS.items()
         ),
         *(
-            ToolDefinition(name, description, arguments, "external", runs_on="desktop")
+            ToolDefinition(
+                name, description, arguments, "external", runs_on="desktop", repeatable=True
+            )
             for name, (description, arguments) in DESKTOP_TOOLS.items()
         ),
     )

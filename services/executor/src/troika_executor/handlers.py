@@ -214,7 +214,10 @@ class StoppedTasks:
 
 
 async def sweep_browsers(
-    browsers: Browsers, stopped: StoppedTasks, quit_sweeping: asyncio.Event, every_s: float = 30.0
+    browsers: Browsers,
+    stopped: Callable[[str], Awaitable[bool]],
+    quit_sweeping: asyncio.Event,
+    every_s: float = 30.0,
 ) -> None:
     """Closes the pages of tasks that stopped, and idle ones, every ``every_s`` seconds until
     ``quit_sweeping`` is set."""
