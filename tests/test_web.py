@@ -31,6 +31,8 @@ from troika_testkit.llm import ScriptedLLM
 from troika_testkit.mail import MailServer
 from troika_testkit.ports import free_port
 from troika_testkit.proxy import CuttableProxy
+from troika_testkit.site import PASSWORD as SITE_PASSWORD
+from troika_testkit.site import USERNAME, Site
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -46,6 +48,9 @@ def _objective(request: dict) -> str:
 def plan_script(request: dict) -> dict:
     """The planner: one subtask whose name says which test asked."""
     text = _objective(request)
+    if "[browse]" in text:
+        hints = ["browser_open", "browser_fill", "browser_click"]
+        return plan_answer(("browse", [], hints), summary="browse plan")
     for marker in ("report", "lookup", "later", "resume", "mail"):
         if f"[{marker}]" in text:
             return plan_answer((marker, [], ["read_csv", "create_file"]), summary=f"{marker} plan")
@@ -56,11 +61,33 @@ def _calls(prompt: str) -> int:
     return len(re.findall(r"<<<DATA output \d+>>>", prompt))
 
 
+def _text(request: dict) -> str:
+    """The step's prompt (beside the page's screenshot, for a model that reads images)."""
+    content = request["messages"][1]["content"]
+    if isinstance(content, str):
+        return content
+    return next(part["text"] for part in content if part["type"] == "text")
+
+
+_BROWSING = [
+    ("browser_open", {}),
+    ("browser_fill", {"values": {"Username": USERNAME, "Password": ""}}),
+    ("browser_click", {"role": "button", "name": "Sign in"}),
+]
+
+
 def step_script(request: dict) -> dict:  # noqa: PLR0911 - one answer per test and step
     """The executor, per test (by subtask name)."""
-    prompt = request["messages"][1]["content"]
+    prompt = _text(request)
     subtask = re.search(r"Your subtask: (\S+) —", prompt).group(1)
     calls = _calls(prompt)
+    if subtask == "browse" and calls < len(_BROWSING):
+        tool, arguments = _BROWSING[calls]
+        if tool == "browser_open":  # the site's address is in the objective
+            arguments = {
+                "url": re.search(r"(http://127\.0\.0\.1:\d+)/", prompt).group(1) + "/login"
+            }
+        return {"action": "use_tools", "tool_calls": [{"tool": tool, "arguments": arguments}]}
     if subtask == "report" and calls == 0:
         return {
             "action": "use_tools",
@@ -120,7 +147,13 @@ def mail():
 
 
 @pytest.fixture(scope="module")
-def up(llm, mail, tmp_path_factory, nats_url, redis_url):
+def site():
+    with Site() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def up(llm, mail, site, tmp_path_factory, nats_url, redis_url):
     """``troika up`` on free ports; yields the web app's address (behind a proxy the tests can
     cut), the gateway's, the data folder and the proxy."""
     data = tmp_path_factory.mktemp("up")
@@ -141,7 +174,9 @@ def up(llm, mail, tmp_path_factory, nats_url, redis_url):
         "TROIKA_PASSWORD_TIME_COST": "1",
         "TROIKA_PASSWORD_MEMORY_KIB": "8192",
         "TROIKA_LOG_FORMAT": "json",
-        "TROIKA_OUTBOUND_ALLOW_HOSTS": json.dumps([f"127.0.0.1:{mail.port}"]),
+        "TROIKA_OUTBOUND_ALLOW_HOSTS": json.dumps(
+            [f"127.0.0.1:{mail.port}", f"127.0.0.1:{site.port}"]
+        ),
         "TROIKA_READY_TIMEOUT_S": str(scaled(180)),  # its own wait, as on a quiet machine
     }
     log = (data / "up.log").open("w")
@@ -551,3 +586,39 @@ async def test_mail_settings_a_form_to_fill_and_the_history(  # noqa: PLR0915 - 
     await page.wait_for_url(f"{web}/signin")
     await page.goto(f"{web}/history")
     await page.wait_for_url(f"{web}/signin")
+
+
+async def test_a_browser_action_shows_the_page_and_the_password_goes_in_a_masked_field(
+    up, site, page, screenshots
+) -> None:
+    web = up["web"]
+    await sign_up(page, web, "hopper")
+    await page.fill("#objective", f"Sign in to my shop at {site.url}/ [browse]")
+    await page.click("#create-task")
+    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+
+    card = page.locator(".approval-card").first
+    await card.wait_for(timeout=scaled(60_000))
+    assert await card.locator(".tool").inner_text() == "browser_open"
+    assert await card.locator(".page-shot").count() == 0  # no page yet
+    await card.locator(".approve").click()
+
+    # Typing into the page asks, with the page it types into and a form of what it types.
+    fill = page.locator(".approval-card .tool:has-text('browser_fill')")
+    await fill.wait_for(timeout=scaled(60_000))
+    card = page.locator(".approval-card").first
+    shot = card.locator(".page-shot img")
+    await shot.wait_for()
+    assert (await shot.get_attribute("src")).startswith("data:image/png;base64,")
+    assert await page.input_value("#field-Username") == USERNAME
+    assert await page.get_attribute("#field-Password", "type") == "password"
+    await page.fill("#field-Password", SITE_PASSWORD)
+    await screenshots.shot(page, "browser-fill")
+    await card.locator(".approve").click()
+
+    click = page.locator(".approval-card .tool:has-text('browser_click')")
+    await click.wait_for(timeout=scaled(60_000))
+    await page.locator(".approval-card .risk:has-text('external')").wait_for()
+    await page.locator(".approval-card .approve").first.click()
+    await page.wait_for_selector("#task-status:has-text('completed')", timeout=scaled(90_000))
+    assert site.logins == [USERNAME]  # the password typed in the form signed in

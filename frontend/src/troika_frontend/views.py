@@ -233,6 +233,7 @@ class Approval:
     arguments_json: str = ""
     fields: list[FormField] = field(default_factory=list)
     expires: str = ""
+    page_shot: str = ""  # a browser action: the page it acts on (a data: URL)
 
 
 _RISK_COLORS = {"read": "green", "write": "amber", "external": "red"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -55,8 +56,23 @@ class ApprovalsState(SessionState):
                 str(t["id"]): str(t.get("title") or t.get("objective") or "")
                 for t in waiting["items"]
             }
-        self.items = [approval_of(i, titles.get(str(i["task_id"]), "")) for i in pending]
+        items = [approval_of(i, titles.get(str(i["task_id"]), "")) for i in pending]
+        shots: dict[str, str] = {}
+        for item in items:
+            if item.tool.startswith("browser_"):
+                if item.task_id not in shots:
+                    shots[item.task_id] = await self._page_shot(item.task_id)
+                item.page_shot = shots[item.task_id]
+        self.items = items
         self.pending = len(self.items)
+
+    async def _page_shot(self, task_id: str) -> str:
+        """The task's browser page after its latest action, as a data: URL ("" when none)."""
+        try:
+            data = await self._fetch(f"/tasks/{task_id}/browser/screen")
+        except ApiError:
+            return ""  # no page yet, or it could not be read
+        return "data:image/png;base64," + base64.b64encode(data).decode()
 
     def _find(self, interaction_id: str) -> Approval | None:
         return next((item for item in self.items if item.id == interaction_id), None)
@@ -220,6 +236,27 @@ def approval_card(item: Approval) -> rx.Component:
             ),
             rx.cond(item.subtask != "", rx.text("For subtask ", rx.code(item.subtask), size="1")),
             rx.vstack(rx.foreach(item.arguments, _argument), width="100%", spacing="2"),
+            rx.cond(
+                item.page_shot != "",
+                rx.el.figure(
+                    rx.image(
+                        src=item.page_shot,
+                        alt="The page this action works on",
+                        width="auto",
+                        max_width="100%",
+                        max_height="420px",
+                        border="1px solid var(--gray-6)",
+                        border_radius="6px",
+                    ),
+                    rx.el.figcaption(
+                        rx.text(
+                            "The page now, as this action finds it", size="1", color_scheme="gray"
+                        )
+                    ),
+                    class_name="page-shot",
+                    margin="0",
+                ),
+            ),
             rx.form(
                 hidden,
                 rx.cond(

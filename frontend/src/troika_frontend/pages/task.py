@@ -83,8 +83,9 @@ def _page_shot() -> rx.Component:
             rx.image(
                 src=TaskState.page_shot,
                 alt="The task's browser page",
-                width="100%",
-                max_width="960px",
+                width="auto",
+                max_width="100%",
+                max_height="420px",
                 border="1px solid var(--gray-6)",
                 border_radius="6px",
             ),
@@ -292,7 +293,6 @@ def task_page() -> rx.Component:
             rx.box(
                 rx.heading("Waiting for you", size="4", padding_bottom="0.5em"),
                 approvals_list(),
-                rx.cond(~TaskState.stuck, _page_shot()),
                 width="100%",
             ),
         ),
