@@ -129,6 +129,7 @@ class Browsers:
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._live: dict[str, Session] = {}
+        self._opening = 0  # slots taken by pages being opened, not yet in ``_live``
         self._locks: dict[str, asyncio.Lock] = {}
         self._room = asyncio.Condition()
         self._start_lock = asyncio.Lock()
@@ -172,6 +173,12 @@ class Browsers:
         if live is not None:  # another replica acted since, or the page crashed
             await self._close(live)
         await self._make_room()
+        try:
+            return await self._open(task_id, stored, generation)
+        finally:
+            self._opening -= 1
+
+    async def _open(self, task_id: str, stored: dict[str, Any] | None, generation: int) -> Session:
         browser = await self._chromium()
         user, account = self.egress.account()
         state = self._open_state(task_id, stored) if stored else {}
@@ -199,9 +206,14 @@ class Browsers:
         return session
 
     async def _make_room(self) -> None:
+        """Takes a slot (``_opening``), closing the least recently used idle page if need be.
+
+        Raises:
+            DependencyUnavailable: Every slot stayed busy for ``wait_s``.
+        """
         deadline = time.monotonic() + self.wait_s
         async with self._room:
-            while len(self._live) >= self.max_contexts:
+            while len(self._live) + self._opening >= self.max_contexts:
                 idle = [
                     s
                     for s in self._live.values()
@@ -218,6 +230,7 @@ class Browsers:
                     )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._room.wait(), left)
+            self._opening += 1
 
     async def _chromium(self) -> Browser:
         async with self._start_lock:
@@ -252,6 +265,9 @@ class Browsers:
         live = self._live.get(task_id)
         if live is not None:
             await self._close(live)
+        lock = self._locks.get(task_id)
+        if lock is not None and not lock.locked():
+            del self._locks[task_id]
         await anyio.to_thread.run_sync(
             lambda: shutil.rmtree(self.folder(task_id), ignore_errors=True)
         )
@@ -281,7 +297,7 @@ class Browsers:
             if now - session.used >= self.idle_s and not (lock and lock.locked()):
                 await self._close(session)
                 closed += 1
-        if not self._live and self._browser is not None:
+        if not self._live and not self._opening and self._browser is not None:
             await self.close()
         return closed
 
