@@ -207,6 +207,12 @@ async def test_the_model_signs_in_extracts_a_table_downloads_and_applies(
     assert site.applications[-1]["email"] == "ada@example.com"
     assert site.applications[-1]["plan"] == "pro"
     # the password went from the person's form to the page, never to the model
+    # … nor to the database, the logs or any file of the stack: it travelled sealed
+    leaked = [
+        path for path in stack.data_dir.parent.rglob("*")
+        if path.is_file() and PASSWORD.encode() in path.read_bytes()
+    ]  # fmt: skip
+    assert leaked == []
     asked = scripted_llm.asked_for("StepDecision")
     prompts = json.dumps(asked)
     assert PASSWORD not in prompts

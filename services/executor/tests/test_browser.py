@@ -16,7 +16,7 @@ from troika_executor.browser.sessions import MARK
 from troika_executor.handlers import sweep_browsers
 from troika_executor.net import OutboundPolicy
 from troika_executor.tools import Toolbox, run_tool
-from troika_shared.browser import browser_folder, screen_path
+from troika_shared.browser import browser_folder, screen_path, seal_typed
 from troika_shared.desktop import shot_path
 from troika_shared.errors import DependencyUnavailable
 from troika_testkit.site import ORDERS, PASSWORD, REPORT, USERNAME, Site
@@ -295,3 +295,20 @@ async def test_the_executors_sweep_closes_the_pages_of_tasks_that_stopped(tmp_pa
         await browsers.close()
     assert browsers.open_tasks == []
     assert not browser_folder(tmp_path, "cancelled").exists()  # its cookies are gone
+
+
+async def test_a_sealed_password_is_opened_only_to_be_typed(toolbox, site) -> None:
+    await call(toolbox, "browser_open", task="sealed", url=f"{site.url}/login")
+    sealed = seal_typed(KEY, "sealed", PASSWORD)
+    typed = await call(toolbox, "browser_fill", task="sealed",
+                       values={"Username": USERNAME, "Password": sealed})  # fmt: skip
+    assert typed.ok, typed.error
+    assert PASSWORD not in typed.output
+    signed_in = await call(toolbox, "browser_click", task="sealed", role="button", name="Sign in")
+    assert "Signed in as ada" in signed_in.output
+
+    await call(toolbox, "browser_open", task="sealed", url=f"{site.url}/login")
+    elsewhere = seal_typed(KEY, "another-task", PASSWORD)
+    other_task = await call(toolbox, "browser_fill", task="sealed", values={"Password": elsewhere})
+    assert not other_task.ok  # sealed for another task: it does not open here
+    assert "could not be opened" in other_task.error

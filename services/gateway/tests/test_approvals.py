@@ -4,16 +4,19 @@ expiry and the audit trail, against the real orchestrator and database."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import Field
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from troika_gateway.db.models import Interaction, Task
+from troika_gateway.db.models import ToolCall as ToolCallRow
 from troika_gateway.pipeline.expiry import Expirer
 from troika_shared import catalogue
 from troika_shared.approvals import call_key, verify_approval
+from troika_shared.browser import SEALED, open_typed
 from troika_shared.messages import StepRequested, TaskStopped, ToolCall, ToolExecute
 
 from .conftest import assert_problem
@@ -188,7 +191,15 @@ async def test_what_a_browser_types_is_the_persons_form(d) -> None:
     done = await answer(d, form["id"], decision="approve", values={"Password": "s3cret"})
     assert done.status_code == 200, done.text
     [execute] = await d.commands(ToolExecute)
-    assert execute.call.arguments == {"values": {"Username": "ada", "Password": "s3cret"}}
+    typed = execute.call.arguments["values"]
+    assert typed["Username"] == "ada"
+    assert typed["Password"].startswith(SEALED)  # the password travels and stays sealed
+    key = d.gateway.settings.call_secrets_key()
+    assert open_typed(key, d.task_id, typed["Password"]) == ("s3cret", True)
+    async with d.gateway.app.state.sessionmaker() as db:
+        stored = [json.dumps(a) for a in await db.scalars(select(ToolCallRow.arguments))]
+    assert stored
+    assert not any("s3cret" in row for row in stored)
 
 
 async def test_an_unanswered_approval_expires_as_denied(d) -> None:

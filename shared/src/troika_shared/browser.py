@@ -14,11 +14,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from troika_shared.vault import VaultError, open_secret, seal_secret
+
 if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
     "BROWSER_TOOLS",
+    "SEALED",
     "BrowserClickArgs",
     "BrowserCloseArgs",
     "BrowserDownloadArgs",
@@ -32,8 +35,14 @@ __all__ = [
     "BrowserSelectArgs",
     "browser_folder",
     "call_risk",
+    "open_typed",
     "screen_path",
+    "seal_typed",
 ]
+
+SEALED = "troika-sealed:"
+"""How a value the person typed into a password field of an approval form starts: it is kept
+sealed in the call's arguments (database, bus, logs) and opened by the executor only to type it."""
 
 
 Risk = Literal["read", "write", "external"]
@@ -277,3 +286,21 @@ def browser_folder(data_dir: Path, task_id: str) -> Path:
 def screen_path(data_dir: Path, task_id: str) -> Path:
     """The page's screenshot after the task's latest browser action (the approval shows it)."""
     return browser_folder(data_dir, task_id) / "screen.png"
+
+
+def seal_typed(key: bytes, task_id: str, text: str) -> str:
+    """A password the person typed for the page, sealed for this task (see :data:`SEALED`)."""
+    return SEALED + seal_secret(key, {"text": text}, f"typed\n{task_id}")
+
+
+def open_typed(key: bytes | None, task_id: str, value: str) -> tuple[str, bool]:
+    """The text to type and whether it came sealed (then it is never shown).
+
+    Raises:
+        troika_shared.vault.VaultError: It came sealed but does not open here.
+    """
+    if not value.startswith(SEALED):
+        return value, False
+    if key is None:
+        raise VaultError("no key to open what the person typed")
+    return str(open_secret(key, value[len(SEALED) :], f"typed\n{task_id}").get("text", "")), True

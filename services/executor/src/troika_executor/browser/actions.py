@@ -15,8 +15,10 @@ import anyio.to_thread
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
+from troika_shared.browser import open_typed
 from troika_shared.desktop import keep_shot
 from troika_shared.messages import ToolOutcome
+from troika_shared.vault import VaultError
 
 if TYPE_CHECKING:
     from playwright.async_api import Locator, Page
@@ -128,11 +130,17 @@ class BrowserCall:
                         + (f" (typed so far: {'; '.join(done)})" if done else "")
                     ))  # fmt: skip
                 try:
-                    secret = await field.get_attribute("type") == "password"
-                    await field.fill(value)
+                    text, sealed = open_typed(self.browsers.state_key, self.task_id, value)
+                except VaultError:
+                    return await self._finish(session, error=(
+                        f"{name}: what the person typed could not be opened here; ask them again"
+                    ))  # fmt: skip
+                try:
+                    secret = sealed or await field.get_attribute("type") == "password"
+                    await field.fill(text)
                 except PlaywrightError as exc:
                     return await self._finish(session, error=f"{name}: {_failure(exc)}")
-                shown = f"(a password, {len(value)} characters, hidden)" if secret else repr(value)
+                shown = f"(a password, {len(text)} characters, hidden)" if secret else repr(text)
                 done.append(f"{name}: {shown}")
             return await self._finish(session, "typed " + "; ".join(done), summary=True)
 

@@ -21,13 +21,22 @@ from sqlalchemy import bindparam, select
 
 from troika_gateway.db.models import ToolPolicy
 from troika_gateway.errors import InvalidInput
+from troika_shared.browser import seal_typed
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from troika_shared.catalogue import ToolDefinition
 
-__all__ = ["MODES", "Mode", "all_modes", "edited_arguments", "modes", "set_policy"]
+__all__ = [
+    "MODES",
+    "Mode",
+    "all_modes",
+    "edited_arguments",
+    "modes",
+    "sealed_typing",
+    "set_policy",
+]
 
 Mode = Literal["ask", "ask_once", "allow", "deny"]
 MODES: tuple[Mode, ...] = ("ask", "ask_once", "allow", "deny")
@@ -143,3 +152,24 @@ def edited_arguments(
             for error in exc.errors(include_url=False)
         ]
         raise InvalidInput(f"the arguments do not fit {definition.name}", errors) from None
+
+
+def sealed_typing(
+    definition: ToolDefinition | None,
+    arguments: dict[str, Any],
+    values: dict[str, Any] | None,
+    *,
+    key: bytes | None,
+    task_id: str,
+) -> dict[str, Any]:
+    """The approved arguments with what the person typed into a form's password fields sealed
+    (:func:`troika_shared.browser.seal_typed`): the database, the bus and the logs keep only
+    the sealed value, the executor opens it to type it, and the model never sees it."""
+    if definition is None or definition.form_map is None or not values or key is None:
+        return arguments
+    entries = dict(arguments.get(definition.form_map) or {})
+    fields = definition.form(arguments)["properties"]
+    for name, value in values.items():
+        if value and fields.get(name, {}).get("format") == "password":
+            entries[name] = seal_typed(key, task_id, str(value))
+    return {**arguments, definition.form_map: entries}

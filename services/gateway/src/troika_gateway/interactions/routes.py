@@ -19,7 +19,7 @@ from troika_gateway.auth.middleware import Principal
 from troika_gateway.credentials import load_secrets
 from troika_gateway.db.models import Interaction, Task, TaskStatus, ToolCall
 from troika_gateway.errors import Conflict, InvalidInput, NotFound
-from troika_gateway.interactions.policies import edited_arguments
+from troika_gateway.interactions.policies import edited_arguments, sealed_typing
 from troika_gateway.openapi import BEARER
 from troika_gateway.pipeline.snapshot import Respond
 from troika_shared.catalogue import CATALOGUE
@@ -190,6 +190,10 @@ class InteractionController(Controller):
             arguments = edited_arguments(
                 definition, call.arguments, arguments=data.arguments, values=data.values
             )
+            arguments = sealed_typing(
+                definition, arguments, data.values,
+                key=state.settings.call_secrets_key(), task_id=task.id,
+            )  # fmt: skip
         client = _client(request)
         command = Respond(
             ask_id=row.id,
