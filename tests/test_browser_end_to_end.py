@@ -15,6 +15,7 @@ import pytest
 
 from troika_testkit import wait_for
 from troika_testkit.agents import plan_answer
+from troika_testkit.procfs import processes_with_env
 from troika_testkit.site import ORDERS, PASSWORD, REPORT, USERNAME, Site
 
 from .test_pipeline import sign_in
@@ -23,7 +24,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="no system Chromium"),
 ]
-MARK = "TROIKA_BROWSER_OF"
+MARK = "TROIKA_BROWSER_OF"  # what the executor marks its Chromium with
 
 
 @pytest.fixture
@@ -104,20 +105,11 @@ async def decide_all(http, headers, task_id: str, typed: dict[str, str], decided
 
 
 def chromium_of(data_dir: Path) -> list[int]:
-    mark = f"{MARK}={data_dir.resolve()}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if mark in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
+    """The executor's Chromium processes (each carries the data folder in its environment)."""
+    return processes_with_env(MARK, str(data_dir.resolve()))
 
 
-LOGIN = [
-    ("browser_open", lambda _: None),  # filled in per test
+LOGIN = [  # after opening the login page: the model leaves the password to the person
     ("browser_fill", {"values": {"Username": USERNAME, "Password": ""}}),
     ("browser_click", {"role": "button", "name": "Sign in"}),
 ]
@@ -129,7 +121,7 @@ async def test_the_model_signs_in_extracts_a_table_downloads_and_applies(
     steps = {
         "orders": [
             ("browser_open", {"url": f"{site.url}/login"}),
-            *LOGIN[1:],
+            *LOGIN,
             ("browser_click", {"role": "link", "name": "Your orders"}),
             ("browser_get_text", {}),
             ("create_file", orders_csv),
@@ -231,7 +223,7 @@ async def test_an_executor_killed_mid_page_retries_the_step_signed_in(
     steps = {
         "orders": [
             ("browser_open", {"url": f"{site.url}/login"}),
-            *LOGIN[1:],
+            *LOGIN,
             ("browser_open", {"url": f"{site.url}/slow?s=4&to=/orders"}),
             ("browser_get_text", {}),
             ("browser_close", {}),

@@ -74,6 +74,27 @@ def badge(text: rx.Var[str] | str, color: rx.Var[str] | str, **props: object) ->
     return rx.badge(text, color_scheme=color, variant="soft", radius="full", **props)  # type: ignore[arg-type]
 
 
+def page_shot(src: rx.Var[str], caption: str, **props: object) -> rx.Component:
+    """A browser page's screenshot (a data: URL) with its caption; nothing while ``src`` is
+    empty."""
+    return rx.cond(
+        src != "",
+        rx.el.figure(
+            rx.image(
+                src=src,
+                alt=caption,
+                width="auto",
+                max_width="100%",
+                max_height="420px",
+                border="1px solid var(--gray-6)",
+                border_radius="6px",
+            ),
+            rx.el.figcaption(rx.text(caption, size="1", color_scheme="gray")),
+            **props,
+        ),
+    )
+
+
 def panel(*children: rx.Component, **props: object) -> rx.Component:
     """A card with room inside."""
     return rx.card(rx.vstack(*children, spacing="3", width="100%"), width="100%", **props)

@@ -19,6 +19,7 @@ from troika_executor.tools import Toolbox, run_tool
 from troika_shared.browser import browser_folder, screen_path, seal_typed
 from troika_shared.desktop import shot_path
 from troika_shared.errors import DependencyUnavailable
+from troika_testkit.procfs import processes_with_env
 from troika_testkit.site import ORDERS, PASSWORD, REPORT, USERNAME, Site
 
 pytestmark = pytest.mark.skipif(
@@ -52,16 +53,7 @@ def environment_of(pid: int) -> bytes:
 
 def chromium_processes(data_dir: Path) -> list[int]:
     """The Chromium processes (children too) started for this data folder."""
-    found = []
-    mark = f"{MARK}={data_dir}".encode()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if mark in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
+    return processes_with_env(MARK, str(data_dir))
 
 
 async def test_signing_in_reading_a_table_and_downloading_the_report(toolbox, site, tmp_path):

@@ -24,7 +24,7 @@ from .test_pipeline_rules import Driver, call
 from .test_tasks import create
 
 
-class NotifyArgs(catalogue._Args):
+class NotifyArgs(catalogue.ToolArgs):
     """Sends a short message to someone."""
 
     recipient: str = Field(min_length=3, description="Who gets it.")

@@ -1,8 +1,9 @@
 """The tool catalogue: every tool the agents may use, as the planner and executor see it.
 
 Specs live here, where every service can read them; the executor holds the implementations.
-Each tool's arguments are a pydantic model, so the JSON schema shown to the model and the
-validation of what the model proposes come from one definition.
+Each tool's arguments are a pydantic model (:mod:`.tool_args`, :mod:`.browser`, :mod:`.desktop`),
+so the JSON schema shown to the model and the validation of what the model proposes come from
+one definition.
 """
 
 from __future__ import annotations
@@ -11,13 +12,31 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel
 
 from troika_shared.browser import BROWSER_TOOLS, call_risk
 from troika_shared.desktop import DESKTOP_TOOLS
 from troika_shared.messages import ToolSpec
+from troika_shared.tool_args import (
+    AnalyzeCsvArgs,
+    AppendFileArgs,
+    CreateFileArgs,
+    DeleteFileArgs,
+    EditCsvArgs,
+    EditExcelArgs,
+    HttpRequestArgs,
+    ListFilesArgs,
+    ReadCsvArgs,
+    ReadExcelArgs,
+    ReadFileArgs,
+    ReadWebpageArgs,
+    RunPythonArgs,
+    SendEmailArgs,
+    ToolArgs,
+    WebSearchArgs,
+)
 
 __all__ = [
     "CATALOGUE",
@@ -35,239 +54,13 @@ __all__ = [
     "ReadWebpageArgs",
     "RunPythonArgs",
     "SendEmailArgs",
+    "ToolArgs",
     "ToolDefinition",
     "WebSearchArgs",
     "specs",
 ]
 
 Risk = Literal["read", "write", "external"]
-
-
-class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CreateFileArgs(_Args):
-    """Writes a text file in the task's folder (replacing one of the same name)."""
-
-    path: str = Field(min_length=1, max_length=255, description="Relative path, e.g. 'report.md'.")
-    content: str = Field(max_length=2_000_000, description="The whole text of the file.")
-
-
-class ReadFileArgs(_Args):
-    """Reads a text file from the task's folder."""
-
-    path: str = Field(min_length=1, max_length=255, description="Relative path of the file.")
-    max_chars: int = Field(default=20_000, ge=1, le=200_000, description="Longest text returned.")
-
-
-class ListFilesArgs(_Args):
-    """Lists the files in the task's folder."""
-
-
-class AppendFileArgs(_Args):
-    """Adds text to the end of a file in the task's folder (creating it if needed)."""
-
-    path: str = Field(min_length=1, max_length=255, description="Relative path of the file.")
-    content: str = Field(max_length=2_000_000, description="The text to add at the end.")
-
-
-class DeleteFileArgs(_Args):
-    """Deletes a file from the task's folder."""
-
-    path: str = Field(min_length=1, max_length=255, description="Relative path of the file.")
-
-
-_PATH = Field(min_length=1, max_length=255, description="Relative path of the file.")
-Scalar = str | int | float | bool | None
-
-
-class ReadCsvArgs(_Args):
-    """Reads a CSV file: its columns with their types, and the first rows."""
-
-    path: str = _PATH
-    rows: int = Field(default=20, ge=1, le=500, description="Rows to show.")
-
-
-class CsvFilter(_Args):
-    """Keeps the rows whose column compares true with the value."""
-
-    column: str = Field(min_length=1, max_length=255)
-    op: Literal["==", "!=", ">", ">=", "<", "<=", "contains"] = "=="
-    value: str | float | int | bool
-
-
-class CsvAggregate(_Args):
-    """A summary of one column."""
-
-    column: str = Field(min_length=1, max_length=255)
-    func: Literal["sum", "mean", "median", "min", "max", "count", "nunique"] = "sum"
-
-
-class CsvSort(_Args):
-    """An ordering."""
-
-    column: str = Field(min_length=1, max_length=255)
-    descending: bool = False
-
-
-class AnalyzeCsvArgs(_Args):
-    """Filters, groups, aggregates and sorts a CSV file; without a grouping or aggregates it
-    describes each column (count, mean, spread, most frequent values)."""
-
-    path: str = _PATH
-    filters: list[CsvFilter] = Field(default_factory=list, max_length=20)
-    group_by: list[str] = Field(default_factory=list, max_length=10)
-    aggregates: list[CsvAggregate] = Field(default_factory=list, max_length=20)
-    sort_by: list[CsvSort] = Field(default_factory=list, max_length=10)
-    limit: int = Field(default=50, ge=1, le=1000, description="Rows of the result to show.")
-    save_as: str | None = Field(
-        default=None, max_length=255, description="Also write the result to this CSV file."
-    )
-
-
-class CsvCellUpdate(_Args):
-    """Sets one cell: the row's number (0 is the first data row) and the column's name."""
-
-    row: int = Field(ge=0)
-    column: str = Field(min_length=1, max_length=255)
-    value: Scalar
-
-
-class CsvNewColumn(_Args):
-    """Adds a column, every row holding ``value``."""
-
-    name: str = Field(min_length=1, max_length=255)
-    value: Scalar = None
-
-
-class EditCsvArgs(_Args):
-    """Changes a CSV file: cells, new columns, new rows, rows removed."""
-
-    path: str = _PATH
-    updates: list[CsvCellUpdate] = Field(default_factory=list, max_length=10_000)
-    add_columns: list[CsvNewColumn] = Field(default_factory=list, max_length=100)
-    append_rows: list[dict[str, Scalar]] = Field(default_factory=list, max_length=10_000)
-    delete_rows: list[int] = Field(
-        default_factory=list,
-        max_length=10_000,
-        description="Row numbers to remove (0 is the first data row).",
-    )
-    save_as: str | None = Field(
-        default=None, max_length=255, description="Write the result here instead of over the file."
-    )
-
-
-class ReadExcelArgs(_Args):
-    """Reads an Excel workbook (.xlsx, .xlsm): its sheets, and one sheet's cells (formulas
-    shown as written, with their last computed values where the file has them)."""
-
-    path: str = _PATH
-    sheet: str | None = Field(default=None, max_length=31, description="Default: the first.")
-    rows: int = Field(default=30, ge=1, le=1000, description="Rows to show.")
-
-
-class ExcelCell(_Args):
-    """One cell to write: ``A1`` notation; a text starting with ``=`` is a formula."""
-
-    cell: str = Field(pattern=r"^[A-Za-z]{1,3}[1-9][0-9]{0,6}$")
-    value: Scalar
-
-
-class ExcelRange(_Args):
-    """A block of values written from ``start`` to the right and down, row by row."""
-
-    start: str = Field(pattern=r"^[A-Za-z]{1,3}[1-9][0-9]{0,6}$")
-    rows: list[list[Scalar]] = Field(min_length=1, max_length=100_000)
-
-
-_URL = Field(
-    min_length=8, max_length=2000, pattern=r"^https?://", description="An http(s) address."
-)
-
-
-class HttpRequestArgs(_Args):
-    """Calls an HTTP API: method, address, headers and a JSON or form body."""
-
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
-    url: str = _URL
-    headers: dict[str, str] = Field(default_factory=dict, max_length=30)
-    query: dict[str, str] = Field(default_factory=dict, max_length=50)
-    json_body: JsonValue = Field(default=None, description="A JSON body (sent as JSON).")
-    form: dict[str, str] | None = Field(default=None, description="A form body.")
-    timeout_s: float = Field(default=20, gt=0, le=60)
-    max_chars: int = Field(default=20_000, ge=100, le=200_000, description="Longest body shown.")
-
-
-class ReadWebpageArgs(_Args):
-    """Reads a web page: its title, its main text and its links."""
-
-    url: str = _URL
-    max_chars: int = Field(default=20_000, ge=100, le=200_000, description="Longest text shown.")
-    links: bool = Field(default=True, description="List the page's links too.")
-
-
-class WebSearchArgs(_Args):
-    """Searches the web."""
-
-    query: str = Field(min_length=1, max_length=500)
-    region: str = Field(
-        default="wt-wt",
-        pattern=r"^[a-z]{2}-[a-z]{2}$",
-        description="Region code such as 'us-en' or 'de-de'; 'wt-wt' is none.",
-    )
-    time_limit: Literal["d", "w", "m", "y"] | None = Field(
-        default=None, description="Only results from the last day, week, month or year."
-    )
-    max_results: int = Field(default=10, ge=1, le=50)
-
-
-class EditExcelArgs(_Args):
-    """Writes cells, ranges and formulas into a workbook, adding sheets as needed; creates the
-    workbook if it does not exist. A macro-enabled .xlsm keeps its macros."""
-
-    path: str = _PATH
-    sheet: str | None = Field(
-        default=None, max_length=31, description="The sheet to write in (created if missing)."
-    )
-    cells: list[ExcelCell] = Field(default_factory=list, max_length=100_000)
-    ranges: list[ExcelRange] = Field(default_factory=list, max_length=100)
-    new_sheets: list[str] = Field(default_factory=list, max_length=50)
-
-
-_ADDRESS = r"^[^@\s<>,;]{1,64}@[^@\s<>,;]{1,255}$"
-_ADDRESSES: list[str] = Field(default_factory=list, max_length=50)
-
-
-class SendEmailArgs(_Args):
-    """Sends an e-mail from the person's own account (their SMTP settings), with files from
-    the task's folder attached."""
-
-    to: list[Annotated[str, Field(pattern=_ADDRESS)]] = Field(
-        min_length=1, max_length=50, description="Recipients' addresses."
-    )
-    subject: str = Field(min_length=1, max_length=998, pattern=r"^[^\r\n]*$")
-    body: str = Field(max_length=1_000_000, description="The message as plain text.")
-    html_body: str | None = Field(
-        default=None,
-        max_length=2_000_000,
-        description="The same message as HTML (sent alongside the plain text).",
-    )
-    cc: list[Annotated[str, Field(pattern=_ADDRESS)]] = _ADDRESSES
-    bcc: list[Annotated[str, Field(pattern=_ADDRESS)]] = _ADDRESSES
-    reply_to: Annotated[str, Field(pattern=_ADDRESS)] | None = None
-    attachments: list[str] = Field(
-        default_factory=list, max_length=20, description="Paths of files in the task's folder."
-    )
-
-
-class RunPythonArgs(_Args):
-    """Runs a Python 3 program in a sandbox: no network, limited time, memory and disk. It
-    starts in a copy of the task's folder (read the files by their relative paths); files it
-    writes there come back into the folder. pandas, numpy and openpyxl can be imported."""
-
-    code: str = Field(min_length=1, max_length=200_000, description="The whole program.")
-    timeout_s: int = Field(default=60, ge=1, le=600, description="Longest run, in seconds.")
 
 
 @dataclass(frozen=True, slots=True)

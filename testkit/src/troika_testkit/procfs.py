@@ -1,4 +1,6 @@
-"""What Linux's ``/proc`` says about a running process: its CPU time and its memory.
+"""What Linux's ``/proc`` says about running processes: their CPU time, their memory, and which
+carry a given environment variable (children inherit it: a way to find every process a service
+started).
 
 The benchmark reads these for the stack's own processes (the services and the embedded
 servers), never for itself: its driver and the scripted LLM server are the workload, not the
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["cpu_ms", "peak_rss_mb", "rss_mb"]
+__all__ = ["cpu_ms", "peak_rss_mb", "processes_with_env", "rss_mb"]
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _UTIME, _STIME = 11, 12  # fields 14 and 15 of stat(5), counted after the command's ")"
@@ -57,3 +59,17 @@ def rss_mb(pid: int) -> float:
 def peak_rss_mb(pid: int) -> float:
     """The process's resident-memory high-water mark (``VmHWM``), in MiB."""
     return _status_mb(pid, "VmHWM")
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """The processes whose environment holds ``name=value`` (those this user may read)."""
+    entry = f"{name}={value}".encode()
+    found = []
+    for process in Path("/proc").iterdir():
+        if process.name.isdigit():
+            try:
+                if entry in (process / "environ").read_bytes().split(b"\0"):
+                    found.append(int(process.name))
+            except OSError:
+                pass  # gone, or another user's
+    return found

@@ -9,7 +9,7 @@ from typing import Any
 import reflex as rx
 
 from troika_client import ApiError
-from troika_frontend.components import badge, frame, panel, when
+from troika_frontend.components import badge, frame, page_shot, panel, when
 from troika_frontend.session import SessionState, listen
 from troika_frontend.views import Approval, Argument, FormField, approval_of, form_values
 
@@ -236,26 +236,11 @@ def approval_card(item: Approval) -> rx.Component:
             ),
             rx.cond(item.subtask != "", rx.text("For subtask ", rx.code(item.subtask), size="1")),
             rx.vstack(rx.foreach(item.arguments, _argument), width="100%", spacing="2"),
-            rx.cond(
-                item.page_shot != "",
-                rx.el.figure(
-                    rx.image(
-                        src=item.page_shot,
-                        alt="The page this action works on",
-                        width="auto",
-                        max_width="100%",
-                        max_height="420px",
-                        border="1px solid var(--gray-6)",
-                        border_radius="6px",
-                    ),
-                    rx.el.figcaption(
-                        rx.text(
-                            "The page now, as this action finds it", size="1", color_scheme="gray"
-                        )
-                    ),
-                    class_name="page-shot",
-                    margin="0",
-                ),
+            page_shot(
+                item.page_shot,
+                "The page now, as this action finds it",
+                class_name="page-shot",
+                margin="0",
             ),
             rx.form(
                 hidden,

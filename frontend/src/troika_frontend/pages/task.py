@@ -6,7 +6,15 @@ from typing import TYPE_CHECKING, Any
 
 import reflex as rx
 
-from troika_frontend.components import badge, confirm_button, frame, markdown, panel, when
+from troika_frontend.components import (
+    badge,
+    confirm_button,
+    frame,
+    markdown,
+    page_shot,
+    panel,
+    when,
+)
 from troika_frontend.pages.approvals import ApprovalsState, approvals_list
 from troika_frontend.pages.task_state import TaskState
 
@@ -75,30 +83,13 @@ def _event(item: TimelineItem) -> rx.Component:
 
 
 def _page_shot() -> rx.Component:
-    """The task's browser page as its latest browser action left it (what an action waiting
-    for approval will act on, or what the agent hands over)."""
-    return rx.cond(
-        TaskState.page_shot != "",
-        rx.el.figure(
-            rx.image(
-                src=TaskState.page_shot,
-                alt="The task's browser page",
-                width="auto",
-                max_width="100%",
-                max_height="420px",
-                border="1px solid var(--gray-6)",
-                border_radius="6px",
-            ),
-            rx.el.figcaption(
-                rx.text(
-                    "The task's browser page, after its latest action",
-                    size="1",
-                    color_scheme="gray",
-                )
-            ),
-            id="page-shot",
-            margin="0.75em 0",
-        ),
+    """The task's browser page as its latest browser action left it (what the agent hands
+    over)."""
+    return page_shot(
+        TaskState.page_shot,
+        "The task's browser page, after its latest action",
+        id="page-shot",
+        margin="0.75em 0",
     )
 
 

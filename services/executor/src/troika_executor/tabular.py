@@ -18,14 +18,14 @@ import pandas as pd
 from openpyxl.utils.cell import coordinate_from_string, get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
 
-from troika_shared.catalogue import CsvAggregate
 from troika_shared.messages import ToolOutcome
+from troika_shared.tool_args import CsvAggregate
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from troika_executor.workspace import Workspace
-    from troika_shared.catalogue import (
+    from troika_shared.tool_args import (
         AnalyzeCsvArgs,
         CsvFilter,
         EditCsvArgs,
