@@ -33,6 +33,7 @@ from troika_testkit.ports import free_port
 from troika_testkit.proxy import CuttableProxy
 from troika_testkit.site import PASSWORD as SITE_PASSWORD
 from troika_testkit.site import USERNAME, Site
+from troika_testkit.social import Platforms
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -153,7 +154,13 @@ def site():
 
 
 @pytest.fixture(scope="module")
-def up(llm, mail, site, tmp_path_factory, nats_url, redis_url):
+def platforms():
+    with Platforms() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def up(llm, mail, site, platforms, tmp_path_factory, nats_url, redis_url):
     """``troika up`` on free ports; yields the web app's address (behind a proxy the tests can
     cut), the gateway's, the data folder and the proxy."""
     data = tmp_path_factory.mktemp("up")
@@ -178,6 +185,15 @@ def up(llm, mail, site, tmp_path_factory, nats_url, redis_url):
             [f"127.0.0.1:{mail.port}", f"127.0.0.1:{site.port}"]
         ),
         "TROIKA_READY_TIMEOUT_S": str(scaled(180)),  # its own wait, as on a quiet machine
+        # The social platforms' APIs, and X's sign-in with the test server's OAuth client
+        "TROIKA_TWITTER_API_URL": platforms.base("x"),
+        "TROIKA_TWITTER_AUTHORIZE_URL": f"{platforms.base('x')}/i/oauth2/authorize",
+        "TROIKA_TWITTER_TOKEN_URL": f"{platforms.base('x')}/2/oauth2/token",
+        "TROIKA_TWITTER_CLIENT_ID": platforms.oauth_client_id,
+        "TROIKA_TWITTER_CLIENT_SECRET": platforms.oauth_client_secret,
+        "TROIKA_INSTAGRAM_API_URL": platforms.base("instagram"),
+        "TROIKA_FACEBOOK_API_URL": platforms.base("facebook"),
+        "TROIKA_LINKEDIN_API_URL": platforms.base("linkedin"),
     }
     log = (data / "up.log").open("w")
     process = subprocess.Popen(
@@ -586,6 +602,81 @@ async def test_mail_settings_a_form_to_fill_and_the_history(  # noqa: PLR0915 - 
     await page.wait_for_url(f"{web}/signin")
     await page.goto(f"{web}/history")
     await page.wait_for_url(f"{web}/signin")
+
+
+async def test_social_accounts_connect_by_token_and_by_signing_in_and_are_removed(  # noqa: PLR0915
+    up, platforms, page, screenshots
+) -> None:
+    web = up["web"]
+    await sign_up(page, web, "ida")
+    headers = await api_token(up["api"], "ida")
+    # X's sign-in (no consent page on the test server) agrees as its first user: this one.
+    platforms.add_x_user(username="ida_signs_in", name="Ida")
+    instagram = platforms.add_instagram_user(username="ida.pictures")
+
+    async def connected() -> list[dict]:
+        async with httpx.AsyncClient(base_url=up["api"], headers=headers) as http:
+            answer = await http.get("/social/accounts")
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    await page.goto(f"{web}/profile")
+    section = page.locator("#social-accounts")
+    await expect(section.locator("#no-social-accounts")).to_be_visible()
+    await expect(page.locator("#connect-twitter")).to_have_text("Connect with X (Twitter)")
+    assert await page.locator("#connect-instagram").count() == 0  # no sign-in set up for it
+    assert await page.get_attribute("#social-token", "type") == "password"
+
+    # A token the platform refuses: its answer shows beside the form, nothing is connected.
+    await page.click("#social-platform")
+    await page.get_by_role("option", name="Instagram").click()
+    await page.fill("#social-token", "IGAA-not-a-token-of-anyone")
+    await page.click("#connect-social")
+    await expect(page.locator("#social-access_token-error")).to_contain_text(
+        "Instagram refused the token"
+    )
+    assert await connected() == []
+
+    # The Instagram account's own token: listed, and the field is empty again.
+    await page.fill("#social-token", instagram.access_token)
+    await page.fill("#social-expires-in", "3600")
+    await page.click("#connect-social")
+    row = page.locator("#social-account-instagram-ida-pictures")
+    await expect(row.locator(".social-name")).to_have_text("@ida.pictures")
+    await expect(row.locator(".social-platform")).to_have_text("Instagram")
+    await expect(row.locator(".social-expires")).to_contain_text("token expires")
+    await expect(page.locator("#social-token")).to_have_value("")
+    assert await page.locator("#social-access_token-error").count() == 0
+    assert instagram.access_token not in await page.content()
+    [account] = await connected()
+    assert (account["platform"], account["username"]) == ("instagram", "ida.pictures")
+    await screenshots.shot(page, "instagram-connected")
+
+    # Removed: gone from the page and from the gateway.
+    await row.locator(".remove-social-account").click()
+    await expect(section.locator("#no-social-accounts")).to_be_visible()
+    assert await row.count() == 0
+    assert await connected() == []
+
+    # Through X's sign-in: the browser goes to X and comes back to the web app, which finishes
+    # connecting and shows the profile with the account.
+    await page.click("#connect-twitter")
+    await page.wait_for_url(f"{web}/profile", timeout=scaled(30_000))
+    row = page.locator("#social-account-twitter-ida_signs_in")
+    await expect(row.locator(".social-name")).to_have_text("@ida_signs_in")
+    await expect(row.locator(".social-platform")).to_have_text("X (Twitter)")
+    [account] = await connected()
+    assert (account["platform"], account["username"]) == ("twitter", "ida_signs_in")
+    assert account["renewable"]  # it came with a refresh token, and the sign-in is set up
+    authorized = [r for r in platforms.requests_to("x") if r.path == "/i/oauth2/authorize"]
+    assert authorized[-1].query["redirect_uri"] == [f"{web}/profile/connected"]
+    await screenshots.shot(page, "x-connected")
+
+    # Coming back with a sign-in the gateway did not start says so, and connects nothing.
+    await page.goto(f"{web}/profile/connected?state=forged&code=made-up")
+    await expect(page.locator("#social-sign-in-error")).to_contain_text("unknown or expired")
+    await screenshots.shot(page, "sign-in-refused")
+    assert len(await connected()) == 1
 
 
 async def test_a_browser_action_shows_the_page_and_the_password_goes_in_a_masked_field(

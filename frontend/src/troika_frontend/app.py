@@ -12,6 +12,11 @@ from troika_frontend.pages.devices import DevicesState
 from troika_frontend.pages.history import HistoryState, history_page
 from troika_frontend.pages.profile import ProfileState, profile_page
 from troika_frontend.pages.schedules import SchedulesState, schedules_page
+from troika_frontend.pages.social_accounts import (
+    CONNECTED_ROUTE,
+    SocialAccountsState,
+    connected_page,
+)
 from troika_frontend.pages.task import task_page
 from troika_frontend.pages.task_state import TaskState
 from troika_frontend.session import SessionState
@@ -54,7 +59,13 @@ app.add_page(
     profile_page,
     route="/profile",
     title="Profile · Troika",
-    on_load=[guard, ProfileState.load, DevicesState.load],
+    on_load=[guard, ProfileState.load, DevicesState.load, SocialAccountsState.load],
+)
+app.add_page(
+    connected_page,
+    route=CONNECTED_ROUTE,
+    title="Connecting an account · Troika",
+    on_load=[guard, SocialAccountsState.complete_sign_in],
 )
 app.add_page(
     sign_in_page, route="/signin", title="Sign in · Troika", on_load=AuthState.already_signed_in

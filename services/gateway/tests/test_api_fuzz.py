@@ -23,8 +23,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @pytest.fixture
-def gateway_process(tmp_path, nats_url, redis_url, bus_prefix):
-    """The gateway as its own process (schemathesis drives it synchronously from outside)."""
+def gateway_process(tmp_path, nats_url, redis_url, bus_prefix, platforms):
+    """The gateway as its own process (schemathesis drives it synchronously from outside); the
+    social platforms it asks about pasted tokens are the loopback ones."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TROIKA_")}
     env.update(
@@ -42,6 +43,10 @@ def gateway_process(tmp_path, nats_url, redis_url, bus_prefix):
         TROIKA_MAX_UPLOAD_BYTES="65536",
         TROIKA_LOG_FORMAT="json",
         TROIKA_LOG_LEVEL="warning",
+        TROIKA_TWITTER_API_URL=platforms.base("x"),
+        TROIKA_INSTAGRAM_API_URL=platforms.base("instagram"),
+        TROIKA_FACEBOOK_API_URL=platforms.base("facebook"),
+        TROIKA_LINKEDIN_API_URL=platforms.base("linkedin"),
     )
     log = (tmp_path / "gateway.log").open("w")
     process = subprocess.Popen(

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from troika_shared.browser import BROWSER_TOOLS, call_risk
 from troika_shared.desktop import DESKTOP_TOOLS
 from troika_shared.messages import ToolSpec
+from troika_shared.social import SOCIAL_TOOLS
 from troika_shared.tool_args import (
     AnalyzeCsvArgs,
     AppendFileArgs,
@@ -84,6 +85,9 @@ class ToolDefinition:
         repeatable: The same call means something new once other calls ran (a browser click
             on "Next"): its key includes the step that proposed it (see
             :func:`troika_shared.approvals.call_key`).
+        irreversible: A call that cannot be taken back (an e-mail sent, a post published)
+            runs at most once, even when the executor stops while it runs: a call that was
+            started and never recorded is not run again.
     """
 
     name: str
@@ -96,6 +100,7 @@ class ToolDefinition:
     judge: Callable[[str, dict[str, Any]], Risk] | None = None
     form_map: str | None = None
     repeatable: bool = False
+    irreversible: bool = False
 
     def key_step(self, step: int) -> int | None:
         """What a call's key takes of the step that proposed it (see ``repeatable``)."""
@@ -259,6 +264,7 @@ CATALOGUE: dict[str, ToolDefinition] = {
             # Everything the recipients will see is on the form the person approves.
             input_fields=("to", "cc", "bcc", "subject", "body", "html_body", "attachments"),
             credentials="smtp",
+            irreversible=True,
         ),
         ToolDefinition(
             "run_python",
@@ -279,6 +285,19 @@ CATALOGUE: dict[str, ToolDefinition] = {
                 repeatable=True,
             )
             for name, (description, arguments, risk) in BROWSER_TOOLS.items()
+        ),
+        *(
+            ToolDefinition(
+                name,
+                description,
+                arguments,
+                "external",
+                # The post exactly as it will appear, and the account it goes out from.
+                input_fields=tuple(arguments.model_fields),
+                credentials=platform,
+                irreversible=True,
+            )
+            for name, (description, arguments, platform) in SOCIAL_TOOLS.items()
         ),
         *(
             ToolDefinition(

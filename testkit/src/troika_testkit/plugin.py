@@ -21,6 +21,7 @@ from troika_testkit.llm import ScriptedLLM
 from troika_testkit.mail import MailServer
 from troika_testkit.processes import ServiceProcess, stop_all
 from troika_testkit.servers import Servers
+from troika_testkit.social import Platforms
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Generator, Iterator
@@ -39,6 +40,7 @@ __all__ = [
     "mail_server",
     "nats_url",
     "page",
+    "platforms",
     "postgres_url",
     "redis_url",
     "screenshots",
@@ -307,3 +309,10 @@ async def page(
                 await screenshots.shot(tab, "failure")
     finally:
         await context.close()
+
+
+@pytest.fixture
+def platforms() -> Iterator[Platforms]:
+    """Loopback stand-ins for X, Instagram, Facebook and LinkedIn (see :class:`Platforms`)."""
+    with Platforms() as stand_ins:
+        yield stand_ins

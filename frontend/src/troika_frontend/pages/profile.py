@@ -11,6 +11,7 @@ import reflex as rx
 from troika_client import ApiError, field_errors
 from troika_frontend.components import badge, frame, panel
 from troika_frontend.pages.devices import devices_panel
+from troika_frontend.pages.social_accounts import social_accounts_panel
 from troika_frontend.session import SessionState
 
 __all__ = ["ProfileState", "profile_page"]
@@ -492,6 +493,7 @@ def profile_page() -> rx.Component:
     return frame(
         "Profile",
         rx.grid(_photo(), _account(), _password(), _smtp(), columns="2", spacing="4", width="100%"),
+        social_accounts_panel(),
         devices_panel(),
         _policies(),
         current="/profile",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from troika_executor.ledger import CallLedger
+from troika_executor.social import media_problems
 from troika_executor.stepping import (
     FINISH,
     MAX_CALLS,
@@ -24,6 +25,7 @@ from troika_executor.stepping import (
 from troika_executor.tools import Toolbox, run_tool
 from troika_executor.workspace import Workspace
 from troika_shared.approvals import verify_approval
+from troika_shared.catalogue import CATALOGUE
 from troika_shared.costs import estimate_tokens
 from troika_shared.errors import DependencyUnavailable
 from troika_shared.llm import ContextTooSmall, UnusableAnswer
@@ -42,12 +44,12 @@ from troika_shared.router import Router
 from troika_shared.vault import VaultError, open_call_secrets
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
     from pathlib import Path
 
     from troika_executor.browser import Browsers
     from troika_shared.bus import Bus
-    from troika_shared.functions import Function
+    from troika_shared.functions import Function, FunctionCall
     from troika_shared.llm import LLM
 
 __all__ = ["StoppedTasks", "build_router", "execute", "step", "sweep_browsers"]
@@ -55,13 +57,17 @@ __all__ = ["StoppedTasks", "build_router", "execute", "step", "sweep_browsers"]
 log = structlog.get_logger("troika.executor")
 
 
-async def step(request: StepRequested, llm: LLM, shots: Path | None = None) -> StepProposed:
+async def step(
+    request: StepRequested, llm: LLM, shots: Path | None = None, data_dir: Path | None = None
+) -> StepProposed:
     """Decides a subtask's next step.
 
     The model is offered the subtask's tools; when it asks for more (``more_tools``), it is
     asked again at once with those added. A request too big for the model's context is told
     as such (a configuration problem, not the model's bad answer). ``shots``: the data folder,
-    where the task's latest screenshot is read to show a model that reads images.
+    where the task's latest screenshot is read to show a model that reads images; ``data_dir``:
+    the data folder, where the images of a proposed post are checked before the person is
+    asked.
     """
     reply = partial(
         StepProposed,
@@ -73,6 +79,15 @@ async def step(request: StepRequested, llm: LLM, shots: Path | None = None) -> S
     )
     spent: list[Usage] = []
     offer = Offer.first(request)
+    workspace = Workspace(data_dir, request.correlation_id) if data_dir is not None else None
+
+    def problems(calls: Sequence[FunctionCall]) -> list[str]:
+        found = offer.problems(calls)
+        if workspace is not None and not found:
+            found = [p for call in calls for p in media_problems(workspace, call.name,
+                                                                  call.arguments)]  # fmt: skip
+        return found
+
     while True:
         functions = offer.functions()
         room = _room(llm, functions)
@@ -82,7 +97,7 @@ async def step(request: StepRequested, llm: LLM, shots: Path | None = None) -> S
                 system=SYSTEM,
                 messages=messages,
                 functions=functions,
-                check=offer.problems,
+                check=problems,
                 max_calls=MAX_CALLS,
             )
         except UnusableAnswer as exc:
@@ -138,11 +153,15 @@ async def execute(
     :mod:`troika_shared.approvals`); anything else is refused without running. The outcome is
     kept in the task's folder (where no tool can reach it) before the message is acknowledged,
     so a redelivered request after a crash returns the kept outcome instead of running the call
-    again. A call of a task that has stopped (cancelled while the call was on its way) is
-    refused, as ``stopped`` tells. The person's credentials that came sealed for this call are
-    opened with ``secrets_key`` and handed to the tool alone.
+    again; a call that cannot be taken back (a post, an e-mail) and was started but never
+    recorded (the executor stopped while it ran) is not run again. A call of a task that has
+    stopped (cancelled while the call was on its way) is refused, as ``stopped`` tells. The
+    person's credentials that came sealed for this call are opened with ``secrets_key`` and
+    handed to the tool alone.
     """
     ledger = CallLedger(Workspace(toolbox.data_dir, request.correlation_id))
+    definition = CATALOGUE.get(request.call.tool)
+    irreversible = definition is not None and definition.irreversible
     outcome = await ledger.recall(request.call.key)
     if outcome is None and not (
         seal_key is not None
@@ -153,6 +172,12 @@ async def execute(
     elif outcome is None and stopped is not None and await stopped(request.correlation_id):
         log.info("tool.skipped", tool=request.call.tool, reason="the task has stopped")
         outcome = ToolOutcome(ok=False, error="not run: the task stopped before the call ran")
+    elif outcome is None and irreversible and await ledger.interrupted(request.call.key):
+        log.warning("tool.interrupted", tool=request.call.tool, key=request.call.key)
+        outcome = ToolOutcome(ok=False, error=(
+            "not run again: this call was already started when the executor stopped, so it may "
+            "or may not have gone out; check (the account, the mailbox) before asking again"
+        ))  # fmt: skip
     elif outcome is None:
         try:
             credentials = _credentials(request, secrets_key)
@@ -164,6 +189,8 @@ async def execute(
                 "they may need to enter them again",
             )
         else:
+            if irreversible:
+                await ledger.begin(request.call.key)
             outcome = await run_tool(
                 toolbox, request.correlation_id, request.call.tool, request.call.arguments,
                 credentials,
@@ -250,7 +277,7 @@ def build_router(
     shots = toolbox.data_dir if llm.sees_images else None
 
     async def on_step(request: StepRequested) -> list[Message]:
-        return [await step(request, llm, shots)]
+        return [await step(request, llm, shots, toolbox.data_dir)]
 
     async def on_execute(request: ToolExecute) -> list[Message]:
         return [await execute(request, toolbox, seal_key, stopped, secrets_key=secrets_key)]

@@ -45,6 +45,23 @@ class CallLedger:
         raw = await anyio.to_thread.run_sync(read)
         return None if raw is None else msgspec.json.decode(raw, type=ToolOutcome)
 
+    async def begin(self, key: str) -> None:
+        """Notes that a call that cannot be taken back is about to run (see
+        :meth:`interrupted`)."""
+        path = self._path(key).with_suffix(".started")
+
+        def write() -> None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path.touch()
+
+        await anyio.to_thread.run_sync(write)
+
+    async def interrupted(self, key: str) -> bool:
+        """Whether the call started and its outcome was never recorded: the executor stopped
+        while it ran, so it may or may not have acted."""
+        started = self._path(key).with_suffix(".started")
+        return await anyio.to_thread.run_sync(started.is_file)
+
     async def remember(self, key: str, outcome: ToolOutcome) -> None:
         """Records the outcome (atomically: a crash leaves the old state or the new one)."""
         path = self._path(key)

@@ -16,7 +16,7 @@ import anyio.to_thread
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from troika_executor import mail, python_tool, search, tabular, web
+from troika_executor import mail, python_tool, search, social, tabular, web
 from troika_executor.browser import BrowserCall, BrowserMissing, Browsers
 from troika_executor.net import OutboundPolicy
 from troika_executor.sandbox import DEFAULT_LIMITS, Sandbox, SandboxLimits
@@ -30,6 +30,7 @@ from troika_shared.catalogue import (
 )
 from troika_shared.errors import RetryableError
 from troika_shared.messages import ToolOutcome
+from troika_shared.social import SOCIAL_TOOLS
 
 __all__ = ["IMPLEMENTATIONS", "ToolContext", "Toolbox", "run_tool", "validate_arguments"]
 
@@ -169,6 +170,10 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
     "send_email": lambda context, args: mail.send_email(
         args, context.credentials.get("smtp"), context.workspace, context.outbound
     ),
+    **{
+        name: lambda context, args: social.post(args, context.credentials, context.workspace)
+        for name in SOCIAL_TOOLS
+    },
     "run_python": lambda context, args: python_tool.run_python(
         args, context.toolbox.sandbox, context.workspace, context.toolbox.sandbox_limits
     ),

@@ -40,6 +40,7 @@ from troika_gateway.problems import exception_handlers
 from troika_gateway.scheduling.jobs import Jobs
 from troika_gateway.scheduling.routes import ScheduleController
 from troika_gateway.scheduling.times import SystemClock
+from troika_gateway.social.routes import SocialController, social_media
 from troika_gateway.tasks.routes import TaskController
 from troika_shared.bus import Bus
 
@@ -129,6 +130,8 @@ def create_app(settings: GatewaySettings) -> Litestar:
             CredentialController,
             DeviceController,
             ScheduleController,
+            SocialController,
+            social_media,
             live_events,
             desktop_link,
             PrometheusController,

@@ -78,13 +78,6 @@ def _context(user_id: str, kind: str) -> str:
     return f"{user_id}\n{kind}"
 
 
-def _key(settings: GatewaySettings) -> bytes:
-    key = settings.stored_secrets_key()
-    if key is None:  # pragma: no cover - the gateway refuses to start without a secret key
-        raise RuntimeError("TROIKA_SECRET_KEY is not set")
-    return key
-
-
 def _view(row: Credential) -> CredentialView:
     shown = dict(row.shown)
     password_set = bool(shown.pop("password_set", False))
@@ -108,7 +101,7 @@ async def load_secrets(
     if row is None:
         return None
     try:
-        return open_secret(_key(settings), row.sealed, _context(user_id, kind))
+        return open_secret(settings.sealing_key(), row.sealed, _context(user_id, kind))
     except VaultError:
         return None
 
@@ -203,7 +196,7 @@ class CredentialController(Controller):
             }
             shown = {k: v for k, v in secrets.items() if k != "password"}
             shown["password_set"] = bool(password)
-            sealed = seal_secret(_key(settings), secrets, _context(user_id, SMTP))
+            sealed = seal_secret(settings.sealing_key(), secrets, _context(user_id, SMTP))
             if row is None:
                 row = Credential(user_id=user_id, kind=SMTP, sealed=sealed, shown=shown)
                 db.add(row)

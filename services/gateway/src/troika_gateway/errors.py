@@ -9,7 +9,8 @@
         ├── InvalidInput        well-formed, but not acceptable (with the fields at fault)
         ├── Unauthorized        no valid credentials
         ├── RateLimited         too many attempts; try again after ``retry_after`` seconds
-        └── PayloadTooLarge     the body or file is over its limit
+        ├── PayloadTooLarge     the body or file is over its limit
+        └── Upstream            a service the request needs (a social platform) did not answer
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "PayloadTooLarge",
     "RateLimited",
     "Unauthorized",
+    "Upstream",
 ]
 
 
@@ -103,3 +105,9 @@ class PayloadTooLarge(GatewayError):
     def __init__(self, what: str, limit: int) -> None:
         super().__init__(f"{what} is larger than the limit of {limit} bytes")
         self.limit = limit
+
+
+class Upstream(GatewayError):
+    """A service outside Troika that the request needs could not be reached or failed."""
+
+    title = "Bad gateway"

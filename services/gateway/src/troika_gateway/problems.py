@@ -21,6 +21,7 @@ from litestar.status_codes import (
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_502_BAD_GATEWAY,
 )
 
 from troika_gateway.errors import (
@@ -31,6 +32,7 @@ from troika_gateway.errors import (
     PayloadTooLarge,
     RateLimited,
     Unauthorized,
+    Upstream,
 )
 
 if TYPE_CHECKING:
@@ -49,6 +51,7 @@ _STATUS: dict[type[GatewayError], int] = {
     Unauthorized: HTTP_401_UNAUTHORIZED,
     RateLimited: HTTP_429_TOO_MANY_REQUESTS,
     PayloadTooLarge: HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    Upstream: HTTP_502_BAD_GATEWAY,
 }
 
 

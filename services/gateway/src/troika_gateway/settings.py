@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from troika_gateway.social.settings import SocialSettings
 from troika_shared.approvals import approval_key
 from troika_shared.llm import sees_images
 from troika_shared.settings import BusSettings
@@ -36,7 +37,7 @@ _WELL_KNOWN_KEYS = frozenset(
 MIN_SECRET_KEY_LENGTH = 32
 
 
-class GatewaySettings(BusSettings):
+class GatewaySettings(BusSettings, SocialSettings):
     """Everything the gateway reads from ``TROIKA_*`` variables.
 
     Attributes:
@@ -169,6 +170,17 @@ class GatewaySettings(BusSettings):
     def stored_secrets_key(self) -> bytes | None:
         """The key for the people's credentials at rest."""
         return stored_secrets_key(self.secret_key.get_secret_value()) if self.secret_key else None
+
+    def sealing_key(self) -> bytes:
+        """The key for the people's credentials at rest, which the gateway cannot run without.
+
+        Raises:
+            RuntimeError: ``TROIKA_SECRET_KEY`` is not set (the gateway refuses to start so).
+        """
+        key = self.stored_secrets_key()
+        if key is None:  # pragma: no cover - the gateway refuses to start without a secret key
+            raise RuntimeError("TROIKA_SECRET_KEY is not set")
+        return key
 
     def call_secrets_key(self) -> bytes | None:
         """The key that seals credentials into an approved call for the executor."""

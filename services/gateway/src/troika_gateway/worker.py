@@ -25,6 +25,7 @@ from troika_gateway.scheduling.jobs import Jobs
 from troika_gateway.scheduling.runner import Scheduler
 from troika_gateway.scheduling.times import SystemClock
 from troika_gateway.settings import GatewaySettings
+from troika_gateway.social.renewals import Renewals
 from troika_shared.bus import Bus
 from troika_shared.errors import DependencyUnavailable
 from troika_shared.logs import configure_logging
@@ -74,6 +75,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
             expirer = Expirer(sessionmaker, settings, store)
             watchdog = Watchdog(sessionmaker, settings, store)
             desktop_waits = DesktopWaits(sessionmaker, settings, store)
+            renewals = Renewals(sessionmaker, settings)
             clock = SystemClock()
             jobs = Jobs.connect(settings, clock)
             scheduler = Scheduler(sessionmaker, settings, store, jobs, clock, writes)
@@ -81,7 +83,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
                 await asyncio.gather(
                     runner.run(stop), dead_letters.run(stop), relay.run(stop),
                     publisher.run(stop), expirer.run(stop), watchdog.run(stop),
-                    desktop_waits.run(stop), scheduler.run(stop),
+                    desktop_waits.run(stop), scheduler.run(stop), renewals.run(stop),
                 )  # fmt: skip
             finally:
                 await jobs.close()

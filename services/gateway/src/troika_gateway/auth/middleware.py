@@ -35,6 +35,7 @@ PUBLIC_PATHS = [
     "^/schema",
     "^/ws",  # the WebSockets authenticate with their first message
     "^/devices/pair$",  # a PC brings a one-time code instead of a sign-in
+    "^/social/media/",  # a platform fetches a post's image by its signed link
 ]
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "Schedule",
     "ScheduleRun",
     "Session",
+    "SocialAccount",
     "Subtask",
     "Task",
     "TaskEvent",
@@ -270,6 +271,28 @@ class Credential(Base):
     kind: Mapped[str] = mapped_column(String(32))
     sealed: Mapped[str] = mapped_column(Text)
     shown: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SocialAccount(Base):
+    """A person's account on a social platform, connected for the posting tools: its tokens
+    encrypted (see :mod:`troika_shared.vault`, bound to the owner and the row), who it is and
+    when its token expires readable, for display and refresh."""
+
+    __tablename__ = "social_accounts"
+    __table_args__ = (UniqueConstraint("user_id", "platform", "account_id"),)
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_uuid)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    account_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(200))
+    username: Mapped[str] = mapped_column(String(200), default="")
+    sealed: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    renewable: Mapped[bool] = mapped_column(Boolean, default=False)
+    problem: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -22,7 +22,9 @@ from troika_gateway.errors import Conflict, InvalidInput, NotFound
 from troika_gateway.interactions.policies import edited_arguments, sealed_typing
 from troika_gateway.openapi import BEARER
 from troika_gateway.pipeline.snapshot import Respond
+from troika_gateway.social.accounts import ready_account
 from troika_shared.catalogue import CATALOGUE
+from troika_shared.social import PLATFORMS
 
 if TYPE_CHECKING:
     from troika_gateway.settings import GatewaySettings
@@ -101,8 +103,8 @@ async def _require_credentials(
     Raises:
         Conflict: They are not set up (the person saves them, then approves again).
     """
-    if definition is None or definition.credentials is None:
-        return
+    if definition is None or definition.credentials is None or definition.credentials in PLATFORMS:
+        return  # a post's account is checked with the approved arguments (ready_account)
     if await load_secrets(db, settings, task.user_id, definition.credentials) is None:
         kind = definition.credentials
         raise Conflict(
@@ -190,6 +192,7 @@ class InteractionController(Controller):
             arguments = edited_arguments(
                 definition, call.arguments, arguments=data.arguments, values=data.values
             )
+            await ready_account(db, state.settings, task.user_id, definition, arguments)
             arguments = sealed_typing(
                 definition, arguments, data.values,
                 key=state.settings.call_secrets_key(), task_id=task.id,

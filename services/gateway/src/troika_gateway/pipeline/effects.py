@@ -37,11 +37,13 @@ from troika_gateway.pipeline.snapshot import (
     Send,
     TaskState,
 )
+from troika_gateway.social.accounts import call_account
 from troika_gateway.storage import Stored, Workspace, content_type_of, record_file
 from troika_shared import catalogue
 from troika_shared.approvals import sign_approval
 from troika_shared.messages import Message, PlanRequested, StepRequested, ToolExecute
 from troika_shared.messages import ToolCall as ProposedCall
+from troika_shared.social import PLATFORMS
 from troika_shared.task_events import DesktopWaiting, body, kind_of
 from troika_shared.vault import seal_call_secrets
 
@@ -192,6 +194,14 @@ class Effects:
         key = self.settings.call_secrets_key()
         if definition is None or definition.credentials is None or key is None:
             return ""
+        if definition.credentials in PLATFORMS:  # the account the person approved, renewed
+            account = await call_account(
+                db, self.settings, state.user_id, definition.credentials,
+                arguments=call.arguments, task_id=state.id,
+            )  # fmt: skip
+            if account is None:
+                return ""  # the tool says plainly that no account is connected
+            return seal_call_secrets(key, state.id, call.key, {definition.credentials: account})
         secrets = await load_secrets(db, self.settings, state.user_id, definition.credentials)
         if secrets is None:
             return ""  # the tool says plainly that the person has not set them up

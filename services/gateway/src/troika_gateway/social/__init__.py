@@ -1,0 +1,1 @@
+"""Social accounts: connecting them, and choosing and renewing one for a post."""
