@@ -61,10 +61,12 @@ test-fast: install ## the tests not marked slow
 bench: install ## run the pipeline benchmark; writes var/bench/pipeline.json
 	$(UV) run --frozen python -m troika_testkit.bench --out var/bench/pipeline.json
 
-lint: install ## ruff, the formatter's check and mypy --strict
+lint: install ## ruff, the formatter's check, mypy --strict, the compose file and Dockerfiles
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy
+	$(UV) run --frozen check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	$(UV) run --frozen hadolint services/*/Dockerfile frontend/Dockerfile
 
 format: install ## format the code and apply safe lint fixes
 	$(UV) run --frozen ruff format .
