@@ -22,6 +22,7 @@ def test_the_benchmark_runs_the_workload_and_writes_its_numbers(tmp_path) -> Non
     finished = subprocess.run(
         [sys.executable, "-m", "troika_testkit.bench", "--tasks", "3", "--sequential", "2",
          "--conc-tasks", "4", "--concurrency", "2", "--pending", "5", "--no-postgres",
+         "--no-scaling",
          "--timeout", str(scaled(60)), "--out", str(out)],
         capture_output=True, text=True, timeout=scaled(160), check=False,
     )  # fmt: skip
@@ -59,6 +60,7 @@ def test_the_benchmark_runs_the_workload_and_writes_its_numbers(tmp_path) -> Non
     assert isinstance(result["pending_1000_rss_growth_mb"], float)
     assert set(result["pending_rss_growth_mb_by_process"]) == {"gateway", "worker"}
     assert result["postgres"] == {"skipped": "not measured (--no-postgres)"}
+    assert "executor_bound" not in result  # --no-scaling
 
     targets = result["targets"]
     seq = targets["seq_step_overhead_ms_p50_sqlite"]

@@ -48,6 +48,11 @@ Written to the output file (JSON):
 ``postgres``
     The keys from ``seq_step_overhead_ms_p50`` on, measured on a fresh PostgreSQL database
     (created and dropped by the benchmark), or ``skipped`` saying why they are not.
+``executor_bound``
+    Does throughput grow with executor replicas? A batch of tasks whose every tool call takes
+    two seconds (an ``http_request`` to a slow loopback server), two messages at a time per
+    replica, run with one and with two processes per agent service: tasks per second of each,
+    and the speedup (``--no-scaling`` skips it; see ``troika_testkit.scaling``).
 ``targets``
     Each target, as a bound on a figure divided by ``calibration_ms`` where it depends on the
     machine's speed, with the value, the absolute limit on this machine and ``met``.
@@ -72,6 +77,8 @@ from typing import Any
 import asyncpg
 
 from troika_testkit.measurement import Run, Workload, fresh_database, measure, percentile
+from troika_testkit.scaling import TASKS, executor_bound
+from troika_testkit.scaling import figures as scaling_figures
 from troika_testkit.servers import CI_POSTGRES_URL
 from troika_testkit.targets import targets
 from troika_testkit.workload import SUBTASKS, Phase
@@ -209,6 +216,11 @@ def shortfalls(result: dict[str, Any], workload: Workload) -> list[str]:
             (f"{prefix}pending_tasks_waiting", figures, workload.pending),
         ]
     short = [f"{task}: {why}" for task, why in result["unfinished"].items()]
+    if "executor_bound" in result:
+        done = result["executor_bound"]["tasks_completed"]
+        short += [f"executor_bound.tasks_completed is {done} of {TASKS} each"] * (
+            done != [TASKS, TASKS]
+        )
     for name, figures, wanted in counts:
         got = figures[name.rpartition(".")[2]]
         if got != wanted:
@@ -236,7 +248,14 @@ async def _main(args: argparse.Namespace, workload: Workload, calibration: float
     postgres = await _postgres(
         None if args.no_postgres else args.postgres_url, workload, echo=args.verbose
     )
-    return report(one, two, postgres, calibration, workload)
+    result = report(one, two, postgres, calibration, workload)
+    if not args.no_scaling:
+        bound = [
+            await executor_bound(replicas, timeout=workload.timeout, echo=args.verbose)
+            for replicas in (1, 2)
+        ]
+        result["executor_bound"] = scaling_figures(*bound)
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -282,6 +301,7 @@ def main(argv: list[str] | None = None) -> None:
         help="a PostgreSQL database to create the run's own from (default %(default)s)",
     )
     flag("--no-postgres", action="store_true", help="measure on the default database only")
+    flag("--no-scaling", action="store_true", help="skip the executor-bound phase")
     flag("--out", type=Path, default=Path("var/bench/pipeline.json"))
     flag("--timeout", type=float, default=default.timeout, help="seconds per phase")
     flag("--verbose", action="store_true", help="echo the services' output")
