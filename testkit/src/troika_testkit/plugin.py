@@ -20,6 +20,7 @@ from troika_testkit.browser import VIEWPORT, Screenshots, launch, new_context
 from troika_testkit.llm import ScriptedLLM
 from troika_testkit.mail import MailServer
 from troika_testkit.processes import ServiceProcess, stop_all
+from troika_testkit.s3 import S3Server
 from troika_testkit.servers import Servers
 from troika_testkit.social import Platforms
 
@@ -43,6 +44,7 @@ __all__ = [
     "platforms",
     "postgres_url",
     "redis_url",
+    "s3_server",
     "screenshots",
     "scripted_llm",
     "slowness",
@@ -316,3 +318,10 @@ def platforms() -> Iterator[Platforms]:
     """Loopback stand-ins for X, Instagram, Facebook and LinkedIn (see :class:`Platforms`)."""
     with Platforms() as stand_ins:
         yield stand_ins
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """An S3-compatible server (moto's server mode) on a loopback port, for the session."""
+    with S3Server() as server:
+        yield server

@@ -1,0 +1,67 @@
+"""An S3-compatible server for the tests: moto's server mode, on a loopback port.
+
+It implements S3's API (objects, listing, multipart uploads and conditional writes) in memory,
+so the task-file store is tested against real HTTP requests signed as for AWS.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+from troika_testkit.ports import free_port
+
+__all__ = ["S3Server"]
+
+ACCESS_KEY, SECRET_KEY, REGION = "troika-test", "troika-test-secret", "us-east-1"
+
+
+@dataclass
+class S3Server:
+    """``python -m moto.server`` on ``127.0.0.1``; a context manager."""
+
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The endpoint, e.g. ``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def client_options(self) -> dict[str, str]:
+        """What ``session.create_client("s3", **options)`` needs to reach it."""
+        return {
+            "endpoint_url": self.url,
+            "aws_access_key_id": ACCESS_KEY,
+            "aws_secret_access_key": SECRET_KEY,
+            "region_name": REGION,
+        }
+
+    def __enter__(self) -> S3Server:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    pass
+                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=2).close()  # noqa: S310 - our own server
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError("the S3 server (moto) exited at start") from None
+                time.sleep(0.1)
+            else:
+                return self
+        raise RuntimeError("the S3 server (moto) did not answer within 30 s")
+
+    def __exit__(self, *_: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
