@@ -246,6 +246,14 @@ def test_ctrl_c_stops_every_process(tmp_path: Path, start_up) -> None:
     assert holders == {"troika_gateway", "troika_gateway.worker"}
     executors = [pid for pid in children if b"troika_executor" in _cmdline(pid)]
     assert all("TROIKA_APPROVAL_KEY=" in _environ(pid) for pid in executors)
+    # Each process gets only the settings it reads: Redis is the gateway's, not the agents'.
+    agents = [pid for pid in children if re.search(rb"troika_(planner|executor|reviewer)\b",
+                                                   _cmdline(pid))]  # fmt: skip
+    assert len(agents) == 6
+    assert all("TROIKA_REDIS_URL=" not in _environ(pid) for pid in agents)
+    assert all("TROIKA_NATS_URL=" in _environ(pid) for pid in agents)
+    gateways = [pid for pid in children if _cmdline(pid).split(b"\0")[2] == b"troika_gateway"]
+    assert all("TROIKA_REDIS_URL=" in _environ(pid) for pid in gateways)
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=scaled(30))
     assert process.returncode == 0, rest

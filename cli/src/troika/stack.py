@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from nats.aio.client import Client
+    from pydantic_settings import BaseSettings
 
     from troika.settings import UpSettings
 
@@ -157,17 +158,40 @@ def _web_only(env: dict[str, str]) -> dict[str, str]:
     }
 
 
+def _agent_settings() -> dict[str, type[BaseSettings]]:
+    """Each agent's settings class (imported when a stack starts: the executor's brings its
+    tools)."""
+    from troika_executor.settings import ExecutorSettings  # noqa: PLC0415
+    from troika_planner.settings import PlannerSettings  # noqa: PLC0415
+    from troika_reviewer.settings import ReviewerSettings  # noqa: PLC0415
+
+    return {"planner": PlannerSettings, "executor": ExecutorSettings, "reviewer": ReviewerSettings}
+
+
+def _read_by(settings: type[BaseSettings], env: dict[str, str]) -> dict[str, str]:
+    """``env`` less the Troika settings ``settings`` does not read (the database, Redis, the
+    social platforms' apps…): a process gets only the settings it needs."""
+    wanted = {f"TROIKA_{name.upper()}" for name in settings.model_fields}
+    return {name: value for name, value in env.items()
+            if not name.startswith("TROIKA_") or name in wanted}  # fmt: skip
+
+
 def _agents_env(env: dict[str, str]) -> dict[str, dict[str, str]]:
-    """Each agent's environment: never the deployment's secret key (it signs sessions and
-    opens every stored credential); the executor gets only the two keys derived from it that
-    it needs to check approvals and open the credentials sealed into them."""
+    """Each agent's environment: only the settings it reads, and never the deployment's secret
+    key (it signs sessions and opens every stored credential); the executor gets only the two
+    keys derived from it that it needs to check approvals and open the credentials sealed into
+    them."""
     secret = env["TROIKA_SECRET_KEY"]
     without = _without_secret(env)
-    executor = without | {
+    derived = {
         "TROIKA_APPROVAL_KEY": approval_key(secret).hex(),
         "TROIKA_CALL_SECRETS_KEY": call_secrets_key(secret).hex(),
     }
-    return {agent: executor if agent == "executor" else without for agent in AGENTS}
+    settings = _agent_settings()
+    return {
+        agent: _read_by(settings[agent], without | (derived if agent == "executor" else {}))
+        for agent in AGENTS
+    }
 
 
 class Stack:
