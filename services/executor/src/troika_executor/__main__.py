@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from troika_executor.files import TaskFiles
 from troika_executor.handlers import StoppedTasks, build_router, sweep_browsers
 from troika_executor.settings import ExecutorSettings
 from troika_shared.openai_llm import OpenAICompatibleLLM
@@ -21,11 +22,13 @@ def main() -> None:
     llm = OpenAICompatibleLLM(settings)
     stopped = StoppedTasks()
     toolbox = settings.toolbox(images=llm.sees_images)
+    files = TaskFiles(settings)
     sweeping: set[asyncio.Task[None]] = set()
     quit_sweeping = asyncio.Event()
 
     async def start(bus: Bus) -> None:
         await stopped.bind(bus)
+        await files.open()
         if toolbox.browsers is not None:
             sweeping.add(
                 asyncio.create_task(sweep_browsers(toolbox.browsers, stopped, quit_sweeping))
@@ -41,6 +44,7 @@ def main() -> None:
         if toolbox.browsers is not None:
             await toolbox.browsers.close()
         await llm.close()
+        await files.close()
 
     serve(
         service="executor",
@@ -52,6 +56,7 @@ def main() -> None:
             settings.seal_key(),
             stopped,
             secrets_key=settings.secrets_key(),
+            files=files,
         ),
         on_start=start,
         on_stop=stop,

@@ -28,6 +28,7 @@ from troika_shared.approvals import verify_approval
 from troika_shared.catalogue import CATALOGUE
 from troika_shared.costs import estimate_tokens
 from troika_shared.errors import DependencyUnavailable
+from troika_shared.files import FileChanged
 from troika_shared.llm import ContextTooSmall, UnusableAnswer
 from troika_shared.messages import (
     Message,
@@ -48,7 +49,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from troika_executor.browser import Browsers
+    from troika_executor.files import TaskFiles
     from troika_shared.bus import Bus
+    from troika_shared.files import Mirror
     from troika_shared.functions import Function, FunctionCall
     from troika_shared.llm import LLM
 
@@ -146,6 +149,7 @@ async def execute(
     stopped: Callable[[str], Awaitable[bool]] | None = None,
     *,
     secrets_key: bytes | None = None,
+    files: TaskFiles | None = None,
 ) -> ToolResult:
     """Runs one approved tool call in the task's folder, at most once per idempotency key.
 
@@ -157,9 +161,14 @@ async def execute(
     recorded (the executor stopped while it ran) is not run again. A call of a task that has
     stopped (cancelled while the call was on its way) is refused, as ``stopped`` tells. The
     person's credentials that came sealed for this call are opened with ``secrets_key`` and
-    handed to the tool alone.
+    handed to the tool alone. Where the task's files live in a bucket (``files``), the folder
+    is brought up to date first and what the call changed is written back after.
     """
-    ledger = CallLedger(Workspace(toolbox.data_dir, request.correlation_id))
+    workspace = Workspace(toolbox.data_dir, request.correlation_id)
+    mirror = files.mirror(request.correlation_id, workspace.root) if files else None
+    if mirror is not None:
+        await mirror.pull()
+    ledger = CallLedger(workspace)
     definition = CATALOGUE.get(request.call.tool)
     irreversible = definition is not None and definition.irreversible
     outcome = await ledger.recall(request.call.key)
@@ -191,11 +200,17 @@ async def execute(
         else:
             if irreversible:
                 await ledger.begin(request.call.key)
+                if mirror is not None:  # every replica sees that it started
+                    await mirror.push()
             outcome = await run_tool(
                 toolbox, request.correlation_id, request.call.tool, request.call.arguments,
                 credentials,
             )  # fmt: skip
+            if mirror is not None:
+                outcome = await _write_back(mirror, outcome)
         await ledger.remember(request.call.key, outcome)
+        if mirror is not None:
+            await mirror.push()
     return ToolResult(
         id=derive_id(request.id, "tool.result"),
         correlation_id=request.correlation_id,
@@ -204,6 +219,20 @@ async def execute(
         outcome=outcome,
         requested_at=request.occurred_at,
     )
+
+
+async def _write_back(mirror: Mirror, outcome: ToolOutcome) -> ToolOutcome:
+    """Writes the call's changes back to the bucket; a file another step changed meanwhile
+    keeps that step's version, and the call's outcome says so."""
+    try:
+        await mirror.push()
+    except FileChanged as exc:
+        await mirror.pull()  # the other step's version, over this call's
+        return ToolOutcome(ok=False, error=(
+            f"the call ran, but its changes to the task's files were not kept: {exc} by "
+            "another step meanwhile; read the file again and redo the change"
+        ))  # fmt: skip
+    return outcome
 
 
 def _credentials(request: ToolExecute, key: bytes | None) -> dict[str, Any]:
@@ -270,6 +299,7 @@ def build_router(
     stopped: StoppedTasks | None = None,
     *,
     secrets_key: bytes | None = None,
+    files: TaskFiles | None = None,
 ) -> Router:
     """The executor's router."""
     router = Router("executor")
@@ -277,10 +307,15 @@ def build_router(
     shots = toolbox.data_dir if llm.sees_images else None
 
     async def on_step(request: StepRequested) -> list[Message]:
+        root = Workspace(toolbox.data_dir, request.correlation_id).root
+        mirror = files.mirror(request.correlation_id, root) if files else None
+        if mirror is not None:  # the files a step looks at (a post's images, the screenshot)
+            await mirror.pull()
         return [await step(request, llm, shots, toolbox.data_dir)]
 
     async def on_execute(request: ToolExecute) -> list[Message]:
-        return [await execute(request, toolbox, seal_key, stopped, secrets_key=secrets_key)]
+        return [await execute(request, toolbox, seal_key, stopped, secrets_key=secrets_key,
+                              files=files)]  # fmt: skip
 
     router.add(StepRequested, on_step)
     router.add(ToolExecute, on_execute)

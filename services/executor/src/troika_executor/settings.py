@@ -12,12 +12,13 @@ from troika_executor.net import OutboundPolicy
 from troika_executor.sandbox import Sandbox, SandboxLimits
 from troika_executor.tools import Toolbox
 from troika_shared.approvals import approval_key
+from troika_shared.files import FilesSettings
 from troika_shared.llm import LlmSettings
 from troika_shared.settings import AgentSettings
 from troika_shared.vault import call_secrets_key
 
 
-class ExecutorSettings(AgentSettings, LlmSettings):
+class ExecutorSettings(AgentSettings, LlmSettings, FilesSettings):
     """Everything the executor reads from ``TROIKA_*`` variables.
 
     Attributes:

@@ -20,6 +20,7 @@ from troika_shared.files.base import (
 )
 from troika_shared.files.local import LocalStore
 from troika_shared.files.mirror import Mirror, Pushed
+from troika_shared.files.settings import FilesSettings
 
 __all__ = [
     "ANY",
@@ -27,6 +28,7 @@ __all__ = [
     "Expected",
     "FileChanged",
     "FileStore",
+    "FilesSettings",
     "LocalStore",
     "Mirror",
     "Pushed",
