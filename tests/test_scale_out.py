@@ -144,5 +144,5 @@ async def a_schedule_runs_each_time_once(
         return len(found) >= 3 and all(t["status"] == "completed" for t in found)
 
     await wait_for(three_finished, timeout=60, what="three scheduled runs")
-    await asyncio.sleep(scaled(3))  # a fourth, or a run started twice, would show by now
+    await asyncio.sleep(scaled(2))  # a fourth, or a run started twice, would show by now
     assert len(await runs()) == 3

@@ -406,7 +406,7 @@ async def test_a_scheduled_task_counts_down_and_starts(up, chromium, screenshots
         await sign_up(page, web, "alan")
         await page.fill("#objective", "Write the morning note [later]")
         await page.get_by_role("radio", name="Later").click()
-        when = datetime.now(UTC) + timedelta(seconds=scaled(25))  # time to fill in the form
+        when = datetime.now(UTC) + timedelta(seconds=scaled(12))  # time to fill in the form
         await page.fill("#run-date", when.strftime("%Y-%m-%d"))
         await page.fill("#run-time", when.strftime("%H:%M:%S"))
         await page.click("#create-task")
