@@ -131,6 +131,8 @@ def test_each_service_runs_what_troika_up_runs_from_a_non_root_image_with_a_heal
     for service in APP:
         command = services[service]["command"]
         assert command == ["python", "-m", MODULES[service]], service
+        # Built here, never pulled: `docker compose up` builds what it lacks.
+        assert services[service]["build"]["dockerfile"] == DOCKERFILES[service]
         built = image(DOCKERFILES[service])
         assert re.fullmatch(r"[1-9]\d*:\d+", built.user), (service, built.user)  # not root
         if service != "worker":  # the worker runs from the gateway's image
