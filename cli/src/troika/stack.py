@@ -9,14 +9,12 @@ import os
 import secrets
 import socket
 import sys
-import time
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 import httpx
 import nats
 import structlog
-from nats.errors import TimeoutError as NatsTimeoutError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -31,6 +29,7 @@ from troika.local_llm import (
 )
 from troika.supervisor import ChildSpec, GaveUp, Supervisor
 from troika_shared.approvals import approval_key
+from troika_shared.health import ping_service
 from troika_shared.subjects import Topology
 from troika_shared.vault import call_secrets_key
 
@@ -119,26 +118,6 @@ class Component:
     address: str
     ready: bool = False
     note: str = ""
-
-
-async def ping_service(nc: Client, name: str, *, wait_s: float = 0.25) -> list[dict[str, object]]:
-    """Asks every replica of a service for a discovery ``PING``; returns their answers."""
-    inbox = nc.new_inbox()
-    answers: list[dict[str, object]] = []
-    subscription = await nc.subscribe(inbox)
-    try:
-        await nc.publish(f"$SRV.PING.{name}", b"", reply=inbox)
-        deadline = time.monotonic() + wait_s
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                msg = await subscription.next_msg(timeout=remaining)
-            except NatsTimeoutError:
-                break
-            if msg.data:  # an empty message is the server's "no responders" notice
-                answers.append(json.loads(msg.data))
-    finally:
-        await subscription.unsubscribe()
-    return answers
 
 
 def _without_secret(env: dict[str, str]) -> dict[str, str]:

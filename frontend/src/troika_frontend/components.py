@@ -95,6 +95,15 @@ def page_shot(src: rx.Var[str], caption: str, **props: object) -> rx.Component:
     )
 
 
+def field_error(errors: rx.Var[dict[str, str]], name: str, **props: object) -> rx.Component:
+    """The error the last submission left on a form's field, in red under it (nothing when
+    there is none); ``errors`` is the page state's field -> message."""
+    return rx.cond(
+        errors.contains(name),  # type: ignore[attr-defined]
+        rx.text(errors[name], color_scheme="red", size="1", class_name="field-error", **props),  # type: ignore[index]
+    )
+
+
 def panel(*children: rx.Component, **props: object) -> rx.Component:
     """A card with room inside."""
     return rx.card(rx.vstack(*children, spacing="3", width="100%"), width="100%", **props)

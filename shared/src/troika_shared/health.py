@@ -17,6 +17,7 @@ import asyncio
 import json
 import socket
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -27,7 +28,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from troika_shared.settings import BusSettings
 from troika_shared.subjects import Topology
 
-__all__ = ["check_http", "check_service", "main"]
+__all__ = ["check_http", "check_service", "main", "ping_service"]
 
 
 def check_http(url: str, *, timeout_s: float = 3.0) -> str | None:
@@ -60,26 +61,38 @@ async def check_service(
         return f"the bus did not answer: {type(exc).__name__}: {exc}"
     service = Topology(settings.bus_prefix).service_name(name)
     try:
-        inbox = client.new_inbox()
-        subscription = await client.subscribe(inbox)
-        await client.publish(f"$SRV.PING.{service}", b"", reply=inbox)
-        seen = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
-        while (remaining := deadline - loop.time()) > 0:
+        answers = await ping_service(client, service, wait_s=wait_s)
+    finally:
+        await client.close()
+    seen = [str(_metadata(answer).get("instance", "")) for answer in answers]
+    if any(instance.rsplit(":", 1)[0] == host for instance in seen):
+        return None
+    return f"no {service} replica on {host} answered (others: {', '.join(seen) or 'none'})"
+
+
+def _metadata(answer: dict[str, object]) -> dict[str, object]:
+    metadata = answer.get("metadata")
+    return metadata if isinstance(metadata, dict) else {}
+
+
+async def ping_service(nc: Client, name: str, *, wait_s: float = 0.25) -> list[dict[str, object]]:
+    """Asks every replica of a service for a discovery ``PING``; returns their answers."""
+    inbox = nc.new_inbox()
+    answers: list[dict[str, object]] = []
+    subscription = await nc.subscribe(inbox)
+    try:
+        await nc.publish(f"$SRV.PING.{name}", b"", reply=inbox)
+        deadline = time.monotonic() + wait_s
+        while (remaining := deadline - time.monotonic()) > 0:
             try:
                 msg = await subscription.next_msg(timeout=remaining)
             except NatsTimeoutError:
                 break
-            if not msg.data:
-                continue
-            instance = str(json.loads(msg.data).get("metadata", {}).get("instance", ""))
-            if instance.rsplit(":", 1)[0] == host:
-                return None
-            seen.append(instance)
-        return f"no {service} replica on {host} answered (others: {', '.join(seen) or 'none'})"
+            if msg.data:  # an empty message is the server's "no responders" notice
+                answers.append(json.loads(msg.data))
     finally:
-        await client.close()
+        await subscription.unsubscribe()
+    return answers
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import reflex as rx
 
-from troika_frontend.components import badge, frame, panel, when
+from troika_frontend.components import badge, field_error, frame, panel, when
 from troika_frontend.pages.dashboard_state import ZONES, DashboardState
 
 if TYPE_CHECKING:
@@ -88,12 +88,7 @@ def _list(title: str, items: rx.Var[list[TaskItem]], empty: str, list_id: str) -
 
 
 def _error(name: str) -> rx.Component:
-    return rx.cond(
-        DashboardState.errors.contains(name),
-        rx.text(
-            DashboardState.errors[name], color_scheme="red", size="1", class_name="field-error"
-        ),
-    )
+    return field_error(DashboardState.errors, name)
 
 
 def _schedule_fields() -> rx.Component:

@@ -9,7 +9,7 @@ from typing import Any
 import reflex as rx
 
 from troika_client import ApiError, field_errors
-from troika_frontend.components import badge, frame, panel
+from troika_frontend.components import badge, field_error, frame, panel
 from troika_frontend.pages.devices import devices_panel
 from troika_frontend.pages.social_accounts import social_accounts_panel
 from troika_frontend.session import SessionState
@@ -225,10 +225,7 @@ def _image_type(data: bytes) -> str:
 
 
 def _error(name: str) -> rx.Component:
-    return rx.cond(
-        ProfileState.errors.contains(name),
-        rx.text(ProfileState.errors[name], color_scheme="red", size="1", class_name="field-error"),
-    )
+    return field_error(ProfileState.errors, name)
 
 
 def _input(

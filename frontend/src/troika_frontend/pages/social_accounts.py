@@ -11,7 +11,7 @@ from typing import Any
 import reflex as rx
 
 from troika_client import ApiError, field_errors
-from troika_frontend.components import badge, frame, panel, when
+from troika_frontend.components import badge, field_error, frame, panel, when
 from troika_frontend.session import SessionState, settings
 
 __all__ = ["CONNECTED_ROUTE", "SocialAccountsState", "connected_page", "social_accounts_panel"]
@@ -197,16 +197,7 @@ class SocialAccountsState(SessionState):
 
 
 def _error(name: str) -> rx.Component:
-    return rx.cond(
-        SocialAccountsState.errors.contains(name),
-        rx.text(
-            SocialAccountsState.errors[name],
-            color_scheme="red",
-            size="1",
-            class_name="field-error",
-            id=name.replace(".", "-") + "-error",
-        ),
-    )
+    return field_error(SocialAccountsState.errors, name, id=name.replace(".", "-") + "-error")
 
 
 def _input(
