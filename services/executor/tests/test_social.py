@@ -22,6 +22,7 @@ from troika_executor.workspace import Workspace
 from troika_shared.approvals import approval_key, call_key, sign_approval
 from troika_shared.messages import ToolCall, ToolExecute
 from troika_shared.vault import call_secrets_key, seal_call_secrets
+from troika_testkit.ports import free_port
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -360,3 +361,15 @@ async def test_a_post_goes_out_once_even_when_its_call_comes_again(
     assert not redelivered.outcome.ok
     assert "not run again" in redelivered.outcome.error
     assert len(platforms.posts) == 1
+
+
+async def test_a_platform_that_does_not_answer_may_have_taken_the_post(
+    box: Toolbox, platforms: Platforms
+) -> None:
+    ada = platforms.add_x_user()
+    gone = account(platforms, ada, "x") | {"api_url": f"http://127.0.0.1:{free_port()}"}
+    outcome = await run_tool(box, TASK, "post_to_twitter", {"text": "Hello"}, {"twitter": gone})
+    assert outcome.error == (
+        "X (Twitter) could not be reached or did not answer (ConnectionError); the post may or "
+        "may not have gone out: check the account before posting again"
+    )

@@ -19,7 +19,7 @@ from troika_gateway.social.renewals import Renewals
 from troika_shared.messages import ToolCall, ToolExecute
 from troika_shared.vault import open_call_secrets
 
-from .conftest import assert_problem, sign_up
+from .conftest import assert_problem
 from .test_approvals import answer, pending
 from .test_pipeline_rules import Driver
 from .test_tasks import create
@@ -319,11 +319,6 @@ async def test_an_expired_link_no_longer_opens(gateway, monkeypatch) -> None:
     monkeypatch.setattr(time, "time", lambda: later)
     async with httpx.AsyncClient() as anyone:
         assert (await anyone.get(link)).status_code == 404
-
-
-async def test_signing_up_does_not_need_any_platform(client) -> None:
-    someone = await sign_up(client)
-    assert (await client.get("/social/accounts", headers=someone.headers)).json() == []
 
 
 async def test_the_worker_renews_long_lived_tokens_before_they_lapse(

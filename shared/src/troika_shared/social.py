@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Self
 
@@ -32,27 +33,23 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True, slots=True)
 class Platform:
-    """One platform's name and limits, as its documentation gives them."""
+    """One platform's name and limits, as its documentation gives them.
 
-    def __init__(
-        self,
-        key: str,
-        label: str,
-        *,
-        max_text: int,
-        max_images: int,
-        image_types: tuple[str, ...],
-        max_image_bytes: int,
-        addresses: bool,
-    ) -> None:
-        self.key = key
-        self.label = label
-        self.max_text = max_text
-        self.max_images = max_images
-        self.image_types = image_types
-        self.max_image_bytes = max_image_bytes
-        self.addresses = addresses  # whether an image may be given by its https address
+    Attributes:
+        image_types: The image kinds it takes, by file suffix (``jpg`` and ``jpeg`` alike).
+        addresses: Whether an image may be given by its https address (the platform fetches
+            it itself); else images come from the task's folder.
+    """
+
+    key: str
+    label: str
+    max_text: int
+    max_images: int
+    image_types: tuple[str, ...]
+    max_image_bytes: int
+    addresses: bool
 
     def image_problem(self, image: str) -> str | None:
         """What is wrong with an image's name or address (its type), if anything."""

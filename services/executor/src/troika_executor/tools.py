@@ -30,7 +30,7 @@ from troika_shared.catalogue import (
 )
 from troika_shared.errors import RetryableError
 from troika_shared.messages import ToolOutcome
-from troika_shared.social import SOCIAL_TOOLS
+from troika_shared.social import PLATFORMS, SOCIAL_TOOLS
 
 __all__ = ["IMPLEMENTATIONS", "ToolContext", "Toolbox", "run_tool", "validate_arguments"]
 
@@ -150,6 +150,13 @@ def _browser(action: str) -> Implementation:
     return run
 
 
+def _post(platform: str) -> Implementation:
+    async def run(context: ToolContext, args: BaseModel) -> ToolOutcome:
+        return await social.post(PLATFORMS[platform], args, context.credentials, context.workspace)
+
+    return run
+
+
 IMPLEMENTATIONS: dict[str, Implementation] = {
     "create_file": _create_file,
     "read_file": _read_file,
@@ -170,10 +177,7 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
     "send_email": lambda context, args: mail.send_email(
         args, context.credentials.get("smtp"), context.workspace, context.outbound
     ),
-    **{
-        name: lambda context, args: social.post(args, context.credentials, context.workspace)
-        for name in SOCIAL_TOOLS
-    },
+    **{name: _post(platform) for name, (_, _, platform) in SOCIAL_TOOLS.items()},
     "run_python": lambda context, args: python_tool.run_python(
         args, context.toolbox.sandbox, context.workspace, context.toolbox.sandbox_limits
     ),

@@ -108,10 +108,12 @@ class Mirror:
             stat = await self._download(name)
             seen[name] = _Seen.of(entry.etag, stat)
             fetched.append(name)
-        for name in set(seen) - set(remote):
+        gone = set(seen) - set(remote)
+        for name in gone:
             await anyio.Path(self.root / name).unlink(missing_ok=True)
             del seen[name]
-        await self._save(seen)
+        if fetched or gone:  # a step's pull with nothing new writes nothing
+            await self._save(seen)
         return fetched
 
     async def _download(self, name: str) -> os.stat_result:
@@ -151,5 +153,6 @@ class Mirror:
                 del seen[name]
                 removed.append(name)
         finally:
-            await self._save(seen)
+            if written or removed:
+                await self._save(seen)
         return Pushed(tuple(written), tuple(removed))

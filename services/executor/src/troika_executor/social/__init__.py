@@ -22,7 +22,6 @@ from troika_executor.social.refusals import PostProblem, Refused
 from troika_executor.social.twitter import post_to_twitter
 from troika_shared.messages import ToolOutcome
 from troika_shared.social import (
-    PLATFORMS,
     FacebookPostArgs,
     InstagramPostArgs,
     LinkedInPostArgs,
@@ -31,6 +30,8 @@ from troika_shared.social import (
 )
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from troika_executor.workspace import Workspace
     from troika_shared.social import Platform
 
@@ -44,42 +45,36 @@ def _not_connected(platform: Platform) -> ToolOutcome:
     ))  # fmt: skip
 
 
-async def _load(workspace: Workspace, names: list[str], platform: Platform) -> list[Image]:
-    return [await anyio.to_thread.run_sync(load_image, workspace, name, platform) for name in names]
+async def _load(workspace: Workspace, name: str, platform: Platform) -> Image:
+    return await anyio.to_thread.run_sync(load_image, workspace, name, platform)
 
 
 async def post(
-    args: TwitterPostArgs | InstagramPostArgs | LinkedInPostArgs | FacebookPostArgs,
-    credentials: dict[str, Any],
-    workspace: Workspace,
+    platform: Platform, args: BaseModel, credentials: dict[str, Any], workspace: Workspace
 ) -> ToolOutcome:
-    """Posts with the account that came sealed with the call; says where the post is."""
-    platform = PLATFORMS[
-        {TwitterPostArgs: "twitter", InstagramPostArgs: "instagram",
-         LinkedInPostArgs: "linkedin", FacebookPostArgs: "facebook"}[type(args)]
-    ]  # fmt: skip
+    """Posts to ``platform`` with the account that came sealed with the call; says where the
+    post is."""
     account = credentials.get(platform.key)
     if not account:
         return _not_connected(platform)
     try:
         match args:
             case TwitterPostArgs():
-                images = await _load(workspace, args.images, platform)
+                images = [await _load(workspace, name, platform) for name in args.images]
                 post_id, url = await post_to_twitter(args, account, images)
             case InstagramPostArgs():
                 post_id, url = await post_to_instagram(args, account)
             case LinkedInPostArgs():
-                image = (await _load(workspace, [args.image], platform))[0] if args.image else None
+                image = await _load(workspace, args.image, platform) if args.image else None
                 post_id, url = await post_to_linkedin(args, account, image)
             case FacebookPostArgs():
-                files = await _load(
-                    workspace, [name for name in args.images if not is_address(name)], platform
-                )
-                by_name = iter(files)
                 photos: list[str | Image] = [
-                    name if is_address(name) else next(by_name) for name in args.images
+                    name if is_address(name) else await _load(workspace, name, platform)
+                    for name in args.images
                 ]
                 post_id, url = await post_to_facebook(args, account, photos)
+            case _:
+                raise TypeError(f"not a post: {type(args).__name__}")
     except PostProblem as exc:
         return ToolOutcome(ok=False, error=f"nothing was posted: {exc}")
     except Refused as exc:

@@ -64,10 +64,7 @@ def _check(workspace: Workspace, name: str, platform: Platform) -> tuple[int, st
                           f"up to {limit} MB")  # fmt: skip
     with path.open("rb") as handle:
         found = _kind(handle.read(16))
-    jpeg = "jpeg" in platform.image_types or "jpg" in platform.image_types
-    accepted = {kind for kind in platform.image_types if kind != "jpg"} | (
-        {"jpeg"} if jpeg else set()
-    )
+    accepted = {"jpeg" if kind == "jpg" else kind for kind in platform.image_types}
     if found is None or found[1] not in accepted:
         kinds = ", ".join(sorted(kind.upper() for kind in accepted))
         raise PostProblem(f"{name!r} is not a {kinds} image, which is what {platform.label} takes")

@@ -112,7 +112,7 @@ async def _ready(http: httpx.AsyncClient, label: str, container: str) -> None:
         if code in ("FINISHED", "PUBLISHED"):
             return
         if code in ("ERROR", "EXPIRED"):
-            raise Refused(label, 400, f"the media could not be prepared ({code})")
+            raise Refused(label, 0, f"the media could not be prepared ({code})")
         if time.monotonic() + pause > deadline:
             raise Refused(label, 0, f"the media was not ready after {_READY_WITHIN_S} s")
         await asyncio.sleep(pause)

@@ -38,7 +38,7 @@ class Refused(Exception):
 
     Attributes:
         platform: The platform's name, for the message.
-        status: The HTTP status.
+        status: The HTTP status (0: no refused request, the platform's answer said it).
         detail: What the platform said.
         retry_at: When the platform accepts requests again (rate limits), if it said.
         token: The account's token was refused: the person must connect it again.
@@ -72,8 +72,9 @@ class Refused(Exception):
                 f"{self.platform} is limiting requests ({self.status}: {self.detail}); nothing was "
                 "posted. Try again later."
             ))  # fmt: skip
+        status = f" ({self.status})" if self.status else ""
         return ToolOutcome(
-            ok=False, error=f"{self.platform} refused the post ({self.status}): {self.detail}"
+            ok=False, error=f"{self.platform} refused the post{status}: {self.detail}"
         )
 
 

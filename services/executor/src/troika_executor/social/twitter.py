@@ -18,7 +18,7 @@ import httpx
 import requests
 import tweepy
 
-from troika_executor.social.refusals import Refused, refusal
+from troika_executor.social.refusals import refusal
 
 if TYPE_CHECKING:
     from troika_executor.social.media import Image
@@ -96,15 +96,14 @@ async def post_to_twitter(
 
     Raises:
         Refused: X refused a request (nothing more is sent after a refusal).
+        httpx.HTTPError, requests.RequestException: X could not be reached, or did not
+            answer (the post may have gone out).
     """
     headers = {"Authorization": f"Bearer {account['access_token']}"}
     async with httpx.AsyncClient(
         base_url=account["api_url"], headers=headers, timeout=_TIMEOUT_S
     ) as http:
         media_ids = [await _upload(http, image) for image in images]
-    try:
-        post_id = await anyio.to_thread.run_sync(_create, account, args, media_ids)
-    except requests.RequestException as exc:
-        raise Refused(LABEL, 0, f"X could not be reached: {exc}") from None
+    post_id = await anyio.to_thread.run_sync(_create, account, args, media_ids)
     username = account.get("username") or account.get("account_id")
     return post_id, f"https://x.com/{username}/status/{post_id}"
