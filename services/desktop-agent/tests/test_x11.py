@@ -69,6 +69,31 @@ def test_windows_are_found_by_title_and_focused(desktop, form) -> None:
     assert desktop.active_window() == beta.id
 
 
+def test_a_window_that_closes_while_the_windows_are_listed_is_left_out(
+    desktop, form, x_display
+) -> None:
+    from Xlib import X, Xatom  # noqa: PLC0415 - needs the display
+    from Xlib import display as xdisplay  # noqa: PLC0415
+
+    window, _ = form("Still open")
+    connection = xdisplay.Display(x_display.env["DISPLAY"])
+    try:
+        root = connection.screen().root
+        client_list = connection.intern_atom("_NET_CLIENT_LIST")
+        listed = list(root.get_full_property(client_list, X.AnyPropertyType).value)
+        gone = connection.screen().root.create_window(0, 0, 1, 1, 0, X.CopyFromParent)
+        gone.destroy()
+        connection.sync()
+        # the window manager's list as it is read in the instant after a window closed
+        root.change_property(client_list, Xatom.WINDOW, 32, [*listed, gone.id])
+        connection.sync()
+        assert [w.id for w in desktop.windows("Still open")] == [window.id]
+        assert gone.id not in [window_id for window_id, _ in desktop.titles()]
+    finally:
+        root.change_property(client_list, Xatom.WINDOW, 32, listed)
+        connection.close()
+
+
 def test_a_region_screenshot_holds_exactly_that_part_of_the_screen(desktop, form) -> None:
     window, _ = form("Troika Form")
     desktop.focus(window)

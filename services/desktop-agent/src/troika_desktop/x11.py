@@ -142,6 +142,7 @@ class X11Desktop:
         """Every managed window's id and title, in the window manager's order."""
         from Xlib import X  # noqa: PLC0415 - needs the display
         from Xlib import display as xdisplay  # noqa: PLC0415
+        from Xlib.error import BadWindow  # noqa: PLC0415
 
         connection = xdisplay.Display(self._env["DISPLAY"])
         try:
@@ -154,8 +155,11 @@ class X11Desktop:
             titles = []
             for window_id in managed.value if managed is not None else ():
                 window = connection.create_resource_object("window", int(window_id))
-                named = window.get_full_property(utf8_name, utf8)
-                raw = named.value if named is not None else window.get_wm_name()
+                try:
+                    named = window.get_full_property(utf8_name, utf8)
+                    raw = named.value if named is not None else window.get_wm_name()
+                except BadWindow:
+                    continue  # it closed between the listing and the question
                 text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
                 titles.append((int(window_id), text))
             return titles
