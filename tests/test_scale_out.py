@@ -1,16 +1,25 @@
 """Two gateway API processes behind one address and two workers: a person signs in on one and
 follows the live feed on the other, approvals go to either, tasks complete with every call
-made once, and a repeating schedule fires each of its runs once."""
+made once, and a repeating schedule fires each of its runs once.
+
+No two processes share a folder: each has a data directory of its own, as on separate hosts,
+and the task files live in an S3 bucket. A file uploaded through one API is the one the
+executor changes, the one the reviewer is shown, and the one the other API serves.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
+import json
 import secrets
 from collections import Counter
+from contextlib import AsyncExitStack
 
 import httpx
 import pytest
+from aiobotocore.session import get_session
 
 from troika_client import LiveFeed
 from troika_shared.task_events import TaskCompleted
@@ -19,21 +28,67 @@ from troika_testkit.agents import llm_env, plan_answer
 from troika_testkit.ports import free_port
 
 from .conftest import gateway_ready
-from .test_pipeline import sign_in, step_script
+from .test_pipeline import sign_in
+from .test_pipeline import step_script as notes_step
 
 pytestmark = pytest.mark.slow
 
 
-def start(spawn, common: dict[str, str]) -> list[str]:
-    """Two gateway APIs, two workers and one of each agent; returns the APIs' addresses."""
+BRIEF = "The brief, as uploaded.\n"
+ADDED = "Added by the agents.\n"
+
+
+def start(spawn, common: dict[str, str], root) -> list[str]:
+    """Two gateway APIs, two workers and one of each agent, each with a data directory of its
+    own; returns the APIs' addresses."""
+
+    def run(module: str, name: str, **env: str) -> None:
+        spawn(module, name=name, TROIKA_DATA_DIR=str(root / name), **common, **env)
+
     ports = (free_port(), free_port())
     for n, port in enumerate(ports, 1):
-        spawn("troika_gateway", name=f"api-{n}", TROIKA_GATEWAY_PORT=str(port), **common)
+        run("troika_gateway", f"api-{n}", TROIKA_GATEWAY_PORT=str(port))
     for n in (1, 2):
-        spawn("troika_gateway.worker", name=f"worker-{n}", **common)
+        run("troika_gateway.worker", f"worker-{n}")
     for agent in ("planner", "executor", "reviewer"):
-        spawn(f"troika_{agent}", name=agent, **common)
+        run(f"troika_{agent}", agent)
     return [f"http://127.0.0.1:{port}" for port in ports]
+
+
+def plan_script(request: dict) -> dict:
+    """The planner: the brief is added to, anything else gets notes."""
+    if "brief" in json.dumps(request).lower():
+        return plan_answer(("brief", [], ["append_file"]))
+    return plan_answer(("notes", [], ["create_file"]))
+
+
+def step_script(request: dict) -> dict:
+    """The executor: adds a line to the uploaded brief, or writes its notes."""
+    prompt = request["messages"][1]["content"]
+    if "Your subtask: brief" not in prompt:
+        return notes_step(request)
+    if "Tool calls so far in this subtask" not in prompt:
+        call = {"tool": "append_file", "arguments": {"path": "brief.txt", "content": ADDED}}
+        return {"action": "use_tools", "tool_calls": [call]}
+    return {"action": "finish", "result": "added to the brief", "result_files": ["brief.txt"]}
+
+
+async def new_bucket(s3_server) -> str:
+    """An empty bucket on the S3 server."""
+    name = f"troika-{secrets.token_hex(6)}"
+    async with get_session().create_client("s3", **s3_server.client_options()) as client:
+        await client.create_bucket(Bucket=name)
+    return name
+
+
+async def keys(s3_server, bucket: str, task_id: str) -> list[str]:
+    """The names of a task's objects in the bucket."""
+    async with AsyncExitStack() as stack:
+        client = await stack.enter_async_context(
+            get_session().create_client("s3", **s3_server.client_options())
+        )
+        listed = await client.list_objects_v2(Bucket=bucket, Prefix=f"tasks/{task_id}/")
+    return sorted(item["Key"].split("/", 2)[2] for item in listed.get("Contents", []))
 
 
 async def follow(feed: LiveFeed, seen: list[tuple[str, int]], done: set[str]) -> None:
@@ -67,11 +122,12 @@ async def approve_on_either(
 
 
 async def test_two_apis_and_two_workers_share_the_work_and_do_each_thing_once(
-    spawn, tmp_path, postgres_url, redis_url, bus_prefix, scripted_llm
+    spawn, tmp_path, postgres_url, redis_url, bus_prefix, scripted_llm, s3_server
 ) -> None:
+    bucket = await new_bucket(s3_server)
     common = {
+        **s3_server.files_env(bucket),
         "TROIKA_SECRET_KEY": secrets.token_urlsafe(48),
-        "TROIKA_DATA_DIR": str(tmp_path / "data"),
         "TROIKA_DATABASE_URL": postgres_url.replace("postgresql://", "postgresql+asyncpg://", 1),
         "TROIKA_REDIS_URL": redis_url,
         "TROIKA_REDIS_PREFIX": f"{bus_prefix}:",
@@ -80,10 +136,10 @@ async def test_two_apis_and_two_workers_share_the_work_and_do_each_thing_once(
         "TROIKA_ACK_WAIT_S": "5",
         **llm_env(scripted_llm),
     }
-    urls = start(spawn, common)
+    urls = start(spawn, common, tmp_path)
     for url in urls:
         await gateway_ready(url)
-    scripted_llm.always("PlanDraft", plan_answer(("notes", [], ["create_file"])))
+    scripted_llm.always("PlanDraft", plan_script)
     scripted_llm.always("StepDecision", step_script)
     scripted_llm.always("ReviewDecision", {"verdict": "approve", "summary": "Done."})
     first, second = (httpx.AsyncClient(base_url=url, timeout=15) for url in urls)
@@ -105,7 +161,15 @@ async def test_two_apis_and_two_workers_share_the_work_and_do_each_thing_once(
             for n in range(4):
                 made = await first.post("/tasks", headers=headers, json={"objective": f"Notes {n}"})
                 created.append(made.json()["id"])
-            approved = await approve_on_either((first, second), headers, done, created)
+            brief = await first.post(
+                "/tasks/with-files", headers=headers,
+                data={"task": json.dumps({"objective": "Add a line to the brief"})},
+                files={"files": ("brief.txt", BRIEF.encode(), "text/plain")},
+            )  # fmt: skip
+            assert brief.status_code == 201, brief.text
+            approved = await approve_on_either(
+                (first, second), headers, done, [*created, brief.json()["id"]]
+            )
         finally:
             follower.cancel()
             await asyncio.gather(follower, return_exceptions=True)
@@ -119,18 +183,52 @@ async def test_two_apis_and_two_workers_share_the_work_and_do_each_thing_once(
             assert approved[task_id] == 1  # one call, approved once, run once
             files = (await first.get(f"/tasks/{task_id}/files", headers=headers)).json()
             assert [f["name"] for f in files] == ["notes.md"]
+            notes = await second.get(files[0]["url"], headers=headers)
+            assert notes.text == "# notes\n"  # written by the executor, served by the other API
 
+        await the_uploaded_file_went_round(brief.json()["id"], first, second, headers)
+        # the reviewer was shown the file as the executor left it, read by a worker
+        reviews = [json.dumps(r) for r in scripted_llm.asked_for("ReviewDecision")]
+        shown = [r for r in reviews if "brief" in r.lower()]
+        assert shown
+        assert all(BRIEF.strip() in r for r in shown)
+        assert all(ADDED.strip() in r for r in shown)
         await a_schedule_runs_each_time_once(first, second, headers)
+        await second.delete(f"/tasks/{brief.json()['id']}", headers=headers)
+        assert await keys(s3_server, bucket, brief.json()["id"]) == []
+
+
+async def the_uploaded_file_went_round(
+    task_id: str, first: httpx.AsyncClient, second: httpx.AsyncClient, headers
+) -> None:
+    """The brief uploaded through one API, added to by the executor, served by the other."""
+    task = (await second.get(f"/tasks/{task_id}", headers=headers)).json()
+    assert task["status"] == "completed", task
+    [listed] = (await second.get(f"/tasks/{task_id}/files", headers=headers)).json()
+    served = await second.get(listed["url"], headers=headers)
+    assert served.status_code == 200
+    assert served.text == BRIEF + ADDED
+    assert served.headers["content-type"].startswith("text/plain")
+    assert (listed["size"], listed["sha256"]) == (
+        len(served.content),
+        hashlib.sha256(served.content).hexdigest(),
+    )
+    again = await first.get(listed["url"], headers=headers)
+    assert again.content == served.content
 
 
 async def a_schedule_runs_each_time_once(
     first: httpx.AsyncClient, second: httpx.AsyncClient, headers
 ) -> None:
     """A schedule firing every second for three runs, with two workers: three runs, no more."""
-    schedule = await second.post("/tasks", headers=headers, json={
-        "objective": "Tick", "cron": "* * * * * *", "max_runs": 3,
-        "policies": {"create_file": "allow"},
-    })  # fmt: skip
+    schedule = await second.post(
+        "/tasks/with-files", headers=headers,
+        data={"task": json.dumps({
+            "objective": "Tick", "cron": "* * * * * *", "max_runs": 3,
+            "policies": {"create_file": "allow"},
+        })},
+        files={"files": ("tick.txt", b"every run has me", "text/plain")},
+    )  # fmt: skip
     assert schedule.status_code == 201, schedule.text
     schedule_id = schedule.json()["schedule_id"]
 
@@ -145,4 +243,10 @@ async def a_schedule_runs_each_time_once(
 
     await wait_for(three_finished, timeout=60, what="three scheduled runs")
     await asyncio.sleep(scaled(2))  # a fourth, or a run started twice, would show by now
-    assert len(await runs()) == 3
+    found = await runs()
+    assert len(found) == 3
+    for run in found:  # the file attached to the schedule went with each run, copied in S3
+        files = (await first.get(f"/tasks/{run['id']}/files", headers=headers)).json()
+        assert sorted(f["name"] for f in files) == ["notes.md", "tick.txt"]
+        tick = next(f for f in files if f["name"] == "tick.txt")
+        assert (await second.get(tick["url"], headers=headers)).content == b"every run has me"

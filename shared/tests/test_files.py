@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING
 import pytest
 from aiobotocore.session import get_session
 
-from troika_shared.files import ANY, FileChanged, FileStore, LocalStore, Mirror, Pushed
+from troika_shared.files import (
+    ANY,
+    FileChanged,
+    FileStore,
+    LocalStore,
+    Mirror,
+    Pushed,
+    digest,
+    read_start,
+)
 from troika_shared.files.s3 import S3Store
 
 if TYPE_CHECKING:
@@ -123,6 +132,40 @@ async def test_deleting_a_task_removes_its_files_only(store, tmp_path) -> None:
     await store.delete_task("gone")
     assert await store.list("gone") == {}
     assert list(await store.list("kept")) == ["f.txt"]
+
+
+async def test_a_file_is_copied_to_another_task_and_read_in_part(store, tmp_path) -> None:
+    data = os.urandom(3 << 20)
+    await store.write("old", "in/data.bin", local_file(tmp_path, data))
+    await store.write("new", "in/data.bin", local_file(tmp_path, b"replaced by the copy"))
+    copied = await store.copy("old", "in/data.bin", "new")
+    assert copied.size == len(data)
+    assert (await store.list("new"))["in/data.bin"] == copied
+    assert await content(store, "new", "in/data.bin") == data
+    assert await content(store, "old", "in/data.bin") == data
+    assert await read_start(store, "new", "in/data.bin", 10) == data[:10]
+    assert await read_start(store, "new", "in/data.bin", 5 << 20) == data
+    sha256 = hashlib.sha256(data).hexdigest()
+    assert await digest(store, "new", "in/data.bin") == (len(data), sha256)
+    with pytest.raises(FileNotFoundError):
+        await store.copy("old", "missing.bin", "new")
+    with pytest.raises(FileNotFoundError):
+        await read_start(store, "old", "missing.bin", 10)
+
+
+async def test_a_link_in_a_task_folder_is_not_followed(tmp_path) -> None:
+    secret = local_file(tmp_path, b"the machine's own file", "secret.txt")
+    store = LocalStore(tmp_path / "store")
+    await store.write("t", "kept.txt", local_file(tmp_path, b"ok"))
+    (tmp_path / "store" / "t" / "leak.txt").symlink_to(secret)
+    (tmp_path / "store" / "t" / "folder").symlink_to(tmp_path)
+    assert list(await store.list("t")) == ["kept.txt"]
+    for name in ("leak.txt", "folder/secret.txt"):
+        with pytest.raises(FileNotFoundError):
+            await content(store, "t", name)
+        with pytest.raises(FileNotFoundError):
+            await store.copy("t", name, "other")
+    assert await store.list("other") == {}
 
 
 async def test_two_replicas_work_on_local_copies_and_neither_loses_the_others_change(

@@ -1,11 +1,11 @@
-"""File names and workspace paths: nothing escapes a task's folder."""
+"""File names and paths in a task: nothing escapes a task's files or reaches a hidden one."""
 
 from __future__ import annotations
 
 import pytest
 
 from troika_gateway.errors import InvalidInput
-from troika_gateway.storage import Workspace, safe_name
+from troika_gateway.storage import file_name, safe_name
 
 
 @pytest.mark.parametrize("name", ["report.xlsx", "Überblick 📈.csv", "a b c.txt", "x" * 200])
@@ -32,11 +32,21 @@ def test_unsafe_names_are_refused_with_a_reason(name: str, reason: str) -> None:
         safe_name(name)
 
 
-def test_a_symlink_cannot_lead_out_of_the_workspace(tmp_path) -> None:
-    workspace = Workspace(tmp_path, "task1")
-    workspace.root.mkdir(parents=True)
-    (tmp_path / "outside.txt").write_text("secret")
-    (workspace.root / "link.txt").symlink_to(tmp_path / "outside.txt")
-    with pytest.raises(InvalidInput, match="outside the task's folder"):
-        workspace.path("link.txt")
-    assert workspace.path("fine.txt") == workspace.root / "fine.txt"
+@pytest.mark.parametrize(
+    ("path", "stored"),
+    [
+        ("notes/summary.md", "notes/summary.md"),
+        ("/report.md", "report.md"),
+        ("a/b/c.txt", "a/b/c.txt"),
+    ],
+)
+def test_a_path_in_a_task_is_stored_by_its_checked_parts(path: str, stored: str) -> None:
+    assert file_name(path) == stored
+
+
+@pytest.mark.parametrize(
+    "path", ["../x", "notes/../../x", "notes/.hidden", "a//b", ".browser/state"]
+)
+def test_a_path_that_leaves_the_task_or_names_a_hidden_file_is_refused(path: str) -> None:
+    with pytest.raises(InvalidInput):
+        file_name(path)

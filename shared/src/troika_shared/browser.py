@@ -10,7 +10,7 @@ whatever their policies say (:func:`call_risk`).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
+    "BROWSER_FOLDER",
     "BROWSER_TOOLS",
+    "SCREEN_NAME",
     "SEALED",
     "BrowserClickArgs",
     "BrowserCloseArgs",
@@ -277,15 +279,22 @@ def call_risk(tool: str, arguments: dict[str, Any]) -> Risk:
     return risk
 
 
+BROWSER_FOLDER: Final = ".browser"
+"""The hidden folder among a task's files that holds its browser's sealed state and the page's
+latest screenshot (out of the tools' reach, like every hidden name)."""
+
+SCREEN_NAME: Final = f"{BROWSER_FOLDER}/screen.png"
+"""The page's screenshot after the task's latest browser action (the approval shows it)."""
+
+
 def browser_folder(data_dir: Path, task_id: str) -> Path:
-    """The hidden folder of a task's workspace that holds its browser's sealed state and the
-    page's latest screenshot (out of the tools' reach, like every hidden name)."""
-    return data_dir / "workspaces" / task_id / ".browser"
+    """The task's :data:`BROWSER_FOLDER` in the executor's copy of its files."""
+    return data_dir / "workspaces" / task_id / BROWSER_FOLDER
 
 
 def screen_path(data_dir: Path, task_id: str) -> Path:
-    """The page's screenshot after the task's latest browser action (the approval shows it)."""
-    return browser_folder(data_dir, task_id) / "screen.png"
+    """The file of :data:`SCREEN_NAME` in the executor's copy of the task's files."""
+    return data_dir / "workspaces" / task_id / SCREEN_NAME
 
 
 def seal_typed(key: bytes, task_id: str, text: str) -> str:

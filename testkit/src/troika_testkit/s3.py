@@ -41,6 +41,17 @@ class S3Server:
             "region_name": REGION,
         }
 
+    def files_env(self, bucket: str) -> dict[str, str]:
+        """The ``TROIKA_FILES*`` variables that keep a service's task files in ``bucket``."""
+        return {
+            "TROIKA_FILES": "s3",
+            "TROIKA_FILES_BUCKET": bucket,
+            "TROIKA_FILES_ENDPOINT_URL": self.url,
+            "TROIKA_FILES_ACCESS_KEY_ID": ACCESS_KEY,
+            "TROIKA_FILES_SECRET_ACCESS_KEY": SECRET_KEY,
+            "TROIKA_FILES_REGION": REGION,
+        }
+
     def __enter__(self) -> S3Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
 import structlog
@@ -41,26 +41,25 @@ from troika_gateway.scheduling.jobs import Jobs
 from troika_gateway.scheduling.routes import ScheduleController
 from troika_gateway.scheduling.times import SystemClock
 from troika_gateway.social.routes import SocialController, social_media
+from troika_gateway.storage import open_files
 from troika_gateway.tasks.routes import TaskController
 from troika_shared.bus import Bus
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
+    from contextlib import AbstractAsyncContextManager
 
     from troika_gateway.settings import GatewaySettings
+
+    Lifespan = Callable[[Litestar], AbstractAsyncContextManager[None]]
 
 __all__ = ["create_app"]
 
 log = structlog.get_logger("troika.gateway")
 
 
-def create_app(settings: GatewaySettings) -> Litestar:
-    """Builds the gateway for ``settings``; clients are opened by its lifespan, not here.
-
-    Raises:
-        ValueError: ``TROIKA_SECRET_KEY`` is missing.
-    """
-    tokens = TokenIssuer(settings.require_secret_key(), settings.access_token_ttl_s)
+def _database(settings: GatewaySettings) -> Lifespan:
+    """The lifespan that opens the database and the store of the tasks' files."""
 
     @asynccontextmanager
     async def database(app: Litestar) -> AsyncIterator[None]:
@@ -68,7 +67,9 @@ def create_app(settings: GatewaySettings) -> Litestar:
         engine = create_engine(settings.database_url)
         stop = asyncio.Event()
         sweeping: asyncio.Task[None] | None = None
+        closing = AsyncExitStack()
         try:
+            app.state.files = await open_files(settings, settings.data_dir, closing)
             await upgrade(engine)
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)
@@ -80,6 +81,18 @@ def create_app(settings: GatewaySettings) -> Litestar:
             if sweeping is not None:
                 await sweeping
             await engine.dispose()
+            await closing.aclose()
+
+    return database
+
+
+def create_app(settings: GatewaySettings) -> Litestar:
+    """Builds the gateway for ``settings``; clients are opened by its lifespan, not here.
+
+    Raises:
+        ValueError: ``TROIKA_SECRET_KEY`` is missing.
+    """
+    tokens = TokenIssuer(settings.require_secret_key(), settings.access_token_ttl_s)
 
     @asynccontextmanager
     async def bus(app: Litestar) -> AsyncIterator[None]:
@@ -87,7 +100,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             await connection.ensure_streams()
             app.state.bus = connection
             publisher = Publisher(connection, app.state.sessionmaker)
-            app.state.store = TaskStore(settings, publisher)
+            app.state.store = TaskStore(settings, publisher, files=app.state.files)
             stop = asyncio.Event()
             marking = asyncio.create_task(publisher.run(stop))
             try:
@@ -136,7 +149,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             desktop_link,
             PrometheusController,
         ],
-        lifespan=[database, bus, redis],
+        lifespan=[_database(settings), bus, redis],
         state=State(
             {
                 "settings": settings,

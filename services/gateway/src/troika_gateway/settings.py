@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from troika_gateway.social.settings import SocialSettings
 from troika_shared.approvals import approval_key
+from troika_shared.files import FilesSettings
 from troika_shared.llm import sees_images
 from troika_shared.settings import BusSettings
 from troika_shared.vault import call_secrets_key, stored_secrets_key
@@ -37,7 +38,7 @@ _WELL_KNOWN_KEYS = frozenset(
 MIN_SECRET_KEY_LENGTH = 32
 
 
-class GatewaySettings(BusSettings, SocialSettings):
+class GatewaySettings(BusSettings, SocialSettings, FilesSettings):
     """Everything the gateway reads from ``TROIKA_*`` variables.
 
     Attributes:

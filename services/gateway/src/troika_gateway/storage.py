@@ -1,8 +1,11 @@
-"""Files on disk: task workspaces, uploads and profile photos, all under the data directory.
+"""The gateway's side of files: uploads into a task's files, downloads out of them, copies to
+a new run, and profile photos.
 
-Every path is built from a checked name and checked again after resolving, so no name, ``..`` or
-symbolic link can reach outside its folder. Writes go to a temporary file first and are renamed
-into place, so a failed or oversized upload leaves nothing behind.
+Task files go through the file store (:mod:`troika_shared.files`): the data directory's
+``workspaces`` folder on one machine, an S3 bucket where the services run on several. Names are
+checked before they reach the store, and the store keeps every name inside its task. An upload
+is streamed to a file of its own first, so one that fails or is too large stores nothing, and
+every download streams: no file is held whole in memory.
 """
 
 from __future__ import annotations
@@ -11,35 +14,45 @@ import hashlib
 import mimetypes
 import os
 import re
-import shutil
 import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import anyio
 import anyio.to_thread
+from litestar.response import Stream
 from sqlalchemy import select
 
 from troika_gateway.db.models import File
 from troika_gateway.errors import InvalidInput, PayloadTooLarge
+from troika_shared.files import LocalStore, digest, read_start
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+    from contextlib import AsyncExitStack
     from pathlib import Path
 
     from litestar.datastructures import UploadFile
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from troika_shared.files import FilesSettings, FileStore
+
 __all__ = [
     "Stored",
-    "Workspace",
     "content_type_of",
     "copy_files",
+    "describe",
+    "file_name",
+    "open_files",
+    "read_text_start",
     "record_file",
-    "remove_tree",
     "safe_name",
     "store_upload",
+    "stream_file",
+    "upload_to_task",
 ]
 
 _CHUNK = 1 << 16
@@ -81,40 +94,39 @@ class Stored:
     sha256: str
 
 
-class Workspace:
-    """A task's folder: uploads and everything the task's tools write.
+def file_name(relative: str) -> str:
+    """The stored name of a file at ``relative`` (``notes/summary.md``, as a tool wrote it).
 
-    Args:
-        data_dir: The data directory.
-        task_id: The task.
+    Raises:
+        InvalidInput: A part of the path is not a safe name.
     """
+    return "/".join(safe_name(part) for part in relative.strip("/").split("/"))
 
-    def __init__(self, data_dir: Path, task_id: str) -> None:
-        self.root = (data_dir / "workspaces" / task_id).resolve()
 
-    def path(self, name: str) -> Path:
-        """Where a file of this name lives.
+async def open_files(settings: FilesSettings, data_dir: Path, stack: AsyncExitStack) -> FileStore:
+    """The store the task files live in: the bucket, or the data directory's ``workspaces``
+    folder (the folder the executors work in on the same machine)."""
+    return await settings.open_store(stack) or LocalStore(data_dir / "workspaces")
 
-        Raises:
-            InvalidInput: The name is not safe, or it resolves outside the workspace.
-        """
-        target = (self.root / safe_name(name)).resolve()
-        if target.parent != self.root:
-            raise InvalidInput(f"the file name {name[:80]!r} points outside the task's folder")
-        return target
 
-    def nested(self, relative: str) -> Path:
-        """Where a file at ``relative`` (``notes/summary.md``, as a tool wrote it) lives.
+async def upload_to_task(
+    files: FileStore, task_id: str, upload: UploadFile, staging: Path, limit: int
+) -> tuple[str, Stored]:
+    """Stores an upload among the task's files under its own (checked) name, streamed through
+    a file in ``staging``; returns the name.
 
-        Raises:
-            InvalidInput: A part of the path is not a safe name, or it resolves outside the
-                workspace (through ``..`` or a link).
-        """
-        parts = [safe_name(part) for part in relative.strip("/").split("/")]
-        target = self.root.joinpath(*parts).resolve()
-        if not target.is_relative_to(self.root) or target == self.root:
-            raise InvalidInput(f"the path {relative[:80]!r} points outside the task's folder")
-        return target
+    Raises:
+        InvalidInput: The name is not safe.
+        PayloadTooLarge: The upload is over the limit (nothing is stored).
+    """
+    name = safe_name(upload.filename or "")
+    partial = staging / f"{uuid.uuid4().hex}.upload"
+    try:
+        stored = await store_upload(upload, partial, limit)
+        await files.write(task_id, name, partial)
+    finally:
+        await anyio.Path(partial).unlink(missing_ok=True)
+    return name, stored
 
 
 async def store_upload(upload: UploadFile, target: Path, limit: int) -> Stored:
@@ -141,28 +153,85 @@ async def store_upload(upload: UploadFile, target: Path, limit: int) -> Stored:
     return Stored(size=size, sha256=digest.hexdigest())
 
 
-async def remove_tree(path: Path) -> None:
-    """Deletes a folder and everything in it, if it exists."""
-    await anyio.to_thread.run_sync(lambda: shutil.rmtree(path, ignore_errors=True))
-
-
 async def copy_files(
-    db: AsyncSession, data_dir: Path, old_id: str, new_id: str, *, only_uploads: bool
+    db: AsyncSession, files: FileStore, old_id: str, new_id: str, *, only_uploads: bool
 ) -> None:
-    """Copies a task's files (or only those the person uploaded) into another task's
-    workspace, with their records; the caller commits."""
+    """Copies a task's files (or only those the person uploaded) to another task, with their
+    records; the caller commits."""
     query = select(File).where(File.task_id == old_id)
     if only_uploads:
         query = query.where(File.origin == "upload")
-    source, target = Workspace(data_dir, old_id), Workspace(data_dir, new_id)
     for row in list(await db.scalars(query)):
-        src = source.path(row.name)
-        if not await anyio.Path(src).is_file():
+        try:
+            await files.copy(old_id, row.name, new_id)
+        except FileNotFoundError:
             continue
-        await anyio.Path(target.root).mkdir(parents=True, exist_ok=True)
-        await anyio.to_thread.run_sync(shutil.copy2, src, target.path(row.name))
         db.add(File(task_id=new_id, name=row.name, content_type=row.content_type,
                     size=row.size, sha256=row.sha256, origin=row.origin))  # fmt: skip
+
+
+async def describe(files: FileStore, task_id: str, name: str) -> Stored | None:
+    """A stored file's size and SHA-256 (``None``: there is no such file)."""
+    try:
+        size, sha256 = await digest(files, task_id, name)
+    except (FileNotFoundError, ValueError):
+        return None
+    return Stored(size=size, sha256=sha256)
+
+
+async def read_text_start(files: FileStore, task_id: str, name: str, limit: int) -> str | None:
+    """The first ``limit`` characters of a file as text (marked when there is more), or
+    ``None`` when there is no such file."""
+    try:
+        raw = await read_start(files, task_id, name, limit * 4)
+    except (FileNotFoundError, ValueError):
+        return None
+    text = raw.decode("utf-8", errors="replace")
+    return text if len(text) <= limit else text[:limit] + "\n[truncated]"
+
+
+def _disposition(kind: str, name: str) -> str:
+    """A ``Content-Disposition`` value: an ASCII fallback name and the exact one (RFC 6266)."""
+    plain = "".join(ch if " " <= ch < "\x7f" and ch not in '"\\' else "_" for ch in name)
+    return f"{kind}; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+async def stream_file(
+    files: FileStore,
+    task_id: str,
+    name: str,
+    *,
+    media_type: str,
+    kind: str = "attachment",
+    cache: str = "private, no-cache",
+) -> Stream:
+    """A response that streams a stored file a chunk at a time (``kind``: ``attachment`` to
+    save it, ``inline`` to show it).
+
+    Raises:
+        FileNotFoundError: There is no such file (nothing is sent yet).
+    """
+    chunks = files.read(task_id, name)
+    try:
+        first = await anext(chunks, b"")
+    except BaseException:
+        await chunks.aclose()
+        raise
+
+    async def body() -> AsyncGenerator[bytes, None]:
+        try:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
+
+    return Stream(
+        body(),
+        media_type=media_type,
+        headers={"Content-Disposition": _disposition(kind, name.rsplit("/", 1)[-1]),
+                 "Cache-Control": cache},
+    )  # fmt: skip
 
 
 _CONTENT_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from contextlib import AsyncExitStack
 from importlib import metadata
 
 import pydantic
@@ -26,6 +27,7 @@ from troika_gateway.scheduling.runner import Scheduler
 from troika_gateway.scheduling.times import SystemClock
 from troika_gateway.settings import GatewaySettings
 from troika_gateway.social.renewals import Renewals
+from troika_gateway.storage import open_files
 from troika_shared.bus import Bus
 from troika_shared.errors import DependencyUnavailable
 from troika_shared.logs import configure_logging
@@ -50,13 +52,17 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
     try:
         await upgrade(engine)
         sessionmaker = create_sessionmaker(engine)
-        async with await Bus.connect(settings, name="gateway-worker") as bus:
+        async with (
+            AsyncExitStack() as stack,
+            await Bus.connect(settings, name="gateway-worker") as bus,
+        ):
+            files = await open_files(settings, settings.data_dir, stack)
             await bus.ensure_streams()
             # SQLite takes one writer at a time: this process's writers queue for it in turn.
             writes = asyncio.Lock() if engine.dialect.name == "sqlite" else None
             relay = Relay(sessionmaker, bus, settings.relay_interval_s, writes)
             publisher = Publisher(bus, sessionmaker, writes)
-            store = TaskStore(settings, publisher, writes)
+            store = TaskStore(settings, publisher, writes, files)
             orchestrator = Orchestrator(sessionmaker, store)
             runner = ServiceRunner(
                 service="orchestrator",

@@ -20,6 +20,7 @@ from troika_shared.files.base import (
 )
 from troika_shared.files.local import LocalStore
 from troika_shared.files.mirror import Mirror, Pushed
+from troika_shared.files.reading import digest, read_start
 from troika_shared.files.settings import FilesSettings
 
 __all__ = [
@@ -33,4 +34,6 @@ __all__ = [
     "Mirror",
     "Pushed",
     "check_name",
+    "digest",
+    "read_start",
 ]

@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator
     from pathlib import Path
 
 __all__ = ["ANY", "CHUNK", "Entry", "Expected", "FileChanged", "FileStore", "check_name"]
@@ -67,7 +67,7 @@ class FileStore(Protocol):
         """Every file of the task, by name."""
         ...
 
-    def read(self, task_id: str, name: str) -> AsyncIterator[bytes]:
+    def read(self, task_id: str, name: str) -> AsyncGenerator[bytes, None]:
         """The file's content, a chunk at a time.
 
         Raises:
@@ -83,6 +83,14 @@ class FileStore(Protocol):
 
         Raises:
             FileChanged: It is not (nothing was written).
+        """
+        ...
+
+    async def copy(self, task_id: str, name: str, to_task: str) -> Entry:
+        """Copies a file to another task under the same name (replacing one there).
+
+        Raises:
+            FileNotFoundError: There is no such file.
         """
         ...
 

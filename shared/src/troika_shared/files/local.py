@@ -6,14 +6,14 @@ import contextlib
 import fcntl
 import os
 import shutil
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import anyio.to_thread
 
 from troika_shared.files.base import ANY, CHUNK, Entry, Expected, FileChanged, check_name
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncGenerator, Iterator
     from pathlib import Path
 
 __all__ = ["LocalStore"]
@@ -41,6 +41,27 @@ class LocalStore:
     def _path(self, task_id: str, name: str) -> Path:
         check_name(task_id, name)
         return self.root / task_id / name
+
+    def _inside(self, task_id: str, name: str) -> Path:
+        """The path of an existing file, refused when it, or a folder on the way, is a link
+        (a tool may leave one that points anywhere on this machine).
+
+        Raises:
+            FileNotFoundError: There is no such file, or it is reached through a link.
+        """
+        path = self._path(task_id, name)
+        folder = self._folder(task_id).resolve()
+        if path.is_symlink() or not path.resolve().is_relative_to(folder):
+            raise FileNotFoundError(name)
+        return path
+
+    def _open(self, task_id: str, name: str) -> BinaryIO:
+        path = self._inside(task_id, name)
+        try:
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:  # a link made in the meantime reads as no file
+            raise FileNotFoundError(name) from exc
+        return os.fdopen(descriptor, "rb")
 
     @contextlib.contextmanager
     def _locked(self, task_id: str) -> Iterator[None]:
@@ -74,14 +95,13 @@ class LocalStore:
 
         return await anyio.to_thread.run_sync(walk)
 
-    async def read(self, task_id: str, name: str) -> AsyncIterator[bytes]:
+    async def read(self, task_id: str, name: str) -> AsyncGenerator[bytes, None]:
         """The file's content, a chunk at a time.
 
         Raises:
             FileNotFoundError: There is no such file.
         """
-        path = self._path(task_id, name)
-        handle = await anyio.to_thread.run_sync(path.open, "rb")
+        handle = await anyio.to_thread.run_sync(self._open, task_id, name)
         try:
             while chunk := await anyio.to_thread.run_sync(handle.read, CHUNK):
                 yield chunk
@@ -116,6 +136,30 @@ class LocalStore:
                     return Entry(name, target.stat().st_size, _etag(target.stat()))
             finally:
                 partial.unlink(missing_ok=True)
+
+        return await anyio.to_thread.run_sync(put)
+
+    async def copy(self, task_id: str, name: str, to_task: str) -> Entry:
+        """Copies a file to another task's folder under the same name.
+
+        Raises:
+            FileNotFoundError: There is no such file.
+        """
+        target = self._path(to_task, name)
+
+        def put() -> Entry:
+            with self._open(task_id, name) as source:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(f"{target.name}.part-{os.getpid()}")
+                try:
+                    with partial.open("wb") as out:
+                        shutil.copyfileobj(source, out, CHUNK)
+                    with self._locked(to_task):
+                        partial.replace(target)
+                        stat = target.stat()
+                finally:
+                    partial.unlink(missing_ok=True)
+            return Entry(name, stat.st_size, _etag(stat))
 
         return await anyio.to_thread.run_sync(put)
 

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from troika_shared.files.base import ANY, CHUNK, Entry, Expected, FileChanged, check_name
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator
     from pathlib import Path
 
 __all__ = ["S3Store"]
@@ -88,7 +88,7 @@ class S3Store:
                 found[name] = Entry(name, int(item["Size"]), str(item["ETag"]))
         return found
 
-    async def read(self, task_id: str, name: str) -> AsyncIterator[bytes]:
+    async def read(self, task_id: str, name: str) -> AsyncGenerator[bytes, None]:
         """The object's body, a chunk at a time.
 
         Raises:
@@ -168,6 +168,26 @@ class S3Store:
                 )
             raise
         return done
+
+    async def copy(self, task_id: str, name: str, to_task: str) -> Entry:
+        """Copies the object to another task's files, inside the bucket (nothing passes
+        through this process).
+
+        Raises:
+            FileNotFoundError: There is no such object.
+        """
+        source = self._key(task_id, name)
+        try:
+            head = await self.client.head_object(Bucket=self.bucket, Key=source)
+            answer = await self.client.copy_object(
+                Bucket=self.bucket, Key=self._key(to_task, name),
+                CopySource={"Bucket": self.bucket, "Key": source},
+            )  # fmt: skip
+        except ClientError as exc:
+            if _status(exc) == 404 or _code(exc) == "NoSuchKey":
+                raise FileNotFoundError(name) from None
+            raise
+        return Entry(name, int(head["ContentLength"]), str(answer["CopyObjectResult"]["ETag"]))
 
     async def delete(self, task_id: str, name: str, *, expected: Expected = ANY) -> None:
         """Removes the object if it is still as ``expected`` (gone already: nothing to do).

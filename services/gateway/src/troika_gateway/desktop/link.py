@@ -41,7 +41,8 @@ from troika_gateway.desktop.relay import Control, answer, device_queue, send_con
 from troika_gateway.desktop.shots import ShotArea
 from troika_gateway.errors import InvalidInput
 from troika_gateway.pipeline.states import CallStatus, TaskStatus
-from troika_gateway.storage import Workspace
+from troika_gateway.storage import file_name
+from troika_shared.files import read_start
 from troika_shared.messages import DesktopAction, ToolOutcome, decode
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
     from troika_gateway.settings import GatewaySettings
     from troika_shared.bus import Delivery, WorkQueue
+    from troika_shared.files import FileStore
 
 __all__ = ["desktop_link"]
 
@@ -323,16 +325,14 @@ class DeviceLink:
         image = action.call.arguments.get("image")
         if not isinstance(image, str) or not image:
             return {}
-        path = Workspace(self.settings.data_dir, action.correlation_id).nested(image)
-
-        def read() -> bytes:
-            if not path.is_file():
-                raise FileNotFoundError(f"there is no image {image!r} in the task's folder")
-            if path.stat().st_size > _IMAGE_LIMIT:
-                raise OSError(f"the image {image!r} is larger than {_IMAGE_LIMIT >> 20} MB")
-            return path.read_bytes()
-
-        data = await asyncio.to_thread(read)
+        files: FileStore = self.state.files
+        try:
+            data = await read_start(files, action.correlation_id, file_name(image),
+                                    _IMAGE_LIMIT + 1)  # fmt: skip
+        except (FileNotFoundError, ValueError):
+            raise FileNotFoundError(f"there is no image {image!r} in the task's folder") from None
+        if len(data) > _IMAGE_LIMIT:
+            raise OSError(f"the image {image!r} is larger than {_IMAGE_LIMIT >> 20} MB")
         return {image: base64.b64encode(data).decode()}
 
 

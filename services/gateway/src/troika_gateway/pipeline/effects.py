@@ -5,12 +5,10 @@ the files tools wrote.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import anyio.to_thread
 import msgspec
 
 from troika_gateway.credentials import load_secrets
@@ -38,7 +36,7 @@ from troika_gateway.pipeline.snapshot import (
     TaskState,
 )
 from troika_gateway.social.accounts import call_account
-from troika_gateway.storage import Stored, Workspace, content_type_of, record_file
+from troika_gateway.storage import content_type_of, describe, read_text_start, record_file
 from troika_shared import catalogue
 from troika_shared.approvals import sign_approval
 from troika_shared.messages import Message, PlanRequested, StepRequested, ToolExecute
@@ -48,13 +46,14 @@ from troika_shared.task_events import DesktopWaiting, body, kind_of
 from troika_shared.vault import seal_call_secrets
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from collections.abc import Sequence
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from troika_gateway.pipeline.rows import Rows
     from troika_gateway.pipeline.snapshot import Effect
     from troika_gateway.settings import GatewaySettings
+    from troika_shared.files import FileStore
 
 
 __all__ = ["Applied", "Effects"]
@@ -75,11 +74,13 @@ class Effects:
     """Carries out effects.
 
     Args:
-        settings: The data directory, the evidence size and the keys that seal approved calls.
+        settings: The evidence size and the keys that seal approved calls.
+        files: Where the tasks' files are.
     """
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, files: FileStore) -> None:
         self.settings = settings
+        self.files = files
 
     async def carry_out(
         self,
@@ -104,10 +105,7 @@ class Effects:
                 if waiting is not None:
                     applied.events.append(append_event(db, task, kind_of(waiting), body(waiting)))
             case Review(message=message, files=files):
-                evidence = await anyio.to_thread.run_sync(
-                    _evidence, self.settings.data_dir, task.id, list(files),
-                    self.settings.evidence_chars,
-                )  # fmt: skip
+                evidence = await self._evidence(task.id, files)
                 message = msgspec.structs.replace(message, evidence=evidence)
                 enqueue(db, message)
                 applied.messages.append(message)
@@ -207,41 +205,19 @@ class Effects:
             return ""  # the tool says plainly that the person has not set them up
         return seal_call_secrets(key, state.id, call.key, {definition.credentials: secrets})
 
+    async def _evidence(self, task_id: str, names: Sequence[str]) -> dict[str, str]:
+        """The start of each file the reviewer is to check, as text."""
+        limit = self.settings.evidence_chars
+        return {
+            name: await read_text_start(self.files, task_id, name, limit)
+            or "(the file does not exist)"
+            for name in names
+        }
+
     async def _record_files(self, db: AsyncSession, task: Task, names: tuple[str, ...]) -> None:
         """Lists the files a tool wrote among the task's files (so they can be downloaded)."""
         for name in names:
-            stored = await anyio.to_thread.run_sync(
-                _describe, self.settings.data_dir, task.id, name
-            )
+            stored = await describe(self.files, task.id, name)
             if stored is not None:
                 await record_file(db, task.id, name, stored, content_type=content_type_of(name),
                                   origin="agent")  # fmt: skip
-
-
-def _describe(data_dir: Path, task_id: str, name: str) -> Stored | None:
-    root = Workspace(data_dir, task_id).root
-    path = (root / name).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return Stored(size=size, sha256=digest.hexdigest())
-
-
-def _evidence(data_dir: Path, task_id: str, names: list[str], limit: int) -> dict[str, str]:
-    root = Workspace(data_dir, task_id).root
-    evidence: dict[str, str] = {}
-    for name in names:
-        path = (root / name).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
-            evidence[name] = "(the file does not exist)"
-            continue
-        with path.open("rb") as handle:
-            raw = handle.read(limit * 4)
-        text = raw.decode("utf-8", errors="replace")
-        evidence[name] = text if len(text) <= limit else text[:limit] + "\n[truncated]"
-    return evidence

@@ -33,6 +33,7 @@ from troika_gateway.pipeline.snapshot import (
     Limits,
     TaskState,
 )
+from troika_shared.files import LocalStore
 
 if TYPE_CHECKING:
     import asyncio
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from troika_gateway.pipeline.outbox import Publisher
     from troika_gateway.pipeline.snapshot import Command
     from troika_gateway.settings import GatewaySettings
+    from troika_shared.files import FileStore
 
 
 __all__ = ["Applied", "TaskStore", "limits_of"]
@@ -76,6 +78,7 @@ class TaskStore:
         settings: Thresholds, the data directory and the keys that seal approved calls.
         publisher: Publishes committed commands and events at once.
         writes: Held around each transaction where the database takes one writer at a time.
+        files: Where the tasks' files are (unset: the data directory's ``workspaces`` folder).
     """
 
     def __init__(
@@ -83,9 +86,11 @@ class TaskStore:
         settings: GatewaySettings,
         publisher: Publisher,
         writes: asyncio.Lock | None = None,
+        files: FileStore | None = None,
     ) -> None:
         self.settings = settings
-        self.effects = Effects(settings)
+        self.files = files or LocalStore(settings.data_dir / "workspaces")
+        self.effects = Effects(settings, self.files)
         self.publisher = publisher
         self.limits = limits_of(settings)
         self.writes: contextlib.AbstractAsyncContextManager[Any] = (

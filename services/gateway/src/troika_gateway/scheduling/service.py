@@ -275,7 +275,7 @@ async def fire(
         upcoming = _next_task(db, schedule, following)
         await db.flush()
         # What the person attached to the schedule's task goes with every run.
-        await copy_files(db, settings.data_dir, task.id, upcoming.id, only_uploads=True)
+        await copy_files(db, store.files, task.id, upcoming.id, only_uploads=True)
         applied.events.append(
             append(db, upcoming, ev.TaskScheduled(schedule_id=schedule.id,
                                                   run_at=following.isoformat()))

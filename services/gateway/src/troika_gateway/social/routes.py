@@ -19,13 +19,12 @@ import urllib.parse
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import anyio
 import httpx
 from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
-from litestar.response import File
+from litestar.response import Stream
 from msgspec import Meta, Struct
 from sqlalchemy import delete as delete_rows
 from sqlalchemy import select
@@ -37,7 +36,7 @@ from troika_gateway.errors import Conflict, InvalidInput, NotFound, Upstream
 from troika_gateway.openapi import BEARER
 from troika_gateway.social.accounts import connect, open_media_link, shown_name
 from troika_gateway.social.platforms import PlatformRefused, Tokens, exchange, oauth_client
-from troika_gateway.storage import Workspace, content_type_of
+from troika_gateway.storage import content_type_of, file_name, stream_file
 from troika_shared.social import PLATFORMS
 from troika_shared.vault import VaultError, open_secret, seal_secret
 
@@ -270,7 +269,7 @@ class SocialController(Controller):
 
 
 @get("/social/media/{token:str}", tags=["social accounts"], include_in_schema=False)
-async def social_media(token: FromPath[str], state: State) -> File:
+async def social_media(token: FromPath[str], state: State) -> Stream:
     """One image of a task's folder, for a platform that fetches a post's images itself (the
     link is signed for that file and works for an hour)."""
     settings: GatewaySettings = state.settings
@@ -279,10 +278,7 @@ async def social_media(token: FromPath[str], state: State) -> File:
         raise NotFound("image")
     task_id, name = found
     try:
-        path = Workspace(settings.data_dir, task_id).nested(name)
-    except InvalidInput:
+        return await stream_file(state.files, task_id, file_name(name),
+                                 media_type=content_type_of(name), kind="inline")  # fmt: skip
+    except (InvalidInput, FileNotFoundError, ValueError):
         raise NotFound("image") from None
-    if not await anyio.Path(path).is_file():
-        raise NotFound("image")
-    return File(path=path, filename=path.name, media_type=content_type_of(name),
-                content_disposition_type="inline")  # fmt: skip

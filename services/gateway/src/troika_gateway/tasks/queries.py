@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import anyio.to_thread
 import msgspec
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
@@ -17,9 +16,7 @@ from troika_gateway.db.models import (
     TaskEvent,
 )
 from troika_gateway.errors import NotFound
-from troika_gateway.storage import (
-    Workspace,
-)
+from troika_gateway.storage import file_name, stream_file
 from troika_gateway.tasks.schemas import (
     Cost,
     EventPage,
@@ -33,9 +30,11 @@ from troika_gateway.tasks.schemas import (
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from pathlib import Path
 
+    from litestar.response import Stream
     from sqlalchemy.ext.asyncio import AsyncSession
+
+    from troika_shared.files import FileStore
 
 
 __all__ = ["TaskQueries", "file_view", "summary_of"]
@@ -78,13 +77,13 @@ class TaskQueries:
     Args:
         db: The request's session.
         user_id: The caller; every query is scoped to them.
-        data_dir: Where workspaces live.
+        file_store: Where the tasks' files are.
     """
 
-    def __init__(self, db: AsyncSession, user_id: str, data_dir: Path) -> None:
+    def __init__(self, db: AsyncSession, user_id: str, file_store: FileStore) -> None:
         self.db = db
         self.user_id = user_id
-        self.data_dir = data_dir
+        self.file_store = file_store
 
     async def get(self, task_id: str) -> Task:
         """The caller's task.
@@ -202,17 +201,19 @@ class TaskQueries:
         )
         return [file_view(task_id, row) for row in rows]
 
-    async def file(self, task_id: str, name: str) -> tuple[File, Path]:
-        """One file's record and its path on disk.
+    async def download(self, task_id: str, name: str) -> Stream:
+        """One file of the task, streamed as an attachment.
 
         Raises:
             NotFound: No such task or file.
+            InvalidInput: The name is not one a file can have.
         """
         task = await self.get(task_id)
-        workspace = Workspace(self.data_dir, task.id)
-        path = workspace.nested(name)
-        stored = path.relative_to(workspace.root).as_posix()
+        stored = file_name(name)
         row = await self.db.scalar(select(File).where(File.task_id == task.id, File.name == stored))
-        if row is None or not await anyio.Path(path).is_file():
+        if row is None:
             raise NotFound("file")
-        return row, path
+        try:
+            return await stream_file(self.file_store, task.id, stored, media_type=row.content_type)
+        except FileNotFoundError:
+            raise NotFound("file") from None

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post, put
+from litestar import Controller, Request, delete, get, post, put
 from litestar.datastructures import State, UploadFile
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, MultipartBody, QueryParameter
-from litestar.response import File
+from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession  # noqa: TC002
 
 from troika_gateway.auth.middleware import Principal  # noqa: TC001
@@ -207,24 +207,15 @@ class TaskController(Controller):
         return await tasks.upload(task_id, data.files)
 
     @get("/{task_id:str}/browser/screen", media_type="image/png")
-    async def browser_screen(
-        self, task_id: FromPath[str], tasks: NamedDependency[Tasks]
-    ) -> Response[bytes]:
+    async def browser_screen(self, task_id: FromPath[str], tasks: NamedDependency[Tasks]) -> Stream:
         """The task's browser page as it was after its latest browser action (PNG), as the
         person sees it beside a browser action waiting for approval; 404 when the task has no
         page."""
-        return Response(await tasks.browser_screen(task_id), media_type="image/png",
-                        headers={"Cache-Control": "no-store"})  # fmt: skip
+        return await tasks.browser_screen(task_id)
 
-    @get("/{task_id:str}/files/{name:path}", media_type="application/octet-stream")
+    @get("/{task_id:str}/files/{name:path}")
     async def download(
         self, task_id: FromPath[str], name: FromPath[str], tasks: NamedDependency[Tasks]
-    ) -> File:
+    ) -> Stream:
         """Downloads a file (as an attachment); files the agents wrote may be in folders."""
-        row, path = await tasks.file(task_id, name.lstrip("/"))
-        return File(
-            path=path,
-            filename=path.name,
-            media_type=row.content_type,
-            content_disposition_type="attachment",
-        )
+        return await tasks.download(task_id, name.lstrip("/"))

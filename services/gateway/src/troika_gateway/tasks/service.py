@@ -3,7 +3,6 @@ indistinguishable from a task that does not exist."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -24,24 +23,24 @@ from troika_gateway.scheduling.service import ScheduleSpec, create_scheduled_tas
 from troika_gateway.scheduling.times import SystemClock
 from troika_gateway.storage import (
     Stored,
-    Workspace,
     content_type_of,
     copy_files,
     record_file,
-    remove_tree,
-    store_upload,
+    safe_name,
+    stream_file,
+    upload_to_task,
 )
 from troika_gateway.tasks.queries import TaskQueries, file_view
 from troika_shared import task_events as ev
-from troika_shared.browser import screen_path
+from troika_shared.browser import SCREEN_NAME
 from troika_shared.messages import TaskStopped, derive_id
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
     from datetime import datetime
-    from pathlib import Path
 
     from litestar.datastructures import UploadFile
+    from litestar.response import Stream
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from troika_gateway.pipeline.snapshot import Command
@@ -70,8 +69,8 @@ class Tasks(TaskQueries):
     Args:
         db: The request's session.
         user_id: The caller; every query is scoped to them.
-        settings: Where workspaces live, the largest file accepted.
-        store: Changes tasks through the rules.
+        settings: The largest file accepted, where uploads are staged.
+        store: Changes tasks through the rules; keeps their files.
         clock: The time, for schedules.
     """
 
@@ -83,7 +82,7 @@ class Tasks(TaskQueries):
         store: TaskStore,
         clock: Clock | None = None,
     ) -> None:
-        super().__init__(db, user_id, settings.data_dir)
+        super().__init__(db, user_id, store.files)
         self.store = store
         self.settings = settings
         self.max_upload_bytes = settings.max_upload_bytes
@@ -141,17 +140,22 @@ class Tasks(TaskQueries):
         file its folder is removed again, and the caller's rollback forgets the task."""
         if not uploads:
             return
-        workspace = Workspace(self.data_dir, task.id)
+        names = [safe_name(upload.filename or "") for upload in uploads]  # all, before any
         try:
-            targets = [(upload, workspace.path(upload.filename or "")) for upload in uploads]
-            names = [target.name for _, target in targets]
-            for upload, target in targets:
-                info = await store_upload(upload, target, self.max_upload_bytes)
-                await self._record(task, target.name, info, upload.content_type, "upload")
+            for upload, (name, info) in zip(uploads, await self._store(task, uploads), strict=True):
+                await self._record(task, name, info, upload.content_type, "upload")
         except BaseException:
-            await remove_tree(workspace.root)
+            await self.file_store.delete_task(task.id)
             raise
         self._event(task, ev.FilesUploaded(names=names))
+
+    async def _store(self, task: Task, uploads: Sequence[UploadFile]) -> list[tuple[str, Stored]]:
+        """Streams uploads into the task's files, in order; returns their names and digests."""
+        staging = self.settings.data_dir / "uploads"
+        return [
+            await upload_to_task(self.file_store, task.id, upload, staging, self.max_upload_bytes)
+            for upload in uploads
+        ]
 
     async def _stop_schedule(self, task: Task) -> None:
         """A scheduled task cancelled or deleted takes its schedule with it."""
@@ -239,7 +243,7 @@ class Tasks(TaskQueries):
         await self.db.commit()
         if stopped is not None:
             self.to_announce.append(Applied(messages=[stopped]))
-        await remove_tree(Workspace(self.data_dir, task.id).root)
+        await self.file_store.delete_task(task.id)
 
     async def cancel(self, task_id: str) -> Task:
         """Stops a task that has not finished: its approvals close, calls on their way to the
@@ -290,7 +294,7 @@ class Tasks(TaskQueries):
             )
         return await self._change(task_id, Guide(action=reply.action, text=reply.text.strip()))
 
-    async def browser_screen(self, task_id: str) -> bytes:
+    async def browser_screen(self, task_id: str) -> Stream:
         """The task's browser page as it was after its latest browser action (PNG).
 
         Raises:
@@ -298,8 +302,9 @@ class Tasks(TaskQueries):
         """
         task = await self.get(task_id)
         try:
-            return await asyncio.to_thread(screen_path(self.data_dir, task.id).read_bytes)
-        except OSError:
+            return await stream_file(self.file_store, task.id, SCREEN_NAME, media_type="image/png",
+                                     kind="inline", cache="no-store")  # fmt: skip
+        except FileNotFoundError:
             raise NotFound("browser page") from None
 
     async def upload(self, task_id: str, uploads: Sequence[UploadFile]) -> list[FileView]:
@@ -312,24 +317,23 @@ class Tasks(TaskQueries):
         if not uploads:
             raise InvalidInput("no file in the upload", [{"field": "files", "message": "empty"}])
         task = await self.get(task_id)
-        workspace = Workspace(self.data_dir, task.id)
-        targets = [(upload, workspace.path(upload.filename or "")) for upload in uploads]
-        stored: list[tuple[UploadFile, Path, Stored]] = []
-        for upload, target in targets:
-            stored.append(
-                (upload, target, await store_upload(upload, target, self.max_upload_bytes))
-            )
+        for upload in uploads:  # every name checked before anything is stored
+            safe_name(upload.filename or "")
+        stored = [
+            (upload, name, info)
+            for upload, (name, info) in zip(uploads, await self._store(task, uploads), strict=True)
+        ]
         rows: list[File] = []
 
         async def record(fresh: Task) -> None:
             # Recorded here, not before: a retry after a concurrent write (the orchestrator
             # starting the task) rolls back everything of the attempt, the records too.
             rows[:] = [
-                await self._record(fresh, target.name, info, upload.content_type, "upload")
-                for upload, target, info in stored
+                await self._record(fresh, name, info, upload.content_type, "upload")
+                for upload, name, info in stored
             ]
 
-        names = [target.name for _, target, _ in stored]
+        names = [name for _, name, _ in stored]
         await self._change(task.id, Note(event=ev.FilesUploaded(names=names)), before=record)
         return [file_view(task.id, row) for row in rows]
 
@@ -341,5 +345,5 @@ class Tasks(TaskQueries):
                                  origin=origin)  # fmt: skip
 
     async def _copy_files(self, old: Task, new: Task, *, only_uploads: bool) -> None:
-        await copy_files(self.db, self.data_dir, old.id, new.id, only_uploads=only_uploads)
+        await copy_files(self.db, self.file_store, old.id, new.id, only_uploads=only_uploads)
         await self.db.commit()
