@@ -115,8 +115,19 @@ def test_every_service_gets_only_the_settings_it_needs() -> None:
     assert not any(re.search(r"KEY|SECRET|PASSWORD|DATABASE|REDIS", name)
                    for name in everything["web"])  # fmt: skip
     assert not any(SECRETS["POSTGRES_PASSWORD"] in value for value in everything["web"].values())
+    # The services that touch task files reach the bucket as its user, never as MinIO's admin.
+    for service in ("gateway", "worker", "executor"):
+        assert everything[service]["TROIKA_FILES"] == "s3"
+        assert everything[service]["TROIKA_FILES_ENDPOINT_URL"] == "http://minio:9000"
+        secret = everything[service]["TROIKA_FILES_SECRET_ACCESS_KEY"]
+        assert secret == SECRETS["TROIKA_FILES_SECRET_ACCESS_KEY"]
+    for service in ("planner", "reviewer", "web"):
+        assert not any(name.startswith("TROIKA_FILES") for name in everything[service])
+    assert not any(SECRETS["MINIO_ROOT_PASSWORD"] in value
+                   for values in everything.values() for value in values.values())  # fmt: skip
     # Secrets must be given: compose refuses to start without them, saying which.
-    for name in ("TROIKA_SECRET_KEY", "POSTGRES_PASSWORD", "TROIKA_APPROVAL_KEY"):
+    for name in ("TROIKA_SECRET_KEY", "POSTGRES_PASSWORD", "TROIKA_APPROVAL_KEY",
+                 "TROIKA_FILES_SECRET_ACCESS_KEY"):  # fmt: skip
         without = {k: v for k, v in env.items() if k != name}
         with pytest.raises(KeyError, match=f"{name}: set {name} in .env"):
             every_environment(without)
@@ -141,12 +152,19 @@ def test_each_service_runs_what_troika_up_runs_from_a_non_root_image_with_a_heal
     for agent in AGENTS:
         assert services[agent]["deploy"]["replicas"] >= 1
     for service in ("gateway", "worker", "web", *AGENTS):
-        for needed in services[service]["depends_on"].values():
-            assert needed == {"condition": "service_healthy"}
+        for server, needed in services[service]["depends_on"].items():
+            setup = server == "minio-setup"
+            ready = "service_completed_successfully" if setup else "service_healthy"
+            assert needed == {"condition": ready}, (service, server)
+    for service in ("gateway", "executor"):  # the bucket and its user are made before they start
+        assert "minio-setup" in services[service]["depends_on"]
     # The servers keep their data in volumes and report their health.
-    for server in ("nats", "postgres", "redis"):
+    for server in ("nats", "postgres", "redis", "minio"):
         assert services[server]["volumes"]
         assert services[server]["healthcheck"]["test"]
+    # No folder is shared between services: a replica may run on any host.
+    mounted = [v for name in APP for v in services[name].get("volumes", [])]
+    assert len({v.split(":")[0] for v in mounted}) == len(mounted), mounted
     source = (ROOT / "cli/src/troika/stack.py").read_text()
     for module in ("troika_gateway", "troika_gateway.worker", "troika_frontend"):
         assert f'"-m", "{module}"' in source  # still what `troika up` runs
@@ -167,7 +185,7 @@ class Deployment:
     dotenv: dict[str, str]
     servers: dict[str, str]  # compose host address -> this machine's
     database_url: str
-    data_dir: Path
+    data_dir: Path  # a folder per service within it, as each container has its own /data
     api_port: int
     logs: Path
 
@@ -178,7 +196,7 @@ class Deployment:
         if "TROIKA_DATABASE_URL" in env:  # the `postgres` service: a database of this test's own
             env["TROIKA_DATABASE_URL"] = self.database_url
         if env.get("TROIKA_DATA_DIR") == "/data":
-            env["TROIKA_DATA_DIR"] = str(self.data_dir)  # the `tasks` volume
+            env["TROIKA_DATA_DIR"] = str(self.data_dir / service)
         if service == "gateway":  # the image sets these (ENV); here the port is a free one
             env |= {"TROIKA_GATEWAY_HOST": "127.0.0.1", "TROIKA_GATEWAY_PORT": str(self.api_port)}
         return base | env
@@ -222,16 +240,18 @@ def stop(processes: dict[str, subprocess.Popen[bytes]], logs: Path) -> None:
 
 @pytest.mark.slow
 async def test_the_compose_services_started_as_processes_are_healthy_and_run_a_task(
-    tmp_path, nats_url, redis_url, postgres_url, bus_prefix, scripted_llm
+    tmp_path, nats_url, redis_url, postgres_url, bus_prefix, scripted_llm, s3_server
 ) -> None:
     api_port = free_port()
     llm = {"TROIKA_LLM_API_KEY": "test-key", "TROIKA_LLM_BASE_URL": scripted_llm.base_url}
+    bucket = await s3_server.new_bucket()  # as minio-setup makes it
     deployment = Deployment(
-        dotenv=SECRETS | llm | {"TROIKA_BUS_PREFIX": bus_prefix},
+        dotenv=SECRETS | llm | {"TROIKA_BUS_PREFIX": bus_prefix, "TROIKA_FILES_BUCKET": bucket},
         servers={
             "nats://nats:4222": nats_url,
             "redis://redis:6379/0": redis_url,
             "http://gateway:8000": f"http://127.0.0.1:{api_port}",
+            "http://minio:9000": s3_server.url,
         },
         database_url=postgres_url.replace("postgresql://", "postgresql+asyncpg://", 1),
         data_dir=tmp_path / "data",
@@ -256,8 +276,10 @@ async def test_the_compose_services_started_as_processes_are_healthy_and_run_a_t
             made = await http.post("/tasks", headers=headers, json={"objective": "Write notes"})
             assert made.status_code == 201, made.text
             task = await approve_until_final(http, headers, made.json()["id"])
-        assert task["status"] == "completed", task
-        assert (deployment.data_dir / "workspaces" / task["id"] / "notes.md").is_file()
+            assert task["status"] == "completed", task
+            [notes] = (await http.get(f"/tasks/{task['id']}/files", headers=headers)).json()
+            assert (await http.get(notes["url"], headers=headers)).text == "# notes\n"
+        assert "notes.md" in await s3_server.names(bucket, f"tasks/{task['id']}/")
 
         # A replica that stopped is unhealthy at once: its container would be restarted.
         processes["reviewer"].terminate()

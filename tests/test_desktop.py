@@ -240,9 +240,11 @@ async def test_approved_actions_run_on_the_persons_own_paired_pc_only(  # noqa: 
         assert executor.shown, "no screenshot reached the model"
         assert executor.shown[0].size == (420, 220)
         assert MAGENTA in {c for _, c in executor.shown[0].convert("RGB").getcolors(1 << 16)}
-        shots = list((stack.data_dir / "desktop-shots").glob("*/*.png"))
+        shots = list((stack.data_dir / "workspaces" / task_id / ".shots").glob("*.png"))
         assert shots, "the gateway keeps it for the model meanwhile"
         assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in shots)
+        listed = (await http.get(f"/tasks/{task_id}/files", headers=ada)).json()
+        assert not any(".shots" in f["name"] for f in listed)  # not one of the task's files
         assert not (bob_pc.home / "done.jsonl").exists(), "Bob's PC heard of Ada's actions"
         assert "→" not in bob_pc.output()
 

@@ -15,11 +15,9 @@ import itertools
 import json
 import secrets
 from collections import Counter
-from contextlib import AsyncExitStack
 
 import httpx
 import pytest
-from aiobotocore.session import get_session
 
 from troika_client import LiveFeed
 from troika_shared.task_events import TaskCompleted
@@ -73,24 +71,6 @@ def step_script(request: dict) -> dict:
     return {"action": "finish", "result": "added to the brief", "result_files": ["brief.txt"]}
 
 
-async def new_bucket(s3_server) -> str:
-    """An empty bucket on the S3 server."""
-    name = f"troika-{secrets.token_hex(6)}"
-    async with get_session().create_client("s3", **s3_server.client_options()) as client:
-        await client.create_bucket(Bucket=name)
-    return name
-
-
-async def keys(s3_server, bucket: str, task_id: str) -> list[str]:
-    """The names of a task's objects in the bucket."""
-    async with AsyncExitStack() as stack:
-        client = await stack.enter_async_context(
-            get_session().create_client("s3", **s3_server.client_options())
-        )
-        listed = await client.list_objects_v2(Bucket=bucket, Prefix=f"tasks/{task_id}/")
-    return sorted(item["Key"].split("/", 2)[2] for item in listed.get("Contents", []))
-
-
 async def follow(feed: LiveFeed, seen: list[tuple[str, int]], done: set[str]) -> None:
     """Records each task event's number, and which tasks completed."""
     async for event in feed.events():
@@ -124,7 +104,7 @@ async def approve_on_either(
 async def test_two_apis_and_two_workers_share_the_work_and_do_each_thing_once(
     spawn, tmp_path, postgres_url, redis_url, bus_prefix, scripted_llm, s3_server
 ) -> None:
-    bucket = await new_bucket(s3_server)
+    bucket = await s3_server.new_bucket()
     common = {
         **s3_server.files_env(bucket),
         "TROIKA_SECRET_KEY": secrets.token_urlsafe(48),
@@ -195,7 +175,7 @@ async def test_two_apis_and_two_workers_share_the_work_and_do_each_thing_once(
         assert all(ADDED.strip() in r for r in shown)
         await a_schedule_runs_each_time_once(first, second, headers)
         await second.delete(f"/tasks/{brief.json()['id']}", headers=headers)
-        assert await keys(s3_server, bucket, brief.json()["id"]) == []
+        assert await s3_server.names(bucket, f"tasks/{brief.json()['id']}/") == []
 
 
 async def the_uploaded_file_went_round(

@@ -68,6 +68,9 @@ async def test_files_go_in_and_come_out_whole_and_are_listed(store, tmp_path) ->
     assert await content(store, "t1", "report.md") == b"# Totals\n"
     assert await content(store, "t1", "notes/day 1.txt") == "é€".encode()
     assert await store.list("t3") == {}
+    assert list(await store.list("t1", "notes")) == ["notes/day 1.txt"]
+    assert list(await store.list("t1", ".calls")) == [".calls/k1.json"]
+    assert await store.list("t1", "note") == {}  # a folder, not the start of a name
     with pytest.raises(FileNotFoundError):
         await content(store, "t1", "missing.md")
 

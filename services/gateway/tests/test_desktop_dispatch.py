@@ -105,33 +105,38 @@ async def test_an_action_whose_pc_stays_offline_pauses_its_task_to_ask(
     assert given_up == typing().key
 
 
-def test_screenshots_wait_five_minutes_at_most_and_go_with_their_task(tmp_path) -> None:
+async def test_screenshots_wait_five_minutes_at_most_and_go_with_their_task(tmp_path) -> None:
     import stat  # noqa: PLC0415
 
     import pytest  # noqa: PLC0415
 
     from troika_gateway.desktop.shots import ShotArea  # noqa: PLC0415
-    from troika_shared.desktop import shot_path  # noqa: PLC0415
+    from troika_shared.desktop import shot_age, shot_path  # noqa: PLC0415
+    from troika_shared.files import LocalStore  # noqa: PLC0415
 
-    area = ShotArea(tmp_path)
+    store = LocalStore(tmp_path / "workspaces")  # the folder the executors read on one machine
+    area = ShotArea(store, tmp_path / "staging")
     png = b"\x89PNG\r\n\x1a\n" + b"x" * 10
-    kept = area.keep("task1", png)
-    other = area.keep("task2", png)
+    kept = await area.keep("task1", png)
+    other = await area.keep("task2", png)
     path = shot_path(tmp_path, "task1", kept)
-    assert path.read_bytes() == png
+    assert path.read_bytes() == png  # where the executor's step looks for it
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert list(await store.list("task1")) == [f".shots/{kept}"]  # hidden: never listed as a file
+    assert list((tmp_path / "staging").iterdir()) == []
     with pytest.raises(ValueError, match="PNG"):
-        area.keep("task1", b"GIF89a")
+        await area.keep("task1", b"GIF89a")
     with pytest.raises(ValueError, match="not a screenshot"):
         shot_path(tmp_path, "../etc", "passwd")
+    await store.write("task1", "report.md", path)  # the task's own files are left alone
 
-    now = path.stat().st_mtime
-    assert area.sweep(ended=set(), now=now + 299) == 0
-    assert area.sweep(ended={"task2"}, now=now + 1) == 1  # its task ended: gone at once
+    now = -shot_age(kept, now=0)  # the time it was taken, as its name says
+    both = {"task1": False, "task2": False}
+    assert await area.sweep(both, now=now + 299) == 0
+    assert await area.sweep({"task1": False, "task2": True}, now=now + 1) == 1  # ended: gone
     assert not shot_path(tmp_path, "task2", other).exists()
-    assert area.sweep(ended=set(), now=now + 300) == 1  # five minutes old: gone
-    assert area.tasks() == []
+    assert await area.sweep(both, now=now + 300) == 1  # five minutes old: gone
+    assert list(await store.list("task1")) == ["report.md"]
 
 
 async def test_only_the_pc_an_action_is_for_keeps_it_waiting(gateway, client, alice) -> None:

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import secrets
+import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DESKTOP_TOOLS",
+    "SHOTS_FOLDER",
     "SHOT_KEEP_S",
     "DesktopClickArgs",
     "DesktopDragArgs",
@@ -35,11 +37,14 @@ __all__ = [
     "DesktopScreenshotArgs",
     "DesktopScrollArgs",
     "DesktopTypeTextArgs",
+    "check_png",
     "device_key",
     "keep_shot",
+    "new_shot_name",
     "seal_action",
+    "shot_age",
+    "shot_name",
     "shot_path",
-    "shots_folder",
 ]
 
 SHOT_KEEP_S = 300.0
@@ -199,32 +204,60 @@ DESKTOP_TOOLS: dict[str, tuple[str, type[_Args]]] = {
 """Each desktop tool: its description and its arguments."""
 
 
-def shots_folder(data_dir: Path) -> Path:
-    """Where screenshots from the person's PCs wait for the model, one folder per task: out of
-    the task's files and the database, emptied of anything older than :data:`SHOT_KEEP_S`."""
-    return data_dir / "desktop-shots"
+SHOTS_FOLDER = ".shots"
+"""The hidden folder among a task's files where screenshots wait for the model (out of the tools'
+reach and the file list, like every hidden name), each for :data:`SHOT_KEEP_S` at most."""
+
+
+def new_shot_name(now: float | None = None) -> str:
+    """A new screenshot's name: when it was taken (10 hex digits of Unix time), then 88 random
+    bits, so its age can be read from the name wherever it is stored."""
+    seconds = int(time.time() if now is None else now)
+    return f"{seconds:010x}{secrets.token_hex(11)}.png"
+
+
+def shot_age(name: str, now: float | None = None) -> float:
+    """How old a screenshot of :func:`new_shot_name`'s making is, in seconds."""
+    return (time.time() if now is None else now) - int(name[:10], 16)
+
+
+def shot_name(name: str) -> str:
+    """A screenshot's name among the task's files.
+
+    Raises:
+        ValueError: The name is not one :func:`new_shot_name` makes.
+    """
+    if not _SHOT_NAME.match(name):
+        raise ValueError(f"not a screenshot: {name!r}")
+    return f"{SHOTS_FOLDER}/{name}"
 
 
 def shot_path(data_dir: Path, task_id: str, name: str) -> Path:
-    """The file of one kept screenshot.
+    """The file of one screenshot in the executor's copy of the task's files.
 
     Raises:
-        ValueError: The task or the name is not one this area makes.
+        ValueError: The task or the name is not one of ours.
     """
-    if not _TASK_ID.match(task_id) or not _SHOT_NAME.match(name):
-        raise ValueError(f"not a screenshot of this area: {task_id!r}/{name!r}")
-    return shots_folder(data_dir) / task_id / name
+    if not _TASK_ID.match(task_id):
+        raise ValueError(f"not a screenshot of a task: {task_id!r}/{name!r}")
+    return data_dir / "workspaces" / task_id / shot_name(name)
+
+
+def check_png(png: bytes) -> None:
+    """Raises ``ValueError`` unless ``png`` is a PNG image."""
+    if not png.startswith(_PNG):
+        raise ValueError("a screenshot must be a PNG image")
 
 
 def keep_shot(data_dir: Path, task_id: str, png: bytes) -> str:
-    """Keeps one screenshot of a task for the model (0600, in a 0700 folder); returns its name.
+    """Keeps one screenshot in the executor's copy of the task's files, readable by this user
+    only; returns its name.
 
     Raises:
         ValueError: It is not a PNG image, or the task id is not one of ours.
     """
-    if not png.startswith(_PNG):
-        raise ValueError("a screenshot must be a PNG image")
-    name = secrets.token_hex(16) + ".png"
+    check_png(png)
+    name = new_shot_name()
     path = shot_path(data_dir, task_id, name)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -6,12 +6,15 @@ so the task-file store is tested against real HTTP requests signed as for AWS.
 
 from __future__ import annotations
 
+import secrets
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+
+from aiobotocore.session import get_session
 
 from troika_testkit.ports import free_port
 
@@ -51,6 +54,19 @@ class S3Server:
             "TROIKA_FILES_SECRET_ACCESS_KEY": SECRET_KEY,
             "TROIKA_FILES_REGION": REGION,
         }
+
+    async def new_bucket(self) -> str:
+        """Makes an empty bucket of a new name; returns the name."""
+        name = f"troika-{secrets.token_hex(6)}"
+        async with get_session().create_client("s3", **self.client_options()) as client:
+            await client.create_bucket(Bucket=name)
+        return name
+
+    async def names(self, bucket: str, prefix: str = "") -> list[str]:
+        """The keys in the bucket that start with ``prefix``, that prefix left out, sorted."""
+        async with get_session().create_client("s3", **self.client_options()) as client:
+            listed = await client.list_objects_v2(Bucket=bucket, Prefix=prefix)
+        return sorted(str(item["Key"])[len(prefix) :] for item in listed.get("Contents", []))
 
     def __enter__(self) -> S3Server:
         self.process = subprocess.Popen(

@@ -73,7 +73,7 @@ def _database(settings: GatewaySettings) -> Lifespan:
             await upgrade(engine)
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)
-            shots = ShotArea(settings.data_dir)
+            shots = ShotArea(app.state.files, settings.data_dir / "staging")
             sweeping = asyncio.create_task(shots.run(app.state.sessionmaker, stop))
             yield
         finally:

@@ -28,6 +28,8 @@ def env_lines(secret: str | None = None) -> list[str]:
         f"TROIKA_APPROVAL_KEY={approval_key(secret).hex()}",
         f"TROIKA_CALL_SECRETS_KEY={call_secrets_key(secret).hex()}",
         f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}",
+        f"MINIO_ROOT_PASSWORD={secrets.token_urlsafe(24)}",
+        f"TROIKA_FILES_SECRET_ACCESS_KEY={secrets.token_urlsafe(30)}",
     ]
 
 

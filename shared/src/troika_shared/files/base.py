@@ -63,8 +63,8 @@ def check_name(task_id: str, name: str) -> str:
 class FileStore(Protocol):
     """Where task files live."""
 
-    async def list(self, task_id: str) -> dict[str, Entry]:
-        """Every file of the task, by name."""
+    async def list(self, task_id: str, folder: str = "") -> dict[str, Entry]:
+        """Every file of the task (or of one of its folders, and below), by name."""
         ...
 
     def read(self, task_id: str, name: str) -> AsyncGenerator[bytes, None]:

@@ -74,18 +74,20 @@ class LocalStore:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    async def list(self, task_id: str) -> dict[str, Entry]:
-        """Every file of the task, by name (links are not followed and not listed)."""
-        folder = self._folder(task_id)
+    async def list(self, task_id: str, folder: str = "") -> dict[str, Entry]:
+        """Every file of the task (or of one of its folders), by name; links are not followed
+        and not listed."""
+        root = self._folder(task_id)
+        start = self._path(task_id, folder) if folder else root
 
         def walk() -> dict[str, Entry]:
             found: dict[str, Entry] = {}
-            if not folder.is_dir():
+            if start.is_symlink() or not start.is_dir():
                 return found
-            for directory, _, files in os.walk(folder):
+            for directory, _, files in os.walk(start):
                 for file in files:
                     path = os.path.join(directory, file)  # noqa: PTH118 - os.walk's own strings
-                    name = os.path.relpath(path, folder).replace(os.sep, "/")
+                    name = os.path.relpath(path, root).replace(os.sep, "/")
                     if name == _LOCK or ".part-" in file:
                         continue
                     stat = os.lstat(path)
@@ -128,6 +130,7 @@ class LocalStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(f"{target.name}.part-{os.getpid()}")
             shutil.copyfile(source, partial)
+            shutil.copymode(source, partial)  # a file kept private stays private
             try:
                 with self._locked(task_id):
                     if expected != ANY and self._current(target) != expected:

@@ -76,13 +76,14 @@ class S3Store:
     def _key(self, task_id: str, name: str) -> str:
         return f"{self.prefix}{task_id}/{check_name(task_id, name)}"
 
-    async def list(self, task_id: str) -> dict[str, Entry]:
-        """Every file of the task, by name."""
-        check_name(task_id, "x")
+    async def list(self, task_id: str, folder: str = "") -> dict[str, Entry]:
+        """Every file of the task (or of one of its folders, and below), by name."""
+        check_name(task_id, folder or "x")
         start = f"{self.prefix}{task_id}/"
         found: dict[str, Entry] = {}
         paginator = self.client.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
+        within = f"{start}{folder}/" if folder else start
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=within):
             for item in page.get("Contents", []):
                 name = str(item["Key"])[len(start) :]
                 found[name] = Entry(name, int(item["Size"]), str(item["ETag"]))

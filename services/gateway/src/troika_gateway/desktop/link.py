@@ -108,7 +108,7 @@ class DeviceLink:
         self.connection = uuid.uuid4().hex
         self.answers: dict[str, asyncio.Future[ToolOutcome]] = {}
         self.tasks: dict[str, str] = {}  # action id → its task, while the PC works on it
-        self.shots = ShotArea(self.settings.data_dir)
+        self.shots = ShotArea(self.state.files, self.settings.data_dir / "staging")
         self.closed: asyncio.Future[_Closed] = asyncio.get_running_loop().create_future()
 
     async def run(self) -> None:
@@ -213,7 +213,7 @@ class DeviceLink:
         if got.image and (task_id := self.tasks.get(action_id)):
             try:
                 png = base64.b64decode(got.image, validate=True)
-                images = (await asyncio.to_thread(self.shots.keep, task_id, png),)
+                images = (await self.shots.keep(task_id, png),)
             except (ValueError, binascii.Error):
                 log.warning("desktop.bad_screenshot", device_id=self.device_id)
         return ToolOutcome(

@@ -151,7 +151,7 @@ class Tasks(TaskQueries):
 
     async def _store(self, task: Task, uploads: Sequence[UploadFile]) -> list[tuple[str, Stored]]:
         """Streams uploads into the task's files, in order; returns their names and digests."""
-        staging = self.settings.data_dir / "uploads"
+        staging = self.settings.data_dir / "staging"
         return [
             await upload_to_task(self.file_store, task.id, upload, staging, self.max_upload_bytes)
             for upload in uploads
