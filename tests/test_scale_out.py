@@ -126,6 +126,10 @@ async def test_two_apis_and_two_workers_share_the_work_and_do_each_thing_once(
     async with first, second:
         headers = await sign_in(first)  # signed up and in on one, the session works on both
         assert (await second.get("/auth/me", headers=headers)).status_code == 200
+        png = b"\x89PNG\r\n\x1a\n" + secrets.token_bytes(64)
+        photo = {"photo": ("me.png", png, "image/png")}
+        assert (await first.put("/auth/photo", headers=headers, files=photo)).status_code == 200
+        assert (await second.get("/auth/photo", headers=headers)).content == png
         token = headers["Authorization"].removeprefix("Bearer ")
 
         async def current_token() -> str:

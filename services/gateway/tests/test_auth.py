@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from troika_gateway.auth.tokens import TokenIssuer
-from troika_gateway.db.models import Session, User
+from troika_gateway.db.models import Session, User, UserPhoto
 
 from .conftest import STRONG_PASSWORD, assert_problem, sign_up
 
@@ -283,9 +283,28 @@ async def test_a_photo_that_is_not_an_image_or_too_large_is_refused(client, gate
     )
     assert_problem(too_large, 413)
     assert (await client.get("/auth/me", headers=alice.headers)).json()["photo_url"] is None
-    photo_dir = gateway.settings.data_dir / "users"
-    leftovers = [p for p in photo_dir.rglob("*") if p.is_file()] if photo_dir.exists() else []
-    assert leftovers == []
+    async with gateway.app.state.sessionmaker() as db:
+        assert await db.scalar(select(func.count()).select_from(UserPhoto)) == 0
+
+
+async def test_a_photo_kept_in_the_data_folder_by_an_earlier_version_is_still_served(
+    client, gateway, alice
+) -> None:
+    async with gateway.app.state.sessionmaker() as db:
+        user = await db.scalar(select(User).where(User.username == alice.username))
+        user.photo_content_type, user.photo_updated_at = "image/png", datetime.now(UTC)
+        await db.commit()
+    legacy = gateway.settings.data_dir / "users" / user.id / "photo"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(PNG)
+    for _ in range(2):  # moved into the database the first time, served from there after
+        served = await client.get("/auth/photo", headers=alice.headers)
+        assert served.status_code == 200
+        assert served.content == PNG
+        assert served.headers["content-type"] == "image/png"
+    assert not legacy.exists()
+    assert (await client.delete("/auth/photo", headers=alice.headers)).status_code == 204
+    assert_problem(await client.get("/auth/photo", headers=alice.headers), 404)
 
 
 async def test_sessions_record_where_they_came_from(client, gateway, alice) -> None:

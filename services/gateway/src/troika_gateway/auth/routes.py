@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-import anyio
 from litestar import Controller, Request, delete, get, post, put
 from litestar.datastructures import State, UploadFile
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, MultipartBody
-from litestar.response import File
+from litestar.response import Response
 
 from troika_gateway.auth.accounts import Accounts, Client, profile_of
 from troika_gateway.auth.middleware import Principal
-from troika_gateway.auth.photos import photo_path, sniff_image
+from troika_gateway.auth.photos import find_photo, remove_photo, save_photo
 from troika_gateway.auth.schemas import (
     Login,
     PasswordChange,
@@ -27,7 +25,6 @@ from troika_gateway.auth.schemas import (
 )
 from troika_gateway.errors import NotFound
 from troika_gateway.openapi import BEARER
-from troika_gateway.storage import store_upload
 
 __all__ = ["AuthController", "PhotoUpload"]
 
@@ -123,30 +120,25 @@ class AuthController(Controller):
     ) -> Profile:
         """Sets the profile photo (PNG, JPEG, GIF or WebP, within the size limit)."""
         user = await accounts.user(request.user.user_id)
-        media_type = sniff_image(await data.photo.read(16))
-        await data.photo.seek(0)
-        target = photo_path(state.settings.data_dir, user.id)
-        await store_upload(data.photo, target, state.settings.max_photo_bytes)
-        user.photo_content_type = media_type
-        user.photo_updated_at = datetime.now(UTC)
+        await save_photo(accounts.db, user, data.photo, state.settings.max_photo_bytes)
         await accounts.db.commit()
         return profile_of(user)
 
     @get("/photo", media_type="application/octet-stream", security=BEARER)
     async def photo(
         self, request: AuthedRequest, accounts: NamedDependency[Accounts], state: State
-    ) -> File:
+    ) -> Response[bytes]:
         """The profile photo."""
         user = await accounts.user(request.user.user_id)
-        path = photo_path(state.settings.data_dir, user.id)
-        if user.photo_content_type is None or not await anyio.Path(path).exists():
+        found = await find_photo(accounts.db, state.settings.data_dir, user)
+        if found is None:
             raise NotFound("photo")
-        return File(
-            path=path,
-            media_type=user.photo_content_type,
-            content_disposition_type="inline",
-            filename="photo",
-        )
+        return Response(
+            found.data,
+            media_type=found.content_type,
+            headers={"Content-Disposition": 'inline; filename="photo"',
+                     "Cache-Control": "private, no-cache"},
+        )  # fmt: skip
 
     @delete("/photo", status_code=204, security=BEARER)
     async def delete_photo(
@@ -154,7 +146,5 @@ class AuthController(Controller):
     ) -> None:
         """Removes the profile photo."""
         user = await accounts.user(request.user.user_id)
-        await anyio.Path(photo_path(state.settings.data_dir, user.id)).unlink(missing_ok=True)
-        user.photo_content_type = None
-        user.photo_updated_at = None
+        await remove_photo(accounts.db, state.settings.data_dir, user)
         await accounts.db.commit()

@@ -89,6 +89,20 @@ class User(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+class UserPhoto(Base):
+    """A profile photo, kept in the database so every gateway replica, on any host, serves it
+    (it is small: ``TROIKA_MAX_PHOTO_BYTES``)."""
+
+    __tablename__ = "user_photos"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    content_type: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
 class Session(Base):
     """A signed-in client: its refresh token (hashed) and whether it was revoked.
 
