@@ -126,10 +126,7 @@ async def test_two_apis_and_two_workers_share_the_work_and_do_each_thing_once(
     async with first, second:
         headers = await sign_in(first)  # signed up and in on one, the session works on both
         assert (await second.get("/auth/me", headers=headers)).status_code == 200
-        png = b"\x89PNG\r\n\x1a\n" + secrets.token_bytes(64)
-        photo = {"photo": ("me.png", png, "image/png")}
-        assert (await first.put("/auth/photo", headers=headers, files=photo)).status_code == 200
-        assert (await second.get("/auth/photo", headers=headers)).content == png
+        await a_photo_set_on_one_is_served_by_the_other(first, second, headers)
         token = headers["Authorization"].removeprefix("Bearer ")
 
         async def current_token() -> str:
@@ -180,6 +177,15 @@ async def test_two_apis_and_two_workers_share_the_work_and_do_each_thing_once(
         await a_schedule_runs_each_time_once(first, second, headers)
         await second.delete(f"/tasks/{brief.json()['id']}", headers=headers)
         assert await s3_server.names(bucket, f"tasks/{brief.json()['id']}/") == []
+
+
+async def a_photo_set_on_one_is_served_by_the_other(
+    first: httpx.AsyncClient, second: httpx.AsyncClient, headers
+) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + secrets.token_bytes(64)
+    photo = {"photo": ("me.png", png, "image/png")}
+    assert (await first.put("/auth/photo", headers=headers, files=photo)).status_code == 200
+    assert (await second.get("/auth/photo", headers=headers)).content == png
 
 
 async def the_uploaded_file_went_round(
