@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from troika_shared.bus import Bus
@@ -75,3 +77,19 @@ async def test_an_unreachable_server_is_a_clear_retryable_error() -> None:
     with pytest.raises(DependencyUnavailable, match="nats is unavailable") as caught:
         await Bus.connect(settings, name="test")
     assert caught.value.dependency == "nats"
+
+
+async def test_a_connection_to_a_server_that_went_away_closes_at_once(tmp_path) -> None:
+    from troika.embedded import EmbeddedNats  # noqa: PLC0415 - the cli's, only here
+
+    server = EmbeddedNats(tmp_path)
+    settings = BusSettings(nats_url=server.start())
+    bus = await Bus.connect(settings, name="test")
+    server.stop()
+    for _ in range(100):  # the client notices and starts reconnecting
+        if bus.nc.is_reconnecting:
+            break
+        await asyncio.sleep(0.05)
+    assert bus.nc.is_reconnecting
+    await asyncio.wait_for(bus.close(), 5)  # no error, and no wait for a server that is away
+    assert bus.nc.is_closed

@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Self
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import ConnectionClosedError, NoServersError, OutboundBufferLimitError
+from nats.errors import (
+    ConnectionClosedError,
+    ConnectionReconnectingError,
+    NoServersError,
+    OutboundBufferLimitError,
+)
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import BadRequestError, NotFoundError
@@ -237,13 +242,15 @@ class Bus:
         return WorkQueue(subscription, spec, durable)
 
     async def close(self) -> None:
-        """Drains the connection: pending publishes are flushed, subscriptions closed."""
+        """Drains the connection: pending publishes are flushed, subscriptions closed. Where
+        the server cannot be reached (it is away, or this host is cut off) it is simply closed:
+        what was not acknowledged is delivered again, to another replica."""
         if self.nc.is_closed:
             return
         self._closing = True
         try:
             await self.nc.drain()
-        except (ConnectionClosedError, NatsTimeoutError):
+        except (ConnectionClosedError, ConnectionReconnectingError, NatsTimeoutError):
             await self.nc.close()
 
 

@@ -25,7 +25,7 @@ from troika_testkit.servers import Servers
 from troika_testkit.social import Platforms
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Generator, Iterator
+    from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
     from pathlib import Path
 
     from playwright.async_api import Browser, Page
@@ -209,14 +209,19 @@ def spawn(
 ) -> Iterator[Callable[..., ServiceProcess]]:
     """Starts services as real processes on this test's bus; stops them after the test.
 
-    Call it as ``spawn("troika_planner", name="planner-1", TROIKA_X="...")``. When the test fails,
-    each process's output is printed, so it shows in the report.
+    Call it as ``spawn("troika_planner", name="planner-1", TROIKA_X="...")``; ``within`` is a
+    command it runs under (a network namespace: ``["ip", "netns", "exec", "host1"]``). When the
+    test fails, each process's output is printed, so it shows in the report.
     """
     started: list[ServiceProcess] = []
 
-    def start(module: str, *, name: str | None = None, **env: str) -> ServiceProcess:
+    def start(
+        module: str, *, name: str | None = None, within: Sequence[str] = (), **env: str
+    ) -> ServiceProcess:
         label = name or f"{module}-{len(started) + 1}"
-        process = ServiceProcess(module, {**bus_env, **env}, tmp_path / "logs", label).start()
+        process = ServiceProcess(
+            module, {**bus_env, **env}, tmp_path / "logs", label, within
+        ).start()
         started.append(process)
         return process
 

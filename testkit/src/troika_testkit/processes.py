@@ -13,7 +13,7 @@ from typing import IO, TYPE_CHECKING
 from troika_testkit.pace import scaled
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
     from pathlib import Path
 
 __all__ = ["ServiceProcess", "stop_all", "wait_for"]
@@ -58,12 +58,20 @@ class ServiceProcess:
         env: ``TROIKA_*`` variables added to this process's environment.
         log_dir: Where its output file goes.
         name: A label for the output file.
+        within: A command it runs under, e.g. ``["ip", "netns", "exec", "host1"]`` (which
+            becomes the process itself once it has entered the namespace).
     """
 
     def __init__(
-        self, module: str, env: dict[str, str], log_dir: Path, name: str | None = None
+        self,
+        module: str,
+        env: dict[str, str],
+        log_dir: Path,
+        name: str | None = None,
+        within: Sequence[str] = (),
     ) -> None:
         self.module = module
+        self.within = list(within)
         self.name = name or module
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "TROIKA_LOG_FORMAT": "json", **env}
         self.log_path = log_dir / f"{self.name}.log"
@@ -77,7 +85,7 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module],
+            [*self.within, sys.executable, "-m", self.module],
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -46,7 +46,10 @@ class GatewaySettings(BusSettings, SocialSettings, FilesSettings):
             ``troika up`` generates one into the data directory.
         database_url: SQLAlchemy URL: ``sqlite+aiosqlite:///…`` or ``postgresql+asyncpg://…``.
             Defaults to ``troika.db`` in the data directory.
-        data_dir: Task workspaces, uploads and profile photos.
+        database_idle_transaction_s: How long PostgreSQL lets a transaction wait for its
+            client before it ends the session (a process cut off from the network holds no
+            locks longer).
+        data_dir: Task files (unless they are in a bucket) and uploads on their way in.
         gateway_host: The address the API listens on.
         gateway_port: The API's port.
         redis_url: Redis or Valkey, for scheduling and rate limits.
@@ -97,6 +100,7 @@ class GatewaySettings(BusSettings, SocialSettings, FilesSettings):
 
     secret_key: SecretStr | None = None
     database_url: str = ""
+    database_idle_transaction_s: float = Field(default=60.0, gt=0)
     data_dir: Path = Path("var")
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=0, le=65535)

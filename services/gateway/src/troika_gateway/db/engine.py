@@ -45,13 +45,19 @@ def worth_retrying(exc: BaseException) -> bool:
     return getattr(getattr(exc, "orig", None), "sqlstate", None) in _ABORTED_FOR_ANOTHER
 
 
-def create_engine(url: str, *, pre_ping: bool = True) -> AsyncEngine:
+def create_engine(
+    url: str, *, pre_ping: bool = True, idle_transaction_s: float = 60.0
+) -> AsyncEngine:
     """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout.
 
     ``pre_ping``: a pooled PostgreSQL connection is tested before each use (three round trips
     with asyncpg), so a server restart costs no request. A process that retries its work on a
     lost connection anyway (the worker) does without: a dropped connection fails one attempt
     and the pool replaces it.
+
+    ``idle_transaction_s``: PostgreSQL ends a session whose transaction has waited this long
+    for its client, so a process cut off from the network mid-transaction (its host gone) does
+    not hold its rows locked against the other replicas until TCP notices, hours later.
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
@@ -65,7 +71,14 @@ def create_engine(url: str, *, pre_ping: bool = True) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=pre_ping, pool_size=10, max_overflow=10)
+    idle_ms = str(max(1, round(idle_transaction_s * 1000)))
+    return create_async_engine(
+        url,
+        pool_pre_ping=pre_ping,
+        pool_size=10,
+        max_overflow=10,
+        connect_args={"server_settings": {"idle_in_transaction_session_timeout": idle_ms}},
+    )
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
