@@ -61,12 +61,14 @@ test-fast: install ## the tests not marked slow
 bench: install ## run the pipeline benchmark; writes var/bench/pipeline.json
 	$(UV) run --frozen python -m troika_testkit.bench --out var/bench/pipeline.json
 
-lint: install ## ruff, the formatter's check, mypy --strict, the compose file and Dockerfiles
+lint: install ## ruff, the formatter's check, mypy --strict, the compose file, Dockerfiles, Kubernetes
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy
 	$(UV) run --frozen check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	$(UV) run --frozen hadolint services/*/Dockerfile frontend/Dockerfile
+	$(UV) run --frozen kubernetes-validate --strict --quiet --kubernetes-version 1.33.0 \
+		$(filter-out deploy/kubernetes/kustomization.yaml,$(wildcard deploy/kubernetes/*.yaml))
 
 format: install ## format the code and apply safe lint fixes
 	$(UV) run --frozen ruff format .

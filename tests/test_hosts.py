@@ -1,5 +1,5 @@
-"""Three hosts on this machine (Linux network namespaces): the servers (NATS, PostgreSQL, Redis,
-the S3 store, the model) on one, and two app hosts, each with a gateway API, a worker, a
+"""Three hosts on this machine (Linux network namespaces): the servers (NATS, PostgreSQL, Valkey
+and an S3 store) on one, and two app hosts, each with a gateway API, a worker, a
 planner, an executor and a reviewer, and a data folder per process. A person works through
 both APIs; one app host is cut off from the network in the middle of the run, with plans,
 steps and reviews in its hands: its work moves to the other host, every task completes, and
@@ -23,17 +23,23 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from aiobotocore.session import get_session
 
 from troika_testkit import wait_for
 from troika_testkit.agents import llm_env, plan_answer
+from troika_testkit.host_servers import HostServers, can_run_servers
 from troika_testkit.hosts import Network, Relay, can_make_hosts
+from troika_testkit.processes import ServiceProcess
+from troika_testkit.s3 import ACCESS_KEY, REGION, SECRET_KEY
 
 from .conftest import gateway_ready
 from .test_pipeline import sign_in
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(300),
     pytest.mark.skipif(can_make_hosts() is not None, reason=str(can_make_hosts())),
+    pytest.mark.skipif(can_run_servers() is not None, reason=str(can_run_servers())),
 ]
 
 APP_HOSTS = ("app1", "app2")
@@ -136,47 +142,55 @@ def handled(output: str) -> list[dict]:
     return [line for line in lines if line.get("event") == "message.handled"]
 
 
-async def relayed(relay: Relay, url: str, here: str) -> str:
-    """``url`` with its server's address replaced by a port on ``here`` that reaches it."""
-    parts = urlsplit(url)
-    port = await relay.forward(parts.hostname or "127.0.0.1", parts.port or 0)
-    host = parts.netloc.rsplit("@", 1)
-    netloc = f"{host[0]}@{here}:{port}" if len(host) == 2 else f"{here}:{port}"
-    return parts._replace(netloc=netloc).geturl()
+async def new_bucket(endpoint: str) -> dict[str, str]:
+    """A bucket on the S3 server at ``endpoint``; the ``TROIKA_FILES*`` variables for it."""
+    name = f"troika-{secrets.token_hex(6)}"
+    options = {"endpoint_url": endpoint, "aws_access_key_id": ACCESS_KEY,
+               "aws_secret_access_key": SECRET_KEY, "region_name": REGION}  # fmt: skip
+    async with get_session().create_client("s3", **options) as client:
+        await client.create_bucket(Bucket=name)
+    return {
+        "TROIKA_FILES": "s3",
+        "TROIKA_FILES_BUCKET": name,
+        "TROIKA_FILES_ENDPOINT_URL": endpoint,
+        "TROIKA_FILES_ACCESS_KEY_ID": ACCESS_KEY,
+        "TROIKA_FILES_SECRET_ACCESS_KEY": SECRET_KEY,
+        "TROIKA_FILES_REGION": REGION,
+    }
 
 
 async def test_a_host_cut_off_mid_run_hands_its_work_to_the_other(
-    spawn, tmp_path, nats_url, postgres_url, redis_url, bus_prefix, scripted_llm, s3_server
+    spawn, tmp_path, bus_prefix, scripted_llm
 ) -> None:
-    with Network(APP_HOSTS) as network:
-        relay = Relay(network.here)
+    with Network(("data", *APP_HOSTS)) as network, HostServers(network, "data") as servers:
+        relay = Relay(network.here)  # the scripted model, in this process, to the hosts
         reports = Reports(network.here)
         serving = threading.Thread(target=reports.serve_forever, daemon=True)
         serving.start()
+        processes: dict[tuple[str, str], ServiceProcess] = {}
         try:
-            bucket = await s3_server.new_bucket()
-            files = s3_server.files_env(bucket)
-            files["TROIKA_FILES_ENDPOINT_URL"] = await relayed(relay, s3_server.url, network.here)
             llm = llm_env(scripted_llm)
-            llm["TROIKA_LLM_BASE_URL"] = await relayed(relay, scripted_llm.base_url, network.here)
-            database = postgres_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+            model = urlsplit(scripted_llm.base_url)
+            port = await relay.forward("127.0.0.1", model.port or 0)
+            llm["TROIKA_LLM_BASE_URL"] = f"http://{network.here}:{port}{model.path}"
             common = {
-                **files,
+                **await new_bucket(servers.s3_url),
                 **llm,
-                "TROIKA_NATS_URL": await relayed(relay, nats_url, network.here),
-                "TROIKA_DATABASE_URL": await relayed(relay, database, network.here),
-                "TROIKA_REDIS_URL": await relayed(relay, redis_url, network.here),
+                "TROIKA_NATS_URL": servers.nats_url,
+                "TROIKA_DATABASE_URL": servers.postgres_url.replace(
+                    "postgresql://", "postgresql+asyncpg://", 1
+                ),
+                "TROIKA_REDIS_URL": servers.redis_url,
                 "TROIKA_REDIS_PREFIX": f"{bus_prefix}:",
                 "TROIKA_SECRET_KEY": secrets.token_urlsafe(48),
                 "TROIKA_PASSWORD_TIME_COST": "1",
                 "TROIKA_PASSWORD_MEMORY_KIB": "8192",
                 "TROIKA_ACK_WAIT_S": "5",
-                "TROIKA_DATABASE_IDLE_TRANSACTION_S": "5",
+                "TROIKA_DATABASE_DEAD_CLIENT_S": "5",
                 "TROIKA_OUTBOUND_ALLOW_HOSTS": json.dumps(
                     [f"{network.here}:{reports.server_address[1]}"]
                 ),
             }
-            processes = {}
             for host in APP_HOSTS:
                 for service, module in SERVICES.items():
                     processes[host, service] = spawn(
@@ -193,7 +207,7 @@ async def test_a_host_cut_off_mid_run_hands_its_work_to_the_other(
                      for line in handled(process.output()) if line["delivery"] > 1]  # fmt: skip
             assert moved, "app1 held no work when it was cut off"
         finally:
-            for (host, _), process in processes.items() if "processes" in locals() else ():
+            for (host, _), process in processes.items():
                 if host == "app1":
                     process.kill()  # cut off: it would wait for servers it cannot reach
             reports.shutdown()
@@ -221,13 +235,24 @@ async def run_and_cut(network: Network, urls: dict[str, str], reports: Reports, 
         second = [await person.create(n, APP_HOSTS[n % 2]) for n in range(10, 20)]
         network.cut("app1")  # plans, steps and reviews are on their way on both hosts
 
+        statuses: dict[str, str] = {}
+
         async def all_completed() -> bool:
             await person.approve_waiting()
-            statuses = [await person.status(task_id) for task_id in (*first, *second)]
-            assert not {"failed", "needs_guidance", "cancelled"} & set(statuses), statuses
-            return all(status == "completed" for status in statuses)
+            statuses.update(
+                {task_id: await person.status(task_id) for task_id in (*first, *second)}
+            )
+            assert not {"failed", "needs_guidance", "cancelled"} & set(statuses.values()), statuses
+            return all(status == "completed" for status in statuses.values())
 
-        await wait_for(all_completed, timeout=120, what="every task to complete on app2")
+        try:
+            await wait_for(all_completed, timeout=120, what="every task to complete on app2")
+        except (TimeoutError, AssertionError):
+            for task_id, status in statuses.items():
+                if status != "completed":
+                    log = (await person.call("GET", f"/tasks/{task_id}/events")).json()["events"]
+                    print(task_id, status, [(e["kind"], e["data"]) for e in log[-6:]])  # noqa: T201
+            raise
         assert list(person.clients) == ["app2"]  # app1 answered no more
         # Every report arrived once: no call ran twice, none was lost.
         assert reports.received == Counter({str(n): 1 for n in range(20)})

@@ -32,3 +32,25 @@ async def test_upgrading_twice_is_harmless_and_alembic_check_is_clean(database_u
         await engine.dispose()
     assert set(Base.metadata.tables) <= tables
     assert "alembic_version" in tables
+
+
+async def test_postgresql_ends_the_session_of_a_client_that_stopped_answering(postgres_url) -> None:
+    from sqlalchemy import text  # noqa: PLC0415
+
+    url = postgres_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    engine = create_engine(url, dead_client_s=12)
+    try:
+        async with engine.connect() as connection:
+            shown = {
+                name: (await connection.execute(text(f"SHOW {name}"))).scalar_one()
+                for name in ("idle_in_transaction_session_timeout", "tcp_user_timeout",
+                             "tcp_keepalives_idle", "tcp_keepalives_interval")
+            }  # fmt: skip
+    finally:
+        await engine.dispose()
+    assert shown == {  # PostgreSQL shows the TCP ones in their bare units: ms, then s
+        "idle_in_transaction_session_timeout": "12s",
+        "tcp_user_timeout": "12000",
+        "tcp_keepalives_idle": "6",
+        "tcp_keepalives_interval": "2",
+    }

@@ -4,8 +4,9 @@ Each host is a network namespace with an address of its own on a private /24 and
 (its loopback is its own); this machine's side of the bridge (``.254``) is where the shared
 servers are reached. Services run on a host through ``ip netns exec``, and cutting a host off
 takes its link down: its connections neither answer nor close, as when a machine loses its
-network. The servers that listen on this machine's loopback only (PostgreSQL, Redis, NATS, the
-test's own) are reached through :class:`Relay`, which forwards a port on the bridge to them.
+network. The shared servers run on a host of their own (:mod:`troika_testkit.host_servers`);
+a server in the test's own process (the scripted model) is reached through :class:`Relay`,
+which forwards a port on the bridge to it.
 
 Making namespaces needs root and ``iproute2`` (CI runs as root and installs it).
 """

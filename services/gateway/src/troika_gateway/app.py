@@ -64,9 +64,7 @@ def _database(settings: GatewaySettings) -> Lifespan:
     @asynccontextmanager
     async def database(app: Litestar) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            settings.database_url, idle_transaction_s=settings.database_idle_transaction_s
-        )
+        engine = create_engine(settings.database_url, dead_client_s=settings.database_dead_client_s)
         stop = asyncio.Event()
         sweeping: asyncio.Task[None] | None = None
         closing = AsyncExitStack()

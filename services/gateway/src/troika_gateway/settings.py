@@ -46,9 +46,9 @@ class GatewaySettings(BusSettings, SocialSettings, FilesSettings):
             ``troika up`` generates one into the data directory.
         database_url: SQLAlchemy URL: ``sqlite+aiosqlite:///…`` or ``postgresql+asyncpg://…``.
             Defaults to ``troika.db`` in the data directory.
-        database_idle_transaction_s: How long PostgreSQL lets a transaction wait for its
-            client before it ends the session (a process cut off from the network holds no
-            locks longer).
+        database_dead_client_s: How long PostgreSQL waits on a client that stopped answering
+            (its transaction idle, or the data it sent unacknowledged) before it ends the
+            session: a process whose host is cut off holds its locks no longer.
         data_dir: Task files (unless they are in a bucket) and uploads on their way in.
         gateway_host: The address the API listens on.
         gateway_port: The API's port.
@@ -100,7 +100,7 @@ class GatewaySettings(BusSettings, SocialSettings, FilesSettings):
 
     secret_key: SecretStr | None = None
     database_url: str = ""
-    database_idle_transaction_s: float = Field(default=60.0, gt=0)
+    database_dead_client_s: float = Field(default=60.0, ge=3)
     data_dir: Path = Path("var")
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=0, le=65535)

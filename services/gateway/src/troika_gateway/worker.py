@@ -48,8 +48,8 @@ class WorkerSettings(GatewaySettings, AgentSettings):
 async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
     """Runs the orchestrator and the relay until ``stop`` is set."""
     # every change is retried on a lost connection (see TaskStore.change): no ping per change
-    idle_s = settings.database_idle_transaction_s
-    engine = create_engine(settings.database_url, pre_ping=False, idle_transaction_s=idle_s)
+    gone_s = settings.database_dead_client_s
+    engine = create_engine(settings.database_url, pre_ping=False, dead_client_s=gone_s)
     try:
         await upgrade(engine)
         sessionmaker = create_sessionmaker(engine)

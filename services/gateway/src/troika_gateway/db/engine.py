@@ -17,6 +17,7 @@ __all__ = [
     "connection_lost",
     "create_engine",
     "create_sessionmaker",
+    "dead_client_settings",
     "worth_retrying",
 ]
 
@@ -45,9 +46,7 @@ def worth_retrying(exc: BaseException) -> bool:
     return getattr(getattr(exc, "orig", None), "sqlstate", None) in _ABORTED_FOR_ANOTHER
 
 
-def create_engine(
-    url: str, *, pre_ping: bool = True, idle_transaction_s: float = 60.0
-) -> AsyncEngine:
+def create_engine(url: str, *, pre_ping: bool = True, dead_client_s: float = 60.0) -> AsyncEngine:
     """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout.
 
     ``pre_ping``: a pooled PostgreSQL connection is tested before each use (three round trips
@@ -55,9 +54,10 @@ def create_engine(
     lost connection anyway (the worker) does without: a dropped connection fails one attempt
     and the pool replaces it.
 
-    ``idle_transaction_s``: PostgreSQL ends a session whose transaction has waited this long
-    for its client, so a process cut off from the network mid-transaction (its host gone) does
-    not hold its rows locked against the other replicas until TCP notices, hours later.
+    ``dead_client_s``: PostgreSQL ends a session whose client has stopped answering for this
+    long — its transaction left idle, what the server sent it unacknowledged, or its keepalives
+    unanswered — so a process whose host is cut off mid-transaction does not hold its rows
+    locked against the other replicas until TCP gives up, many minutes later.
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
@@ -71,14 +71,27 @@ def create_engine(
             cursor.close()
 
         return engine
-    idle_ms = str(max(1, round(idle_transaction_s * 1000)))
     return create_async_engine(
         url,
         pool_pre_ping=pre_ping,
         pool_size=10,
         max_overflow=10,
-        connect_args={"server_settings": {"idle_in_transaction_session_timeout": idle_ms}},
+        connect_args={"server_settings": dead_client_settings(dead_client_s)},
     )
+
+
+def dead_client_settings(seconds: float) -> dict[str, str]:
+    """The PostgreSQL session settings that end a session ``seconds`` after its client stopped
+    answering: idle in a transaction, sent data unacknowledged (``tcp_user_timeout``), or
+    silent (three keepalives unanswered)."""
+    milliseconds = str(round(seconds * 1000))
+    return {
+        "idle_in_transaction_session_timeout": milliseconds,
+        "tcp_user_timeout": milliseconds,
+        "tcp_keepalives_idle": str(max(1, round(seconds / 2))),
+        "tcp_keepalives_interval": str(max(1, round(seconds / 6))),
+        "tcp_keepalives_count": "3",
+    }
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
