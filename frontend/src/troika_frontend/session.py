@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -66,24 +67,31 @@ def listen(
     return handler
 
 
-_RENEWALS: dict[str, asyncio.Future[Any]] = {}
+_RENEWALS: dict[tuple[str, str], asyncio.Future[Any]] = {}
 _RENEWAL_KEPT_S = 120.0
 
 
-async def _exchange(refresh_token: str) -> dict[str, Any]:
-    """Renews a session once, however many tabs ask at the same moment.
+async def _exchange(
+    refresh_token: str, browser: str, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Renews a session once, however many tabs of one browser ask at the same moment.
 
     Refresh tokens are single-use: tabs of one browser share theirs (local storage), so without
     this the first tab to renew would sign the others out. The answer is kept for a while for
-    the tabs that ask with the old token a little later.
+    the tabs that ask with the old token a little later — tabs of the same browser only (its
+    random id in local storage): anyone else showing the old token goes to the gateway, which
+    refuses it (and ends the session when the token was copied).
     """
-    pending = _RENEWALS.get(refresh_token)
+    key = (browser, refresh_token)
+    pending = _RENEWALS.get(key)
     if pending is None:
         pending = asyncio.ensure_future(
-            gateway().call("POST", "/auth/refresh", json={"refresh_token": refresh_token})
+            gateway().call(
+                "POST", "/auth/refresh", json={"refresh_token": refresh_token}, headers=headers
+            )
         )
-        _RENEWALS[refresh_token] = pending
-        asyncio.get_running_loop().call_later(_RENEWAL_KEPT_S, _RENEWALS.pop, refresh_token, None)
+        _RENEWALS[key] = pending
+        asyncio.get_running_loop().call_later(_RENEWAL_KEPT_S, _RENEWALS.pop, key, None)
     answer: dict[str, Any] = await asyncio.shield(pending)
     return answer
 
@@ -116,6 +124,8 @@ class SessionState(rx.State):
 
     access_token: str = rx.LocalStorage("", name="troika.access", sync=True)
     refresh_token: str = rx.LocalStorage("", name="troika.refresh", sync=True)
+    # This browser, whichever tab: its tabs share one renewal of the session (see _exchange).
+    browser_id: str = rx.LocalStorage("", name="troika.browser", sync=True)
     username: str = ""
     email: str = ""
     display_name: str = ""
@@ -176,8 +186,10 @@ class SessionState(rx.State):
     async def _renew(self) -> bool:
         if not self.refresh_token:
             return False
+        if not self.browser_id:
+            self.browser_id = secrets.token_urlsafe(18)
         try:
-            tokens = await _exchange(self.refresh_token)
+            tokens = await _exchange(self.refresh_token, self.browser_id, self._client())
         except ApiError as exc:
             if exc.status in (400, 401, 403, 422):  # the session is over
                 self.access_token = self.refresh_token = ""
@@ -187,6 +199,8 @@ class SessionState(rx.State):
 
     def _use_tokens(self, tokens: dict[str, Any]) -> None:
         """Keeps a new pair of tokens in the browser."""
+        if not self.browser_id:  # named at sign-in, before any tab renews
+            self.browser_id = secrets.token_urlsafe(18)
         self.access_token = str(tokens["access_token"])
         self.refresh_token = str(tokens["refresh_token"])
 

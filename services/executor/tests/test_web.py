@@ -171,6 +171,9 @@ async def test_an_api_call_sends_json_and_shows_status_headers_and_body(
         "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 for 169.254.169.254
         "http://[2002:7f00:1::]/",  # 6to4 for 127.0.0.1
         "http://[::7f00:1]/",  # IPv4-compatible 127.0.0.1
+        "http://[fec0::1]/",  # site-local: deprecated, and still routed inside sites
+        "http://192.0.0.9/",  # IETF protocol assignments: never an ordinary web server
+        "http://[::ffff:192.0.0.10]/",
     ],
 )
 async def test_private_addresses_are_refused(tmp_path, servers, url) -> None:

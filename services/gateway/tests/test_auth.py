@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import jwt
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from troika_gateway.auth.tokens import TokenIssuer
-from troika_gateway.db.models import Session, User, UserPhoto
+from troika_gateway.db.models import RetiredRefreshToken, Session, User, UserPhoto
 
 from .conftest import STRONG_PASSWORD, assert_problem, sign_up
 
@@ -146,10 +146,37 @@ async def test_refresh_rotates_the_refresh_token(client, alice) -> None:
     assert_problem(reused, 401, "refresh token is not valid")
 
 
+async def test_a_copied_refresh_token_used_again_ends_the_whole_session(
+    client, gateway, alice
+) -> None:
+    stolen = alice.tokens["refresh_token"]
+    thief = (await client.post("/auth/refresh", json={"refresh_token": stolen})).json()
+    again = await client.post("/auth/refresh", json={"refresh_token": thief["refresh_token"]})
+    thief = again.json()
+    async with gateway.app.state.sessionmaker() as db:  # a minute later, the owner's turn
+        earlier = datetime.now(UTC) - timedelta(minutes=1)
+        await db.execute(update(RetiredRefreshToken).values(retired_at=earlier))
+        await db.commit()
+    owner = await client.post("/auth/refresh", json={"refresh_token": stolen})
+    assert_problem(owner, 401, "refresh token is not valid")
+    # The session is over for whoever holds it: the thief's newest tokens stop working too.
+    thief_headers = {"Authorization": f"Bearer {thief['access_token']}"}
+    assert_problem(await client.get("/auth/me", headers=thief_headers), 401, "session has ended")
+    refreshed = await client.post("/auth/refresh", json={"refresh_token": thief["refresh_token"]})
+    assert_problem(refreshed, 401)
+    # Signing in again works, and starts a new session.
+    login = await client.post("/auth/login", json={"login": "alice", "password": STRONG_PASSWORD})
+    assert login.status_code == 200
+
+
 async def test_concurrent_refreshes_of_one_token_succeed_once(client, alice) -> None:
     body = {"refresh_token": alice.tokens["refresh_token"]}
     responses = await asyncio.gather(*(client.post("/auth/refresh", json=body) for _ in range(5)))
     assert sorted(r.status_code for r in responses) == [200, 401, 401, 401, 401]
+    # A race of one client's own requests is not taken for a copied token: the session lives.
+    [won] = [r.json() for r in responses if r.status_code == 200]
+    me = await client.get("/auth/me", headers={"Authorization": f"Bearer {won['access_token']}"})
+    assert me.status_code == 200
 
 
 async def test_after_logout_the_old_access_and_refresh_tokens_are_refused(client, alice) -> None:

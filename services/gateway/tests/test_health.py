@@ -68,3 +68,19 @@ async def test_metrics_are_exposed_for_prometheus(client: httpx.AsyncClient) -> 
     metrics = await client.get("/metrics")
     assert metrics.status_code == 200
     assert "troika_gateway_requests_total" in metrics.text
+
+
+async def test_every_answer_tells_the_browser_not_to_sniff_frame_or_refer(
+    client: httpx.AsyncClient,
+) -> None:
+    answers = [
+        await client.get("/health"),  # an answer
+        await client.get("/no/such/address"),  # the router's 404
+        await client.get("/tasks"),  # 401: no session
+        await client.post("/auth/login", content=b"{not json"),  # 400
+    ]
+    assert [a.status_code for a in answers] == [200, 404, 401, 400]
+    for answer in answers:
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["referrer-policy"] == "no-referrer"

@@ -38,7 +38,10 @@ class AuthState(SessionState):
         yield
         try:
             tokens = await gateway_call(
-                "POST", "/auth/login", json={"login": login, "password": password}
+                "POST",
+                "/auth/login",
+                json={"login": login, "password": password},
+                headers=self._client(),
             )
         except ApiError as exc:
             self.busy = False
@@ -70,6 +73,7 @@ class AuthState(SessionState):
                 "POST",
                 "/auth/login",
                 json={"login": body["username"], "password": body["password"]},
+                headers=self._client(),
             )
         except ApiError as exc:
             self.busy = False

@@ -54,6 +54,9 @@ class OutboundPolicy:
 
 
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+# Not public whatever the Python version's tables say: IPv6 site-local (deprecated, still routed
+# inside sites) and the IETF protocol assignments (some of which Python calls global).
+_NEVER_PUBLIC = (ipaddress.ip_network("fec0::/10"), ipaddress.ip_network("192.0.0.0/24"))
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
@@ -77,6 +80,8 @@ def public(address: str) -> bool:
         inner = _embedded(ip)
         if inner is not None:
             return public(str(inner))
+    if any(ip in network for network in _NEVER_PUBLIC):
+        return False
     return ip.is_global and not ip.is_multicast
 
 

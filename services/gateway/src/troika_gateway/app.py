@@ -25,6 +25,7 @@ from troika_gateway.dependencies import dependencies
 from troika_gateway.desktop.devices import DeviceController
 from troika_gateway.desktop.link import desktop_link
 from troika_gateway.desktop.shots import ShotArea
+from troika_gateway.headers import security_headers
 from troika_gateway.health import HealthController
 from troika_gateway.interactions.policy_routes import (
     AuditController,
@@ -168,6 +169,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
         ],
         exception_handlers=exception_handlers(),
+        before_send=[security_headers],
         openapi_config=openapi_config(),
         plugins=[EventBodies()],
         request_max_body_size=settings.max_upload_bytes + (1 << 20),

@@ -6,14 +6,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+import structlog
 from msgspec import UNSET
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from troika_gateway.auth.passwords import weaknesses
 from troika_gateway.auth.schemas import Profile, Tokens
 from troika_gateway.auth.tokens import hash_refresh_token, new_refresh_token
-from troika_gateway.db.models import Session, User
+from troika_gateway.db.models import RetiredRefreshToken, Session, User
 from troika_gateway.errors import Conflict, InvalidInput, NotFound, Unauthorized
 
 if TYPE_CHECKING:
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
     from troika_gateway.auth.tokens import TokenIssuer
 
 __all__ = ["Accounts", "Client", "profile_of"]
+
+log = structlog.get_logger("troika.gateway.auth")
+
+REUSE_LEEWAY_S = 5.0
+"""How long after its rotation a refresh token shown again is taken for a race, not a copy."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,16 +183,21 @@ class Accounts:
     async def refresh(self, refresh_token: str) -> Tokens:
         """Exchanges a refresh token for new tokens; the old refresh token stops working.
 
+        A token that was rotated away already, shown again, was copied (or the copy was used
+        first): the session ends, whoever holds which token, and both must sign in again. Within
+        :data:`REUSE_LEEWAY_S` of its rotation it is only refused: one client that sent the same
+        refresh twice at once (a double click, two requests racing) is not signed out for it.
+
         Raises:
             Unauthorized: The token is unknown, used already, revoked or expired.
         """
         now = datetime.now(UTC)
-        new = new_refresh_token()
+        new, old = new_refresh_token(), hash_refresh_token(refresh_token)
         # One statement, so two concurrent refreshes with the same token cannot both succeed.
         result = await self.db.execute(
             update(Session)
             .where(
-                Session.refresh_token_hash == hash_refresh_token(refresh_token),
+                Session.refresh_token_hash == old,
                 Session.revoked_at.is_(None),
                 Session.expires_at > now,
             )
@@ -200,9 +211,32 @@ class Accounts:
         row = result.one_or_none()
         if row is None:
             await self.db.rollback()
+            await self._end_if_reused(old, now)
             raise Unauthorized("the refresh token is not valid; sign in again")
+        kept_since = now - timedelta(seconds=self.refresh_ttl_s)
+        retired = RetiredRefreshToken
+        await self.db.execute(  # older ones would have expired anyway
+            delete(retired).where(retired.session_id == row.id, retired.retired_at < kept_since)
+        )
+        self.db.add(RetiredRefreshToken(token_hash=old, session_id=row.id, retired_at=now))
         await self.db.commit()
         return self._tokens(row.user_id, row.id, new)
+
+    async def _end_if_reused(self, token_hash: str, now: datetime) -> None:
+        """Ends the session a rotated-away refresh token belonged to, if it is one."""
+        retired = await self.db.get(RetiredRefreshToken, token_hash)
+        if retired is None or now - retired.retired_at < timedelta(seconds=REUSE_LEEWAY_S):
+            return
+        ended = await self.db.execute(
+            update(Session)
+            .where(Session.id == retired.session_id, Session.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .returning(Session.user_id)
+        )
+        user_id = ended.scalar_one_or_none()
+        await self.db.commit()
+        if user_id is not None:
+            log.warning("auth.refresh_token_reused", user_id=user_id, session_id=retired.session_id)
 
     async def logout(self, session_id: str) -> None:
         """Ends a session: its refresh token and its access tokens stop working."""

@@ -122,6 +122,20 @@ class Session(Base):
     user_agent: Mapped[str] = mapped_column(String(255), default="")
 
 
+class RetiredRefreshToken(Base):
+    """A refresh token a session has rotated away from (hashed). Shown again, it means the token
+    was copied: whoever holds it, the session ends (OAuth 2.0 Security BCP, refresh-token
+    reuse). Kept as long as the token could still have been used: the refresh lifetime."""
+
+    __tablename__ = "retired_refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
+    retired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Task(Base):
     """An objective and everything that happens to it. ``version`` guards concurrent writers."""
 
