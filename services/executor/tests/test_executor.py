@@ -227,6 +227,25 @@ async def test_a_symlink_out_of_the_folder_is_refused(tmp_path) -> None:
     assert "secret" not in result.outcome.output
 
 
+async def test_a_link_with_an_ordinary_name_to_a_hidden_file_is_refused(tmp_path) -> None:
+    folder = tmp_path / "workspaces" / "task-1"
+    (folder / ".calls").mkdir(parents=True)
+    (folder / ".calls" / "k1.json").write_text('{"sealed": "the ledger"}')
+    (folder / "notes").symlink_to(folder / ".calls")  # inside the folder, but hidden
+    (folder / "entry.json").symlink_to(folder / ".calls" / "k1.json")
+    for path in ("notes/k1.json", "entry.json"):
+        read = await execute(execute_request("read_file", path=path), Toolbox(tmp_path), KEY)
+        assert read.outcome.ok is False
+        assert "hidden files are not allowed" in read.outcome.error
+        assert "the ledger" not in read.outcome.output
+    written = await execute(
+        execute_request("create_file", path="notes/k1.json", content="forged"),
+        Toolbox(tmp_path), KEY,
+    )  # fmt: skip
+    assert written.outcome.ok is False
+    assert "the ledger" in (folder / ".calls" / "k1.json").read_text()
+
+
 async def test_unknown_tools_and_bad_arguments_fail_plainly(tmp_path) -> None:
     unknown = await execute(execute_request("format_disk"), Toolbox(tmp_path), KEY)
     assert unknown.outcome.error == "there is no tool 'format_disk'"

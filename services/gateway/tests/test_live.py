@@ -12,6 +12,7 @@ from websockets.exceptions import ConnectionClosed
 from troika_gateway import live
 from troika_testkit import scaled
 
+from .conftest import STRONG_PASSWORD
 from .test_tasks import create
 
 
@@ -168,12 +169,26 @@ async def test_silence_instead_of_credentials_is_closed(gateway, monkeypatch) ->
             await receive(socket)
 
 
-async def test_signing_out_ends_the_live_connection(client, gateway, alice, monkeypatch) -> None:
-    monkeypatch.setattr(live, "REVOCATION_CHECK_S", 0.2)
+async def test_signing_out_ends_the_live_connection_at_once(client, gateway, alice) -> None:
+    assert live.REVOCATION_CHECK_S >= 30  # the regular check would come too late
     socket = await open_live(gateway, alice)
     await client.post("/auth/logout", headers=alice.headers)
-    error = await receive(socket)
+    error = await receive(socket, timeout=5)
     assert "session has ended" in error["detail"]
     with pytest.raises(ConnectionClosed) as closed:
         await receive(socket)
     assert closed.value.rcvd.code == live.CLOSE_UNAUTHORIZED
+
+
+async def test_a_new_password_ends_the_other_sessions_live_connections(
+    client, gateway, alice
+) -> None:
+    socket = await open_live(gateway, alice)
+    other = await client.post("/auth/login", json={"login": "alice", "password": STRONG_PASSWORD})
+    headers = {"Authorization": f"Bearer {other.json()['access_token']}"}
+    changed = await client.put("/auth/password", headers=headers, json={
+        "current_password": STRONG_PASSWORD, "new_password": "another long pass phrase 7",
+    })  # fmt: skip
+    assert changed.status_code == 204, changed.text
+    error = await receive(socket, timeout=5)
+    assert "session has ended" in error["detail"]

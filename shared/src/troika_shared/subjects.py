@@ -129,6 +129,11 @@ class Topology:
         """Desktop actions for one of a user's PCs (``"*"``: every user's, every PC)."""
         return f"{self.prefix}.desktop.{user_id}.{device_id}.action"
 
+    def sessions_ended_subject(self, user_id: str) -> str:
+        """Where every gateway process hears that sessions of a user ended (a logout, a new
+        password), so its live feeds of them close at once (core NATS, not stored)."""
+        return f"{self.prefix}.sessions.{user_id}.ended"
+
     def device_control_subject(self, user_id: str, device_id: str) -> str:
         """Where the gateway process holding a PC's connection hears that the PC was revoked
         or connected elsewhere (core NATS, not stored)."""

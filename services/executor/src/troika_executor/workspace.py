@@ -38,6 +38,9 @@ class Workspace:
         target = (self.root / pure).resolve()
         if not target.is_relative_to(self.root):
             raise OutsideWorkspace(f"{relative!r} leads outside the task's folder")
+        if any(part.startswith(".") for part in target.relative_to(self.root).parts):
+            # a link with an ordinary name that leads to the ledger, the browser's state…
+            raise OutsideWorkspace(f"{relative!r}: hidden files are not allowed")
         return target
 
     def files(self) -> list[str]:

@@ -81,6 +81,7 @@ class LiveSession:
         self.cursor: dict[str, int] = {}  # highest seq sent per task
         self.first: dict[str, int] = {}  # lowest seq sent per task
         self.owned: dict[str, bool] = {}
+        self.recheck = asyncio.Event()  # a session of the user ended somewhere: check ours now
 
     async def run(self, resume: dict[str, int]) -> None:
         for task_id, after in resume.items():
@@ -88,6 +89,9 @@ class LiveSession:
         bus = self.state.bus
         subscription = await bus.nc.subscribe(
             bus.topology.event_subject(self.principal.user_id), cb=self._on_live
+        )
+        ended = await bus.nc.subscribe(
+            bus.topology.sessions_ended_subject(self.principal.user_id), cb=self._on_ended
         )
         await self.socket.send_json({"type": "ready", "user_id": self.principal.user_id})
         try:
@@ -99,8 +103,12 @@ class LiveSession:
                 for task in (reader, writer, watcher):
                     task.cancel()
         finally:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
+            for each in (subscription, ended):
+                with contextlib.suppress(Exception):
+                    await each.unsubscribe()
+
+    async def _on_ended(self, _msg: Msg) -> None:
+        self.recheck.set()
 
     async def _on_live(self, msg: Msg) -> None:
         with contextlib.suppress(msgspec.DecodeError):
@@ -141,7 +149,10 @@ class LiveSession:
         """Ends the connection when the token expires or the session is revoked."""
         while True:
             remaining = (self.expires - datetime.now(UTC)).total_seconds()
-            await asyncio.sleep(max(min(remaining, REVOCATION_CHECK_S), 0))
+            wait_s = max(min(remaining, REVOCATION_CHECK_S), 0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.recheck.wait(), wait_s)
+            self.recheck.clear()
             reason = None
             if self.expires <= datetime.now(UTC):
                 reason = "the access token expired; reconnect with a fresh one"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,14 @@ __all__ = ["AuthController", "PhotoUpload"]
 
 AuthedRequest = Request[Principal, Any, State]
 _JSON_LIMIT = 64 * 1024  # account requests are small
+
+
+async def _sessions_ended(state: State, user_id: str) -> None:
+    """Tells every gateway process that sessions of the user ended (their feeds check theirs);
+    without the bus, the feeds notice within their regular check."""
+    bus = state.bus
+    with contextlib.suppress(Exception):
+        await bus.nc.publish(bus.topology.sessions_ended_subject(user_id), b"")
 
 
 @dataclass
@@ -76,9 +85,13 @@ class AuthController(Controller):
         return await accounts.refresh(data.refresh_token)
 
     @post("/logout", status_code=204, security=BEARER)
-    async def logout(self, request: AuthedRequest, accounts: NamedDependency[Accounts]) -> None:
-        """Ends this session: its access and refresh tokens stop working at once."""
+    async def logout(
+        self, request: AuthedRequest, accounts: NamedDependency[Accounts], state: State
+    ) -> None:
+        """Ends this session: its access and refresh tokens stop working, and its live feeds
+        close, at once."""
         await accounts.logout(request.user.session_id)
+        await _sessions_ended(state, request.user.user_id)
 
     @get("/me", security=BEARER)
     async def me(self, request: AuthedRequest, accounts: NamedDependency[Accounts]) -> Profile:
@@ -106,9 +119,11 @@ class AuthController(Controller):
         request: AuthedRequest,
         data: JSONBody[PasswordChange],
         accounts: NamedDependency[Accounts],
+        state: State,
     ) -> None:
-        """Sets a new password; every other session is signed out."""
+        """Sets a new password; every other session is signed out (its live feeds close)."""
         await accounts.change_password(request.user.session_id, request.user.user_id, data)
+        await _sessions_ended(state, request.user.user_id)
 
     @put("/photo", request_max_body_size=6 << 20, security=BEARER)
     async def upload_photo(
