@@ -84,3 +84,13 @@ async def test_every_answer_tells_the_browser_not_to_sniff_frame_or_refer(
         assert answer.headers["x-content-type-options"] == "nosniff"
         assert answer.headers["x-frame-options"] == "DENY"
         assert answer.headers["referrer-policy"] == "no-referrer"
+
+
+async def test_without_a_token_the_metrics_answer_this_machine_only(
+    client: httpx.AsyncClient,
+) -> None:
+    # The web app (a trusted proxy here) passing on a request from elsewhere
+    outside = await client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert outside.status_code == 401
+    assert "troika_gateway" not in outside.text
+    assert (await client.get("/metrics")).status_code == 200

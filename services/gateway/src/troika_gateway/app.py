@@ -11,7 +11,7 @@ from argon2 import PasswordHasher
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
 from redis.asyncio import Redis
 
 from troika_gateway.auth.middleware import PUBLIC_PATHS, BearerAuthMiddleware
@@ -34,6 +34,7 @@ from troika_gateway.interactions.policy_routes import (
 )
 from troika_gateway.interactions.routes import InteractionController
 from troika_gateway.live import live_events
+from troika_gateway.metrics import MetricsController
 from troika_gateway.openapi import EventBodies, openapi_config
 from troika_gateway.pipeline.outbox import Publisher
 from troika_gateway.pipeline.store import TaskStore
@@ -148,7 +149,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             social_media,
             live_events,
             desktop_link,
-            PrometheusController,
+            MetricsController,
         ],
         lifespan=[_database(settings), bus, redis],
         state=State(

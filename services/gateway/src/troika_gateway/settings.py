@@ -49,6 +49,8 @@ class GatewaySettings(BusSettings, SocialSettings, FilesSettings):
         database_dead_client_s: How long PostgreSQL waits on a client that stopped answering
             (its transaction idle, or the data it sent unacknowledged) before it ends the
             session: a process whose host is cut off holds its locks no longer.
+        metrics_token: The bearer token Prometheus sends to read ``/metrics``; unset, only
+            requests from this machine (loopback) may read them.
         data_dir: Task files (unless they are in a bucket) and uploads on their way in.
         gateway_host: The address the API listens on.
         gateway_port: The API's port.
@@ -101,6 +103,7 @@ class GatewaySettings(BusSettings, SocialSettings, FilesSettings):
     secret_key: SecretStr | None = None
     database_url: str = ""
     database_dead_client_s: float = Field(default=60.0, ge=3)
+    metrics_token: SecretStr | None = None
     data_dir: Path = Path("var")
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=0, le=65535)
