@@ -53,7 +53,8 @@ def gateway_process(tmp_path, nats_url, redis_url, bus_prefix, platforms):
         [sys.executable, "-m", "troika_gateway"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + scaled(30)
+    # as long as the other tests give a gateway: its start shares the machine with whole stacks
+    deadline = time.monotonic() + scaled(60)
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
@@ -62,6 +63,8 @@ def gateway_process(tmp_path, nats_url, redis_url, bus_prefix, platforms):
             time.sleep(0.1)
     else:
         process.kill()
+        process.wait()
+        log.close()
         pytest.fail("the gateway did not become ready:\n" + (tmp_path / "gateway.log").read_text())
     yield url
     process.terminate()
