@@ -6,13 +6,11 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 
-from troika_testkit import wait_for
 from troika_testkit.agents import llm_env
 from troika_testkit.ports import free_port
-from troika_testkit.processes import stop_all
+from troika_testkit.processes import gateway_ready, stop_all
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -101,17 +99,6 @@ async def stack(spawn, tmp_path, redis_url, bus_prefix, scripted_llm, stack_env)
     for module, name in SERVICES:
         stack.start(name, module)
     return stack
-
-
-async def gateway_ready(url: str) -> None:
-    async def ready() -> bool:
-        try:
-            async with httpx.AsyncClient() as http:
-                return (await http.get(f"{url}/ready")).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    await wait_for(ready, timeout=60, what="the gateway")
 
 
 # The end-to-end tests run whole stacks of processes (gateway, worker, three agents), and the

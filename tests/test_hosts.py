@@ -23,16 +23,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from aiobotocore.session import get_session
 
 from troika_testkit import wait_for
 from troika_testkit.agents import llm_env, plan_answer
 from troika_testkit.host_servers import HostServers, can_run_servers
 from troika_testkit.hosts import Network, Relay, can_make_hosts
-from troika_testkit.processes import ServiceProcess
-from troika_testkit.s3 import ACCESS_KEY, REGION, SECRET_KEY
+from troika_testkit.processes import ServiceProcess, gateway_ready
 
-from .conftest import gateway_ready
 from .test_pipeline import sign_in
 
 pytestmark = [
@@ -142,23 +139,6 @@ def handled(output: str) -> list[dict]:
     return [line for line in lines if line.get("event") == "message.handled"]
 
 
-async def new_bucket(endpoint: str) -> dict[str, str]:
-    """A bucket on the S3 server at ``endpoint``; the ``TROIKA_FILES*`` variables for it."""
-    name = f"troika-{secrets.token_hex(6)}"
-    options = {"endpoint_url": endpoint, "aws_access_key_id": ACCESS_KEY,
-               "aws_secret_access_key": SECRET_KEY, "region_name": REGION}  # fmt: skip
-    async with get_session().create_client("s3", **options) as client:
-        await client.create_bucket(Bucket=name)
-    return {
-        "TROIKA_FILES": "s3",
-        "TROIKA_FILES_BUCKET": name,
-        "TROIKA_FILES_ENDPOINT_URL": endpoint,
-        "TROIKA_FILES_ACCESS_KEY_ID": ACCESS_KEY,
-        "TROIKA_FILES_SECRET_ACCESS_KEY": SECRET_KEY,
-        "TROIKA_FILES_REGION": REGION,
-    }
-
-
 async def test_a_host_cut_off_mid_run_hands_its_work_to_the_other(
     spawn, tmp_path, bus_prefix, scripted_llm
 ) -> None:
@@ -174,7 +154,7 @@ async def test_a_host_cut_off_mid_run_hands_its_work_to_the_other(
             port = await relay.forward("127.0.0.1", model.port or 0)
             llm["TROIKA_LLM_BASE_URL"] = f"http://{network.here}:{port}{model.path}"
             common = {
-                **await new_bucket(servers.s3_url),
+                **servers.s3.files_env(await servers.s3.new_bucket()),
                 **llm,
                 "TROIKA_NATS_URL": servers.nats_url,
                 "TROIKA_DATABASE_URL": servers.postgres_url.replace(

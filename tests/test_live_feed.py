@@ -13,8 +13,8 @@ from troika_client import LiveFeed
 from troika_shared.task_events import TaskCompleted, TaskEventBody
 from troika_testkit import scaled, wait_for
 from troika_testkit.agents import plan_answer
+from troika_testkit.processes import gateway_ready
 
-from .conftest import gateway_ready
 from .test_pipeline import sign_in, step_script
 
 pytestmark = pytest.mark.slow

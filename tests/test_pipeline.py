@@ -13,8 +13,9 @@ import pytest
 
 from troika_testkit import scaled, wait_for
 from troika_testkit.agents import plan_answer
+from troika_testkit.processes import gateway_ready
 
-from .conftest import SERVICES, gateway_ready
+from .conftest import SERVICES
 
 pytestmark = pytest.mark.slow
 

@@ -24,8 +24,8 @@ from troika_shared.task_events import TaskCompleted
 from troika_testkit import scaled, wait_for
 from troika_testkit.agents import llm_env, plan_answer
 from troika_testkit.ports import free_port
+from troika_testkit.processes import gateway_ready
 
-from .conftest import gateway_ready
 from .test_pipeline import sign_in
 from .test_pipeline import step_script as notes_step
 

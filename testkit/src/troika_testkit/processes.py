@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Sequence
     from pathlib import Path
 
-__all__ = ["ServiceProcess", "stop_all", "wait_for"]
+__all__ = ["ServiceProcess", "gateway_ready", "stop_all", "wait_for"]
 
 
 async def wait_for(
@@ -36,6 +36,25 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {limit:.1f}s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def gateway_ready(url: str) -> None:
+    """Waits until the gateway at ``url`` says it is ready (its database, NATS and Redis
+    answer).
+
+    Raises:
+        TimeoutError: It did not, within a minute on a quiet machine.
+    """
+    import httpx  # noqa: PLC0415 - only the tests that start a gateway need it
+
+    async def ready() -> bool:
+        try:
+            async with httpx.AsyncClient() as http:
+                return (await http.get(f"{url}/ready")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await wait_for(ready, timeout=60, what="the gateway")
 
 
 def stop_all(processes: Iterable[ServiceProcess], timeout: float = 10.0) -> None:

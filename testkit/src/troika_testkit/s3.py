@@ -25,15 +25,17 @@ ACCESS_KEY, SECRET_KEY, REGION = "troika-test", "troika-test-secret", "us-east-1
 
 @dataclass
 class S3Server:
-    """``python -m moto.server`` on ``127.0.0.1``; a context manager."""
+    """``python -m moto.server`` on ``host`` (loopback unless said); a context manager that
+    starts it. Without entering, it is a handle on one started elsewhere (another host's)."""
 
     port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         """The endpoint, e.g. ``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def client_options(self) -> dict[str, str]:
         """What ``session.create_client("s3", **options)`` needs to reach it."""
@@ -70,7 +72,7 @@ class S3Server:
 
     def __enter__(self) -> S3Server:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

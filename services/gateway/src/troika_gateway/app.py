@@ -24,7 +24,6 @@ from troika_gateway.db import create_engine, create_sessionmaker, upgrade
 from troika_gateway.dependencies import dependencies
 from troika_gateway.desktop.devices import DeviceController
 from troika_gateway.desktop.link import desktop_link
-from troika_gateway.desktop.shots import ShotArea
 from troika_gateway.headers import security_headers
 from troika_gateway.health import HealthController
 from troika_gateway.interactions.policy_routes import (
@@ -67,21 +66,14 @@ def _database(settings: GatewaySettings) -> Lifespan:
     async def database(app: Litestar) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(settings.database_url, dead_client_s=settings.database_dead_client_s)
-        stop = asyncio.Event()
-        sweeping: asyncio.Task[None] | None = None
         closing = AsyncExitStack()
         try:
             app.state.files = await open_files(settings, settings.data_dir, closing)
             await upgrade(engine)
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)
-            shots = ShotArea(app.state.files, settings.data_dir / "staging")
-            sweeping = asyncio.create_task(shots.run(app.state.sessionmaker, stop))
             yield
         finally:
-            stop.set()
-            if sweeping is not None:
-                await sweeping
             await engine.dispose()
             await closing.aclose()
 

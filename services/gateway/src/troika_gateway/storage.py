@@ -110,23 +110,21 @@ async def open_files(settings: FilesSettings, data_dir: Path, stack: AsyncExitSt
 
 
 async def upload_to_task(
-    files: FileStore, task_id: str, upload: UploadFile, staging: Path, limit: int
-) -> tuple[str, Stored]:
-    """Stores an upload among the task's files under its own (checked) name, streamed through
-    a file in ``staging``; returns the name.
+    files: FileStore, task_id: str, name: str, upload: UploadFile, *, staging: Path, limit: int
+) -> Stored:
+    """Stores an upload among the task's files as ``name`` (a :func:`safe_name`), streamed
+    through a file in ``staging``.
 
     Raises:
-        InvalidInput: The name is not safe.
         PayloadTooLarge: The upload is over the limit (nothing is stored).
     """
-    name = safe_name(upload.filename or "")
     partial = staging / f"{uuid.uuid4().hex}.upload"
     try:
         stored = await store_upload(upload, partial, limit)
         await files.write(task_id, name, partial)
     finally:
         await anyio.Path(partial).unlink(missing_ok=True)
-    return name, stored
+    return stored
 
 
 async def store_upload(upload: UploadFile, target: Path, limit: int) -> Stored:

@@ -17,6 +17,7 @@ import structlog
 
 from troika_gateway.db import create_engine, create_sessionmaker, upgrade
 from troika_gateway.desktop.dispatch import DesktopWaits
+from troika_gateway.desktop.shots import ShotArea
 from troika_gateway.pipeline.expiry import Expirer
 from troika_gateway.pipeline.orchestrator import Orchestrator
 from troika_gateway.pipeline.outbox import Publisher, Relay
@@ -83,6 +84,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
             watchdog = Watchdog(sessionmaker, settings, store)
             desktop_waits = DesktopWaits(sessionmaker, settings, store)
             renewals = Renewals(sessionmaker, settings)
+            shots = ShotArea(files, settings.data_dir / "staging")
             clock = SystemClock()
             jobs = Jobs.connect(settings, clock)
             scheduler = Scheduler(sessionmaker, settings, store, jobs, clock, writes)
@@ -91,6 +93,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
                     runner.run(stop), dead_letters.run(stop), relay.run(stop),
                     publisher.run(stop), expirer.run(stop), watchdog.run(stop),
                     desktop_waits.run(stop), scheduler.run(stop), renewals.run(stop),
+                    shots.run(sessionmaker, stop),
                 )  # fmt: skip
             finally:
                 await jobs.close()

@@ -148,23 +148,8 @@ class LocalStore:
         Raises:
             FileNotFoundError: There is no such file.
         """
-        target = self._path(to_task, name)
-
-        def put() -> Entry:
-            with self._open(task_id, name) as source:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                partial = target.with_name(f"{target.name}.part-{os.getpid()}")
-                try:
-                    with partial.open("wb") as out:
-                        shutil.copyfileobj(source, out, CHUNK)
-                    with self._locked(to_task):
-                        partial.replace(target)
-                        stat = target.stat()
-                finally:
-                    partial.unlink(missing_ok=True)
-            return Entry(name, stat.st_size, _etag(stat))
-
-        return await anyio.to_thread.run_sync(put)
+        source = await anyio.to_thread.run_sync(self._inside, task_id, name)
+        return await self.write(to_task, name, source)
 
     async def delete(self, task_id: str, name: str, *, expected: Expected = ANY) -> None:
         """Removes the file if it is still as ``expected``.

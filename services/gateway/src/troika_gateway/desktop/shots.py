@@ -9,14 +9,12 @@ page wait there too, and go the same way.
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
-import structlog
 from sqlalchemy import or_, select
 
 from troika_gateway.db.models import Task
@@ -29,6 +27,7 @@ from troika_shared.desktop import (
     new_shot_name,
     shot_age,
     shot_name,
+    write_private,
 )
 
 if TYPE_CHECKING:
@@ -40,8 +39,6 @@ if TYPE_CHECKING:
     from troika_shared.files import FileStore
 
 __all__ = ["ShotArea"]
-
-log = structlog.get_logger("troika.gateway.desktop")
 
 _FINAL = tuple(s.value for s in TaskStatus if s.final)
 _ENDED_WITHIN = timedelta(days=1)  # an ended task's screenshots go at its first sweep
@@ -71,15 +68,8 @@ class ShotArea:
         check_png(png)
         name = new_shot_name()
         partial = self.staging / f"{uuid.uuid4().hex}.png"
-
-        def stage() -> None:
-            partial.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(png)
-
         try:
-            await anyio.to_thread.run_sync(stage)
+            await anyio.to_thread.run_sync(write_private, partial, png)
             await self.files.write(task_id, shot_name(name), partial)
         finally:
             await anyio.Path(partial).unlink(missing_ok=True)

@@ -140,22 +140,33 @@ class Tasks(TaskQueries):
         file its folder is removed again, and the caller's rollback forgets the task."""
         if not uploads:
             return
-        names = [safe_name(upload.filename or "") for upload in uploads]  # all, before any
         try:
-            for upload, (name, info) in zip(uploads, await self._store(task, uploads), strict=True):
+            stored = await self._store(task, uploads)
+            for upload, name, info in stored:
                 await self._record(task, name, info, upload.content_type, "upload")
         except BaseException:
             await self.file_store.delete_task(task.id)
             raise
-        self._event(task, ev.FilesUploaded(names=names))
+        self._event(task, ev.FilesUploaded(names=[name for _, name, _ in stored]))
 
-    async def _store(self, task: Task, uploads: Sequence[UploadFile]) -> list[tuple[str, Stored]]:
-        """Streams uploads into the task's files, in order; returns their names and digests."""
+    async def _store(
+        self, task: Task, uploads: Sequence[UploadFile]
+    ) -> list[tuple[UploadFile, str, Stored]]:
+        """Streams uploads into the task's files, in order, every name checked before the
+        first is stored; returns each with its name and digest.
+
+        Raises:
+            InvalidInput: A name is not safe (nothing is stored).
+            PayloadTooLarge: A file is over the limit (it is not stored; those before it are).
+        """
+        names = [safe_name(upload.filename or "") for upload in uploads]
         staging = self.settings.data_dir / "staging"
+        limit = self.max_upload_bytes
         return [
-            await upload_to_task(self.file_store, task.id, upload, staging, self.max_upload_bytes)
-            for upload in uploads
-        ]
+            (upload, name, await upload_to_task(self.file_store, task.id, name, upload,
+                                                staging=staging, limit=limit))
+            for upload, name in zip(uploads, names, strict=True)
+        ]  # fmt: skip
 
     async def _stop_schedule(self, task: Task) -> None:
         """A scheduled task cancelled or deleted takes its schedule with it."""
@@ -317,12 +328,7 @@ class Tasks(TaskQueries):
         if not uploads:
             raise InvalidInput("no file in the upload", [{"field": "files", "message": "empty"}])
         task = await self.get(task_id)
-        for upload in uploads:  # every name checked before anything is stored
-            safe_name(upload.filename or "")
-        stored = [
-            (upload, name, info)
-            for upload, (name, info) in zip(uploads, await self._store(task, uploads), strict=True)
-        ]
+        stored = await self._store(task, uploads)
         rows: list[File] = []
 
         async def record(fresh: Task) -> None:
