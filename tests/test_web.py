@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -40,6 +41,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 PASSWORD = "correct horse battery staple"
 HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 CSV = "region,amount\nnorth,10\nsouth,5\nnorth,7\n"
+BROWSER_ADDRESS = "127.0.0.77"  # where the web app sees the browsers come from
 
 
 def _objective(request: dict) -> str:
@@ -165,7 +167,8 @@ def up(llm, mail, site, platforms, tmp_path_factory, nats_url, redis_url):
     cut), the gateway's, the data folder and the proxy."""
     data = tmp_path_factory.mktemp("up")
     web_port, gateway_port = free_port(), free_port()
-    proxy = CuttableProxy(web_port).start()  # the browsers reach the web app through it
+    # The browsers reach the web app through it, from an address of their own (as people do).
+    proxy = CuttableProxy(web_port, source=BROWSER_ADDRESS).start()
     prefix = "web" + secrets.token_hex(4)
     env = {
         **os.environ,
@@ -228,6 +231,21 @@ def up(llm, mail, site, platforms, tmp_path_factory, nats_url, redis_url):
     proxy.stop()
 
 
+_CSP_REPORTER = """document.addEventListener('securitypolicyviolation', (e) =>
+  console.error(`csp-violation ${e.effectiveDirective} ${e.blockedURI}`));"""
+
+
+async def csp_violations(page) -> list[str]:
+    """What the page's content security policy blocks from now on (filled as it happens)."""
+    seen: list[str] = []
+    await page.add_init_script(_CSP_REPORTER)
+    page.on(
+        "console",
+        lambda message: seen.append(message.text) if "csp-violation" in message.text else None,
+    )
+    return seen
+
+
 async def sign_up(page, web: str, name: str) -> None:
     """Creates an account through the sign-up page and lands on the dashboard."""
     await page.goto(f"{web}/signup")
@@ -260,6 +278,7 @@ async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # n
     assert f"Open {web} in your browser." in (up["data"] / "up.log").read_text()
     alerts: list[str] = []
     page.on("dialog", lambda dialog: (alerts.append(dialog.message), dialog.dismiss()))
+    blocked = await csp_violations(page)  # the app's own scripts all run under its policy
     await page.goto(f"{web}/signin")
     await page.fill("#login", "nobody")
     await page.fill("#password", "wrong password!")
@@ -268,6 +287,14 @@ async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # n
     await screenshots.shot(page, "sign-in-refused")
 
     await sign_up(page, web, name)
+    # The gateway saw the person's address, not the web app's: the sign-in limits count people.
+    with sqlite3.connect(up["data"] / "troika.db") as db:
+        addresses = db.execute(
+            "SELECT s.client_address FROM sessions s JOIN users u ON u.id = s.user_id"
+            " WHERE u.username = ?",
+            (name,),
+        ).fetchall()
+    assert addresses == [(BROWSER_ADDRESS,)]
     await page.reload()  # the session survives a reload
     await page.wait_for_selector(f"#signed-in-as:has-text('{name}')")
     await screenshots.shot(page, "dashboard")
@@ -350,6 +377,45 @@ async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # n
     await download.save_as(saved)
     assert download.suggested_filename == "summary.md"
     assert saved.read_text() == f"# Sales\n\nnorth: 17, south: 5\n\n{HOSTILE}\n"
+    assert blocked == []
+
+
+async def test_markup_slipped_into_a_page_does_not_run_and_no_site_can_frame_it(up, page) -> None:
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(f"{up['web']}/signin/")
+    policy = answer.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy
+    assert "'unsafe-inline'" not in policy.split("script-src", 1)[1].split(";", 1)[0]
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["referrer-policy"] == "no-referrer"
+
+    blocked = await csp_violations(page)
+    await page.goto(f"{up['web']}/signin")
+    await page.wait_for_selector("#login")
+    # As a flaw that let text through as markup would: a script and an event handler.
+    await page.evaluate(
+        """() => {
+          const script = document.createElement('script');
+          script.textContent = 'window.__pwned = 1';
+          document.body.append(script);
+          const holder = document.createElement('div');
+          holder.innerHTML = '<img src="data:," onerror="window.__pwned = 2">';
+          document.body.append(holder);
+        }"""
+    )
+
+    async def both_refused() -> bool:
+        return len(blocked) >= 2
+
+    await wait_for(both_refused, what="the browser to refuse both")
+    assert await page.evaluate("window.__pwned === undefined")
+    assert all("script-src" in line for line in blocked), blocked
+    # The page still works: its own scripts were allowed.
+    await page.fill("#login", "nobody")
+    await page.fill("#password", "wrong password!")
+    await page.click("#submit")
+    await page.wait_for_selector("#form-error:has-text('Wrong username or password.')")
 
 
 async def test_a_stuck_task_is_answered_with_guidance_and_finishes(

@@ -119,6 +119,73 @@ async def test_repeated_failed_sign_ins_are_rate_limited_with_retry_after(client
     assert body["title"] == "Too many attempts"
 
 
+def _from(address: str) -> dict[str, str]:
+    """Headers of a request passed on by the trusted proxy (the web app) for ``address``."""
+    return {"X-Forwarded-For": address}
+
+
+async def _sign_in(client, login: str, password: str, address: str) -> httpx.Response:
+    return await client.post(
+        "/auth/login", json={"login": login, "password": password}, headers=_from(address)
+    )
+
+
+async def test_the_username_and_the_e_mail_address_count_as_one_account(client, alice) -> None:
+    for login in ("alice", "alice@example.com", "ALICE", "Alice@Example.com", "alice"):
+        assert (await _sign_in(client, login, "wrong!", "203.0.113.5")).status_code == 401
+    limited = await _sign_in(client, "alice@example.com", STRONG_PASSWORD, "203.0.113.5")
+    assert_problem(limited, 429, "too many failed sign-ins for this account from this address")
+
+
+async def test_a_stranger_guessing_cannot_lock_the_owner_out(client, alice) -> None:
+    assert (await _sign_in(client, "alice", STRONG_PASSWORD, "198.51.100.7")).status_code == 200
+    for _ in range(5):
+        assert (await _sign_in(client, "alice", "guess", "203.0.113.9")).status_code == 401
+    # The guesser's address may not try again, even with the right password ...
+    assert_problem(await _sign_in(client, "alice", STRONG_PASSWORD, "203.0.113.9"), 429)
+    # ... guessing on from other addresses is slowed down ...
+    slowed = await _sign_in(client, "alice", "guess", "203.0.113.10")
+    assert_problem(slowed, 429, "slowed down")
+    # ... and the owner, where they signed in before, gets in at once.
+    owner = await _sign_in(client, "alice", STRONG_PASSWORD, "198.51.100.7")
+    assert owner.status_code == 200, owner.text
+
+
+async def test_the_owner_on_a_new_machine_waits_seconds_not_the_window(client, alice) -> None:
+    for n in range(5):  # the account is at its limit: 1 s between attempts from new places
+        assert (await _sign_in(client, "alice", "guess", f"203.0.113.{n}")).status_code == 401
+    waiting = await _sign_in(client, "alice", STRONG_PASSWORD, "192.0.2.80")
+    assert_problem(waiting, 429, "slowed down")
+    retry_after = int(waiting.headers["retry-after"])
+    assert retry_after == 1
+    await asyncio.sleep(retry_after + 0.2)
+    assert (await _sign_in(client, "alice", STRONG_PASSWORD, "192.0.2.80")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/auth/password", lambda password: {"current_password": password,
+                                             "new_password": "another Long passphrase 42"}),
+        ("/auth/profile", lambda password: {"email": "alice2@example.com",
+                                            "current_password": password}),
+    ],
+)  # fmt: skip
+async def test_checks_of_the_current_password_have_the_sign_in_limits(
+    client, alice, path, body
+) -> None:
+    assert (await _sign_in(client, "alice", STRONG_PASSWORD, "198.51.100.20")).status_code == 200
+    for _ in range(5):
+        wrong = await client.put(path, headers=alice.headers, json=body("not it"))
+        assert_problem(wrong, 401)
+    limited = await client.put(path, headers=alice.headers, json=body(STRONG_PASSWORD))
+    assert_problem(limited, 429, "too many failed password checks")
+    # Nothing changed: the password and the e-mail address are what they were.
+    assert (await _sign_in(client, "alice", STRONG_PASSWORD, "198.51.100.20")).status_code == 200
+    me = await client.get("/auth/me", headers=alice.headers)
+    assert me.json()["email"] == "alice@example.com"
+
+
 async def test_one_address_is_limited_across_accounts(client, gateway) -> None:
     limit = gateway.settings.login_attempts_per_address
     statuses = [
@@ -127,6 +194,27 @@ async def test_one_address_is_limited_across_accounts(client, gateway) -> None:
     ]
     assert statuses[:limit] == [401] * limit
     assert statuses[limit] == 429
+
+
+async def test_asking_which_e_mail_addresses_have_accounts_is_rate_limited(
+    client, gateway, alice
+) -> None:
+    limit = gateway.settings.login_attempts_per_address
+    probes = [
+        await client.post(
+            "/auth/register",
+            json={"email": f"someone{n}@example.com", "username": "alice",
+                  "password": STRONG_PASSWORD},
+            headers=_from("203.0.113.40"),
+        )
+        for n in range(limit + 1)
+    ]  # fmt: skip
+    assert [probe.status_code for probe in probes[:limit]] == [409] * limit
+    assert_problem(probes[limit], 429, "too many sign-up attempts from this address")
+    # Sign-ins from there wait as well; the address's limit is one for both.
+    signing_in = await _sign_in(client, "alice", STRONG_PASSWORD, "203.0.113.40")
+    assert_problem(signing_in, 429, "from this address")
+    assert await count(gateway, User) == 1
 
 
 async def test_refresh_rotates_the_refresh_token(client, alice) -> None:

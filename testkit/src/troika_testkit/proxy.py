@@ -31,11 +31,14 @@ class CuttableProxy:
     Attributes:
         target_port: Where the connections go.
         port: The proxy's own port: any free one unless given.
+        source: The loopback address its connections come from (any 127.x.y.z on Linux), so
+            the server sees every client behind the proxy at an address of their own.
         connections: How many connections it has accepted, refused ones included.
     """
 
     target_port: int
     port: int = 0
+    source: str = "127.0.0.1"
     connections: int = 0
     _cut: bool = False
     _open: set[asyncio.StreamWriter] = field(default_factory=set)
@@ -122,7 +125,7 @@ class CuttableProxy:
             return
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(
-                "127.0.0.1", self.target_port
+                "127.0.0.1", self.target_port, local_addr=(self.source, 0)
             )
         except OSError:
             writer.transport.abort()

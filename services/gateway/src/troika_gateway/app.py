@@ -115,6 +115,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             per_account=settings.login_attempts_per_account,
             per_address=settings.login_attempts_per_address,
             window_s=settings.login_window_s,
+            max_delay_s=settings.login_slowdown_max_s,
         )
         try:
             yield

@@ -23,7 +23,13 @@ async def provide_db(state: State) -> AsyncIterator[AsyncSession]:
 
 def provide_accounts(db: NamedDependency[AsyncSession], state: State) -> Accounts:
     """Account operations on the request's session."""
-    return Accounts(db, state.passwords, state.tokens, state.settings.refresh_token_ttl_s)
+    return Accounts(
+        db,
+        state.passwords,
+        state.tokens,
+        state.settings.refresh_token_ttl_s,
+        state.login_limiter,
+    )
 
 
 def dependencies() -> dict[str, Any]:

@@ -62,9 +62,12 @@ class GatewaySettings(BusSettings, SocialSettings, FilesSettings):
         max_json_bytes: Largest JSON request body.
         max_upload_bytes: Largest uploaded file.
         max_photo_bytes: Largest profile photo.
-        login_attempts_per_account: Failed logins of one account in the window before it waits.
-        login_attempts_per_address: Login attempts from one client address in the window.
-        login_window_s: The rate-limit window.
+        login_attempts_per_account: Wrong passwords for one account within the window before
+            that address may not try it again, and before the account is slowed down for
+            addresses it never signed in from.
+        login_attempts_per_address: Password attempts from one client address in the window.
+        login_window_s: How long a failed attempt counts.
+        login_slowdown_max_s: The longest wait between attempts on a slowed-down account.
         trusted_proxies: Peers whose ``X-Forwarded-For`` names the real client (the web app,
             a reverse proxy): login limits and the audit trail then count people, not the proxy.
         password_time_cost: Argon2id passes per hash (more is slower for attackers and for us).
@@ -118,6 +121,7 @@ class GatewaySettings(BusSettings, SocialSettings, FilesSettings):
     login_attempts_per_account: int = Field(default=5, ge=1)
     login_attempts_per_address: int = Field(default=30, ge=1)
     login_window_s: int = Field(default=15 * 60, ge=1)
+    login_slowdown_max_s: int = Field(default=60, ge=1)
     trusted_proxies: tuple[str, ...] = ("127.0.0.1",)
     password_time_cost: int = Field(default=3, ge=1, le=20)
     password_memory_kib: int = Field(default=64 * 1024, ge=8 * 1024, le=4 * 1024 * 1024)

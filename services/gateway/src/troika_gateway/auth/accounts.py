@@ -78,15 +78,22 @@ class Accounts:
         passwords: Hashing.
         tokens: Access-token signing.
         refresh_ttl_s: A session's lifetime from its last refresh.
+        limiter: The limits on password attempts.
     """
 
     def __init__(
-        self, db: AsyncSession, passwords: Passwords, tokens: TokenIssuer, refresh_ttl_s: int
+        self,
+        db: AsyncSession,
+        passwords: Passwords,
+        tokens: TokenIssuer,
+        refresh_ttl_s: int,
+        limiter: LoginLimiter,
     ) -> None:
         self.db = db
         self.passwords = passwords
         self.tokens = tokens
         self.refresh_ttl_s = refresh_ttl_s
+        self.limiter = limiter
 
     async def user(self, user_id: str) -> User:
         """The caller's account.
@@ -108,13 +115,15 @@ class Accounts:
             return "this username is taken"
         return None
 
-    async def register(self, data: Registration) -> User:
+    async def register(self, data: Registration, client: Client) -> User:
         """Creates an account.
 
         Raises:
+            RateLimited: Too many attempts from the address (sign-ins and sign-ups together).
             InvalidInput: The password is too weak.
             Conflict: The e-mail address or username is taken.
         """
+        await self.limiter.from_address(client.address, what="sign-up")
         email = data.email.strip().lower()
         _password_problems(data.password, data.username, email, "password")
         if taken := await self._taken(email=email, username=data.username):
@@ -135,25 +144,55 @@ class Accounts:
             ) from exc
         return user
 
-    async def login(self, data: Login, client: Client, limiter: LoginLimiter) -> Tokens:
+    async def _known_address(self, user_id: str, address: str) -> bool:
+        """Whether the account signed in from ``address`` within a session's lifetime."""
+        since = datetime.now(UTC) - timedelta(seconds=self.refresh_ttl_s)
+        found = await self.db.scalar(
+            select(Session.id)
+            .where(
+                Session.user_id == user_id,
+                Session.client_address == address[:64],
+                Session.created_at > since,
+            )
+            .limit(1)
+        )
+        return found is not None
+
+    async def _check_password(
+        self, user: User | None, account: str, password: str, client: Client, what: str
+    ) -> bool:
+        """Checks a password within the attempt limits (see :mod:`.ratelimit`).
+
+        Raises:
+            RateLimited: Too many attempts on the account or from the address.
+        """
+        known = user is not None and await self._known_address(user.id, client.address)
+        await self.limiter.attempt(account, client.address, known=known, what=what)
+        if not await self.passwords.verify(user.password_hash if user else None, password):
+            await self.limiter.failed(account, client.address)
+            return False
+        await self.limiter.succeeded(account, client.address)
+        return True
+
+    async def login(self, data: Login, client: Client) -> Tokens:
         """Signs in and opens a session.
 
         Raises:
-            RateLimited: Too many attempts for the account or from the address.
+            RateLimited: Too many attempts on the account or from the address.
             Unauthorized: Unknown login or wrong password (indistinguishable).
         """
-        await limiter.attempt(data.login, client.address)
         login = data.login.strip()
         user = await self.db.scalar(
             select(User).where(
                 or_(User.email == login.lower(), func.lower(User.username) == login.lower())
             )
         )
-        if not await self.passwords.verify(user.password_hash if user else None, data.password):
-            await limiter.failed(data.login)
+        # The username and the e-mail address count as one account; a name that is none counts
+        # on its own, so trying one looks the same as trying an account.
+        account = user.id if user is not None else f"name:{login.lower()}"
+        if not await self._check_password(user, account, data.password, client, "sign-in"):
             raise Unauthorized("the e-mail address, username or password is not right")
-        assert user is not None  # noqa: S101 - verify() is False without a user
-        await limiter.succeeded(data.login)
+        assert user is not None  # noqa: S101 - a password checks out only for an account
         if self.passwords.needs_rehash(user.password_hash):
             user.password_hash = await self.passwords.hash(data.password)
         return await self._open_session(user.id, client)
@@ -247,10 +286,11 @@ class Accounts:
         )
         await self.db.commit()
 
-    async def update_profile(self, user_id: str, data: ProfileUpdate) -> User:
+    async def update_profile(self, user_id: str, data: ProfileUpdate, client: Client) -> User:
         """Changes e-mail, username or display name.
 
         Raises:
+            RateLimited: Too many wrong passwords (the sign-in limits).
             Unauthorized: The e-mail changes and the current password is missing or wrong.
             Conflict: The new e-mail address or username is taken.
         """
@@ -258,7 +298,9 @@ class Accounts:
         email = data.email.strip().lower() if data.email is not UNSET else None
         if email is not None and email != user.email:
             password = data.current_password if data.current_password is not UNSET else ""
-            if not password or not await self.passwords.verify(user.password_hash, password):
+            if not password or not await self._check_password(
+                user, user.id, password, client, "password check"
+            ):
                 raise Unauthorized("changing the e-mail address needs your current password")
             if taken := await self._taken(email=email):
                 raise Conflict(taken)
@@ -278,15 +320,20 @@ class Accounts:
             raise Conflict("that e-mail address or username was just taken") from exc
         return user
 
-    async def change_password(self, session_id: str, user_id: str, data: PasswordChange) -> None:
+    async def change_password(
+        self, session_id: str, user_id: str, data: PasswordChange, client: Client
+    ) -> None:
         """Sets a new password and signs out every other session.
 
         Raises:
+            RateLimited: Too many wrong passwords (the sign-in limits).
             Unauthorized: The current password is wrong.
             InvalidInput: The new password is too weak.
         """
         user = await self.user(user_id)
-        if not await self.passwords.verify(user.password_hash, data.current_password):
+        if not await self._check_password(
+            user, user.id, data.current_password, client, "password check"
+        ):
             raise Unauthorized("the current password is not right")
         _password_problems(data.new_password, user.username, user.email, "new_password")
         user.password_hash = await self.passwords.hash(data.new_password)

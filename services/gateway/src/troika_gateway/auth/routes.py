@@ -63,10 +63,14 @@ class AuthController(Controller):
 
     @post("/register", status_code=201, request_max_body_size=_JSON_LIMIT)
     async def register(
-        self, data: JSONBody[Registration], accounts: NamedDependency[Accounts]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[Registration],
+        accounts: NamedDependency[Accounts],
     ) -> Profile:
-        """Creates an account. Sign in afterwards with ``/auth/login``."""
-        return profile_of(await accounts.register(data))
+        """Creates an account. Sign in afterwards with ``/auth/login``. Sign-ups and sign-ins
+        from one address share its rate limit."""
+        return profile_of(await accounts.register(data, _client(request)))
 
     @post("/login", status_code=200, request_max_body_size=_JSON_LIMIT)
     async def login(
@@ -74,10 +78,9 @@ class AuthController(Controller):
         request: Request[Any, Any, Any],
         data: JSONBody[Login],
         accounts: NamedDependency[Accounts],
-        state: State,
     ) -> Tokens:
         """Signs in with an e-mail address or username. Rate-limited per account and address."""
-        return await accounts.login(data, _client(request), state.login_limiter)
+        return await accounts.login(data, _client(request))
 
     @post("/refresh", status_code=200, request_max_body_size=_JSON_LIMIT)
     async def refresh(self, data: JSONBody[Refresh], accounts: NamedDependency[Accounts]) -> Tokens:
@@ -111,7 +114,9 @@ class AuthController(Controller):
         accounts: NamedDependency[Accounts],
     ) -> Profile:
         """Changes the e-mail address (with the current password), username or display name."""
-        return profile_of(await accounts.update_profile(request.user.user_id, data))
+        return profile_of(
+            await accounts.update_profile(request.user.user_id, data, _client(request))
+        )
 
     @put("/password", status_code=204, request_max_body_size=_JSON_LIMIT, security=BEARER)
     async def change_password(
@@ -122,7 +127,9 @@ class AuthController(Controller):
         state: State,
     ) -> None:
         """Sets a new password; every other session is signed out (its live feeds close)."""
-        await accounts.change_password(request.user.session_id, request.user.user_id, data)
+        await accounts.change_password(
+            request.user.session_id, request.user.user_id, data, _client(request)
+        )
         await _sessions_ended(state, request.user.user_id)
 
     @put("/photo", request_max_body_size=6 << 20, security=BEARER)

@@ -190,7 +190,7 @@ class DeviceController(Controller):
         user_id = claimed.scalar_one_or_none()
         if user_id is None:
             await db.rollback()
-            await limiter.failed(f"pairing:{address}")
+            await limiter.failed(f"pairing:{address}", address)
             raise NotFound("pairing code (it is wrong, used or expired: ask for a new one)")
         token = secrets.token_urlsafe(32)
         device = Device(
