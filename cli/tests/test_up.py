@@ -6,15 +6,18 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from troika_shared.settings import shown
 from troika_testkit import scaled
 from troika_testkit.ports import free_port
 
@@ -108,6 +111,17 @@ def can_listen_on(port: int) -> bool:
         return True
 
 
+def open_to_others(root: Path) -> list[str]:
+    """What under ``root`` (itself included) someone other than its owner may read, write or
+    enter, with its mode."""
+    found = []
+    for path in [root, *root.rglob("*")]:
+        info = path.lstat()
+        if not stat.S_ISLNK(info.st_mode) and stat.S_IMODE(info.st_mode) & 0o077:
+            found.append(f"{path.relative_to(root)} {oct(stat.S_IMODE(info.st_mode))}")
+    return found
+
+
 def run_check(
     data_dir: Path, port: int, *args: str, **extra: str
 ) -> subprocess.CompletedProcess[str]:
@@ -133,6 +147,9 @@ def test_up_check_starts_everything_reports_ready_and_stops(tmp_path: Path) -> N
     assert "local model SmolLM2-135M-Instruct" in result.stdout
     assert "it plans poorly" in result.stdout
     assert (data_dir / "nats" / "jetstream").is_dir()  # the embedded servers keep their data here
+    # The database, the keys and the servers' data are the owner's alone, whatever the umask.
+    assert (data_dir / "troika.db").is_file()
+    assert open_to_others(data_dir) == []
     assert not [pid for pid in descendants(1) if str(data_dir).encode() in _cmdline(pid)]
     assert can_listen_on(port)  # the gateway let go of its port
 
@@ -157,7 +174,9 @@ def test_up_uses_servers_that_are_already_configured(
     assert rows == dict.fromkeys(
         ("nats", "redis", "gateway", "worker", "planner", "executor", "reviewer"), "ready"
     )
-    assert nats_url in result.stdout
+    assert shown(nats_url) in result.stdout  # the address, without a password in it
+    if password := urlsplit(nats_url).password:
+        assert password not in result.stdout + result.stderr
     assert not (data_dir / "nats").exists()
     assert not (data_dir / "valkey").exists()
 
@@ -395,3 +414,4 @@ def test_a_first_task_on_the_local_model_ends_plainly(tmp_path: Path, start_up) 
             assert "is too small for this step" in seen["status_reason"]
     assert "Traceback" not in rest
     assert "message.failed" not in rest
+    assert open_to_others(tmp_path / "var") == []  # the task's folder and all

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from troika_shared.settings import AgentSettings, BusSettings
+from troika_shared.settings import AgentSettings, BusSettings, shown
 
 
 def test_settings_read_troika_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,3 +34,17 @@ def test_settings_are_frozen() -> None:
     settings = BusSettings()
     with pytest.raises(pydantic.ValidationError):
         settings.bus_prefix = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("url", "printed"),
+    [
+        ("nats://troika:s3cret@127.0.0.1:4222", "nats://troika:***@127.0.0.1:4222"),
+        ("redis://:s3cret@localhost:6379/0", "redis://:***@localhost:6379/0"),
+        ("redis://localhost:6379/0", "redis://localhost:6379/0"),
+        ("nats://a:x@h1:4222, nats://a:y@h2:4222", "nats://a:***@h1:4222,nats://a:***@h2:4222"),
+        ("nats://u:p@[::1]:4222", "nats://u:***@[::1]:4222"),
+    ],
+)
+def test_addresses_are_printed_without_their_passwords(url: str, printed: str) -> None:
+    assert shown(url) == printed

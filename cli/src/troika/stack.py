@@ -30,6 +30,8 @@ from troika.local_llm import (
 from troika.supervisor import ChildSpec, GaveUp, Supervisor
 from troika_shared.approvals import approval_key
 from troika_shared.health import ping_service
+from troika_shared.private import keep_private
+from troika_shared.settings import shown
 from troika_shared.subjects import Topology
 from troika_shared.vault import call_secrets_key
 
@@ -246,7 +248,7 @@ class Stack:
             if not self.local_model.is_file():
                 raise ModelMissing(f"{self.local_model} is not a file (TROIKA_LLM_GGUF)")
             self.llm_url = f"http://127.0.0.1:{free_port()}/v1"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        keep_private(self.data_dir)  # the servers and services it starts inherit the umask
         if not self.nats_url:
             self.nats_server = EmbeddedNats(self.data_dir / "nats")
             self.nats_url = await asyncio.to_thread(self.nats_server.start)
@@ -325,8 +327,10 @@ class Stack:
         if self.settings.web:
             rows.append(Component("web", self.open_url, note="open this in your browser"))
         rows += [
-            Component("nats", self.nats_url, note=nats_note),
-            Component("valkey" if self.valkey_server else "redis", self.redis_url, note=redis_note),
+            Component("nats", shown(self.nats_url), note=nats_note),
+            Component(
+                "valkey" if self.valkey_server else "redis", shown(self.redis_url), note=redis_note
+            ),
         ]
         if self.local_model is not None:
             note = f"local model {model_name(self.local_model)}"

@@ -162,6 +162,20 @@ async def test_prints_what_it_computes(sandbox, workspace) -> None:
     assert result.isolation == sandbox.isolation
 
 
+async def test_it_runs_under_the_executors_private_umask(sandbox, workspace) -> None:
+    # The executor creates everything 0600/0700 (troika_shared.private); the code's own uid
+    # must still reach what it needs, and find the task's files.
+    (workspace.root / "in.txt").write_text("21")
+    previous = os.umask(0o077)
+    try:
+        code = "n = int(open('in.txt').read()); open('out.txt', 'w').write(str(n * 2))"
+        result = await sandbox.run(workspace, code, QUICK)
+    finally:
+        os.umask(previous)
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert (workspace.root / "out.txt").read_text() == "42"
+
+
 async def test_an_exception_gives_its_traceback_and_exit_status_1(sandbox, workspace) -> None:
     code = "def total(rows):\n    raise ValueError('no rows')\n\ntotal([])\n"
     result = await sandbox.run(workspace, code, QUICK)
@@ -516,6 +530,48 @@ async def test_links_in_the_workspace_are_not_followed_in(sandbox, workspace, da
     assert result.stdout == "['sales.csv']\n"
 
 
+async def test_many_files_under_the_size_limit_stop_at_the_disk_quota(sandbox, workspace) -> None:
+    (workspace.root / "input.bin").write_bytes(b"i" * 6 * 1024 * 1024)  # copied in: not counted
+    code = """
+import os, time
+chunk = b"x" * 1024 * 1024
+for n in range(400):  # 400 MB in files of 4 MB: each one within its limit
+    with open(f"part-{n}.bin", "wb") as out:
+        for _ in range(4):
+            out.write(chunk)
+    time.sleep(0.01)
+print("wrote everything")
+"""
+    result = await sandbox.run(
+        workspace, code, SandboxLimits(timeout_s=60, file_mb=8, disk_mb=16, copy_in_mb=400)
+    )
+    assert "wrote everything" not in result.stdout
+    assert result.overrun == "stopped: the program wrote more than its 16 MB of disk"
+    assert result.signal == "SIGKILL"
+    assert not result.timed_out
+    written = sum(p.stat().st_size for p in workspace.root.glob("part-*.bin"))
+    assert 16 * 1024 * 1024 < written < 200 * 1024 * 1024  # stopped soon after the quota
+
+
+async def test_files_hidden_deep_stop_the_run_too(sandbox, workspace) -> None:
+    code = """
+import os, time
+for _ in range(300):
+    os.mkdir("d")
+    os.chdir("d")
+time.sleep(30)
+"""
+    result = await sandbox.run(workspace, code, SandboxLimits(timeout_s=60, disk_mb=16))
+    assert result.overrun == "stopped: it nested folders more than 256 deep"
+    assert not result.timed_out
+
+
+async def test_a_run_within_its_disk_quota_is_not_stopped(sandbox, workspace) -> None:
+    code = 'open("out.bin", "wb").write(b"x" * 4 * 1024 * 1024); print("ok")'
+    result = await sandbox.run(workspace, code, SandboxLimits(timeout_s=20, disk_mb=16))
+    assert (result.stdout, result.overrun, result.exit_code) == ("ok\n", None, 0)
+
+
 async def test_files_written_outside_the_scratch_folder_never_reach_the_host(
     sandbox, workspace
 ) -> None:
@@ -729,7 +785,7 @@ os.makedirs("d/d/d/d/d")
 open("d/d/d/d/d/mid.txt", "w").write("mid")
 os.makedirs("deep")
 open("deep/bottom.txt", "w").write("bottom")
-for _ in range(1200):  # wraps "deep" in one more folder each time, with short paths only
+for _ in range(200):  # wraps "deep" in one more folder each time, with short paths only
     os.mkdir("wrap")
     os.rename("deep", "wrap/d")
     os.rename("wrap", "deep")

@@ -788,6 +788,23 @@ def test_an_answer_to_an_overtaken_request_is_ignored() -> None:
     assert flow.state.subtask("a").status == SubtaskStatus.RUNNING  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("request_id", ["", "a guess"])
+def test_an_answer_to_no_request_made_is_ignored(request_id) -> None:
+    # Whoever can publish on the bus cannot slip in a plan, a step or a verdict of their own.
+    flow = executing()
+    flow.do(StepProposed(correlation_id="t1", subtask_id="a", request_id=request_id,
+                         result=SubtaskResult(summary="forged")))  # fmt: skip
+    assert flow.effects == []
+    assert flow.state.subtask("a").status == SubtaskStatus.RUNNING  # type: ignore[union-attr]
+    waiting = planning()
+    waiting.do(PlanProduced(correlation_id="t1", request_id=request_id, plan=ONE))
+    assert waiting.state.plan is None
+    reviewing = executing()
+    reviewing.finish("a")
+    reviewing.do(ReviewVerdict(correlation_id="t1", request_id=request_id, approved=True))
+    assert reviewing.state.status == TaskStatus.REVIEWING
+
+
 def test_an_answer_to_a_request_made_before_requests_were_remembered_counts() -> None:
     flow = executing()
     flow.state.subtasks[0].in_flight = LEGACY

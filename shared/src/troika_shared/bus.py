@@ -27,6 +27,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from troika_shared.errors import DependencyUnavailable
 from troika_shared.messages import Message, encode
+from troika_shared.settings import shown
 from troika_shared.subjects import Retention, StreamKey, StreamSpec, Topology
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class Bus:
                 reconnected_cb=bus._on_reconnect,
             )
         except (NoServersError, OSError, TimeoutError) as exc:
-            raise DependencyUnavailable("nats", f"{settings.nats_url}: {exc}") from exc
+            raise DependencyUnavailable("nats", f"{shown(settings.nats_url)}: {exc}") from exc
         # Once connected, a lost connection is retried for as long as it takes: the client reads
         # this option on every reconnect, and there is no separate one for the first connect.
         bus.nc.options["max_reconnect_attempts"] = -1

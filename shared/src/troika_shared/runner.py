@@ -41,6 +41,7 @@ from troika_shared.errors import (
 )
 from troika_shared.logs import configure_logging
 from troika_shared.messages import DeadLettered, Message, decode, derive_id
+from troika_shared.private import keep_private
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -292,6 +293,7 @@ def serve(
         on_stop: Awaited after the runner stops (closing the service's LLM client).
     """
     configure_logging(service=service, level=settings.log_level, fmt=settings.log_format)
+    keep_private(getattr(settings, "data_dir", None))
     runner = ServiceRunner(
         service=service,
         version=metadata.version(distribution),

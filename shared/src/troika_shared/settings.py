@@ -7,15 +7,32 @@ Settings are read from ``TROIKA_*`` environment variables once, in a service's `
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from troika_shared.subjects import PREFIX_PATTERN
 
-__all__ = ["AgentSettings", "BusSettings", "LogFormat", "TroikaSettings"]
+__all__ = ["AgentSettings", "BusSettings", "LogFormat", "TroikaSettings", "shown"]
 
 LogFormat = Literal["auto", "console", "json"]
+
+
+def shown(url: str) -> str:
+    """``url`` as it may be printed or logged: a password in it (``scheme://user:password@…``)
+    is replaced with ``***``; a list of servers separated by commas, each."""
+    if "," in url:
+        return ",".join(shown(part.strip()) for part in url.split(","))
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class TroikaSettings(BaseSettings):

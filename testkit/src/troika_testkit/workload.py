@@ -162,6 +162,7 @@ class Person:
         self._endings: dict[str, asyncio.Future[Ending]] = {}
         self._first_asks: dict[str, asyncio.Future[None]] = {}
         self._approving: set[asyncio.Task[None]] = set()
+        self._answered: set[str] = set()
         self._reader: asyncio.Task[None] | None = None
         self._stack = contextlib.AsyncExitStack()
 
@@ -285,7 +286,9 @@ class Person:
             first = self._first_asks.setdefault(task_id, loop.create_future())
             if not first.done():
                 first.set_result(None)
-            if self.approving:
+            if self.approving and data["interaction_id"] not in self._answered:
+                # an announcement seen twice (the feed resumed) is still one question
+                self._answered.add(data["interaction_id"])
                 job = asyncio.create_task(self._approve(task_id, data["interaction_id"]))
                 self._approving.add(job)
                 job.add_done_callback(self._approving.discard)
@@ -308,7 +311,8 @@ class Person:
                 f"/interactions/{interaction_id}/respond", {"decision": "approve"}
             )
         except ApiError as exc:
-            self._end(task_id, Ending(time.perf_counter(), "approval", f"answered {exc.status}"))
+            reason = f"answered {exc.status}: {exc.detail}"
+            self._end(task_id, Ending(time.perf_counter(), "approval", reason))
         else:
             self.approvals += 1
 

@@ -33,6 +33,8 @@ class SandboxLimits:
         open_files: Open file descriptors per process (``RLIMIT_NOFILE``).
         output_chars: Characters of stdout, and separately of stderr, that are kept.
         copy_in_mb: Largest total of workspace files copied in (and of files copied back).
+        disk_mb: What the run may write to disk in all, beyond the files copied in; past it
+            the run is stopped (``troika_executor.disk_quota``).
     """
 
     timeout_s: float = 30.0
@@ -43,6 +45,7 @@ class SandboxLimits:
     open_files: int = 256
     output_chars: int = 20_000
     copy_in_mb: int = 200
+    disk_mb: int = 256
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

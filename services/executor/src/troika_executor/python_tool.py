@@ -32,6 +32,8 @@ def _report(run: SandboxRun) -> str:
 
 
 def _failure(run: SandboxRun, limits: SandboxLimits) -> str | None:
+    if run.overrun is not None:
+        return run.overrun
     if run.timed_out:
         return f"stopped after {limits.timeout_s:g} s: the program ran past its time limit"
     if run.signal == "SIGXCPU":

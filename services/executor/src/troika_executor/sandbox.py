@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from troika_executor import disk_quota
 from troika_executor.jail_orders import BASIC, MIB, NAMESPACES, Orders, SandboxLimits
 from troika_executor.workspace import OutsideWorkspace
 from troika_shared.errors import PermanentError
@@ -190,8 +191,9 @@ class SandboxRun:
         stdout: Its standard output, cut to ``output_chars`` with a ``[truncated: …]`` marker.
         stderr: Its standard error, the same way, followed by notes on files not copied back.
         timed_out: The wall-clock timeout expired and the process tree was killed.
-        signal: The signal that ended it (``"SIGKILL"`` on timeout, ``"SIGXCPU"`` past the CPU
-            limit), else ``None``.
+        signal: The signal that ended it (``"SIGKILL"`` on timeout or past the disk quota,
+            ``"SIGXCPU"`` past the CPU limit), else ``None``.
+        overrun: Why the executor stopped it before its time (its disk quota), else ``None``.
         changed_files: Workspace-relative paths the code created or modified, copied back.
         isolation: ``"namespaces"`` or ``"basic"``.
     """
@@ -203,6 +205,7 @@ class SandboxRun:
     signal: str | None
     changed_files: tuple[str, ...]
     isolation: str
+    overrun: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +330,9 @@ class Sandbox:
             try:
                 limit = limits.copy_in_mb * MIB
                 copied = await asyncio.to_thread(_copy_in, workspace, scratch, limit, uid)
-                ended = await self._execute(scratch, code, limits, uid, isolation)
+                allowed = await asyncio.to_thread(disk_quota.measure, scratch)
+                allowed += limits.disk_mb * MIB
+                ended = await self._execute(scratch, code, limits, uid, isolation, allowed=allowed)
                 changed, notes = await asyncio.to_thread(
                     _copy_out, workspace, scratch, copied, limit
                 )
@@ -388,9 +393,17 @@ class Sandbox:
         return None
 
     async def _execute(
-        self, scratch: Path, code: str, limits: SandboxLimits, uid: int | None, isolation: str
+        self,
+        scratch: Path,
+        code: str,
+        limits: SandboxLimits,
+        uid: int | None,
+        isolation: str,
+        *,
+        allowed: int,
     ) -> SandboxRun:
-        """Starts the jail and waits for it; the run, with no files copied back yet."""
+        """Starts the jail and waits for it, stopping it past ``allowed`` bytes in ``scratch``;
+        the run, with no files copied back yet."""
         ready_read, ready_write = os.pipe()
         orders = Orders(
             code=code,
@@ -424,23 +437,30 @@ class Sandbox:
             asyncio.ensure_future(_drain(process.stderr, stderr)),
         )
         timed_out = False
+        overrun: disk_quota.Overrun | None = None
+        watcher = asyncio.ensure_future(disk_quota.watch(scratch, allowed, limits.disk_mb))
         try:
             async with asyncio.timeout(limits.timeout_s):
                 await _send(process, orders.encode())
-                await process.wait()
-                await asyncio.wait(readers)
+                ending = asyncio.ensure_future(_ended(process, readers))
+                await asyncio.wait((ending, watcher), return_when=asyncio.FIRST_COMPLETED)
+                if watcher.done():
+                    overrun = watcher.result()
+                    ending.cancel()
+                await asyncio.gather(ending, return_exceptions=overrun is not None)
         except TimeoutError:
             timed_out = True
         finally:
+            watcher.cancel()
             try:
                 await _stop(process, uid)
                 await _settle(readers)
             finally:
                 ready = _was_ready(ready_read)
-        if not ready and not timed_out:
+        if not ready and not timed_out and overrun is None:
             raise JailFailed(stderr.text())
         returncode = process.returncode
-        if timed_out or returncode is None:
+        if timed_out or overrun is not None or returncode is None:
             exit_code, ended_by = None, "SIGKILL"
         elif returncode < 0:
             exit_code, ended_by = None, _signal_name(-returncode)
@@ -454,7 +474,16 @@ class Sandbox:
             signal=ended_by,
             changed_files=(),
             isolation=isolation,
+            overrun=overrun.reason if overrun is not None else None,
         )
+
+
+async def _ended(
+    process: asyncio.subprocess.Process, readers: Iterable[asyncio.Future[None]]
+) -> None:
+    """Returns once the jail has exited and its output is read."""
+    await process.wait()
+    await asyncio.wait(readers)
 
 
 def _environment(scratch: Path) -> dict[str, str]:

@@ -37,6 +37,8 @@ class ExecutorSettings(AgentSettings, LlmSettings, FilesSettings):
             run without them), ``basic`` (an audit hook only: a fallback, not a security
             boundary; logged as a warning), or ``off`` (the tool is refused).
         sandbox_memory_mb, sandbox_file_mb, sandbox_processes: Each run's limits.
+        sandbox_disk_mb: What one run may write to disk in all (beyond the task's files it
+            starts with); past it the run is stopped.
         sandbox_uid_base: When the executor runs as root, each concurrent run gets its own
             uid from here on (``sandbox_slots`` of them).
         browser: Whether the browser tools run here (``false``: they are refused).
@@ -55,6 +57,7 @@ class ExecutorSettings(AgentSettings, LlmSettings, FilesSettings):
     sandbox_memory_mb: int = Field(default=1024, ge=64, le=65_536)
     sandbox_file_mb: int = Field(default=64, ge=1, le=65_536)
     sandbox_processes: int = Field(default=32, ge=1, le=4096)
+    sandbox_disk_mb: int = Field(default=256, ge=1, le=1_048_576)
     sandbox_uid_base: int = Field(default=61_000, ge=1000)
     sandbox_slots: int = Field(default=16, ge=1, le=1024)
     browser: bool = True
@@ -78,6 +81,7 @@ class ExecutorSettings(AgentSettings, LlmSettings, FilesSettings):
             memory_mb=self.sandbox_memory_mb,
             file_mb=self.sandbox_file_mb,
             processes=self.sandbox_processes,
+            disk_mb=self.sandbox_disk_mb,
         )
         browsers = (
             Browsers(

@@ -10,6 +10,7 @@ import uvicorn
 from troika_gateway.app import create_app
 from troika_gateway.settings import GatewaySettings
 from troika_shared.logs import configure_logging
+from troika_shared.private import keep_private
 
 EXIT_CONFIG = 2
 
@@ -19,6 +20,7 @@ def main() -> None:
     try:
         settings = GatewaySettings()
         configure_logging(service="gateway", level=settings.log_level, fmt=settings.log_format)
+        keep_private(settings.data_dir)
         app = create_app(settings)
     except (pydantic.ValidationError, ValueError) as exc:
         print(f"troika-gateway: the configuration is not usable:\n{exc}", file=sys.stderr)  # noqa: T201

@@ -32,6 +32,7 @@ from troika_gateway.storage import open_files
 from troika_shared.bus import Bus
 from troika_shared.errors import DependencyUnavailable
 from troika_shared.logs import configure_logging
+from troika_shared.private import keep_private
 from troika_shared.runner import ServiceRunner
 from troika_shared.settings import AgentSettings
 from troika_shared.subjects import StreamKey
@@ -108,6 +109,7 @@ def main() -> None:
     except pydantic.ValidationError as exc:
         raise SystemExit(f"troika worker: the configuration is not usable:\n{exc}") from exc
     configure_logging(service="worker", level=settings.log_level, fmt=settings.log_format)
+    keep_private(settings.data_dir)
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -50,11 +50,13 @@ def missing_work(state: TaskState) -> list[str]:
 
 
 def stale(request_id: str, in_flight: str) -> bool:
-    """Whether an answer is not for the request the task awaits. Answers name their request;
-    without a name (an older agent), any answer counts while one is awaited."""
+    """Whether an answer is not for the request the task awaits. An answer counts only when it
+    names that request (each request's id is derived from the task and how many requests went
+    before), so nothing else on the bus can slip one in; only a request made before requests
+    were remembered (:data:`LEGACY`) takes any answer."""
     if not in_flight:
         return True
-    return bool(request_id) and in_flight not in (LEGACY, request_id)
+    return in_flight not in (LEGACY, request_id)
 
 
 def has_open_calls(state: TaskState, sub: SubtaskState) -> bool:
