@@ -10,10 +10,16 @@ import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeout
 from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, ResponseError
 
 from troika.embedded import EmbeddedNats, EmbeddedValkey
+from troika_shared.bus import Bus
+from troika_shared.errors import DependencyUnavailable
+from troika_shared.messages import PlanProduced, PlanRequested, StepProposed, decode
+from troika_shared.settings import BusSettings
+from troika_shared.subjects import AGENTS, StreamKey, Topology
 
 
 async def _quiet(_error: Exception) -> None:
@@ -77,4 +83,45 @@ async def test_the_embedded_valkey_lets_in_only_clients_with_its_password(tmp_pa
             await client.set("k", "v")
             assert await client.get("k") == b"v"
     finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def test_each_agent_may_use_only_its_own_subjects(tmp_path) -> None:
+    prefix = "perm"
+    topology = Topology(prefix)
+    users = {"troika": None} | {agent: topology.agent_permissions(agent) for agent in AGENTS}
+    server = EmbeddedNats(tmp_path / "nats", users=users)
+    await asyncio.to_thread(server.start)
+    admin = planner = None
+    try:
+        admin = await Bus.connect(BusSettings(nats_url=server.url, bus_prefix=prefix), name="admin")
+        await admin.ensure_streams()
+        settings = BusSettings(
+            nats_url=server.url_for("planner"), bus_prefix=prefix, publish_timeout_s=1
+        )
+        planner = await Bus.connect(settings, name="planner@test", service="planner")
+        # What it is there for: its streams, its queue, its answers.
+        await planner.ensure_streams(update=False)
+        queue = await planner.work_queue(StreamKey.PLANNER, "planner")
+        await admin.publish(PlanRequested(correlation_id="t1", objective="notes"))
+        [delivery] = await queue.fetch(1, timeout=5)
+        await delivery.ack()
+        request = decode(delivery.data)
+        assert await planner.publish(PlanProduced(correlation_id="t1", request_id=request.id))
+        # What it may not do: answer for the executor, give a command, read another queue.
+        with pytest.raises(DependencyUnavailable):
+            await planner.publish(StepProposed(correlation_id="t1", subtask_id="a"))
+        with pytest.raises(DependencyUnavailable):
+            await planner.publish(PlanRequested(correlation_id="t2", objective="more"))
+        with pytest.raises(NatsTimeout):
+            await planner.work_queue(StreamKey.EXECUTOR, "sneak")
+        # ... nor listen to the people's live events.
+        heard = await planner.nc.subscribe(topology.event_subject("u1"))
+        await admin.nc.publish(topology.event_subject("u1", "t1"), b"private")
+        with pytest.raises(NatsTimeout):
+            await heard.next_msg(timeout=1)
+    finally:
+        for bus in (planner, admin):
+            if bus is not None:
+                await bus.close()
         await asyncio.to_thread(server.stop)

@@ -143,6 +143,7 @@ def test_up_check_starts_everything_reports_ready_and_stops(tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Troika is ready." in result.stdout
     assert status_rows(result.stdout) == dict.fromkeys(COMPONENTS, "ready")
+    assert "Permissions Violation" not in result.stdout  # each agent's NATS user has enough
     # no model is configured, so the small local one serves, and the person is told what it is
     assert "local model SmolLM2-135M-Instruct" in result.stdout
     assert "it plans poorly" in result.stdout
@@ -414,4 +415,5 @@ def test_a_first_task_on_the_local_model_ends_plainly(tmp_path: Path, start_up) 
             assert "is too small for this step" in seen["status_reason"]
     assert "Traceback" not in rest
     assert "message.failed" not in rest
+    assert "Permissions Violation" not in rest  # each agent's NATS user had what it needed
     assert open_to_others(tmp_path / "var") == []  # the task's folder and all

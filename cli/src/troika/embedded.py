@@ -13,6 +13,7 @@ connect, no other local process can read the bus, publish on it, or touch the sh
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -24,9 +25,14 @@ import sys
 import sysconfig
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from troika.supervisor import die_with_parent
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from troika_shared.subjects import Permissions
 
 __all__ = ["EmbeddedNats", "EmbeddedServerError", "EmbeddedValkey", "free_port", "installed_binary"]
 
@@ -140,17 +146,54 @@ class _Embedded:
 
 
 class EmbeddedNats(_Embedded):
-    """``nats-server`` with JetStream, storing streams under ``data_dir/jetstream``."""
+    """``nats-server`` with JetStream, storing streams under ``data_dir/jetstream``.
+
+    Args:
+        data_dir: Where it keeps its data, configuration and log.
+        host: The address it listens on.
+        users: Its users, each with the subjects it may use (``None``: all of them); the first
+            is the one :attr:`url` connects as. Default: one user, ``troika``, with all.
+    """
 
     name = "nats"
-    user = "troika"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        users: Mapping[str, Permissions | None] | None = None,
+    ) -> None:
+        super().__init__(data_dir, host=host)
+        self.users = dict(users or {"troika": None})
+        self.user = next(iter(self.users))
+        self.passwords = {user: secrets.token_urlsafe(24) for user in self.users}
+        self.password = self.passwords[self.user]
 
     @property
     def url(self) -> str:
-        """The client URL once started, with the credentials."""
+        """The client URL once started, with the first user's credentials."""
+        return self.url_for(self.user)
+
+    def url_for(self, user: str) -> str:
+        """The client URL for one of its users, once started."""
         if self.port is None:
             raise RuntimeError("nats-server is not running")
-        return f"nats://{self.user}:{self.password}@{self.host}:{self.port}"
+        return f"nats://{user}:{self.passwords[user]}@{self.host}:{self.port}"
+
+    def _authorization(self) -> str:
+        """The ``authorization`` block of its configuration (strings quoted as JSON)."""
+        entries = []
+        for user, permissions in self.users.items():
+            entry = f"user: {json.dumps(user)}, password: {json.dumps(self.passwords[user])}"
+            if permissions is not None:
+                entry += (
+                    f", permissions: {{publish: {{allow: {json.dumps(permissions.publish)}}},"
+                    f" subscribe: {{allow: {json.dumps(permissions.subscribe)}}},"
+                    " allow_responses: true}"
+                )
+            entries.append(f"    {{{entry}}}")
+        return "authorization {\n  users = [\n" + "\n".join(entries) + "\n  ]\n}\n"
 
     def start(self, timeout: float = 15.0) -> str:
         """Starts the server and waits until it accepts clients.
@@ -162,9 +205,7 @@ class EmbeddedNats(_Embedded):
             EmbeddedServerError: It exited or did not report listening in time.
         """
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        config = self._private_config(
-            f'authorization {{\n  user: "{self.user}"\n  password: "{self.password}"\n}}\n'
-        )
+        config = self._private_config(self._authorization())
         argv = [installed_binary("nats-server"), "-c", str(config), "-a", self.host, "-p", "-1"]
         process = self._spawn([*argv, "-js", "-sd", str(self.data_dir), "-l", str(self.log_path)])
         deadline = time.monotonic() + timeout

@@ -250,7 +250,13 @@ class Stack:
             self.llm_url = f"http://127.0.0.1:{free_port()}/v1"
         keep_private(self.data_dir)  # the servers and services it starts inherit the umask
         if not self.nats_url:
-            self.nats_server = EmbeddedNats(self.data_dir / "nats")
+            # The gateway, its worker and this process share the first user; each agent gets
+            # a user of its own, with only the subjects it needs.
+            topology = Topology(self.settings.bus_prefix)
+            users = {"troika": None} | {
+                agent: topology.agent_permissions(agent) for agent in AGENTS
+            }
+            self.nats_server = EmbeddedNats(self.data_dir / "nats", users=users)
             self.nats_url = await asyncio.to_thread(self.nats_server.start)
         if not self.redis_url:
             self.valkey_server = EmbeddedValkey(self.data_dir / "valkey")
@@ -308,6 +314,9 @@ class Stack:
             ChildSpec("worker", (sys.executable, "-m", "troika_gateway.worker"), env),
         ]
         agents_env = _agents_env(env)
+        if self.nats_server is not None:
+            for agent in AGENTS:
+                agents_env[agent]["TROIKA_NATS_URL"] = self.nats_server.url_for(agent)
         for agent in AGENTS:
             for replica in range(1, s.agent_replicas + 1):
                 name = agent if s.agent_replicas == 1 else f"{agent}-{replica}"

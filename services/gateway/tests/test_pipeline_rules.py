@@ -57,6 +57,8 @@ class Driver:
 
     async def answer(self, cause, message_type, **fields):
         self.sent += 1
+        if message_type is not ToolResult:  # answers to a request name it
+            fields.setdefault("request_id", cause.id)
         message = message_type(
             id=derive_id(cause.id, "answer", self.sent), correlation_id=self.task_id, **fields
         )
@@ -179,7 +181,7 @@ async def test_approvals_of_one_task_answered_at_once_all_go_through(driver, cli
 async def test_a_redelivered_answer_is_applied_once(driver) -> None:
     d = await driver()
     [request] = await d.commands(PlanRequested)
-    answer = PlanProduced(id="fixed-id", correlation_id=d.task_id, plan=PLAN)
+    answer = PlanProduced(id="fixed-id", correlation_id=d.task_id, request_id=request.id, plan=PLAN)
     await d.router.dispatch(answer)
     await d.router.dispatch(answer)
     assert len(await d.commands(StepRequested)) == 1

@@ -73,12 +73,14 @@ class Bus:
         self._duplicate_window = duplicate_window
 
     @classmethod
-    async def connect(cls, settings: BusSettings, *, name: str) -> Self:
+    async def connect(cls, settings: BusSettings, *, name: str, service: str | None = None) -> Self:
         """Connects to the NATS servers of ``settings``.
 
         Args:
             settings: Where the bus is and its prefix.
             name: The client name the server shows for this connection.
+            service: The service connecting: its replies come back under an inbox prefix of
+                its own (:meth:`Topology.inbox_prefix`), as its NATS user's permissions expect.
 
         Raises:
             DependencyUnavailable: No server answered.
@@ -90,10 +92,12 @@ class Bus:
             publish_timeout=settings.publish_timeout_s,
             duplicate_window=settings.duplicate_window_s,
         )
+        inbox = bus.topology.inbox_prefix(service) if service else "_INBOX"
         try:
             await bus.nc.connect(
                 servers=settings.nats_servers,
                 name=name,
+                inbox_prefix=inbox,
                 connect_timeout=settings.connect_timeout_s,
                 max_reconnect_attempts=settings.connect_attempts,
                 error_cb=bus._on_error,
@@ -123,8 +127,13 @@ class Bus:
     async def __aexit__(self, *_: object) -> None:
         await self.close()
 
-    async def ensure_streams(self) -> None:
-        """Creates every stream of the topology, or updates one whose settings changed."""
+    async def ensure_streams(self, *, update: bool = True) -> None:
+        """Creates every stream of the topology, or updates one whose settings changed.
+
+        Args:
+            update: Whether to update a stream that exists with other settings (the gateway
+                does; an agent, whose NATS user may only create streams, leaves it as it is).
+        """
         for spec in self.topology.streams():
             config = api.StreamConfig(
                 name=spec.name,
@@ -145,7 +154,8 @@ class Bus:
             except BadRequestError as exc:
                 if exc.err_code != _STREAM_NAME_IN_USE:
                     raise
-                await self.js.update_stream(config)
+                if update:
+                    await self.js.update_stream(config)
 
     async def delete_streams(self) -> None:
         """Removes every stream of the topology and the messages in them (tests, resets)."""

@@ -98,10 +98,12 @@ class ServiceRunner:
         Raises:
             DependencyUnavailable: NATS could not be reached at start.
         """
-        bus = await Bus.connect(self.settings, name=f"{self.service}@{self.instance}")
+        bus = await Bus.connect(
+            self.settings, name=f"{self.service}@{self.instance}", service=self.service
+        )
         self._bus = bus
         try:
-            await bus.ensure_streams()
+            await bus.ensure_streams(update=False)  # the gateway updates them
             if self.on_start is not None:
                 await self.on_start(bus)
             queue = await bus.work_queue(

@@ -31,7 +31,8 @@ from troika_shared.messages import (
     ToolResult,
 )
 
-__all__ = ["PREFIX_PATTERN", "Retention", "StreamKey", "StreamSpec", "Topology"]
+__all__ = ["AGENTS", "PREFIX_PATTERN", "Permissions", "Retention", "StreamKey", "StreamSpec",
+           "Topology"]  # fmt: skip
 
 PREFIX_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 """A prefix is a single subject token that is also valid in stream and service names."""
@@ -86,6 +87,30 @@ _ROUTES: dict[type[Message], StreamKey] = {
     ReviewVerdict: StreamKey.RESULTS,
     DesktopResult: StreamKey.RESULTS,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    """What one NATS user may publish and subscribe to (everything else is refused); replies
+    to requests it received are allowed besides."""
+
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Agent:
+    stream: StreamKey
+    answers: tuple[type[Message], ...]
+    reads_stops: bool = False
+
+
+AGENTS: dict[str, _Agent] = {
+    "planner": _Agent(StreamKey.PLANNER, (PlanProduced,)),
+    "executor": _Agent(StreamKey.EXECUTOR, (StepProposed, ToolResult), reads_stops=True),
+    "reviewer": _Agent(StreamKey.REVIEWER, (ReviewVerdict,)),
+}
+"""The agent services: the stream each consumes and the answers it sends."""
 
 
 class Topology:
@@ -203,3 +228,37 @@ class Topology:
     def stream(self, key: StreamKey) -> StreamSpec:
         """One stream's spec."""
         return next(spec for spec in self.streams() if spec.key is key)
+
+    def inbox_prefix(self, service: str) -> str:
+        """Where a service's replies come back (its JetStream deliveries included): a prefix of
+        its own, so that no other service may listen there."""
+        return f"_INBOX_{self.prefix}_{service}"
+
+    def agent_permissions(self, agent: str) -> Permissions:
+        """The least an agent service needs: create the streams (never change them), consume
+        its own work queue, send its own answers and dead letters, answer discovery pings,
+        and (the executor) look up whether a task stopped. It cannot read another queue, the
+        live events or anyone's replies, nor send another agent's answers or any command."""
+        role = AGENTS[agent]
+        own = self.stream_name(role.stream)
+        api = "$JS.API"
+        publish = [
+            f"{api}.INFO",
+            *(f"{api}.STREAM.{verb}.{spec.name}" for spec in self.streams()
+              for verb in ("CREATE", "INFO")),
+            f"{api}.CONSUMER.CREATE.{own}", f"{api}.CONSUMER.CREATE.{own}.>",
+            f"{api}.CONSUMER.DURABLE.CREATE.{own}.>", f"{api}.CONSUMER.INFO.{own}.>",
+            f"{api}.CONSUMER.MSG.NEXT.{own}.>", f"$JS.ACK.{own}.>",
+            *(f"{self.prefix}.{answer.__struct_config__.tag}" for answer in role.answers),
+            f"{self.prefix}.dead.{own}",
+        ]  # fmt: skip
+        if role.reads_stops:
+            stops = self.stream_name(StreamKey.STOPPED)
+            publish += [f"{api}.STREAM.MSG.GET.{stops}", f"{api}.DIRECT.GET.{stops}.>"]
+        name = self.service_name(agent)
+        subscribe = [
+            f"{self.inbox_prefix(agent)}.>",
+            "$SRV.PING", "$SRV.INFO", "$SRV.STATS",
+            f"$SRV.*.{name}", f"$SRV.*.{name}.>",
+        ]  # fmt: skip
+        return Permissions(tuple(publish), tuple(subscribe))

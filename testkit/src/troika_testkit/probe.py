@@ -44,6 +44,7 @@ def build_router(settings: ProbeSettings) -> Router:
         reply = PlanProduced(
             id=derive_id(message.id, "plan.produced"),
             correlation_id=message.correlation_id,
+            request_id=message.id,
             plan=Plan(summary=f"handled by {instance}"),
         )
         return [reply]
