@@ -51,6 +51,9 @@ def _objective(request: dict) -> str:
 def plan_script(request: dict) -> dict:
     """The planner: one subtask whose name says which test asked."""
     text = _objective(request)
+    if "[triple]" in text:  # three subtasks side by side, which will ask for the same call
+        hints = ["create_file"]
+        return plan_answer(*((f"triple{n}", [], hints) for n in (1, 2, 3)), summary="triple")
     if "[browse]" in text:
         hints = ["browser_open", "browser_fill", "browser_click"]
         return plan_answer(("browse", [], hints), summary="browse plan")
@@ -115,6 +118,9 @@ def step_script(request: dict) -> dict:  # noqa: PLR0911 - one answer per test a
             "action": "stuck",
             "stuck_reason": "The workbook has two sheets and I cannot tell which one.",
         }
+    if subtask.startswith("triple") and calls == 0:
+        same = {"path": "notes.md", "content": "# Notes\n"}
+        return {"action": "use_tools", "tool_calls": [{"tool": "create_file", "arguments": same}]}
     if subtask == "mail" and calls == 0:
         email = {"to": ["boss@example.com"], "subject": "Weekly note", "body": "All is well."}
         return {"action": "use_tools", "tool_calls": [{"tool": "send_email", "arguments": email}]}
@@ -416,6 +422,33 @@ async def test_markup_slipped_into_a_page_does_not_run_and_no_site_can_frame_it(
     await page.fill("#password", "wrong password!")
     await page.click("#submit")
     await page.wait_for_selector("#form-error:has-text('Wrong username or password.')")
+
+
+async def test_the_same_call_from_parallel_subtasks_is_no_stall_and_cancel_clears_every_card(
+    up, page, screenshots
+) -> None:
+    web = up["web"]
+    await sign_up(page, web, "cleo")
+    await page.locator("#objective").press_sequentially("Write the notes three ways [triple]")
+    await page.click("#create-task")
+    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    cards = page.locator(".approval-card")
+    await expect(cards).to_have_count(3, timeout=scaled(60_000))
+    await page.wait_for_selector("#pending-badge:has-text('3')")
+    # Three subtasks asking for the same file is three questions, not a loop: the task waits.
+    await expect(page.locator("#task-status")).to_have_text("awaiting approval")
+    await screenshots.shot(page, "three-asks")
+
+    await page.click("#cancel-task")
+    await expect(page.locator("#task-status")).to_have_text("cancelled")
+    await expect(cards).to_have_count(0)
+    await expect(page.locator("#pending-badge")).to_have_count(0)
+    assert await page.locator(".step-status").all_inner_texts() == ["cancelled"] * 3
+    await screenshots.shot(page, "cancelled")
+    await page.goto(f"{web}/approvals")
+    await page.wait_for_selector("#signed-in-as")
+    await expect(page.locator(".approval-card")).to_have_count(0)
+    await expect(page.locator("#pending-badge")).to_have_count(0)
 
 
 async def test_a_stuck_task_is_answered_with_guidance_and_finishes(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from troika_frontend.timeline import timeline_item
-from troika_frontend.views import approval_of, form_values, task_item_of
+from troika_frontend.views import approval_of, form_values, step_of, task_item_of
 from troika_shared.catalogue import CATALOGUE
 
 HOSTILE = "<script>alert(1)</script>"
@@ -164,3 +164,15 @@ def test_what_a_browser_will_type_is_a_form_with_the_password_masked() -> None:
     assert fields == {"Username": ("text", "ada"), "Password": ("password", "")}
     typed = form_values(card, {"Username": "ada", "Password": "s3cret"})
     assert typed == {"Username": "ada", "Password": "s3cret"}
+
+
+@pytest.mark.parametrize(
+    ("task_status", "shown"),
+    [("needs_guidance", "paused"), ("cancelled", "cancelled"), ("failed", "stopped"),
+     ("executing", "running")],
+)  # fmt: skip
+def test_an_unfinished_subtask_of_a_stopped_task_does_not_say_running(task_status, shown) -> None:
+    running = {"key": "a", "title": "Count", "status": "running"}
+    done = {"key": "b", "title": "Write", "status": "done"}
+    assert step_of(running, task_status).status == shown
+    assert step_of(done, task_status).status == "done"

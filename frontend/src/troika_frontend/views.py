@@ -55,6 +55,7 @@ _COLORS = {
     "active": "green",
     "paused": "amber",
     "ended": "gray",
+    "stopped": "red",
 }
 
 
@@ -150,9 +151,16 @@ class Step:
     tools: str
 
 
-def step_of(subtask: dict[str, Any]) -> Step:
-    """A subtask as a row of the plan."""
+_STOPPED_SUBTASKS = {"needs_guidance": "paused", "cancelled": "cancelled", "failed": "stopped"}
+"""What an unfinished subtask of a task that stopped or waits for guidance is shown as."""
+
+
+def step_of(subtask: dict[str, Any], task_status: str = "") -> Step:
+    """A subtask as a row of the plan; one not done of a task that stopped (or waits for the
+    person's guidance) says so, rather than "running"."""
     status = str(subtask.get("status", "pending"))
+    if status in ("pending", "running") and task_status in _STOPPED_SUBTASKS:
+        status = _STOPPED_SUBTASKS[task_status]
     return Step(
         key=str(subtask["key"]),
         title=str(subtask.get("title", "")),

@@ -480,6 +480,34 @@ def test_a_tool_result_records_the_files_it_wrote() -> None:
     assert "out/report.md" in flow.state.files
 
 
+def test_the_same_call_three_times_in_one_answer_is_one_question() -> None:
+    flow = executing()
+    flow.propose("a", call(1), call(1), call(1))
+    assert flow.state.status == TaskStatus.AWAITING_APPROVAL
+    assert [a.call_key for a in flow.state.asks] == ["k1"]
+    assert "tool.repeated" not in flow.events()
+
+
+def test_parallel_subtasks_proposing_the_same_call_do_not_pause_the_task() -> None:
+    three = Plan(summary="three", subtasks=tuple(Subtask(id=k, title=k.upper())
+                                                 for k in ("a", "b", "c")))  # fmt: skip
+    flow = executing(three)
+    for key in ("a", "b", "c"):
+        flow.propose(key, keyed(1, key))
+    assert flow.state.status == TaskStatus.AWAITING_APPROVAL
+    assert len([a for a in flow.state.asks if a.status == AskStatus.PENDING]) == 3
+
+
+def test_a_tool_result_counts_only_for_a_call_this_task_approved() -> None:
+    flow = awaiting_approval()
+    flow.result("k1")  # asked, not yet approved: it cannot have run
+    assert flow.effects == []
+    flow.respond()
+    flow.result("k-of-another-task")
+    assert flow.effects == []
+    assert flow.state.call("k1").status == CallStatus.APPROVED  # type: ignore[union-attr]
+
+
 def test_usage_is_counted_even_for_an_answer_that_was_overtaken() -> None:
     flow = executing()
     usage = (Usage(model="m", prompt_tokens=7, completion_tokens=3),)

@@ -112,7 +112,7 @@ class TaskState(SessionState):
         self.reason = str(task.get("status_reason") or "")
         self.result = str(task.get("result") or "")
         self.plan_summary = str((task.get("plan") or {}).get("summary", ""))
-        self.steps = [step_of(s) for s in task.get("subtasks") or []]
+        self.steps = [step_of(s, status) for s in task.get("subtasks") or []]
         self.files = [file_of(f) for f in task.get("files") or []]
         review = task.get("review") or {}
         self.review_state = (
@@ -202,6 +202,7 @@ class TaskState(SessionState):
             return rx.toast.error(exc.message)
         self.guidance_text = ""
         await self._refresh()
+        await self._clear_cards()
         return rx.toast.success(
             {"continue": "Sent.", "replan": "Re-planning.", "cancel": "Cancelled."}.get(
                 action, "Sent."
@@ -216,7 +217,14 @@ class TaskState(SessionState):
         except ApiError as exc:
             return rx.toast.error(exc.message)
         await self._refresh()
+        await self._clear_cards()
         return rx.toast("The task was cancelled.")
+
+    async def _clear_cards(self) -> None:
+        """Reads the pending actions again at once (a cancelled or paused task's cards and the
+        badge go now, not when the live feed brings the news)."""
+        approvals = await self.get_state(ApprovalsState)
+        await approvals._reload()
 
     @rx.event
     async def rerun(self) -> Any:  # noqa: ANN401

@@ -866,6 +866,10 @@ def main() -> None:
     if sys.argv[1:] == ["--probe"]:
         raise SystemExit(_probe())
     raw = sys.stdin.buffer.read()
+    # The executor keeps its own files private (umask 077); the folders the jail makes to bind
+    # the interpreter back must stay open to the code's uid, and the code's files are in its
+    # own 0700 scratch folder anyway.
+    os.umask(0o022)
     nothing = os.open(os.devnull, os.O_RDONLY)
     os.dup2(nothing, 0)
     os.close(nothing)

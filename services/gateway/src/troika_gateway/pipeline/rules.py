@@ -215,6 +215,8 @@ class _Rules(Change):
     def propose(self, sub: SubtaskState, answer: StepProposed) -> None:
         for proposed in answer.tool_calls:
             known = self.s.call(proposed.key)
+            if known is not None and known.status.open:
+                continue  # the same call while it still waits: the same question, not a loop
             if known is not None:
                 known.proposals += 1
                 self.emit(ev.ToolRepeated(subtask=sub.key, tool=known.tool,
