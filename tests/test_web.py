@@ -386,6 +386,96 @@ async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # n
     assert blocked == []
 
 
+PHONE = {"width": 390, "height": 844}
+
+
+async def _fits(page, what: str) -> None:
+    """Nothing on the page reaches past the phone's screen (no sideways scrolling)."""
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    wide = await page.evaluate(
+        """(limit) => [...document.querySelectorAll('body *')]
+            .filter((e) => e.getBoundingClientRect().right > limit + 1)
+            .slice(0, 8)
+            .map((e) => `${e.tagName.toLowerCase()}.${e.className}#${e.id}`
+                        + ` ${Math.round(e.getBoundingClientRect().right)}`)""",
+        PHONE["width"],
+    )
+    assert width <= PHONE["width"], f"{what} is {width} px wide: {wide}"
+
+
+async def test_every_page_fits_a_phone_and_the_menu_opens_from_a_button(
+    up, chromium, screenshots
+) -> None:
+    web = up["web"]
+    context = await new_context(chromium, viewport=PHONE, has_touch=True)
+    try:
+        page = await context.new_page()
+        await page.goto(f"{web}/signin")
+        await page.wait_for_selector("#login")
+        await _fits(page, "sign-in")
+        await page.goto(f"{web}/signup")
+        await page.wait_for_selector("#confirm")
+        await _fits(page, "sign-up")
+        await page.fill("#email", "fay@example.com")
+        await page.fill("#username", "fay")
+        await page.fill("#password", PASSWORD)
+        await page.fill("#confirm", PASSWORD)
+        await page.click("#submit")
+        await page.wait_for_url(f"{web}/")
+        await page.wait_for_selector("#objective")
+        await _fits(page, "the dashboard")
+        await screenshots.shot(page, "phone-dashboard")
+        # The navigation is one button away, and closes again on the next page.
+        assert not await page.locator("#signed-in-as").is_visible()
+        await page.click("#nav-toggle")
+        await page.wait_for_selector("#signed-in-as:has-text('fay')")
+        await screenshots.shot(page, "phone-menu")
+        await page.get_by_role("link", name="Approvals").click()
+        await page.wait_for_url(f"{web}/approvals")
+        await expect(page.locator("#signed-in-as")).to_be_hidden()
+
+        task = await _three_asks(page, web, "Write the notes three ways on a phone [triple]")
+        await _fits(page, "a task with three approval cards")
+        await screenshots.shot(page, "phone-task")
+        for path, ready in (
+            ("/approvals", ".approval-card"),
+            ("/history", ".history-row"),
+            ("/schedules", "#signed-in-as:has-text('fay')"),
+            ("/profile", "#signed-in-as:has-text('fay')"),
+        ):
+            await page.goto(f"{web}{path}")
+            await page.wait_for_selector(ready, state="attached")
+            await page.wait_for_timeout(300)  # the page's lists fill in after its frame
+            await _fits(page, path)
+        await page.goto(f"{web}/tasks/{task}")
+        await page.click("#cancel-task")
+        await expect(page.locator("#task-status")).to_have_text("cancelled")
+    finally:
+        await context.close()
+
+
+async def test_signing_in_returns_to_the_page_that_asked_for_it(up, page) -> None:
+    async with httpx.AsyncClient(base_url=up["api"]) as http:
+        account = {"email": "dora@example.com", "username": "dora", "password": PASSWORD}
+        assert (await http.post("/auth/register", json=account)).status_code == 201
+    web = up["web"]
+    await page.goto(f"{web}/history")
+    await page.wait_for_url(re.compile(r".*/signin/?\?next=/history/?$"))
+    await page.fill("#login", "dora")
+    await page.fill("#password", PASSWORD)
+    await page.click("#submit")
+    await page.wait_for_url(re.compile(r".*/history/?$"))
+    await page.wait_for_selector("#signed-in-as:has-text('dora')")
+    # No task yet: the dashboard offers examples, and one fills the composer.
+    await page.goto(f"{web}/")
+    examples = page.locator("#examples .example")
+    await expect(examples).to_have_count(4)
+    await examples.first.click()
+    await expect(page.locator("#objective")).to_have_value(
+        "Write a haiku about message queues and save it to haiku.txt"
+    )
+
+
 async def test_markup_slipped_into_a_page_does_not_run_and_no_site_can_frame_it(up, page) -> None:
     async with httpx.AsyncClient() as http:
         answer = await http.get(f"{up['web']}/signin/")
@@ -424,16 +514,41 @@ async def test_markup_slipped_into_a_page_does_not_run_and_no_site_can_frame_it(
     await page.wait_for_selector("#form-error:has-text('Wrong username or password.')")
 
 
-async def test_the_same_call_from_parallel_subtasks_is_no_stall_and_cancel_clears_every_card(
+async def _three_asks(page, web: str, objective: str) -> str:
+    """Starts a task whose three parallel subtasks ask for the same call; its id."""
+    await page.goto(f"{web}/")
+    await page.locator("#objective").press_sequentially(objective)
+    await page.click("#create-task")
+    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    await expect(page.locator(".approval-card")).to_have_count(3, timeout=scaled(60_000))
+    return task_id_of(page)
+
+
+async def test_the_same_call_from_parallel_subtasks_is_no_stall_approve_all_and_cancel(
     up, page, screenshots
 ) -> None:
     web = up["web"]
     await sign_up(page, web, "cleo")
-    await page.locator("#objective").press_sequentially("Write the notes three ways [triple]")
-    await page.click("#create-task")
-    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    # The approvals page groups them under their task; "approve all" lists them first.
+    first = await _three_asks(page, web, "Write the notes three ways [triple]")
+    await page.goto(f"{web}/approvals")
+    group = page.locator(".approval-group")
+    await expect(group).to_have_count(1)
+    link = group.locator(".task-link")
+    await expect(link).to_have_text("Write the notes three ways [triple]")
+    assert await link.get_attribute("href") == f"/tasks/{first}"
+    await group.locator(".approve-all").click()
+    items = page.locator(".approve-all-list li")
+    await expect(items).to_have_count(3)
+    assert all(t.startswith("create_file — path: notes.md") for t in await items.all_inner_texts())
+    await screenshots.shot(page, "approve-all")
+    await page.click(".approve-all-confirm")
+    await expect(page.locator(".approval-card")).to_have_count(0)
+    await page.goto(f"{web}/tasks/{first}")
+    await expect(page.locator("#task-status")).to_have_text("completed", timeout=scaled(60_000))
+
+    await _three_asks(page, web, "Write the notes three ways again [triple]")
     cards = page.locator(".approval-card")
-    await expect(cards).to_have_count(3, timeout=scaled(60_000))
     await page.wait_for_selector("#pending-badge:has-text('3')")
     # Three subtasks asking for the same file is three questions, not a loop: the task waits.
     await expect(page.locator("#task-status")).to_have_text("awaiting approval")
@@ -700,7 +815,7 @@ async def test_mail_settings_a_form_to_fill_and_the_history(  # noqa: PLR0915 - 
     await page.click("#sign-out")
     await page.wait_for_url(f"{web}/signin")
     await page.goto(f"{web}/history")
-    await page.wait_for_url(f"{web}/signin")
+    await page.wait_for_url(re.compile(r".*/signin\?next=/history/?$"))
 
 
 async def test_social_accounts_connect_by_token_and_by_signing_in_and_are_removed(  # noqa: PLR0915

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from troika_frontend.session import local_path
 from troika_frontend.timeline import timeline_item
-from troika_frontend.views import approval_of, form_values, step_of, task_item_of
+from troika_frontend.views import (
+    Approval,
+    approval_of,
+    form_values,
+    group_approvals,
+    step_of,
+    task_item_of,
+)
 from troika_shared.catalogue import CATALOGUE
 
 HOSTILE = "<script>alert(1)</script>"
@@ -176,3 +184,38 @@ def test_an_unfinished_subtask_of_a_stopped_task_does_not_say_running(task_statu
     done = {"key": "b", "title": "Write", "status": "done"}
     assert step_of(running, task_status).status == shown
     assert step_of(done, task_status).status == "done"
+
+
+def test_waiting_actions_are_grouped_by_task_and_approve_all_lists_what_it_approves() -> None:
+    def waiting(n: int, task: str, title: str, tool: str = "create_file") -> Approval:
+        return approval_of(
+            {"id": f"i{n}", "task_id": task, "kind": "approval",
+             "prompt": {"tool": tool, "arguments": {"path": f"f{n}.md", "content": "x" * 100}}},
+            title,
+        )  # fmt: skip
+
+    groups = group_approvals(
+        [waiting(1, "t1", "Notes"), waiting(2, "t2", ""), waiting(3, "t1", "Notes")]
+    )
+    assert [(g.task_id, g.task_title, [i.id for i in g.actions]) for g in groups] == [
+        ("t1", "Notes", ["i1", "i3"]),
+        ("t2", "A task without a name", ["i2"]),
+    ]
+    assert groups[0].approvable[0].startswith("create_file — path: f1.md, content: xxx")
+    assert len(groups[0].approvable[0]) < 160
+
+
+@pytest.mark.parametrize(
+    ("asked", "goes_to"),
+    [
+        ("/approvals", "/approvals"),
+        ("/tasks/3f2a", "/tasks/3f2a"),
+        ("//evil.example/x", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("javascript:alert(1)", "/"),
+        ("", "/"),
+    ],
+)
+def test_after_signing_in_only_a_page_of_the_app_is_returned_to(asked, goes_to) -> None:
+    assert local_path(asked) == goes_to

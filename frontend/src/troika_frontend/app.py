@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from troika_frontend.components import LAYOUT_CSS
 from troika_frontend.headers import security_headers
 from troika_frontend.pages.approvals import ApprovalsState, approvals_page
 from troika_frontend.pages.auth import AuthState, sign_in_page, sign_up_page
@@ -34,7 +35,8 @@ app = rx.App(
     api_transformer=security_headers,
     style=STYLE,
     head_components=[
-        rx.el.meta(name="description", content="Troika: agents that plan, do and check")
+        rx.el.meta(name="description", content="Troika: agents that plan, do and check"),
+        rx.el.style(LAYOUT_CSS),
     ],
 )
 guard = SessionState.guard

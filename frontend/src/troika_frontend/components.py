@@ -123,14 +123,68 @@ def nav_link(
     )
 
 
+LAYOUT_CSS = """
+.nav-toggle { display: none; }
+@media (max-width: 767px) {
+  .troika-frame { flex-direction: column !important; }
+  .troika-nav {
+    width: 100% !important; min-width: 0 !important; height: auto !important;
+    position: static !important; padding: 0.75em 1em !important;
+    border-right: none !important; border-bottom: 1px solid var(--gray-5);
+  }
+  .troika-nav .nav-brand { padding-bottom: 0 !important; width: 100%; }
+  .troika-nav .nav-body { display: none; }
+  .troika-nav.open .nav-body { display: flex; padding-top: 0.75em; }
+  .nav-toggle { display: inline-flex; margin-left: auto; }
+  .troika-content { padding: 1em !important; }
+  .troika-content h1 { font-size: var(--font-size-6); }
+}
+"""
+"""How the pages fit a phone: below 768 px the side navigation becomes a bar on top whose links
+open from a menu button, and the content takes the whole width."""
+
+
 def _navigation(current: str) -> rx.Component:
     return rx.vstack(
         rx.hstack(
             rx.icon("triangle", size=26, color=rx.color("indigo", 9)),
             rx.heading("Troika", size="6"),
+            rx.icon_button(
+                rx.icon("menu", size=18),
+                variant="soft",
+                color_scheme="gray",
+                on_click=SessionState.toggle_navigation,
+                class_name="nav-toggle",
+                id="nav-toggle",
+                aria_label="Menu",
+            ),
             align="center",
             padding_bottom="1em",
+            class_name="nav-brand",
         ),
+        rx.vstack(
+            _navigation_body(current),
+            spacing="2",
+            width="100%",
+            height="100%",
+            align="start",
+            class_name="nav-body",
+        ),
+        height="100vh",
+        position="sticky",
+        top="0",
+        padding="1.5em",
+        width="220px",
+        min_width="220px",
+        border_right=f"1px solid {rx.color('gray', 5)}",
+        background=rx.color("gray", 2),
+        align="start",
+        class_name=rx.cond(SessionState.navigation_open, "troika-nav open", "troika-nav"),
+    )
+
+
+def _navigation_body(current: str) -> rx.Component:
+    return rx.fragment(
         nav_link("Dashboard", "/", "layout-dashboard", active=current == "/"),
         nav_link(
             "Approvals",
@@ -160,15 +214,6 @@ def _navigation(current: str) -> rx.Component:
             on_click=SessionState.sign_out,
             id="sign-out",
         ),
-        height="100vh",
-        position="sticky",
-        top="0",
-        padding="1.5em",
-        width="220px",
-        min_width="220px",
-        border_right=f"1px solid {rx.color('gray', 5)}",
-        background=rx.color("gray", 2),
-        align="start",
     )
 
 
@@ -185,6 +230,7 @@ def frame(
         actions or rx.fragment(),
         width="100%",
         align="center",
+        wrap="wrap",
     )
     return rx.hstack(
         _navigation(current),
@@ -192,11 +238,14 @@ def frame(
             rx.vstack(header, *children, spacing="5", width="100%", max_width="1100px"),
             padding="2em",
             width="100%",
+            min_width="0",
+            class_name="troika-content",
         ),
         align="start",
         spacing="0",
         width="100%",
         min_height="100vh",
+        class_name="troika-frame",
     )
 
 
@@ -216,7 +265,9 @@ def public_frame(*children: rx.Component) -> rx.Component:
             ),
             *children,
             spacing="4",
-            width="400px",
+            width="100%",
+            max_width="400px",
+            padding="1em",
             align="center",
         ),
         min_height="100vh",

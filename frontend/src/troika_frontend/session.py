@@ -16,6 +16,7 @@ import contextlib
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
 
 import reflex as rx
 import structlog
@@ -26,7 +27,7 @@ from troika_frontend.settings import WebSettings
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ["SessionState", "gateway", "gateway_call", "listen", "settings"]
+__all__ = ["SessionState", "gateway", "gateway_call", "listen", "local_path", "settings"]
 
 log = structlog.get_logger("troika.web")
 
@@ -100,6 +101,21 @@ async def _no_token() -> str:
     return ""  # replaced by the tab's own once its live view starts
 
 
+def local_path(target: str) -> str:
+    """``target`` if it is a page of this app (a path, nothing that could lead elsewhere: no
+    scheme, no host, no ``//`` or backslash), else ``/``."""
+    parts = urlsplit(target)
+    if (
+        not target.startswith("/")
+        or target.startswith(("//", "/\\"))
+        or "\\" in target
+        or parts.scheme
+        or parts.netloc
+    ):
+        return "/"
+    return target
+
+
 def _tab_connected(client_token: str) -> bool:
     from troika_frontend.app import app  # noqa: PLC0415 - the app module imports the pages
 
@@ -132,6 +148,7 @@ class SessionState(rx.State):
     has_photo: bool = False
     pending: int = 0
     live: bool = False
+    navigation_open: bool = False  # on a phone, whether the menu's links are shown
     _watching: bool = False
 
     @rx.var
@@ -233,8 +250,12 @@ class SessionState(rx.State):
     @rx.event
     async def guard(self) -> Any:  # noqa: ANN401 - Reflex event specs
         """On every signed-in page: back to sign-in without a session; starts the live view."""
+        self.navigation_open = False  # a new page: the phone's menu closes
         if not self.access_token:
-            return rx.redirect("/signin")
+            asked = str(self.router.url.path or "/")
+            if asked in ("", "/"):
+                return rx.redirect("/signin")
+            return rx.redirect("/signin?next=" + quote(asked, safe="/"))
         try:
             await self._refresh_me()
         except ApiError as exc:
@@ -242,6 +263,11 @@ class SessionState(rx.State):
                 return self._signed_out()
             return [rx.toast.error(exc.message), SessionState.watch]
         return SessionState.watch
+
+    @rx.event
+    def toggle_navigation(self) -> None:
+        """Opens or closes the menu (on a phone's narrow screen)."""
+        self.navigation_open = not self.navigation_open
 
     @rx.event
     def keep_live(self, _: str = "") -> Any:  # noqa: ANN401

@@ -16,6 +16,7 @@ __all__ = [
     "FINAL",
     "WAITING",
     "Approval",
+    "ApprovalGroup",
     "Argument",
     "FileItem",
     "FormField",
@@ -24,6 +25,7 @@ __all__ = [
     "TaskItem",
     "approval_of",
     "form_values",
+    "group_approvals",
     "json_text",
     "label",
     "schedule_of",
@@ -244,6 +246,37 @@ class Approval:
     page_shot: str = ""  # a browser action: the page it acts on (a data: URL)
 
 
+UNNAMED_TASK = "A task without a name"
+
+
+@dataclass
+class ApprovalGroup:
+    """One task's waiting actions, under the task's name."""
+
+    task_id: str
+    task_title: str
+    actions: list[Approval] = field(default_factory=list)
+    # What "approve all" would approve (the actions that need no details typed in), one line
+    # each, shown before it does.
+    approvable: list[str] = field(default_factory=list)
+
+
+def group_approvals(items: list[Approval]) -> list[ApprovalGroup]:
+    """The actions by task, in the order their tasks first appear; a task without a name is
+    called by what it is."""
+    groups: dict[str, ApprovalGroup] = {}
+    for item in items:
+        group = groups.get(item.task_id)
+        if group is None:
+            title = item.task_title.strip() or UNNAMED_TASK
+            group = groups[item.task_id] = ApprovalGroup(item.task_id, title)
+        group.actions.append(item)
+        if item.kind != "input":
+            shown = ", ".join(f"{a.name}: {a.value[:60]}" for a in item.arguments[:2])
+            group.approvable.append(f"{item.tool} — {shown}" if shown else item.tool)
+    return list(groups.values())
+
+
 _RISK_COLORS = {"read": "green", "write": "amber", "external": "red"}
 _MULTILINE = frozenset({"body", "html_body", "content", "text", "code"})
 
@@ -288,7 +321,7 @@ def approval_of(interaction: dict[str, Any], task_title: str = "") -> Approval:
     return Approval(
         id=str(interaction["id"]),
         task_id=str(interaction["task_id"]),
-        task_title=task_title,
+        task_title=task_title.strip() or UNNAMED_TASK,
         kind=str(interaction.get("kind", "approval")),
         tool=str(prompt.get("tool", "")),
         risk=risk,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from typing import Any
 
@@ -11,13 +12,25 @@ import reflex as rx
 from troika_client import ApiError
 from troika_frontend.components import badge, frame, page_shot, panel, when
 from troika_frontend.session import SessionState, listen
-from troika_frontend.views import Approval, Argument, FormField, approval_of, form_values
+from troika_frontend.views import (
+    Approval,
+    ApprovalGroup,
+    Argument,
+    FormField,
+    approval_of,
+    form_values,
+    group_approvals,
+)
 
 __all__ = ["ApprovalsState", "approval_card", "approvals_list", "approvals_page"]
 
 _KINDS = frozenset(
     {"approval.requested", "tool.approved", "tool.denied", "approval.expired", "task.status"}
 )
+
+
+def _title(task: dict[str, Any]) -> str:
+    return str(task.get("title") or task.get("objective") or "")
 
 
 class ApprovalsState(SessionState):
@@ -33,6 +46,11 @@ class ApprovalsState(SessionState):
         if not self.task_filter:
             return self.items
         return [item for item in self.items if item.task_id == self.task_filter]
+
+    @rx.var
+    def groups(self) -> list[ApprovalGroup]:
+        """The cards on this page, by task."""
+        return group_approvals(self.shown)
 
     @rx.event
     async def load_all(self) -> Any:  # noqa: ANN401 - Reflex event specs
@@ -52,10 +70,10 @@ class ApprovalsState(SessionState):
         if pending:
             params = [("limit", 100), ("status", "awaiting_approval"), ("status", "awaiting_input")]
             waiting = await self._api("GET", "/tasks", params=params)
-            titles = {
-                str(t["id"]): str(t.get("title") or t.get("objective") or "")
-                for t in waiting["items"]
-            }
+            titles = {str(t["id"]): _title(t) for t in waiting["items"]}
+        for task_id in {str(i["task_id"]) for i in pending} - titles.keys():
+            with contextlib.suppress(ApiError):  # one not among the waiting ones: ask for it
+                titles[task_id] = _title(await self._api("GET", f"/tasks/{task_id}"))
         items = [approval_of(i, titles.get(str(i["task_id"]), "")) for i in pending]
         shots: dict[str, str] = {}
         for item in items:
@@ -119,6 +137,24 @@ class ApprovalsState(SessionState):
                 if arguments != json.loads(item.arguments_json):
                     body["arguments"] = arguments
         return await self._respond(interaction_id, body)
+
+    @rx.event
+    async def approve_all(self, task_id: str) -> Any:  # noqa: ANN401
+        """Approves every action of the task that needs no details typed in, as proposed."""
+        approved = 0
+        for item in [i for i in self.items if i.task_id == task_id and i.kind != "input"]:
+            try:
+                await self._api(
+                    "POST", f"/interactions/{item.id}/respond", json={"decision": "approve"}
+                )
+            except ApiError as exc:
+                if exc.status != 409:  # answered elsewhere or expired meanwhile: go on
+                    await self._reload()
+                    return rx.toast.error(f"Stopped after {approved}: {exc.message}")
+            else:
+                approved += 1
+        await self._reload()
+        return rx.toast.success(f"Approved {approved} action{'' if approved == 1 else 's'}.")
 
     @rx.event
     async def deny(self, form: dict[str, Any]) -> Any:  # noqa: ANN401
@@ -226,7 +262,7 @@ def approval_card(item: Approval) -> rx.Component:
                 rx.cond(item.kind == "input", badge("needs your details", "amber")),
                 rx.spacer(),
                 rx.link(
-                    item.task_title, href="/tasks/" + item.task_id, size="2", class_name="task-link"
+                    item.task_title, href="/tasks/" + item.task_id, size="2", class_name="card-task"
                 ),
                 width="100%",
                 align="center",
@@ -325,14 +361,75 @@ def approval_card(item: Approval) -> rx.Component:
     )
 
 
+def _approve_all(group: ApprovalGroup) -> rx.Component:
+    """ "Approve all", showing what it approves before it does."""
+    return rx.alert_dialog.root(
+        rx.alert_dialog.trigger(
+            rx.button(
+                rx.icon("check-check", size=16),
+                "Approve all ",
+                group.approvable.length(),
+                color_scheme="green",
+                variant="soft",
+                class_name="approve-all",
+            )
+        ),
+        rx.alert_dialog.content(
+            rx.alert_dialog.title("Approve all of this task's waiting actions?"),
+            rx.alert_dialog.description("Each runs as proposed:"),
+            rx.el.ul(
+                rx.foreach(group.approvable, lambda line: rx.el.li(rx.text(line, size="2"))),
+                class_name="approve-all-list",
+                padding_left="1.2em",
+            ),
+            rx.hstack(
+                rx.alert_dialog.cancel(rx.button("Not now", variant="soft", color_scheme="gray")),
+                rx.alert_dialog.action(
+                    rx.button(
+                        "Approve all",
+                        color_scheme="green",
+                        on_click=ApprovalsState.approve_all(group.task_id),
+                        class_name="approve-all-confirm",
+                    )
+                ),
+                justify="end",
+                spacing="3",
+                padding_top="1em",
+            ),
+        ),
+    )
+
+
+def _group(group: ApprovalGroup) -> rx.Component:
+    return rx.vstack(
+        rx.hstack(
+            rx.link(
+                rx.heading(group.task_title, size="4"),
+                href="/tasks/" + group.task_id,
+                class_name="task-link",
+            ),
+            badge(group.actions.length(), "amber"),
+            rx.spacer(),
+            rx.cond(group.approvable.length() > 1, _approve_all(group)),
+            width="100%",
+            align="center",
+            wrap="wrap",
+        ),
+        rx.foreach(group.actions, approval_card),
+        width="100%",
+        spacing="3",
+        class_name="approval-group",
+    )
+
+
 def approvals_list() -> rx.Component:
-    """The cards, or a calm line when nothing waits."""
+    """The cards by task, or a calm line when nothing waits."""
     return rx.cond(
         ApprovalsState.shown.length() > 0,
         rx.vstack(
-            rx.foreach(ApprovalsState.shown, approval_card),
+            rx.foreach(ApprovalsState.groups, _group),
             width="100%",
-            spacing="4",
+            spacing="5",
             id="approvals",
         ),
         panel(rx.text("Nothing waits for your approval.", color_scheme="gray"), id="no-approvals"),

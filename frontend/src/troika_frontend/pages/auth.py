@@ -8,7 +8,7 @@ import reflex as rx
 
 from troika_client import ApiError, field_errors
 from troika_frontend.components import panel, public_frame
-from troika_frontend.session import SessionState, gateway_call
+from troika_frontend.session import SessionState, gateway_call, local_path
 
 __all__ = ["AuthState", "sign_in_page", "sign_up_page"]
 
@@ -24,7 +24,11 @@ class AuthState(SessionState):
     def already_signed_in(self) -> Any:  # noqa: ANN401 - Reflex event specs
         """A kept session skips the forms."""
         self.error, self.errors = "", {}
-        return rx.redirect("/") if self.access_token else None
+        return rx.redirect(self._next()) if self.access_token else None
+
+    def _next(self) -> str:
+        """The page that sent the person here to sign in (``/`` when none, or one elsewhere)."""
+        return local_path(str(self.router.url.query_parameters.get("next", "/")))
 
     @rx.event
     async def sign_in(self, form: dict[str, Any]) -> Any:  # noqa: ANN401
@@ -51,7 +55,7 @@ class AuthState(SessionState):
             return
         self.busy = False
         self._use_tokens(tokens)
-        yield rx.redirect("/")
+        yield rx.redirect(self._next())
 
     @rx.event
     async def sign_up(self, form: dict[str, Any]) -> Any:  # noqa: ANN401

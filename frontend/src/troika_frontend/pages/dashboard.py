@@ -134,6 +134,7 @@ def _schedule_fields() -> rx.Component:
                         placeholder="every weekday at 9:00",
                         id="repeat-words",
                         width="280px",
+                        max_width="100%",
                     ),
                     zone,
                     wrap="wrap",
@@ -193,6 +194,53 @@ def _budget() -> rx.Component:
     )
 
 
+EXAMPLES = (
+    "Write a haiku about message queues and save it to haiku.txt",
+    (
+        "Create a CSV of three cities with their populations, total them and save a short "
+        "report as report.md"
+    ),
+    (
+        "Search the web for this week's news about heat pumps and write a one-page summary "
+        "with the links to summary.md"
+    ),
+    "Read the CSV file I upload, total each column and save the totals as an Excel workbook",
+)
+"""What a first task could be: each fills the composer (each can be done with the tools)."""
+
+_EXAMPLE_STYLE = {
+    "white_space": "normal",
+    "height": "auto",
+    "text_align": "left",
+    "padding": "0.5em 0.75em",
+}
+
+
+def _examples() -> rx.Component:
+    return rx.vstack(
+        rx.text("Not sure where to start? Try one:", size="2", color_scheme="gray"),
+        rx.flex(
+            *(
+                rx.button(
+                    text,
+                    variant="surface",
+                    size="2",
+                    on_click=DashboardState.set_field("objective", text),
+                    class_name="example",
+                    style=_EXAMPLE_STYLE,
+                )
+                for text in EXAMPLES
+            ),
+            wrap="wrap",
+            gap="2",
+            width="100%",
+        ),
+        spacing="2",
+        width="100%",
+        id="examples",
+    )
+
+
 def _new_task() -> rx.Component:
     return panel(
         rx.heading("What should be done?", size="5"),
@@ -207,6 +255,7 @@ def _new_task() -> rx.Component:
             id="objective",
         ),
         _error("objective"),
+        rx.cond(DashboardState.first_run, _examples()),
         rx.input(
             value=DashboardState.title,
             on_change=lambda v: DashboardState.set_field("title", v),
@@ -291,7 +340,7 @@ def dashboard_page() -> rx.Component:
             _list("Working", DashboardState.working, "No task is running.", "working"),
             _list("Scheduled", DashboardState.scheduled, "Nothing is scheduled.", "scheduled"),
             _list("Recently finished", DashboardState.recent, "No finished task yet.", "recent"),
-            columns="2",
+            columns=rx.breakpoints(initial="1", md="2"),
             spacing="4",
             width="100%",
         ),

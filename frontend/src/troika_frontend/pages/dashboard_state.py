@@ -73,7 +73,14 @@ class DashboardState(SessionState):
     waiting: list[TaskItem] = []  # noqa: RUF012
     scheduled: list[TaskItem] = []  # noqa: RUF012
     recent: list[TaskItem] = []  # noqa: RUF012
+    loaded: bool = False
     _files: list[tuple[str, bytes, str]] = []  # noqa: RUF012
+
+    @rx.var
+    def first_run(self) -> bool:
+        """Whether the person has no task at all yet (the dashboard then shows examples)."""
+        lists = (self.waiting, self.working, self.scheduled, self.recent)
+        return self.loaded and not any(lists)
 
     @rx.event
     def set_field(self, name: str, value: str) -> None:
@@ -162,6 +169,7 @@ class DashboardState(SessionState):
             key=lambda t: t.next_run_at or "~",
         )
         self.recent = [task_item_of(t) for t in recent]
+        self.loaded = True
 
     def _body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"objective": self.objective.strip()}

@@ -489,7 +489,15 @@ def profile_page() -> rx.Component:
     """``/profile``."""
     return frame(
         "Profile",
-        rx.grid(_photo(), _account(), _password(), _smtp(), columns="2", spacing="4", width="100%"),
+        rx.grid(
+            _photo(),
+            _account(),
+            _password(),
+            _smtp(),
+            columns=rx.breakpoints(initial="1", md="2"),
+            spacing="4",
+            width="100%",
+        ),
         social_accounts_panel(),
         devices_panel(),
         _policies(),

@@ -195,6 +195,7 @@ def _actions() -> rx.Component:
             description="Its files and its history go with it.",
             id="delete-task",
         ),
+        wrap="wrap",
     )
 
 
@@ -246,6 +247,7 @@ def _summary() -> rx.Component:
             badge(TaskState.status_label, TaskState.color, size="3", id="task-status"),
             rx.text(TaskState.reason, size="2", color_scheme="gray"),
             align="center",
+            wrap="wrap",
         ),
         rx.text(TaskState.objective, size="3", id="objective-text"),
         rx.hstack(
@@ -253,6 +255,7 @@ def _summary() -> rx.Component:
             stat("Estimated cost", TaskState.cost, "cost"),
             stat("Model calls", TaskState.calls, "calls"),
             spacing="6",
+            wrap="wrap",
         ),
         rx.cond(
             TaskState.result != "",
@@ -299,7 +302,7 @@ def task_page() -> rx.Component:
                 id="plan",
             ),
             _files(),
-            columns="2",
+            columns=rx.breakpoints(initial="1", md="2"),
             spacing="4",
             width="100%",
         ),
