@@ -489,6 +489,10 @@ async def test_markup_slipped_into_a_page_does_not_run_and_no_site_can_frame_it(
     blocked = await csp_violations(page)
     await page.goto(f"{up['web']}/signin")
     await page.wait_for_selector("#login")
+    await page.click("#how-it-works-link")  # open to everyone, before any account
+    await expect(page.locator(".guide-step")).to_have_count(6)
+    await page.go_back()
+    await page.wait_for_selector("#login")
     # As a flaw that let text through as markup would: a script and an event handler.
     await page.evaluate(
         """() => {
@@ -550,8 +554,14 @@ async def test_the_same_call_from_parallel_subtasks_is_no_stall_approve_all_and_
     await _three_asks(page, web, "Write the notes three ways again [triple]")
     cards = page.locator(".approval-card")
     await page.wait_for_selector("#pending-badge:has-text('3')")
-    # Three subtasks asking for the same file is three questions, not a loop: the task waits.
+    # Three subtasks asking for the same file is three questions, not a loop: the task waits,
+    # and each card says which other subtasks wait for the same call.
     await expect(page.locator("#task-status")).to_have_text("awaiting approval")
+    flags = await page.locator(".duplicate-flag").all_inner_texts()
+    assert sorted(flags) == [
+        f"The same call waits for subtask {others} too."
+        for others in ("triple1, triple2", "triple1, triple3", "triple2, triple3")
+    ]
     await screenshots.shot(page, "three-asks")
 
     await page.click("#cancel-task")
@@ -799,8 +809,14 @@ async def test_mail_settings_a_form_to_fill_and_the_history(  # noqa: PLR0915 - 
     assert sent.recipients == ["boss@example.com", "me@example.com"]
     assert sent.message.get_content().strip() == "All is well."
 
-    # History: find it, run it again, delete the first run.
+    # History: how the person's tasks stand, sorted as asked; find it, delete it.
     await page.goto(f"{web}/history")
+    await expect(page.locator("#stat-total")).to_have_text("1")
+    await expect(page.locator("#stat-completed")).to_have_text("1")
+    await expect(page.locator("#stat-failed")).to_have_text("0")
+    await page.click("#sort")
+    await page.get_by_role("option", name="most expensive first").click()
+    await expect(page.locator("#sort")).to_have_text("most expensive first")
     await page.fill("#search", "weekly note")
     row = page.locator(".history-row", has_text="Send the weekly note")
     await row.wait_for()

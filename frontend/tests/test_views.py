@@ -203,6 +203,18 @@ def test_waiting_actions_are_grouped_by_task_and_approve_all_lists_what_it_appro
     ]
     assert groups[0].approvable[0].startswith("create_file — path: f1.md, content: xxx")
     assert len(groups[0].approvable[0]) < 160
+    assert [i.same_as for i in groups[0].actions] == ["", ""]  # different files
+
+
+def test_the_same_call_from_parallel_subtasks_is_flagged_on_each_card() -> None:
+    def asked(n: int, subtask: str, path: str) -> Approval:
+        prompt = {"tool": "create_file", "subtask": subtask, "arguments": {"path": path}}
+        return approval_of({"id": f"i{n}", "task_id": "t1", "kind": "approval", "prompt": prompt})
+
+    [group] = group_approvals(
+        [asked(1, "a", "notes.md"), asked(2, "b", "notes.md"), asked(3, "c", "other.md")]
+    )
+    assert [i.same_as for i in group.actions] == ["b", "a", ""]
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from troika_frontend.pages.auth import AuthState, sign_in_page, sign_up_page
 from troika_frontend.pages.dashboard import dashboard_page
 from troika_frontend.pages.dashboard_state import DashboardState
 from troika_frontend.pages.devices import DevicesState
+from troika_frontend.pages.guide import how_it_works_page
 from troika_frontend.pages.history import HistoryState, history_page
 from troika_frontend.pages.profile import ProfileState, profile_page
 from troika_frontend.pages.schedules import SchedulesState, schedules_page
@@ -71,6 +72,7 @@ app.add_page(
     title="Connecting an account · Troika",
     on_load=[guard, SocialAccountsState.complete_sign_in],
 )
+app.add_page(how_it_works_page, route="/how-it-works", title="How it works · Troika")
 app.add_page(
     sign_in_page, route="/signin", title="Sign in · Troika", on_load=AuthState.already_signed_in
 )

@@ -201,6 +201,7 @@ def _navigation_body(current: str) -> rx.Component:
         nav_link("History", "/history", "history", active=current == "/history"),
         nav_link("Schedules", "/schedules", "calendar-clock", active=current == "/schedules"),
         nav_link("Profile", "/profile", "user-round", active=current == "/profile"),
+        nav_link("How it works", "/how-it-works", "circle-help"),
         rx.spacer(),
         _live_state(),
         rx.text(SessionState.username, size="2", weight="medium", id="signed-in-as"),
@@ -249,8 +250,8 @@ def frame(
     )
 
 
-def public_frame(*children: rx.Component) -> rx.Component:
-    """A page for people not signed in (sign in, sign up)."""
+def public_frame(*children: rx.Component, max_width: str = "400px") -> rx.Component:
+    """A page for people not signed in (sign in, sign up, how it works)."""
     return rx.center(
         rx.vstack(
             rx.hstack(
@@ -266,7 +267,7 @@ def public_frame(*children: rx.Component) -> rx.Component:
             *children,
             spacing="4",
             width="100%",
-            max_width="400px",
+            max_width=max_width,
             padding="1em",
             align="center",
         ),

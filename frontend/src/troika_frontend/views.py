@@ -244,6 +244,7 @@ class Approval:
     fields: list[FormField] = field(default_factory=list)
     expires: str = ""
     page_shot: str = ""  # a browser action: the page it acts on (a data: URL)
+    same_as: str = ""  # other subtasks of the task that wait for exactly the same call
 
 
 UNNAMED_TASK = "A task without a name"
@@ -265,6 +266,14 @@ def group_approvals(items: list[Approval]) -> list[ApprovalGroup]:
     """The actions by task, in the order their tasks first appear; a task without a name is
     called by what it is."""
     groups: dict[str, ApprovalGroup] = {}
+    alike: dict[tuple[str, str, str], list[Approval]] = {}
+    for item in items:
+        if item.kind != "input":
+            alike.setdefault((item.task_id, item.tool, item.arguments_json), []).append(item)
+    for same in alike.values():
+        for item in same:
+            others = sorted({o.subtask or "another" for o in same if o is not item})
+            item.same_as = ", ".join(others) if len(same) > 1 else ""
     for item in items:
         group = groups.get(item.task_id)
         if group is None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import update
 
-from troika_gateway.db.models import Task, TaskStatus
+from troika_gateway.db.models import LlmUsage, Task, TaskStatus
 
 from .conftest import assert_problem
 
@@ -100,6 +101,44 @@ async def test_listing_filters_searches_and_pages_newest_first(client, alice) ->
     assert literal["total"] == 1  # '%' is matched literally, not as a wildcard
     none = (await client.get("/tasks", headers=alice.headers, params={"q": "_"})).json()
     assert none["total"] == 0
+
+
+async def test_history_sorts_by_cost_and_duration_and_counts_every_task(
+    client, gateway, alice, bob
+) -> None:
+    cheap, dear, unfinished = [await create(client, alice, f"task {n}") for n in range(3)]
+    await client.post(f"/tasks/{unfinished['id']}/cancel", headers=alice.headers)
+    start = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    async with gateway.app.state.sessionmaker() as db:
+        for task, cost, minutes in ((cheap, 0.01, 30), (dear, 0.25, 5)):
+            db.add(LlmUsage(task_id=task["id"], agent="planner", model="m", cost_usd=cost))
+            await db.execute(
+                update(Task).where(Task.id == task["id"]).values(
+                    status="completed", started_at=start,
+                    finished_at=start + timedelta(minutes=minutes),
+                )
+            )  # fmt: skip
+        await db.commit()
+
+    async def order(sort: str) -> list[str]:
+        page = await client.get("/tasks", headers=alice.headers, params={"sort": sort})
+        assert page.status_code == 200, page.text
+        return [t["id"] for t in page.json()["items"]]
+
+    ids = {"cheap": cheap["id"], "dear": dear["id"], "unfinished": unfinished["id"]}
+    named = {v: k for k, v in ids.items()}
+    assert [named[i] for i in await order("cost")] == ["dear", "cheap", "unfinished"]
+    assert [named[i] for i in await order("duration")] == ["cheap", "dear", "unfinished"]
+    assert [named[i] for i in await order("oldest")] == ["cheap", "dear", "unfinished"]
+    assert [named[i] for i in await order("newest")] == ["unfinished", "dear", "cheap"]
+    refused = await client.get("/tasks", headers=alice.headers, params={"sort": "price"})
+    assert assert_problem(refused, 422)["errors"][0]["field"] == "sort"
+
+    stats = (await client.get("/tasks/stats", headers=alice.headers)).json()
+    assert stats == {"total": 3, "completed": 2, "running": 0, "waiting": 0, "failed": 0,
+                     "cancelled": 1, "scheduled": 0, "cost_usd": pytest.approx(0.26)}  # fmt: skip
+    theirs = (await client.get("/tasks/stats", headers=bob.headers)).json()
+    assert (theirs["total"], theirs["cost_usd"]) == (0, 0.0)
 
 
 async def test_rename_appends_an_event(client, alice) -> None:

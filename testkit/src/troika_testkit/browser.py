@@ -155,9 +155,18 @@ class Screenshots:
         return cls(folder)
 
     async def shot(self, page: Page, label: str) -> Path:
-        """Saves the whole page (not only what the viewport shows) and returns the file."""
+        """Saves the whole page (not only what the viewport shows) and returns the file.
+
+        A picture is a record, not a check: when a busy browser cannot draw the whole page in
+        time, what the viewport shows is kept instead, and the test goes on.
+        """
+        from playwright.async_api import TimeoutError as PlaywrightTimeout  # noqa: PLC0415
+
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{len(self.taken) + 1:02d}-{_file_name(label)}.png"
-        await page.screenshot(path=path, full_page=True)
+        try:
+            await page.screenshot(path=path, full_page=True, timeout=scaled(30_000))
+        except PlaywrightTimeout:
+            await page.screenshot(path=path, timeout=scaled(30_000))
         self.taken.append(path)
         return path

@@ -271,6 +271,16 @@ def approval_card(item: Approval) -> rx.Component:
                 item.description != "", rx.text(item.description, size="2", color_scheme="gray")
             ),
             rx.cond(item.subtask != "", rx.text("For subtask ", rx.code(item.subtask), size="1")),
+            rx.cond(
+                item.same_as != "",
+                rx.callout(
+                    rx.text("The same call waits for subtask ", item.same_as, " too."),
+                    icon="copy",
+                    size="1",
+                    color_scheme="blue",
+                    class_name="duplicate-flag",
+                ),
+            ),
             rx.vstack(rx.foreach(item.arguments, _argument), width="100%", spacing="2"),
             page_shot(
                 item.page_shot,

@@ -137,7 +137,14 @@ def sign_in_page() -> rx.Component:
                 ),
                 on_submit=AuthState.sign_in,
             ),
-            rx.text("New here? ", rx.link("Create an account", href="/signup"), size="2"),
+            rx.text(
+                "New here? ",
+                rx.link("Create an account", href="/signup"),
+                " or see ",
+                rx.link("how it works", href="/how-it-works", id="how-it-works-link"),
+                ".",
+                size="2",
+            ),
         )
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import reflex as rx
@@ -25,6 +26,14 @@ FILTERS = {
     "running": ["queued", "planning", "executing", "reviewing"],
     "scheduled": ["scheduled"],
 }
+SORTS = {
+    "newest": "newest first",
+    "oldest": "oldest first",
+    "cost": "most expensive first",
+    "duration": "longest first",
+}
+_SORT_BY_WORDS = {words: key for key, words in SORTS.items()}
+_STATS = ("total", "completed", "running", "waiting", "failed", "cancelled")
 
 
 class HistoryState(SessionState):
@@ -32,6 +41,9 @@ class HistoryState(SessionState):
 
     query: str = ""
     show: str = "all"
+    sort: str = "newest"
+    stats: dict[str, int] = {}  # noqa: RUF012 - how the person's tasks stand, all of them
+    spent: str = ""
     items: list[TaskItem] = []  # noqa: RUF012 - Reflex state vars are declared on the class
     total: int = 0
     offset: int = 0
@@ -50,13 +62,29 @@ class HistoryState(SessionState):
         if self.query.strip():
             params.append(("q", self.query.strip()))
         params += [("status", status) for status in FILTERS.get(self.show, [])]
+        params.append(("sort", self.sort))
         try:
-            page = await self._api("GET", "/tasks", params=params)
+            page, stats = await asyncio.gather(
+                self._api("GET", "/tasks", params=params), self._api("GET", "/tasks/stats")
+            )
         except ApiError as exc:
             return rx.toast.error(exc.message)
         self.items = [task_item_of(t) for t in page["items"]]
         self.total = int(page["total"])
+        self.stats = {name: int(stats.get(name, 0)) for name in _STATS}
+        self.spent = f"${float(stats.get('cost_usd', 0.0)):.2f}"
         return None
+
+    @rx.var
+    def sort_words(self) -> str:
+        """The order shown, in words."""
+        return SORTS.get(self.sort, SORTS["newest"])
+
+    @rx.event
+    async def sort_by(self, words: str) -> Any:  # noqa: ANN401
+        """Orders the list (by its words in the menu)."""
+        self.sort, self.offset = _SORT_BY_WORDS.get(words, "newest"), 0
+        return HistoryState.load
 
     @rx.event
     async def search(self, text: str) -> Any:  # noqa: ANN401
@@ -124,6 +152,18 @@ def _row(item: TaskItem) -> rx.Component:
     )
 
 
+def _figure(name: str, words: str, value: rx.Var[Any]) -> rx.Component:
+    return rx.card(
+        rx.text(words, size="1", color_scheme="gray"),
+        rx.text(value, size="5", weight="bold", id=f"stat-{name}"),
+        size="1",
+    )
+
+
+def _stat(name: str) -> rx.Component:
+    return _figure(name, name.capitalize(), HistoryState.stats[name])
+
+
 def history_page() -> rx.Component:
     """``/history``."""
     return frame(
@@ -143,7 +183,22 @@ def history_page() -> rx.Component:
                 on_change=HistoryState.filter,
                 id="filter",
             ),
+            rx.select(
+                list(SORTS.values()),
+                value=HistoryState.sort_words,
+                on_change=HistoryState.sort_by,
+                id="sort",
+            ),
             width="100%",
+            wrap="wrap",
+        ),
+        rx.grid(
+            *(_stat(name) for name in _STATS),
+            _figure("spent", "Estimated cost", HistoryState.spent),
+            columns=rx.breakpoints(initial="3", md="7"),
+            spacing="3",
+            width="100%",
+            id="stats",
         ),
         panel(
             rx.hstack(

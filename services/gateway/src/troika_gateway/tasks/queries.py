@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from sqlalchemy import func, or_, select
+from sqlalchemy import Float, func, or_, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import selectinload
+from sqlalchemy.sql.functions import FunctionElement
 
 from troika_gateway.db.models import (
     File,
@@ -25,6 +27,8 @@ from troika_gateway.tasks.schemas import (
     SubtaskView,
     TaskDetail,
     TaskPage,
+    TaskSort,
+    TaskStats,
     TaskSummary,
 )
 
@@ -38,6 +42,29 @@ if TYPE_CHECKING:
 
 
 __all__ = ["TaskQueries", "file_view", "summary_of"]
+
+_RUNNING = ("queued", "planning", "executing", "reviewing")
+_WAITING = ("awaiting_approval", "awaiting_input", "needs_guidance")
+
+
+class elapsed_seconds(FunctionElement[float]):  # noqa: N801 - used as an SQL function
+    """Seconds from the second datetime column to the first, in SQL (NULL if either is)."""
+
+    type = Float()
+    inherit_cache = True
+    name = "elapsed_seconds"
+
+
+@compiles(elapsed_seconds, "sqlite")
+def _elapsed_sqlite(element: elapsed_seconds, compiler: Any, **kw: Any) -> str:  # noqa: ANN401
+    end, start = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"((julianday({end}) - julianday({start})) * 86400.0)"
+
+
+@compiles(elapsed_seconds)
+def _elapsed(element: elapsed_seconds, compiler: Any, **kw: Any) -> str:  # noqa: ANN401
+    end, start = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"EXTRACT(EPOCH FROM ({end} - {start}))"
 
 
 def summary_of(task: Task) -> TaskSummary:
@@ -99,9 +126,15 @@ class TaskQueries:
         return task
 
     async def page(
-        self, *, statuses: Sequence[str], query: str, limit: int, offset: int
+        self,
+        *,
+        statuses: Sequence[str],
+        query: str,
+        limit: int,
+        offset: int,
+        sort: TaskSort = TaskSort.NEWEST,
     ) -> TaskPage:
-        """The caller's tasks, newest first, filtered by status and text."""
+        """The caller's tasks, filtered by status and text, in the order asked for."""
         where: list[Any] = [Task.user_id == self.user_id]
         if statuses:
             where.append(Task.status.in_(statuses))
@@ -118,15 +151,52 @@ class TaskQueries:
                 )
             )
         total = await self.db.scalar(select(func.count()).select_from(Task).where(*where)) or 0
-        rows = await self.db.scalars(
-            select(Task)
-            .where(*where)
-            .order_by(Task.created_at.desc(), Task.id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
+        statement = select(Task).where(*where)
+        newest = (Task.created_at.desc(), Task.id.desc())
+        if sort == TaskSort.OLDEST:
+            statement = statement.order_by(Task.created_at.asc(), Task.id.asc())
+        elif sort == TaskSort.COST:
+            spent = (
+                select(LlmUsage.task_id, func.sum(LlmUsage.cost_usd).label("cost"))
+                .group_by(LlmUsage.task_id)
+                .subquery()
+            )
+            statement = statement.outerjoin(spent, spent.c.task_id == Task.id).order_by(
+                func.coalesce(spent.c.cost, 0.0).desc(), *newest
+            )
+        elif sort == TaskSort.DURATION:
+            took = elapsed_seconds(Task.finished_at, Task.started_at)
+            statement = statement.order_by(took.desc().nulls_last(), *newest)
+        else:
+            statement = statement.order_by(*newest)
+        rows = await self.db.scalars(statement.limit(limit).offset(offset))
         return TaskPage(
             items=[summary_of(t) for t in rows], total=total, limit=limit, offset=offset
+        )
+
+    async def stats(self) -> TaskStats:
+        """How many of the caller's tasks stand where, and what they cost in all."""
+        rows = await self.db.execute(
+            select(Task.status, func.count())
+            .where(Task.user_id == self.user_id)
+            .group_by(Task.status)
+        )
+        counts: dict[str, int] = dict(rows.all())
+        spent = await self.db.scalar(
+            select(func.coalesce(func.sum(LlmUsage.cost_usd), 0.0))
+            .select_from(LlmUsage)
+            .join(Task, Task.id == LlmUsage.task_id)
+            .where(Task.user_id == self.user_id)
+        )
+        return TaskStats(
+            total=sum(counts.values()),
+            completed=counts.get("completed", 0),
+            running=sum(counts.get(s, 0) for s in _RUNNING),
+            waiting=sum(counts.get(s, 0) for s in _WAITING),
+            failed=counts.get("failed", 0),
+            cancelled=counts.get("cancelled", 0),
+            scheduled=counts.get("scheduled", 0),
+            cost_usd=float(spent or 0.0),
         )
 
     async def detail(self, task_id: str) -> TaskDetail:

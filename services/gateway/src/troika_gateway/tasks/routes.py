@@ -29,6 +29,8 @@ from troika_gateway.tasks.schemas import (
     TaskDetail,
     TaskPage,
     TaskRename,
+    TaskSort,
+    TaskStats,
     TaskSummary,
 )
 from troika_gateway.tasks.service import Tasks
@@ -122,6 +124,7 @@ class TaskController(Controller):
     async def list_tasks(
         self,
         tasks: NamedDependency[Tasks],
+        *,
         status: Annotated[
             list[TaskStatus] | None,
             QueryParameter(description="only tasks in these statuses (repeatable)"),
@@ -131,10 +134,23 @@ class TaskController(Controller):
         ] = "",
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
         offset: Annotated[int, QueryParameter(ge=0, le=1_000_000)] = 0,
+        sort: Annotated[
+            TaskSort,
+            QueryParameter(
+                description="newest (default), oldest, cost (most first) or "
+                "duration (longest first, unfinished last)"
+            ),
+        ] = TaskSort.NEWEST,
     ) -> TaskPage:
-        """The caller's tasks, newest first."""
+        """The caller's tasks, newest first unless ``sort`` says otherwise."""
         statuses = [s.value for s in status or []]
-        return await tasks.page(statuses=statuses, query=q, limit=limit, offset=offset)
+        return await tasks.page(statuses=statuses, query=q, limit=limit, offset=offset, sort=sort)
+
+    @get("/stats")
+    async def stats(self, tasks: NamedDependency[Tasks]) -> TaskStats:
+        """How many of the caller's tasks completed, run, wait, failed, were cancelled or are
+        scheduled, and their estimated cost in all."""
+        return await tasks.stats()
 
     @get("/{task_id:str}")
     async def detail(self, task_id: FromPath[str], tasks: NamedDependency[Tasks]) -> TaskDetail:

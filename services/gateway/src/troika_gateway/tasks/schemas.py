@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
@@ -22,6 +23,8 @@ __all__ = [
     "TaskDetail",
     "TaskPage",
     "TaskRename",
+    "TaskSort",
+    "TaskStats",
     "TaskSummary",
 ]
 
@@ -190,3 +193,25 @@ class EventPage(Struct, kw_only=True):
     task_id: str
     events: list[EventView]
     last_seq: int
+
+
+class TaskSort(StrEnum):
+    """How a list of tasks is ordered."""
+
+    NEWEST = "newest"
+    OLDEST = "oldest"
+    COST = "cost"  # the most expensive first
+    DURATION = "duration"  # the longest run first; tasks that have not finished last
+
+
+class TaskStats(Struct, kw_only=True):
+    """How the caller's tasks stand, all of them."""
+
+    total: int
+    completed: int
+    running: int
+    waiting: int
+    failed: int
+    cancelled: int
+    scheduled: int
+    cost_usd: float
