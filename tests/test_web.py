@@ -756,6 +756,23 @@ async def test_mail_settings_a_form_to_fill_and_the_history(  # noqa: PLR0915 - 
     # The mail account is saved from the profile; its password is never shown again.
     await page.goto(f"{web}/profile")
     await page.locator("#policies code", has_text="create_file").wait_for()  # the profile is read
+
+    # Policies in words; one click lets the tools that only look run without asking.
+    def policy(tool: str):
+        row = page.locator("#policies tr").filter(
+            has=page.locator("code", has_text=re.compile(f"^{tool}$"))
+        )
+        return row.get_by_role("combobox")
+
+    await expect(policy("read_file")).to_have_text("ask every time")
+    await page.click("#trust-read-only")
+    await expect(policy("read_file")).to_have_text("allow without asking")
+    await expect(policy("create_file")).to_have_text("ask every time")
+    await expect(policy("send_email")).to_have_text("ask every time")
+    await policy("create_file").click()
+    await page.get_by_role("option", name="ask once per task").click()
+    await expect(policy("create_file")).to_have_text("ask once per task")
+    assert "ask_once" not in await page.locator("#policies").inner_text()
     await page.fill("#smtp-host", "127.0.0.1")
     await page.fill("#smtp-port", str(mail.port))
     await page.click("#smtp-security")

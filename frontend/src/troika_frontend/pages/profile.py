@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
 from typing import Any
 
 import reflex as rx
@@ -11,29 +10,11 @@ import reflex as rx
 from troika_client import ApiError, field_errors
 from troika_frontend.components import badge, field_error, frame, panel
 from troika_frontend.pages.devices import devices_panel
+from troika_frontend.pages.policies import PoliciesState, policies_panel
 from troika_frontend.pages.social_accounts import social_accounts_panel
 from troika_frontend.session import SessionState
 
 __all__ = ["ProfileState", "profile_page"]
-
-MODES = ["ask", "ask_once", "allow", "deny"]
-MODE_WORDS = {
-    "ask": "ask every time",
-    "ask_once": "ask once per task",
-    "allow": "allow without asking",
-    "deny": "never allow",
-}
-
-
-@dataclass
-class PolicyRow:
-    """A tool and what happens when an agent wants to use it."""
-
-    tool: str
-    description: str
-    risk: str
-    mode: str
-    side_effects: bool
 
 
 class ProfileState(SessionState):
@@ -44,8 +25,6 @@ class ProfileState(SessionState):
     errors: dict[str, str] = {}  # noqa: RUF012 - Reflex state vars are declared on the class
     smtp: dict[str, str] = {}  # noqa: RUF012
     smtp_password_set: bool = False
-    policies: list[PolicyRow] = []  # noqa: RUF012
-    confirm_tool: str = ""
     loaded: int = 0
     reading: bool = True
 
@@ -77,16 +56,7 @@ class ProfileState(SessionState):
         smtp = next((c for c in credentials if c.get("kind") == "smtp"), None)
         self.smtp = {k: str(v) for k, v in (smtp or {}).get("settings", {}).items()}
         self.smtp_password_set = bool(smtp and smtp.get("password_set"))
-        self.policies = [
-            PolicyRow(
-                tool=str(p["tool"]),
-                description=str(p.get("description", "")),
-                risk=str(p.get("risk", "")),
-                mode=str(p.get("mode", "ask")),
-                side_effects=bool(p.get("side_effects")),
-            )
-            for p in await self._api("GET", "/policies")
-        ]
+        await (await self.get_state(PoliciesState))._read()
 
     @rx.event
     async def save_profile(self, form: dict[str, Any]) -> Any:  # noqa: ANN401
@@ -189,29 +159,6 @@ class ProfileState(SessionState):
             return rx.toast.error(exc.message)
         await self._load()
         return rx.toast.success("Mail settings removed.")
-
-    @rx.event
-    async def set_policy(self, tool: str, mode: str) -> Any:  # noqa: ANN401
-        """Sets what happens when an agent wants ``tool`` (allowing a risky one asks first)."""
-        row = next((p for p in self.policies if p.tool == tool), None)
-        if row is None or mode not in MODES:
-            return None
-        if mode == "allow" and row.side_effects and self.confirm_tool != tool:
-            self.confirm_tool = tool
-            return rx.toast.warning(
-                f"{tool} acts outside Troika (it sends, posts or changes things). Choose "
-                "“allow” again to let every task use it without asking."
-            )
-        body: dict[str, Any] = {"mode": mode}
-        if mode == "allow" and row.side_effects:
-            body["confirm"] = True
-        self.confirm_tool = ""
-        try:
-            await self._api("PUT", f"/policies/{tool}", json=body)
-        except ApiError as exc:
-            return rx.toast.error(exc.message)
-        await self._load()
-        return rx.toast.success(f"{tool}: {MODE_WORDS[mode]}.")
 
 
 def _image_type(data: bytes) -> str:
@@ -439,52 +386,6 @@ def _smtp() -> rx.Component:
     )
 
 
-def _policy(row: PolicyRow) -> rx.Component:
-    return rx.table.row(
-        rx.table.cell(rx.code(row.tool)),
-        rx.table.cell(
-            badge(row.risk, rx.match(row.risk, ("read", "green"), ("write", "amber"), "red"))
-        ),
-        rx.table.cell(rx.text(row.description, size="1", color_scheme="gray")),
-        rx.table.cell(
-            rx.select(
-                MODES,
-                value=row.mode,
-                on_change=lambda m: ProfileState.set_policy(row.tool, m),
-                size="1",
-                class_name="policy-" + row.tool,
-            ),
-        ),
-    )
-
-
-def _policies() -> rx.Component:
-    return panel(
-        rx.heading("Tool policies", size="4"),
-        rx.text(
-            "What happens when an agent wants a tool, in every task: ask every time, ask "
-            "once per task, allow without asking, or never allow. A tool that needs your "
-            "details (like e-mail) always shows its form.",
-            size="2",
-            color_scheme="gray",
-        ),
-        rx.table.root(
-            rx.table.header(
-                rx.table.row(
-                    rx.table.column_header_cell("Tool"),
-                    rx.table.column_header_cell("Risk"),
-                    rx.table.column_header_cell("What it does"),
-                    rx.table.column_header_cell("Policy"),
-                )
-            ),
-            rx.table.body(rx.foreach(ProfileState.policies, _policy)),
-            width="100%",
-            size="1",
-        ),
-        id="policies",
-    )
-
-
 def profile_page() -> rx.Component:
     """``/profile``."""
     return frame(
@@ -500,6 +401,6 @@ def profile_page() -> rx.Component:
         ),
         social_accounts_panel(),
         devices_panel(),
-        _policies(),
+        policies_panel(),
         current="/profile",
     )

@@ -1,0 +1,158 @@
+"""The profile's tool policies: what happens, in every task, when an agent wants a tool."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import reflex as rx
+
+from troika_client import ApiError
+from troika_frontend.components import badge, panel
+from troika_frontend.session import SessionState
+
+__all__ = ["MODE_WORDS", "PoliciesState", "PolicyRow", "policies_panel"]
+
+MODE_WORDS = {
+    "ask": "ask every time",
+    "ask_once": "ask once per task",
+    "allow": "allow without asking",
+    "deny": "never allow",
+}
+_MODE_OF_WORDS = {words: mode for mode, words in MODE_WORDS.items()}
+
+
+@dataclass
+class PolicyRow:
+    """A tool and what happens when an agent wants to use it."""
+
+    tool: str
+    description: str
+    risk: str
+    mode: str
+    side_effects: bool
+    mode_words: str = ""
+
+
+class PoliciesState(SessionState):
+    """The table of tools and their policies."""
+
+    policies: list[PolicyRow] = []  # noqa: RUF012 - Reflex state vars are declared on the class
+    confirm_tool: str = ""
+
+    async def _read(self) -> None:
+        """Reads every tool's policy (the profile calls it as it loads)."""
+        self.policies = [
+            PolicyRow(
+                tool=str(p["tool"]),
+                description=str(p.get("description", "")),
+                risk=str(p.get("risk", "")),
+                mode=str(p.get("mode", "ask")),
+                side_effects=bool(p.get("side_effects")),
+                mode_words=MODE_WORDS.get(str(p.get("mode", "ask")), "ask every time"),
+            )
+            for p in await self._api("GET", "/policies")
+        ]
+
+    @rx.event
+    async def set_policy(self, tool: str, words: str) -> Any:  # noqa: ANN401 - Reflex specs
+        """Sets what happens when an agent wants ``tool`` (allowing one that acts outside
+        Troika asks first); ``words`` as the menu shows them."""
+        row = next((p for p in self.policies if p.tool == tool), None)
+        mode = _MODE_OF_WORDS.get(words, words if words in MODE_WORDS else "")
+        if row is None or not mode:
+            return None
+        if mode == "allow" and row.side_effects and self.confirm_tool != tool:
+            self.confirm_tool = tool
+            return rx.toast.warning(
+                f"{tool} acts outside Troika (it sends, posts or changes things). Choose "
+                "“allow without asking” again to let every task use it without asking."
+            )
+        body: dict[str, Any] = {"mode": mode}
+        if mode == "allow" and row.side_effects:
+            body["confirm"] = True
+        self.confirm_tool = ""
+        try:
+            await self._api("PUT", f"/policies/{tool}", json=body)
+        except ApiError as exc:
+            return rx.toast.error(exc.message)
+        await self._read()
+        return rx.toast.success(f"{tool}: {MODE_WORDS[mode]}.")
+
+    @rx.event
+    async def trust_read_only(self) -> Any:  # noqa: ANN401
+        """Lets every tool that only looks (risk "read") run without asking; the others keep
+        their policy (every tool asks unless told otherwise)."""
+        trusted = [p.tool for p in self.policies if p.risk == "read" and not p.side_effects]
+        try:
+            for tool in trusted:
+                await self._api("PUT", f"/policies/{tool}", json={"mode": "allow"})
+        except ApiError as exc:
+            await self._read()
+            return rx.toast.error(exc.message)
+        await self._read()
+        return rx.toast.success(
+            f"{len(trusted)} read-only tools now run without asking; the others still ask."
+        )
+
+
+def _policy(row: PolicyRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(rx.code(row.tool)),
+        rx.table.cell(
+            badge(row.risk, rx.match(row.risk, ("read", "green"), ("write", "amber"), "red"))
+        ),
+        rx.table.cell(rx.text(row.description, size="1", color_scheme="gray")),
+        rx.table.cell(
+            rx.select(
+                list(MODE_WORDS.values()),
+                value=row.mode_words,
+                on_change=lambda words: PoliciesState.set_policy(row.tool, words),
+                size="1",
+                class_name="policy-" + row.tool,
+            ),
+        ),
+    )
+
+
+def policies_panel() -> rx.Component:
+    """The profile's panel of tool policies."""
+    return panel(
+        rx.hstack(
+            rx.heading("Tool policies", size="4"),
+            rx.spacer(),
+            rx.button(
+                rx.icon("eye", size=16),
+                "Trust read-only tools",
+                variant="soft",
+                size="2",
+                on_click=PoliciesState.trust_read_only,
+                id="trust-read-only",
+            ),
+            width="100%",
+            align="center",
+            wrap="wrap",
+        ),
+        rx.text(
+            "What happens when an agent wants a tool, in every task: ask every time (the "
+            "default), ask once per task, allow without asking, or never allow. “Trust "
+            "read-only tools” allows the ones that only look (search, read a page or a file). A "
+            "tool that needs your details (like e-mail) always shows its form.",
+            size="2",
+            color_scheme="gray",
+        ),
+        rx.table.root(
+            rx.table.header(
+                rx.table.row(
+                    rx.table.column_header_cell("Tool"),
+                    rx.table.column_header_cell("Risk"),
+                    rx.table.column_header_cell("What it does"),
+                    rx.table.column_header_cell("Policy"),
+                )
+            ),
+            rx.table.body(rx.foreach(PoliciesState.policies, _policy)),
+            width="100%",
+            size="1",
+        ),
+        id="policies",
+    )
