@@ -466,6 +466,7 @@ async def test_signing_in_returns_to_the_page_that_asked_for_it(up, page) -> Non
     await page.click("#submit")
     await page.wait_for_url(re.compile(r".*/history/?$"))
     await page.wait_for_selector("#signed-in-as:has-text('dora')")
+    await expect(page.locator("#nav-toggle")).to_be_hidden()  # a wide screen needs no menu
     # No task yet: the dashboard offers examples, and one fills the composer.
     await page.goto(f"{web}/")
     examples = page.locator("#examples .example")

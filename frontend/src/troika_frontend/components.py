@@ -124,7 +124,7 @@ def nav_link(
 
 
 LAYOUT_CSS = """
-.nav-toggle { display: none; }
+.nav-toggle { display: none !important; }
 @media (max-width: 767px) {
   .troika-frame { flex-direction: column !important; }
   .troika-nav {
@@ -135,7 +135,7 @@ LAYOUT_CSS = """
   .troika-nav .nav-brand { padding-bottom: 0 !important; width: 100%; }
   .troika-nav .nav-body { display: none; }
   .troika-nav.open .nav-body { display: flex; padding-top: 0.75em; }
-  .nav-toggle { display: inline-flex; margin-left: auto; }
+  .nav-toggle { display: inline-flex !important; margin-left: auto; }
   .troika-content { padding: 1em !important; }
   .troika-content h1 { font-size: var(--font-size-6); }
 }
