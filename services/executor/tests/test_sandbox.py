@@ -24,6 +24,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from troika_executor import sandbox as sandbox_module
+from troika_executor import sandbox_processes
 from troika_executor.sandbox import (
     DEEPEST,
     MOST_FILES,
@@ -815,8 +816,8 @@ async def test_processes_that_outlive_the_kill_fail_the_run_loudly(
 ) -> None:
     # Stand-in for a process that SIGKILL does not end: before the run there is none.
     sweeps = iter([0])
-    monkeypatch.setattr(sandbox_module, "_kill_uid", lambda _uid: next(sweeps, 1))
-    monkeypatch.setattr(sandbox_module, "_SWEEP_S", 0.2)
+    monkeypatch.setattr(sandbox_processes, "kill_uid", lambda _uid: next(sweeps, 1))
+    monkeypatch.setattr(sandbox_processes, "_SWEEP_S", 0.2)
     with capture_logs() as logs, pytest.raises(ProcessesLeft) as left:
         await sandbox.run(workspace, "open('out.txt', 'w').write('out')", QUICK)
     assert left.value.uid in UIDS
