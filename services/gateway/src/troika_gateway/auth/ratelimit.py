@@ -95,20 +95,12 @@ class LoginLimiter:
         Raises:
             RateLimited: With the seconds to wait.
         """
-        address_key = self._address_key(address)
+        await self.from_address(address, what=what)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(address_key)
-            pipe.expire(address_key, self.window_s, nx=True)
-            pipe.ttl(address_key)
             pipe.get(self._pair_key(account, address))
             pipe.ttl(self._pair_key(account, address))
             pipe.hmget(self._account_key(account), ["failures", "last"])
-            from_address, _, address_ttl, pair, pair_ttl, (failures, last) = await pipe.execute()
-        if int(from_address) > self.per_address:
-            raise RateLimited(
-                f"too many {what} attempts from this address; try again later",
-                max(int(address_ttl), 1),
-            )
+            pair, pair_ttl, (failures, last) = await pipe.execute()
         if pair is not None and int(pair) >= self.per_account:
             raise RateLimited(
                 f"too many failed {what}s for this account from this address; try again later",
@@ -125,8 +117,8 @@ class LoginLimiter:
             )
 
     async def from_address(self, address: str, *, what: str) -> None:
-        """Records an attempt from ``address`` that is on no account (a sign-up); refuses it
-        past the address's limit.
+        """Records an attempt from ``address`` (every password check, and sign-ups, which are
+        on no account); refuses it past the address's limit.
 
         Raises:
             RateLimited: With the seconds to wait.
