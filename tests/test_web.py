@@ -54,6 +54,8 @@ def plan_script(request: dict) -> dict:
     if "[triple]" in text:  # three subtasks side by side, which will ask for the same call
         hints = ["create_file"]
         return plan_answer(*((f"triple{n}", [], hints) for n in (1, 2, 3)), summary="triple")
+    if "[coplan]" in text:  # a plan the person changes before it runs
+        return plan_answer(("gather", [], []), ("write", ["gather"], []), summary="two steps")
     if "[browse]" in text:
         hints = ["browser_open", "browser_fill", "browser_click"]
         return plan_answer(("browse", [], hints), summary="browse plan")
@@ -575,6 +577,71 @@ async def test_the_same_call_from_parallel_subtasks_is_no_stall_approve_all_and_
     await page.wait_for_selector("#signed-in-as")
     await expect(page.locator(".approval-card")).to_have_count(0)
     await expect(page.locator("#pending-badge")).to_have_count(0)
+
+
+async def test_the_plan_is_reviewed_changed_and_the_changes_reach_the_executor(  # noqa: PLR0915
+    up, llm, page, screenshots
+) -> None:
+    web = up["web"]
+    await sign_up(page, web, "petra")
+    await page.locator("#objective").press_sequentially("Report on three cities [coplan]")
+    await page.click("#review-plan")
+    await page.click("#create-task")
+    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    await expect(page.locator("#task-status")).to_have_text(
+        "awaiting plan review", timeout=scaled(60_000)
+    )
+    nodes = page.locator("#plan-graph .plan-node")
+    await expect(nodes).to_have_count(2)
+    assert [await n.get_attribute("data-status") for n in await nodes.all()] == ["pending"] * 2
+    await screenshots.shot(page, "plan-to-review")
+
+    await page.click("#plan-edit")
+    steps = page.locator(".draft-step")
+    await expect(steps).to_have_count(2)
+    await steps.nth(0).locator(".draft-title input").fill("Gather the census figures")
+    await steps.nth(0).locator(".draft-description textarea").fill("Use only the 2025 census.")
+    # a new step goes last and waits for the one before it; moved up, it waits for "gather"
+    await page.click("#draft-add")
+    await page.click("#draft-add")
+    await expect(steps).to_have_count(4)
+    await steps.nth(3).locator(".draft-remove").click()
+    await expect(steps).to_have_count(3)
+    await steps.nth(2).locator(".draft-title input").fill("Check the sums")
+    await steps.nth(2).locator(".draft-up").click()
+    check, write = steps.nth(1), steps.nth(2)
+    await expect(check.locator(".draft-title input")).to_have_value("Check the sums")
+    await check.locator(".draft-after[data-after='write']").click()
+    await check.locator(".draft-after[data-after='gather']").click()
+    await write.locator(".draft-after[data-after='step-3']").click()
+    await write.locator(".draft-after[data-after='gather']").click()
+    await write.locator(".draft-title input").fill("")
+    await page.click("#draft-start")
+    await expect(page.locator("#draft-problem")).to_have_text("Give subtask 3 a name.")
+    await write.locator(".draft-title input").fill("Write the report")
+    await screenshots.shot(page, "plan-changed")
+    await page.click("#draft-start")
+    await expect(page.locator("#task-status")).to_have_text("completed", timeout=scaled(90_000))
+    await expect(page.locator("#plan-review")).to_have_count(0)
+    await expect(nodes).to_have_count(3)
+    assert [await n.get_attribute("data-status") for n in await nodes.all()] == ["done"] * 3
+    await screenshots.shot(page, "plan-done")
+
+    prompts = [_text(r) for r in llm.asked_for("StepDecision") if "[coplan]" in _objective(r)]
+    started = [re.search(r"Your subtask: (\S+) —", p).group(1) for p in prompts]
+    assert started == ["gather", "step-3", "write"], "the edited order and dependencies hold"
+    assert "Gather the census figures\nUse only the 2025 census." in prompts[0]
+    assert "Your subtask: step-3 — Check the sums" in prompts[1]
+    assert "Result of subtask gather" in prompts[1]
+    assert "Result of subtask step-3" in prompts[2]
+    headers = await api_token(up["api"], "petra")
+    async with httpx.AsyncClient(base_url=up["api"], headers=headers) as http:
+        task = (await http.get(f"/tasks/{task_id_of(page)}")).json()
+    assert {s["key"]: s["depends_on"] for s in task["subtasks"]} == {
+        "gather": [],
+        "step-3": ["gather"],
+        "write": ["step-3"],
+    }
 
 
 async def test_a_stuck_task_is_answered_with_guidance_and_finishes(

@@ -106,6 +106,8 @@ def _verdict(data: dict[str, Any]) -> str:
 _LINES: dict[str, Callable[[dict[str, Any]], str]] = {
     "task.created": lambda d: f"Task created: {d.get('title', '')}",
     "plan.ready": _plan,
+    "plan.edited": lambda d: "The plan was changed:\n" + _plan(d),
+    "plan.accepted": lambda _: "The plan was accepted; the work starts.",
     "step.requested": lambda d: f"[{d['subtask']}] thinking (step {d['step']})…",
     "tool.approved": lambda d: f"  approved {d['tool']} (by {d.get('by', 'you')})",
     "tool.denied": lambda d: f"  denied {d['tool']}: {d.get('reason', '')}",
@@ -168,6 +170,8 @@ class TaskRunner:
             await self.answer(data["interaction_id"])
         elif kind == "task.needs_guidance":
             await self.guide(data)
+        elif kind == "task.status" and data.get("status") == "awaiting_plan_review":
+            await self.review_plan()
         elif kind == "task.completed" or (kind == "task.status" and data.get("status") in _FINAL):
             return await self.finish()
         return None
@@ -247,6 +251,23 @@ class TaskRunner:
                 continue
             values[name] = _typed(text, spec.get("type"))
         return values
+
+    async def review_plan(self) -> None:
+        """The plan waits for the person: start it as shown, or cancel (it can be changed in
+        the web app instead, where this prompt can be left open)."""
+        if (await self.session.get(f"/tasks/{self.task_id}"))["status"] != "awaiting_plan_review":
+            return  # a replayed event from before: answered already
+        text = await self.terminal.ask(
+            "\nThe plan waits for your review. Start it as shown? [y]es, or [c]ancel the task "
+            "(to change it, open the task in the web app): "
+        )
+        try:
+            if text.lower().startswith("c"):
+                await self.session.post(f"/tasks/{self.task_id}/cancel", {})
+            elif text.lower().startswith("y"):
+                await self.session.call("PUT", f"/tasks/{self.task_id}/plan", json={"start": True})
+        except ApiError as exc:
+            self.terminal.say(f"Not accepted: {exc.detail}")
 
     async def guide(self, data: dict[str, Any]) -> None:
         """The agents are stuck: shows why and passes on the person's instructions."""

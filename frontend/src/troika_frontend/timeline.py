@@ -79,6 +79,10 @@ def timeline_item(event: dict[str, Any]) -> TimelineItem | None:  # noqa: PLR091
             return item("planner", "Re-planning" if data.get("replan") else "Planning")
         case "plan.ready":
             return item("planner", "Plan ready", _plan_body(data), "cyan")
+        case "plan.edited":
+            return item("you", "Plan changed", _plan_body(data))
+        case "plan.accepted":
+            return item("you", "Plan accepted: the work starts", color="green")
         case "step.requested":
             return item("executor", f"Working on {data.get('subtask')} (step {data.get('step')})")
         case "approval.requested":

@@ -35,7 +35,9 @@ __all__ = [
 ]
 
 FINAL = frozenset({"completed", "failed", "cancelled"})
-WAITING = frozenset({"awaiting_approval", "awaiting_input", "needs_guidance"})
+WAITING = frozenset(
+    {"awaiting_plan_review", "awaiting_approval", "awaiting_input", "needs_guidance"}
+)
 ACTIVE = frozenset({"queued", "planning", "executing", "reviewing"})
 LONG_VALUE = 240
 
@@ -45,6 +47,7 @@ _COLORS = {
     "planning": "cyan",
     "executing": "cyan",
     "reviewing": "cyan",
+    "awaiting_plan_review": "amber",
     "awaiting_approval": "amber",
     "awaiting_input": "amber",
     "needs_guidance": "orange",

@@ -21,6 +21,7 @@ from troika_gateway.pipeline.snapshot import (
     Ask,
     Audit,
     Cancel,
+    EditPlan,
     Emit,
     Execute,
     Expire,
@@ -202,6 +203,14 @@ def needs_guidance() -> Flow:
     return flow
 
 
+def awaiting_plan_review() -> Flow:
+    flow = Flow(TaskState(id="t1", user_id="u1", objective="Write notes",
+                          status=TaskStatus.QUEUED, review_plan=True))  # fmt: skip
+    flow.start()
+    flow.plan(ONE)
+    return flow
+
+
 def scheduled() -> Flow:
     return Flow(TaskState(id="t1", user_id="u1", objective="o", status=TaskStatus.SCHEDULED))
 
@@ -221,6 +230,7 @@ def cancelled() -> Flow:
 STARTS = {
     "scheduled": scheduled,
     "planning": planning,
+    "awaiting_plan_review": awaiting_plan_review,
     "executing": executing,
     "awaiting_approval": awaiting_approval,
     "awaiting_input": awaiting_input,
@@ -251,6 +261,11 @@ TRANSITIONS: list[tuple[str, Any, Any, str, list[str]]] = [
      ["schedule.fired", "plan.requested", "task.status"]),
     ("planning", None, "plan", "executing",
      ["plan.ready", "task.status", "step.requested"]),
+    ("awaiting_plan_review", None, EditPlan(plan=TWO), "awaiting_plan_review", ["plan.edited"]),
+    ("awaiting_plan_review", None, EditPlan(plan=ONE, start=True), "executing",
+     ["plan.accepted", "task.status", "step.requested"]),
+    ("awaiting_plan_review", None, EditPlan(plan=CHAIN, start=True), "executing",
+     ["plan.edited", "plan.accepted", "task.status", "step.requested"]),
     ("planning", None, "plan-stuck", "needs_guidance", ["task.status", "task.needs_guidance"]),
     ("planning", None, "plan-unusable", "planning", ["agent.unusable_answer", "plan.requested"]),
     ("planning", None, "plan-cyclic", "planning", ["agent.unusable_answer", "plan.requested"]),
@@ -282,8 +297,8 @@ TRANSITIONS: list[tuple[str, Any, Any, str, list[str]]] = [
      ["task.guidance", "task.status", "task.cancelled"]),
     *[(name, None, Cancel(by="api", reason="cancelled by you"), "cancelled",
        ["task.status", "task.cancelled"])
-      for name in ("scheduled", "planning", "executing", "awaiting_approval", "awaiting_input",
-                   "reviewing", "needs_guidance")],
+      for name in ("scheduled", "planning", "awaiting_plan_review", "executing",
+                   "awaiting_approval", "awaiting_input", "reviewing", "needs_guidance")],
 ]  # fmt: skip
 
 
@@ -358,6 +373,60 @@ def test_a_new_task_asks_the_planners_with_its_files_and_guidance() -> None:
     assert request.tools, "the planners see the tool catalogue"
     assert flow.state.in_flight == request.id
     assert flow.state.started_at == NOW
+
+
+def test_a_plan_to_review_waits_for_the_person_and_asks_no_agent() -> None:
+    flow = Flow(TaskState(id="t1", user_id="u1", objective="Write notes",
+                          status=TaskStatus.QUEUED, review_plan=True))  # fmt: skip
+    flow.start()
+    flow.plan(TWO)
+    assert flow.state.status == TaskStatus.AWAITING_PLAN_REVIEW
+    assert flow.events() == ["plan.ready", "task.status"]
+    assert flow.sent(StepRequested) == []
+    assert [s.status for s in flow.state.subtasks] == [SubtaskStatus.PENDING] * 2
+    flow.do(Repair())
+    assert flow.effects == [], "waiting for the person is not missing work"
+
+
+def test_the_persons_edits_are_what_the_executor_is_asked_to_do() -> None:
+    flow = awaiting_plan_review()
+    edited = Plan(subtasks=(
+        Subtask(id="data", title="Gather the figures", description="Use the 2025 census only"),
+        Subtask(id="a", title="Write the notes", depends_on=("data",)),
+    ))  # fmt: skip
+    flow.do(EditPlan(plan=edited, start=True))
+    [step] = flow.sent(StepRequested)
+    assert step.subtask_id == "data"
+    assert step.plan.subtasks == edited.subtasks
+    assert step.plan.summary == "one", "the summary stays unless the person changes it"
+    assert step.plan.subtasks[0].description == "Use the 2025 census only"
+    assert [s.key for s in flow.state.subtasks] == ["data", "a"]
+    [edit] = [e.event for e in flow.effects if isinstance(e, Emit)][:1]
+    assert isinstance(edit, ev.PlanEdited)
+    assert [s.depends_on for s in edit.subtasks] == [[], ["data"]]
+
+
+@pytest.mark.parametrize(
+    ("make", "plan", "reason"),
+    [
+        (executing, ONE, "the plan is not waiting for your review (the task is executing)"),
+        (awaiting_plan_review, Plan(subtasks=()), "the plan has no subtask"),
+        (awaiting_plan_review,
+         Plan(subtasks=(Subtask(id="a", title="A", depends_on=("b",)),
+                        Subtask(id="b", title="B", depends_on=("a",)))),
+         "the plan's dependencies go round in a circle"),
+        (awaiting_plan_review, Plan(subtasks=(Subtask(id="a", title="A", depends_on=("z",)),)),
+         "subtask a depends on z"),
+    ],
+)  # fmt: skip
+def test_a_plan_edit_that_cannot_be_worked_is_refused_and_changes_nothing(
+    make, plan, reason
+) -> None:
+    flow = make()
+    before = flow.state
+    outcome = flow.do(EditPlan(plan=plan, start=True))
+    assert outcome.refused == reason
+    assert flow.state is before
 
 
 def test_a_plan_starts_only_the_subtasks_whose_dependencies_are_done() -> None:

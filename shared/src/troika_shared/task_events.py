@@ -24,6 +24,8 @@ __all__ = [
     "ApprovalRequested",
     "DesktopWaiting",
     "FilesUploaded",
+    "PlanAccepted",
+    "PlanEdited",
     "PlanReady",
     "PlanRequested",
     "PlannedSubtask",
@@ -156,6 +158,19 @@ class PlanReady(TaskEventBody, frozen=True, kw_only=True, tag="plan.ready"):
 
     summary: str = ""
     subtasks: list[PlannedSubtask] = msgspec.field(default_factory=list)
+
+
+class PlanEdited(TaskEventBody, frozen=True, kw_only=True, tag="plan.edited"):
+    """The person changed the plan while reviewing it."""
+
+    summary: str = ""
+    subtasks: list[PlannedSubtask] = msgspec.field(default_factory=list)
+
+
+class PlanAccepted(TaskEventBody, frozen=True, kw_only=True, tag="plan.accepted"):
+    """The person accepted the plan: its subtasks are worked now."""
+
+    subtasks: int = 0
 
 
 class AgentUnusableAnswer(TaskEventBody, frozen=True, kw_only=True, tag="agent.unusable_answer"):
@@ -319,6 +334,8 @@ AnyTaskEvent = (
     | TaskPlanning
     | PlanRequested
     | PlanReady
+    | PlanEdited
+    | PlanAccepted
     | AgentUnusableAnswer
     | StepRequested
     | SubtaskDone

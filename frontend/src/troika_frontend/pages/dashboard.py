@@ -317,6 +317,22 @@ def _new_task() -> rx.Component:
             rx.callout(DashboardState.errors["form"], color_scheme="red", icon="triangle-alert"),
         ),
         rx.hstack(
+            rx.cond(
+                DashboardState.when == "now",
+                rx.text(
+                    rx.hstack(
+                        rx.checkbox(
+                            checked=DashboardState.review_plan,
+                            on_change=DashboardState.set_review_plan,
+                            id="review-plan",
+                        ),
+                        "Let me review the plan first",
+                        align="center",
+                    ),
+                    as_="label",
+                    size="2",
+                ),
+            ),
             rx.spacer(),
             rx.button(
                 rx.cond(DashboardState.when == "now", "Start task", "Schedule task"),
@@ -326,6 +342,8 @@ def _new_task() -> rx.Component:
                 id="create-task",
             ),
             width="100%",
+            align="center",
+            wrap="wrap",
         ),
     )
 

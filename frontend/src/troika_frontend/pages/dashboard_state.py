@@ -66,6 +66,8 @@ class DashboardState(SessionState):
     max_steps: str = ""
     max_tokens: str = ""
     max_cost: str = ""
+    review_plan: bool = False
+    review_plan_touched: bool = False
     staged: list[str] = []  # noqa: RUF012 - Reflex state vars are declared on the class
     errors: dict[str, str] = {}  # noqa: RUF012
     busy: bool = False
@@ -88,6 +90,12 @@ class DashboardState(SessionState):
         if name in _EDITABLE:
             setattr(self, name, value)
             self.errors = {key: text for key, text in self.errors.items() if key != name}
+
+    @rx.event
+    def set_review_plan(self, checked: bool) -> None:  # noqa: FBT001 - a checkbox
+        """This task's plan waits for the person's review (or not), whatever the profile says."""
+        self.review_plan = bool(checked)
+        self.review_plan_touched = True
 
     @rx.event
     def set_repeat(self, words: str) -> None:
@@ -150,7 +158,8 @@ class DashboardState(SessionState):
 
     async def _reload(self) -> None:
         """Reads each list's tasks, and the next run of each schedule (all at once)."""
-        schedules, working, waiting, scheduled, recent = await asyncio.gather(
+        me, schedules, working, waiting, scheduled, recent = await asyncio.gather(
+            self._api("GET", "/auth/profile"),
             self._api("GET", "/schedules"),
             self._list(ACTIVE),
             self._list(WAITING),
@@ -169,6 +178,8 @@ class DashboardState(SessionState):
             key=lambda t: t.next_run_at or "~",
         )
         self.recent = [task_item_of(t) for t in recent]
+        if not self.review_plan_touched:  # the profile's choice, until the person picks here
+            self.review_plan = bool(me.get("review_plans"))
         self.loaded = True
 
     def _body(self) -> dict[str, Any]:
@@ -189,6 +200,8 @@ class DashboardState(SessionState):
                     self.errors = {**self.errors, name: "must be a number"}
         if budget:
             body["budget"] = budget
+        if self.when == "now":
+            body["review_plan"] = self.review_plan
         if self.when == "once":
             if not self.date or not self.time:
                 self.errors = {**self.errors, "run_at": "choose a date and a time"}
@@ -236,6 +249,7 @@ class DashboardState(SessionState):
         self.objective = self.title = self.repeat_words = self.repeat_cron = ""
         self.max_steps = self.max_tokens = self.max_cost = ""
         self.when = "now"
+        self.review_plan_touched = False
         self._files, self.staged = [], []
         yield rx.redirect(f"/tasks/{task['id']}")
 

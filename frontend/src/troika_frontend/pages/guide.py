@@ -15,7 +15,8 @@ _STEPS = (
         (
             "You write what you want done, in plain words, and may add files. The planner turns it "
             "into subtasks, each with what it depends on, the tools it will likely need and how to "
-            "tell it is done. Subtasks that do not depend on each other run side by side."
+            "tell it is done. Subtasks that do not depend on each other run side by side. Tick "
+            "“Let me review the plan first” to change the plan before anything runs."
         ),
     ),
     (

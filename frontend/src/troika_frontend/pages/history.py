@@ -11,7 +11,7 @@ from troika_client import ApiError
 from troika_frontend.components import badge, frame, panel
 from troika_frontend.pages.dashboard import task_row
 from troika_frontend.session import SessionState
-from troika_frontend.views import TaskItem, task_item_of
+from troika_frontend.views import WAITING, TaskItem, task_item_of
 
 __all__ = ["HistoryState", "history_page"]
 
@@ -22,7 +22,7 @@ FILTERS = {
     "completed": ["completed"],
     "failed": ["failed"],
     "cancelled": ["cancelled"],
-    "waiting": ["awaiting_approval", "awaiting_input", "needs_guidance"],
+    "waiting": sorted(WAITING),
     "running": ["queued", "planning", "executing", "reviewing"],
     "scheduled": ["scheduled"],
 }

@@ -39,9 +39,13 @@ class PoliciesState(SessionState):
 
     policies: list[PolicyRow] = []  # noqa: RUF012 - Reflex state vars are declared on the class
     confirm_tool: str = ""
+    review_plans: bool = False
 
     async def _read(self) -> None:
-        """Reads every tool's policy (the profile calls it as it loads)."""
+        """Reads every tool's policy and whether plans wait for review (the profile calls it
+        as it loads)."""
+        me = await self._api("GET", "/auth/profile")
+        self.review_plans = bool(me.get("review_plans"))
         self.policies = [
             PolicyRow(
                 tool=str(p["tool"]),
@@ -78,6 +82,21 @@ class PoliciesState(SessionState):
             return rx.toast.error(exc.message)
         await self._read()
         return rx.toast.success(f"{tool}: {MODE_WORDS[mode]}.")
+
+    @rx.event
+    async def set_review_plans(self, checked: bool) -> Any:  # noqa: ANN401, FBT001 - a switch
+        """Whether new tasks wait for the person to review their plan (the composer can say
+        otherwise for one task)."""
+        try:
+            await self._api("PUT", "/auth/profile", json={"review_plans": bool(checked)})
+        except ApiError as exc:
+            return rx.toast.error(exc.message)
+        self.review_plans = bool(checked)
+        return rx.toast.success(
+            "New tasks wait for you to review their plan."
+            if checked
+            else "New tasks start working as soon as their plan is ready."
+        )
 
     @rx.event
     async def trust_read_only(self) -> Any:  # noqa: ANN401
@@ -140,6 +159,19 @@ def policies_panel() -> rx.Component:
             "tool that needs your details (like e-mail) always shows its form.",
             size="2",
             color_scheme="gray",
+        ),
+        rx.text(
+            rx.hstack(
+                rx.switch(
+                    checked=PoliciesState.review_plans,
+                    on_change=PoliciesState.set_review_plans,
+                    id="review-plans",
+                ),
+                "Let me review each new task's plan before it runs",
+                align="center",
+            ),
+            as_="label",
+            size="2",
         ),
         rx.table.root(
             rx.table.header(

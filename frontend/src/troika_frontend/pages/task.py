@@ -16,6 +16,7 @@ from troika_frontend.components import (
     when,
 )
 from troika_frontend.pages.approvals import ApprovalsState, approvals_list
+from troika_frontend.pages.plan_review import plan_review_panel
 from troika_frontend.pages.task_state import TaskState
 
 if TYPE_CHECKING:
@@ -282,6 +283,7 @@ def task_page() -> rx.Component:
     body = rx.vstack(
         _summary(),
         _guidance(),
+        plan_review_panel(),
         rx.cond(
             ApprovalsState.shown.length() > 0,
             rx.box(
@@ -296,8 +298,23 @@ def task_page() -> rx.Component:
                 rx.cond(TaskState.plan_summary != "", markdown(TaskState.plan_summary)),
                 rx.cond(
                     TaskState.steps.length() > 0,
-                    rx.vstack(rx.foreach(TaskState.steps, _step), width="100%", spacing="0"),
-                    rx.text("The planner is at work.", size="2", color_scheme="gray"),
+                    rx.vstack(
+                        rx.box(rx.html(TaskState.graph), width="100%", id="plan-graph"),
+                        rx.foreach(TaskState.steps, _step),
+                        width="100%",
+                        spacing="0",
+                    ),
+                    rx.text(
+                        rx.match(
+                            TaskState.status,
+                            ("scheduled", "The plan is made when the task starts."),
+                            ("queued", "The planner is at work."),
+                            ("planning", "The planner is at work."),
+                            "There is no plan.",
+                        ),
+                        size="2",
+                        color_scheme="gray",
+                    ),
                 ),
                 id="plan",
             ),

@@ -11,6 +11,7 @@ import reflex as rx
 
 from troika_client import ApiError
 from troika_frontend.pages.approvals import ApprovalsState
+from troika_frontend.plan_graph import plan_svg
 from troika_frontend.session import SessionState, listen
 from troika_frontend.timeline import TimelineItem, timeline_item
 from troika_frontend.views import (
@@ -30,6 +31,8 @@ _PAGE = 500
 _DETAIL_KINDS = frozenset(
     {
         "plan.ready",
+        "plan.edited",
+        "plan.accepted",
         "step.requested",
         "subtask.done",
         "tool.finished",
@@ -57,6 +60,8 @@ class TaskState(SessionState):
     result: str = ""
     plan_summary: str = ""
     steps: list[Step] = []  # noqa: RUF012 - Reflex state vars are declared on the class
+    plan_subtasks: list[dict[str, Any]] = []  # noqa: RUF012 - the plan as the API gives it
+    graph: str = ""  # the plan as an SVG picture
     files: list[FileItem] = []  # noqa: RUF012
     timeline: list[TimelineItem] = []  # noqa: RUF012
     last_seq: int = 0
@@ -112,7 +117,9 @@ class TaskState(SessionState):
         self.reason = str(task.get("status_reason") or "")
         self.result = str(task.get("result") or "")
         self.plan_summary = str((task.get("plan") or {}).get("summary", ""))
-        self.steps = [step_of(s, status) for s in task.get("subtasks") or []]
+        self.plan_subtasks = list(task.get("subtasks") or [])
+        self.steps = [step_of(s, status) for s in self.plan_subtasks]
+        self.graph = plan_svg(self.steps)
         self.files = [file_of(f) for f in task.get("files") or []]
         review = task.get("review") or {}
         self.review_state = (

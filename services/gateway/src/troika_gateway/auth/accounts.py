@@ -58,6 +58,7 @@ def profile_of(user: User) -> Profile:
         display_name=user.display_name,
         photo_url=photo,
         created_at=user.created_at,
+        review_plans=user.review_plans,
     )
 
 
@@ -287,7 +288,7 @@ class Accounts:
         await self.db.commit()
 
     async def update_profile(self, user_id: str, data: ProfileUpdate, client: Client) -> User:
-        """Changes e-mail, username or display name.
+        """Changes e-mail, username, display name or whether new tasks' plans wait for review.
 
         Raises:
             RateLimited: Too many wrong passwords (the sign-in limits).
@@ -313,6 +314,8 @@ class Accounts:
             user.username = data.username
         if data.display_name is not UNSET:
             user.display_name = data.display_name.strip() or user.username
+        if data.review_plans is not UNSET:
+            user.review_plans = data.review_plans
         try:
             await self.db.commit()
         except IntegrityError as exc:

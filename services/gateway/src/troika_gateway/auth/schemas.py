@@ -84,6 +84,8 @@ class Profile(Struct):
     display_name: str
     photo_url: str | None
     created_at: datetime
+    review_plans: bool = False
+    """New tasks wait for you to review their plan (the composer can say otherwise)."""
 
 
 class ProfileUpdate(Struct, forbid_unknown_fields=True):
@@ -93,6 +95,7 @@ class ProfileUpdate(Struct, forbid_unknown_fields=True):
     username: Username | UnsetType = UNSET
     display_name: DisplayName | UnsetType = UNSET
     current_password: Password | UnsetType = UNSET
+    review_plans: bool | UnsetType = UNSET
 
 
 class PasswordChange(Struct, forbid_unknown_fields=True):

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -85,6 +86,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     photo_content_type: Mapped[str | None] = mapped_column(String(64), default=None)
     photo_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # new tasks wait for the person to review their plan unless the composer says otherwise
+    review_plans: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -163,6 +166,8 @@ class Task(Base):
         ForeignKey("schedules.id", ondelete="SET NULL"), default=None
     )
     revision_round: Mapped[int] = mapped_column(Integer, default=0)
+    # each plan waits for the person's review (``awaiting_plan_review``) before it is worked
+    review_plan: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     steps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     dispatches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     unusable_streak: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

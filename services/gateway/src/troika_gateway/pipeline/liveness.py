@@ -18,12 +18,18 @@ LEGACY = "legacy"
 PLANNING = (TaskStatus.QUEUED, TaskStatus.PLANNING)
 """Statuses in which a plan is awaited."""
 
+_THE_PERSONS_TURN = (
+    TaskStatus.SCHEDULED,
+    TaskStatus.AWAITING_PLAN_REVIEW,
+    TaskStatus.NEEDS_GUIDANCE,
+)
+
 
 def missing_work(state: TaskState) -> list[str]:
     """What a task that is neither final nor waiting for the person lacks in flight (nothing,
     when the invariant holds): each item names a request to make again, or a wrong status."""
     status = state.status
-    if status.final or status in (TaskStatus.SCHEDULED, TaskStatus.NEEDS_GUIDANCE):
+    if status.final or status in _THE_PERSONS_TURN:
         return []
     if status in PLANNING:
         return [] if state.in_flight else ["a plan"]

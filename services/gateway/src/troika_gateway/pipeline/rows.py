@@ -137,6 +137,7 @@ async def load(
         tokens=int(tokens),
         cost_usd=float(cost),
         policies=await all_modes(db, task.user_id, task.id) if _decides_calls(command) else {},
+        review_plan=task.review_plan,
     )
     rows = Rows(
         task=task,

@@ -24,6 +24,7 @@ from troika_gateway.pipeline.snapshot import (
     Audit,
     CallState,
     Cancel,
+    EditPlan,
     Expire,
     Fire,
     Guide,
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from troika_gateway.pipeline.snapshot import Command, Limits
 
 
-__all__ = ["apply"]
+__all__ = ["apply", "plan_problem"]
 
 _APPROVED_BEFORE = (
     CallStatus.APPROVED,
@@ -126,6 +127,8 @@ class _Rules(Change):
                 self.respond(command)
             case Guide():
                 self.guide(command)
+            case EditPlan():
+                self.edit_plan(command)
             case Repair():
                 self.repair()
 
@@ -156,7 +159,7 @@ class _Rules(Change):
         if self.s.status not in PLANNING or stale(answer.request_id, self.s.in_flight):
             return  # an answer to a request that was overtaken (a re-plan, a pause)
         self.s.in_flight = ""
-        problem = _plan_problem(answer.plan) if answer.plan is not None else None
+        problem = plan_problem(answer.plan) if answer.plan is not None else None
         if answer.plan is None or problem is not None:
             reason = problem or answer.stuck_reason or ""
             self.agent_failed("planner", reason, unusable=answer.unusable or problem is not None)
@@ -165,22 +168,41 @@ class _Rules(Change):
             return
         plan = answer.plan
         self.s.unusable_streak = 0
+        self.take_plan(plan)
+        self.emit(ev.PlanReady(summary=plan.summary, subtasks=_announced(plan)))
+        if self.s.review_plan:
+            self.set_status(TaskStatus.AWAITING_PLAN_REVIEW, "the plan waits for your review")
+            return
+        self.set_status(TaskStatus.EXECUTING)
+        self.dispatch()
+
+    def take_plan(self, plan: Plan) -> None:
         self.s.plan = plan
         self.s.subtasks = [
             SubtaskState(key=planned.id, planned=planned, position=position)
             for position, planned in enumerate(_in_order(plan))
         ]
-        self.emit(
-            ev.PlanReady(
-                summary=plan.summary,
-                subtasks=[
-                    ev.PlannedSubtask(id=s.id, title=s.title, depends_on=list(s.depends_on))
-                    for s in plan.subtasks
-                ],
+
+    def edit_plan(self, command: EditPlan) -> None:
+        if self.s.status != TaskStatus.AWAITING_PLAN_REVIEW:
+            raise Refused(
+                f"the plan is not waiting for your review (the task is {self.s.status.value})"
             )
-        )
-        self.set_status(TaskStatus.EXECUTING)
-        self.dispatch()
+        current = self.s.plan or Plan()
+        plan = command.plan or current
+        summary = current.summary if command.summary is None else command.summary
+        plan = msgspec.structs.replace(plan, summary=summary)
+        if not plan.subtasks:
+            raise Refused("the plan has no subtask")
+        if (problem := plan_problem(plan)) is not None:
+            raise Refused(problem)
+        if plan != self.s.plan:
+            self.take_plan(plan)
+            self.emit(ev.PlanEdited(summary=plan.summary, subtasks=_announced(plan)))
+        if command.start:
+            self.emit(ev.PlanAccepted(subtasks=len(plan.subtasks)))
+            self.set_status(TaskStatus.EXECUTING)
+            self.dispatch()
 
     # --- executing -------------------------------------------------------------------------
 
@@ -457,7 +479,14 @@ def _copy(state: TaskState) -> TaskState:
     )
 
 
-def _plan_problem(plan: Plan) -> str | None:
+def _announced(plan: Plan) -> list[ev.PlannedSubtask]:
+    return [
+        ev.PlannedSubtask(id=s.id, title=s.title, depends_on=list(s.depends_on))
+        for s in plan.subtasks
+    ]
+
+
+def plan_problem(plan: Plan) -> str | None:
     """Why a plan cannot be worked (repeated ids, unknown dependencies, a cycle), if it can't."""
     ids = [s.id for s in plan.subtasks]
     if len(set(ids)) != len(ids):

@@ -36,6 +36,7 @@ __all__ = [
     "CallState",
     "Cancel",
     "Command",
+    "EditPlan",
     "Effect",
     "Emit",
     "Execute",
@@ -141,6 +142,8 @@ class TaskState(msgspec.Struct, kw_only=True):
     tokens: int = 0
     cost_usd: float = 0.0
     policies: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
+    review_plan: bool = False
+    """The person reviews each plan before it is worked (``awaiting_plan_review``)."""
 
     def subtask(self, key: str) -> SubtaskState | None:
         """The subtask ``key``, if the plan has it."""
@@ -226,6 +229,15 @@ class Guide(msgspec.Struct, frozen=True, kw_only=True):
     text: str = ""
 
 
+class EditPlan(msgspec.Struct, frozen=True, kw_only=True):
+    """The person's version of a plan waiting for their review (``None``: the subtasks as
+    they are; ``summary`` ``None``: the summary as it is); ``start``: work it now."""
+
+    plan: Plan | None = None
+    summary: str | None = None
+    start: bool = False
+
+
 class Repair(msgspec.Struct, frozen=True, kw_only=True):
     """Re-request whatever the task is missing (from the worker's watchdog)."""
 
@@ -254,6 +266,7 @@ Command = (
     | Expire
     | Cancel
     | Guide
+    | EditPlan
     | Repair
     | Note
     | Rename

@@ -13,6 +13,7 @@ class TaskStatus(StrEnum):
     SCHEDULED = "scheduled"
     QUEUED = "queued"
     PLANNING = "planning"
+    AWAITING_PLAN_REVIEW = "awaiting_plan_review"
     EXECUTING = "executing"
     AWAITING_APPROVAL = "awaiting_approval"
     AWAITING_INPUT = "awaiting_input"

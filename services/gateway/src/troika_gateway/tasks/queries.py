@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["TaskQueries", "file_view", "summary_of"]
 
 _RUNNING = ("queued", "planning", "executing", "reviewing")
-_WAITING = ("awaiting_approval", "awaiting_input", "needs_guidance")
+_WAITING = ("awaiting_plan_review", "awaiting_approval", "awaiting_input", "needs_guidance")
 
 
 class elapsed_seconds(FunctionElement[float]):  # noqa: N801 - used as an SQL function
@@ -82,6 +82,7 @@ def summary_of(task: Task) -> TaskSummary:
         started_at=task.started_at,
         finished_at=task.finished_at,
         last_event_seq=task.last_event_seq,
+        review_plan=task.review_plan,
     )
 
 

@@ -25,6 +25,7 @@ from troika_gateway.tasks.schemas import (
     FileView,
     FollowUp,
     GuidanceReply,
+    PlanEdit,
     TaskCreate,
     TaskDetail,
     TaskPage,
@@ -193,12 +194,25 @@ class TaskController(Controller):
         """Answers a task that paused for guidance: continue, re-plan, or cancel."""
         return summary_of(await tasks.guidance(task_id, data))
 
+    @put("/{task_id:str}/plan", request_max_body_size=_JSON_LIMIT)
+    async def edit_plan(
+        self, task_id: FromPath[str], data: JSONBody[PlanEdit], tasks: NamedDependency[Tasks]
+    ) -> TaskDetail:
+        """Changes the plan of a task that waits for its review (``awaiting_plan_review``):
+        the subtasks in order, with their dependencies; with ``"start": true`` the task works
+        this plan at once. 422 for a plan that cannot be worked, 409 when the plan is not
+        waiting for review."""
+        task = await tasks.edit_plan(task_id, data)
+        return await tasks.detail(task.id)
+
     @get("/{task_id:str}/events")
     async def events(
         self,
         task_id: FromPath[str],
         tasks: NamedDependency[Tasks],
-        after: Annotated[int, QueryParameter(ge=0, description="return events after this seq")] = 0,
+        after: Annotated[
+            int, QueryParameter(ge=0, le=2**53, description="return events after this seq")
+        ] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 500,
     ) -> EventPage:
         """The task's event log from sequence number ``after`` on."""

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from msgspec import Meta, Struct
+from msgspec import Meta, Struct, field
 
 from troika_gateway.openapi import EVENT_DATA
 
@@ -18,6 +18,8 @@ __all__ = [
     "FileView",
     "FollowUp",
     "GuidanceReply",
+    "PlanEdit",
+    "PlanStep",
     "SubtaskView",
     "TaskCreate",
     "TaskDetail",
@@ -65,6 +67,9 @@ class TaskCreate(Struct, forbid_unknown_fields=True, kw_only=True):
         misfire: A run missed because nothing was running: ``run_once`` when back, or ``skip``.
         policies: How the scheduled runs decide tool calls (``allow`` runs them without asking);
             tools not named keep your policy for all tasks as it is now.
+        review_plan: The plan waits as ``awaiting_plan_review`` until you accept it (``PUT
+            /tasks/{id}/plan``); unset: your profile's ``review_plans``. Scheduled runs start
+            without waiting.
     """
 
     objective: Objective
@@ -77,11 +82,43 @@ class TaskCreate(Struct, forbid_unknown_fields=True, kw_only=True):
     max_runs: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
     misfire: Literal["run_once", "skip"] = "run_once"
     policies: Annotated[dict[str, PolicyMode], Meta(max_length=100)] | None = None
+    review_plan: bool | None = None
 
     @property
     def scheduled(self) -> bool:
         """Whether the task waits for a schedule instead of starting now."""
         return self.run_at is not None or self.cron is not None
+
+
+SubtaskId = Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")]
+Line = Annotated[str, Meta(min_length=1, max_length=500)]
+ToolName = Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class PlanStep(Struct, forbid_unknown_fields=True, kw_only=True):
+    """One subtask of a plan as the person edits it.
+
+    Attributes:
+        id: Its name in the plan (letters, digits, ``_.-``); others name it in ``depends_on``.
+        depends_on: The ids of the subtasks that must be done first.
+        tool_hints: Tools the executor is offered first for it (names from ``GET /tools``).
+    """
+
+    id: SubtaskId
+    title: Annotated[str, Meta(min_length=1, max_length=200)]
+    description: Annotated[str, Meta(max_length=4000)] = ""
+    depends_on: Annotated[list[SubtaskId], Meta(max_length=30)] = field(default_factory=list)
+    acceptance_criteria: Annotated[list[Line], Meta(max_length=10)] = field(default_factory=list)
+    tool_hints: Annotated[list[ToolName], Meta(max_length=20)] = field(default_factory=list)
+
+
+class PlanEdit(Struct, forbid_unknown_fields=True, kw_only=True):
+    """The plan as the person wants it worked, in order (``subtasks`` left out: the plan as it
+    is); ``start``: accept it and begin."""
+
+    subtasks: Annotated[list[PlanStep], Meta(min_length=1, max_length=30)] | None = None
+    summary: Annotated[str, Meta(max_length=2000)] | None = None
+    start: bool = False
 
 
 class TaskRename(Struct, forbid_unknown_fields=True):
@@ -118,6 +155,7 @@ class TaskSummary(Struct, kw_only=True):
     started_at: datetime | None
     finished_at: datetime | None
     last_event_seq: int
+    review_plan: bool = False
 
 
 class SubtaskView(Struct, kw_only=True):

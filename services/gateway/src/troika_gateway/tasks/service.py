@@ -13,11 +13,13 @@ from troika_gateway.db.models import (
     Schedule,
     Task,
     TaskStatus,
+    User,
 )
 from troika_gateway.errors import Conflict, InvalidInput, NotFound
 from troika_gateway.events import append
 from troika_gateway.pipeline.outbox import enqueue
-from troika_gateway.pipeline.snapshot import Cancel, Guide, Note, Rename, Start
+from troika_gateway.pipeline.rules import plan_problem
+from troika_gateway.pipeline.snapshot import Cancel, EditPlan, Guide, Note, Rename, Start
 from troika_gateway.pipeline.store import Applied
 from troika_gateway.scheduling.service import ScheduleSpec, create_scheduled_task, first_run
 from troika_gateway.scheduling.times import SystemClock
@@ -31,9 +33,10 @@ from troika_gateway.storage import (
     upload_to_task,
 )
 from troika_gateway.tasks.queries import TaskQueries, file_view
+from troika_shared import catalogue
 from troika_shared import task_events as ev
 from troika_shared.browser import SCREEN_NAME
-from troika_shared.messages import TaskStopped, derive_id
+from troika_shared.messages import Plan, Subtask, TaskStopped, derive_id
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -51,6 +54,8 @@ if TYPE_CHECKING:
         FileView,
         FollowUp,
         GuidanceReply,
+        PlanEdit,
+        PlanStep,
         TaskCreate,
     )
     from troika_shared.task_events import TaskEventBody
@@ -123,6 +128,8 @@ class Tasks(TaskQueries):
             first_run(spec, self.clock.now())  # refuses a bad schedule before anything is written
         status = TaskStatus.QUEUED if spec is None else TaskStatus.SCHEDULED
         task = await self._insert(data.objective, data.title, budget, status=status)
+        if spec is None:  # scheduled runs start while the person may be away: no review
+            task.review_plan = await self._reviews_plans(asked=data.review_plan)
         await self._attach(task, uploads)
         if spec is None:
             return await self._start(task)
@@ -134,6 +141,13 @@ class Tasks(TaskQueries):
         if due is not None:
             self.jobs_to_plan.append((schedule.id, due))
         return task
+
+    async def _reviews_plans(self, *, asked: bool | None) -> bool:
+        """Whether a new task's plan waits for review: as asked, else the person's default."""
+        if asked is not None:
+            return asked
+        user = await self.db.get(User, self.user_id)
+        return bool(user is not None and user.review_plans)
 
     async def _attach(self, task: Task, uploads: Sequence[UploadFile]) -> None:
         """Stores a new task's files and records them (in the open transaction); on a refused
@@ -271,6 +285,7 @@ class Tasks(TaskQueries):
         """A fresh run of the same objective, with the files that were uploaded to it."""
         old = await self.get(task_id)
         new = await self._insert(old.objective, old.title, old.budget)
+        new.review_plan = old.review_plan
         await self._copy_files(old, new, only_uploads=True)
         await self._start(new)
         await self._change(old.id, Note(event=ev.TaskRerun(task_id=new.id)))
@@ -287,6 +302,7 @@ class Tasks(TaskQueries):
             raise Conflict("a task can be continued once it has finished; cancel it first")
         carried = [f"The previous task's result:\n{old.result}"] if old.result else []
         new = await self._insert(data.objective, "", old.budget, parent=old, guidance=carried)
+        new.review_plan = await self._reviews_plans(asked=None)
         await self._copy_files(old, new, only_uploads=False)
         await self._start(new)
         await self._change(old.id, Note(event=ev.TaskContinued(task_id=new.id)))
@@ -304,6 +320,58 @@ class Tasks(TaskQueries):
                 "say what the agents should do", [{"field": "text", "message": "is empty"}]
             )
         return await self._change(task_id, Guide(action=reply.action, text=reply.text.strip()))
+
+    async def edit_plan(self, task_id: str, edit: PlanEdit) -> Task:
+        """The person's version of a plan waiting for their review; with ``start`` the task
+        works it at once.
+
+        Raises:
+            InvalidInput: The plan cannot be worked (a repeated id, an unknown dependency or
+                tool, a circle); the field says where.
+            Conflict: The task's plan is not waiting for review.
+        """
+        plan = None if edit.subtasks is None else self._plan_of(edit.subtasks, edit.summary)
+        if plan is not None and (problem := plan_problem(plan)) is not None:
+            raise InvalidInput("the plan cannot be worked as it is",
+                               [{"field": "subtasks", "message": problem}])  # fmt: skip
+        return await self._change(task_id, EditPlan(plan=plan, summary=edit.summary,
+                                                    start=edit.start))  # fmt: skip
+
+    @staticmethod
+    def _plan_of(steps: Sequence[PlanStep], summary: str | None) -> Plan:
+        """The person's subtasks as a plan.
+
+        Raises:
+            InvalidInput: An id used twice, a dependency or tool that does not exist.
+        """
+        ids = [step.id for step in steps]
+        problems: list[dict[str, str]] = []
+
+        def problem(where: str, message: str) -> None:
+            problems.append({"field": where, "message": message})
+
+        for n, step in enumerate(steps):
+            where = f"subtasks[{n}]"
+            if ids.count(step.id) > 1:
+                problem(f"{where}.id", f"{step.id} is used twice")
+            if step.id in step.depends_on:
+                problem(f"{where}.depends_on", "a subtask cannot wait for itself")
+            if unknown := sorted(set(step.depends_on) - set(ids)):
+                problem(f"{where}.depends_on", "no subtask is called " + ", ".join(unknown))
+            if tools := sorted(set(step.tool_hints) - set(catalogue.CATALOGUE)):
+                problem(f"{where}.tool_hints", "no tool is called " + ", ".join(tools))
+        if problems:
+            raise InvalidInput("the plan cannot be worked as it is", problems)
+        return Plan(
+            summary=(summary or "").strip(),
+            subtasks=tuple(
+                Subtask(id=step.id, title=step.title.strip(), description=step.description.strip(),
+                        depends_on=tuple(dict.fromkeys(step.depends_on)),
+                        acceptance_criteria=tuple(step.acceptance_criteria),
+                        tool_hints=tuple(dict.fromkeys(step.tool_hints)))
+                for step in steps
+            ),
+        )  # fmt: skip
 
     async def browser_screen(self, task_id: str) -> Stream:
         """The task's browser page as it was after its latest browser action (PNG).
