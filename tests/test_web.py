@@ -364,17 +364,23 @@ async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # n
     assert await page.evaluate("window.__pwned === undefined")
     assert alerts == []
 
-    # The timeline is the task's whole event log, once each, in order.
+    # The timeline shows the subtask's events together, routine ones folded; asked for every
+    # event, it is the task's whole event log, once each, in order.
     headers = await api_token(up["api"], name)
     async with httpx.AsyncClient(base_url=up["api"], headers=headers) as http:
         log = (await http.get(f"/tasks/{task_id}/events", params={"limit": 500})).json()
+    group = page.locator(".timeline-group[data-subtask='report']")
+    await expect(group.locator(".event[data-kind='subtask.done']")).to_have_count(1)
+    assert await group.locator(".event[data-kind='step.requested']").count() == 0
+    await page.click("#timeline-every")
+    await expect(group.locator(".event[data-kind='step.requested']")).not_to_have_count(0)
     shown = [
         int(s)
         for s in await page.locator(".event").evaluate_all(
             "(nodes) => nodes.map((n) => n.dataset.seq)"
         )
     ]
-    assert shown == [e["seq"] for e in log["events"]]
+    assert sorted(shown) == [e["seq"] for e in log["events"]]
 
     # The result downloads with the bytes the agent wrote.
     row = page.locator(".file", has_text="summary.md")
@@ -385,6 +391,22 @@ async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # n
     await download.save_as(saved)
     assert download.suggested_filename == "summary.md"
     assert saved.read_text() == f"# Sales\n\nnorth: 17, south: 5\n\n{HOSTILE}\n"
+
+    # Files are looked at in place: the report rendered (its markup as text), the CSV a table.
+    await row.locator(".preview").click()
+    preview = page.locator("#preview")
+    await expect(preview.locator("#preview-name")).to_have_text("summary.md")
+    await expect(preview.locator(".preview-md h1")).to_have_text("Sales")
+    assert HOSTILE in await preview.inner_text()
+    assert await preview.locator("script, img").count() == 0
+    await page.locator(".file", has_text="sales.csv").locator(".preview").click()
+    await expect(preview.locator("#preview-name")).to_have_text("sales.csv")
+    cells = preview.locator(".preview-table tbody tr")
+    await expect(cells).to_have_count(3)
+    assert await cells.first.locator("td").all_inner_texts() == ["north", "10"]
+    assert await preview.locator(".preview-table th").all_inner_texts() == ["region", "amount"]
+    await screenshots.shot(page, "preview")
+    assert await page.evaluate("window.__pwned === undefined")
     assert blocked == []
 
 
@@ -800,13 +822,15 @@ async def test_the_live_view_resumes_after_the_connection_drops(
         await page.wait_for_selector("#task-status:has-text('completed')", timeout=scaled(90_000))
         await screenshots.shot(page, "completed-after-reconnect")
         log = (await http.get(f"/tasks/{task_id}/events", params={"limit": 500})).json()
+    await page.click("#timeline-every")  # the routine events too
+    await expect(page.locator(".event")).to_have_count(len(log["events"]))
     shown = [
         int(s)
         for s in await page.locator(".event").evaluate_all(
             "(nodes) => nodes.map((n) => n.dataset.seq)"
         )
     ]
-    assert shown == [e["seq"] for e in log["events"]]  # no gap, no duplicate
+    assert sorted(shown) == [e["seq"] for e in log["events"]]  # no gap, no duplicate
     assert sorted(await page.locator(".file-name").all_inner_texts()) == [
         "part1.md",
         "part2.md",

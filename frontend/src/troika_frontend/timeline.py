@@ -4,17 +4,34 @@ gateway's JSON (plain data, no Reflex in here; agent text stays text)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from troika_frontend.views import json_text, label, status_color, when
 
-__all__ = ["TimelineItem", "timeline_item"]
+__all__ = [
+    "AGENTS",
+    "TimelineGroup",
+    "TimelineItem",
+    "group_timeline",
+    "timeline_item",
+    "took",
+]
+
+AGENTS = ("everyone", "you", "planner", "executor", "reviewer", "system")
+"""Whose events the timeline can be narrowed to."""
+
+_ROUTINE = frozenset({"plan.requested", "step.requested", "review.requested", "task.status"})
+"""Events that only say the work goes on: folded away unless the person asks for every one."""
+_NEWS = frozenset({"failed", "awaiting_plan_review"})
+"""Statuses only their ``task.status`` event tells of: never folded."""
 
 
 @dataclass
 class TimelineItem:
-    """One event of the live timeline."""
+    """One event of the live timeline; ``subtask`` names the subtask it belongs to ("" for the
+    task as a whole), ``times`` how many like it in a row it stands for."""
 
     seq: int
     kind: str
@@ -23,6 +40,91 @@ class TimelineItem:
     body: str
     at: str
     color: str
+    subtask: str = ""
+    routine: bool = False
+    times: int = 1
+
+
+@dataclass
+class TimelineGroup:
+    """A subtask's events together (or one event of the task as a whole), in the order the
+    subtask began; ``took`` is how long from its first event to its last."""
+
+    key: str
+    subtask: str
+    title: str
+    took: str
+    events: list[TimelineItem]
+    color: str = "gray"
+
+
+def took(first: str, last: str) -> str:
+    """How long from ``first`` to ``last`` (ISO times) in words: "45 s", "3 min 5 s"."""
+    try:
+        seconds = int(
+            (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
+        )
+    except ValueError:
+        return ""
+    if seconds < 60:
+        return f"{max(seconds, 0)} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def _merged(items: list[TimelineItem]) -> list[TimelineItem]:
+    """Events that say the same thing one after another, as one with how many times."""
+    merged: list[TimelineItem] = []
+    for item in items:
+        last = merged[-1] if merged else None
+        if last is not None and (last.kind, last.title, last.body) == (
+            item.kind,
+            item.title,
+            item.body,
+        ):
+            merged[-1] = replace(last, times=last.times + 1, at=item.at)
+        else:
+            merged.append(item)
+    return merged
+
+
+def group_timeline(
+    items: list[TimelineItem], *, agent: str = "everyone", every: bool = False
+) -> list[TimelineGroup]:
+    """The timeline as a person reads it: each subtask's events in one group (where the
+    subtask began), the task's own events between them; routine ones left out unless
+    ``every``; only ``agent``'s unless "everyone"; repeats merged."""
+    shown = [
+        item
+        for item in items
+        if (every or not item.routine) and agent in ("everyone", "", item.who)
+    ]
+    groups: list[TimelineGroup] = []
+    of_subtask: dict[str, TimelineGroup] = {}
+    for item in shown:
+        if not item.subtask:
+            groups.append(TimelineGroup(key=f"e{item.seq}", subtask="", title="", took="",
+                                        events=[item]))  # fmt: skip
+            continue
+        group = of_subtask.get(item.subtask)
+        if group is None:
+            group = TimelineGroup(key=f"s-{item.subtask}", subtask=item.subtask,
+                                  title=item.subtask, took="", events=[])  # fmt: skip
+            of_subtask[item.subtask] = group
+            groups.append(group)
+        group.events.append(item)
+    spans: dict[str, tuple[str, str]] = {}
+    for item in items:  # routine events count: a subtask starts when its first step is asked
+        if item.subtask:
+            spans[item.subtask] = (spans.get(item.subtask, (item.at, ""))[0], item.at)
+    for group in of_subtask.values():
+        group.took = took(*spans[group.subtask])
+        group.color = group.events[-1].color
+        group.events = _merged(group.events)
+    return groups
 
 
 def _plan_body(data: dict[str, Any]) -> str:
@@ -69,8 +171,12 @@ def timeline_item(event: dict[str, Any]) -> TimelineItem | None:  # noqa: PLR091
     at = when(str(event.get("at") or event.get("created_at") or ""))
     seq = int(event["seq"])
 
+    subtask = str(data.get("subtask") or "")
+    routine = kind in _ROUTINE and str(data.get("status", "")) not in _NEWS
+
     def item(who: str, title: str, body: str = "", color: str = "gray") -> TimelineItem:
-        return TimelineItem(seq=seq, kind=kind, who=who, title=title, body=body, at=at, color=color)
+        return TimelineItem(seq=seq, kind=kind, who=who, title=title, body=body, at=at,
+                            color=color, subtask=subtask, routine=routine)  # fmt: skip
 
     match kind:
         case "task.created":

@@ -379,3 +379,27 @@ async def test_answers_apply_after_the_database_dropped_the_workers_connections(
         assert (await driver.task())["status"] == "awaiting_approval"
     finally:
         await engine.dispose()
+
+
+async def test_the_review_request_says_which_promised_files_are_missing_or_empty(
+    driver, gateway
+) -> None:
+    d = await driver()
+    write = Subtask(id="write", title="Write report.md and totals.csv",
+                    acceptance_criteria=("notes.txt lists the sources",))  # fmt: skip
+    plan = Plan(subtasks=(write,))
+    await d.plan(plan)
+    folder = gateway.settings.data_dir / "workspaces" / d.task_id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.md").write_text("# Report\n")
+    (folder / "notes.txt").write_text("")
+    step = await d.last_step()
+    await d.answer(step, StepProposed, subtask_id="write",
+                   result=SubtaskResult(summary="written", files=("report.md",)))  # fmt: skip
+    [review] = await d.commands(ReviewRequested)
+    assert (review.missing_files, review.empty_files) == (("totals.csv",), ("notes.txt",))
+    assert review.evidence == {
+        "notes.txt": "(the file is empty)",
+        "report.md": "# Report\n",
+        "totals.csv": "(the file does not exist)",
+    }

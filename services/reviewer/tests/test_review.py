@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from troika_reviewer.handlers import review
 from troika_shared.messages import Plan, ReviewRequested, Subtask, SubtaskResult
+from troika_shared.promises import promised_files
 from troika_testkit.agents import llm_for
 
 REQUEST = ReviewRequested(
@@ -76,3 +78,37 @@ async def test_a_reviewer_that_cannot_judge_says_why_and_nothing_is_approved(
     assert verdict.stuck_reason == "The sources are behind a login."
     offered = scripted_llm.requests[0]["tools"][0]["function"]["parameters"]
     assert "verdict" in offered["required"]
+
+
+@pytest.mark.parametrize(
+    ("missing", "empty", "problem"),
+    [
+        (("summary.md",), (), "it promised files it did not deliver: summary.md does not exist"),
+        ((), ("summary.md",), "it promised files it did not deliver: summary.md is empty"),
+    ],
+)
+async def test_a_promised_file_missing_or_empty_sends_the_subtask_back_without_the_model(
+    scripted_llm, llm, missing, empty, problem
+) -> None:
+    scripted_llm.reply("ReviewDecision", {"verdict": "approve", "summary": "Looks great."})
+    request = msgspec.structs.replace(REQUEST, missing_files=missing, empty_files=empty)
+    verdict = await review(request, llm)
+    assert verdict.approved is False
+    assert [(r.subtask_id, r.problem) for r in verdict.revisions] == [("write", problem)]
+    assert scripted_llm.requests == [], "no model is asked to approve what is not there"
+
+
+def test_the_files_a_subtask_promised_are_named_by_its_result_or_its_plan_entry() -> None:
+    subtask = Subtask(
+        id="report",
+        title="Total the figures into totals.csv",
+        description="Read sales.xlsx; see https://example.com/data.csv and ask ada@example.com",
+        acceptance_criteria=("`report.md` exists and names the total.", "version 1.2 is used"),
+    )
+    result = SubtaskResult(summary="done", files=("notes/extra.txt",))
+    assert promised_files(subtask, result) == (
+        "notes/extra.txt",
+        "totals.csv",
+        "sales.xlsx",
+        "report.md",
+    )

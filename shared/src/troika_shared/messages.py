@@ -267,6 +267,11 @@ class ReviewRequested(Message, kw_only=True, frozen=True, tag="review.requested"
     evidence: dict[str, str] = msgspec.field(default_factory=dict)
     round: int = 1
     guidance: tuple[str, ...] = ()
+    missing_files: tuple[str, ...] = ()
+    """Files the subtasks promised (:func:`troika_shared.promises.promised_files`) that the
+    task's folder does not have."""
+    empty_files: tuple[str, ...] = ()
+    """Files the subtasks promised that are empty."""
 
 
 class ReviewVerdict(Message, kw_only=True, frozen=True, tag="review.verdict"):

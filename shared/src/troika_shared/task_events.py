@@ -221,6 +221,7 @@ class ToolApproved(TaskEventBody, frozen=True, kw_only=True, tag="tool.approved"
     tool: str = ""
     key: str = ""
     by: str = ""
+    subtask: str = ""
 
 
 class ToolDenied(TaskEventBody, frozen=True, kw_only=True, tag="tool.denied"):
@@ -230,6 +231,7 @@ class ToolDenied(TaskEventBody, frozen=True, kw_only=True, tag="tool.denied"):
     key: str = ""
     reason: str = ""
     by: str = ""
+    subtask: str = ""
 
 
 class ApprovalExpired(TaskEventBody, frozen=True, kw_only=True, tag="approval.expired"):
@@ -248,6 +250,7 @@ class ToolFinished(TaskEventBody, frozen=True, kw_only=True, tag="tool.finished"
     output: str = ""
     error: str | None = None
     files: list[str] = msgspec.field(default_factory=list)
+    subtask: str = ""
 
 
 class DesktopWaiting(TaskEventBody, frozen=True, kw_only=True, tag="desktop.waiting"):

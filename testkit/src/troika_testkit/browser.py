@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from troika_testkit.pace import scaled
+from troika_testkit.page_text import raw_text
 from troika_testkit.servers import in_ci
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ __all__ = [
     "new_context",
     "require_chromium",
     "require_firefox",
+    "shot_folder_name",
 ]
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -128,7 +130,8 @@ async def new_context(
     return context
 
 
-def _file_name(text: str) -> str:
+def shot_folder_name(text: str) -> str:
+    """A test's name or a screenshot's label as it appears in the screenshots' file names."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "shot"
 
 
@@ -150,23 +153,29 @@ class Screenshots:
     @classmethod
     def for_test(cls, root: Path, test_name: str) -> Screenshots:
         """The screenshots of the test ``test_name``, under ``root/var/screenshots/``."""
-        folder = root / "var" / "screenshots" / _file_name(test_name)
+        folder = root / "var" / "screenshots" / shot_folder_name(test_name)
         shutil.rmtree(folder, ignore_errors=True)
         return cls(folder)
 
     async def shot(self, page: Page, label: str) -> Path:
-        """Saves the whole page (not only what the viewport shows) and returns the file.
+        """Saves the whole page (not only what the viewport shows) and returns the file, and
+        checks that the page says nothing a person should not read (:func:`raw_text`).
 
-        A picture is a record, not a check: when a busy browser cannot draw the whole page in
-        time, what the viewport shows is kept instead, and the test goes on.
+        The picture is a record: when a busy browser cannot draw the whole page in time, what
+        the viewport shows is kept instead, and the test goes on.
+
+        Raises:
+            AssertionError: The page shows raw validation text, a Python repr or an identifier.
         """
         from playwright.async_api import TimeoutError as PlaywrightTimeout  # noqa: PLC0415
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{len(self.taken) + 1:02d}-{_file_name(label)}.png"
+        path = self.folder / f"{len(self.taken) + 1:02d}-{shot_folder_name(label)}.png"
         try:
             await page.screenshot(path=path, full_page=True, timeout=scaled(30_000))
         except PlaywrightTimeout:
             await page.screenshot(path=path, timeout=scaled(30_000))
         self.taken.append(path)
+        if found := raw_text(await page.inner_text("body")):
+            raise AssertionError(f"{path.name} shows what is not for people: {found}")
         return path

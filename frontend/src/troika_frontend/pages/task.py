@@ -16,11 +16,13 @@ from troika_frontend.components import (
     when,
 )
 from troika_frontend.pages.approvals import ApprovalsState, approvals_list
+from troika_frontend.pages.file_preview import FilePreviewState, file_preview
 from troika_frontend.pages.plan_review import plan_review_panel
 from troika_frontend.pages.task_state import TaskState
+from troika_frontend.timeline import AGENTS
 
 if TYPE_CHECKING:
-    from troika_frontend.timeline import TimelineItem
+    from troika_frontend.timeline import TimelineGroup, TimelineItem
     from troika_frontend.views import Step
 
 __all__ = ["task_page"]
@@ -68,6 +70,12 @@ def _event(item: TimelineItem) -> rx.Component:
                     text_transform="uppercase",
                 ),
                 rx.text(item.title, size="2", weight="medium"),
+                rx.cond(
+                    item.times > 1,
+                    rx.badge(
+                        "\u00d7", item.times, variant="soft", radius="full", class_name="times"
+                    ),
+                ),
                 rx.spacer(),
                 rx.text(when(item.at), size="1", color_scheme="gray"),
                 width="100%",
@@ -80,6 +88,91 @@ def _event(item: TimelineItem) -> rx.Component:
         class_name="event",
         data_seq=item.seq,
         data_kind=item.kind,
+    )
+
+
+def _group(group: TimelineGroup) -> rx.Component:
+    """A subtask's events under its name, with how long it took; a task's event alone."""
+    return rx.cond(
+        group.subtask == "",
+        rx.foreach(group.events, _event),
+        rx.el.details(
+            rx.el.summary(
+                rx.text(
+                    rx.text("Subtask ", as_="span", color_scheme="gray"),
+                    rx.code(group.subtask),
+                    rx.text(
+                        " · ",
+                        group.events.length(),
+                        " events · ",
+                        group.took,
+                        as_="span",
+                        color_scheme="gray",
+                        size="1",
+                    ),
+                    as_="span",
+                    size="2",
+                ),
+                cursor="pointer",
+            ),
+            rx.vstack(
+                rx.foreach(group.events, _event),
+                spacing="3",
+                width="100%",
+                padding_left="1em",
+                padding_top="0.5em",
+                border_left=f"2px solid {rx.color(group.color, 6)}",
+            ),
+            open=True,
+            class_name="timeline-group",
+            data_subtask=group.subtask,
+            width="100%",
+        ),
+    )
+
+
+def _timeline() -> rx.Component:
+    return panel(
+        rx.hstack(
+            rx.heading("Timeline", size="4"),
+            rx.cond(
+                TaskState.took != "",
+                rx.text("over ", TaskState.took, size="1", color_scheme="gray", id="took"),
+            ),
+            rx.spacer(),
+            rx.select(
+                list(AGENTS),
+                value=TaskState.agent_filter,
+                on_change=TaskState.set_agent_filter,
+                size="1",
+                id="timeline-agent",
+            ),
+            rx.text(
+                rx.hstack(
+                    rx.switch(
+                        checked=TaskState.every_event,
+                        on_change=TaskState.set_every_event,
+                        size="1",
+                        id="timeline-every",
+                    ),
+                    "every event",
+                    align="center",
+                    spacing="1",
+                ),
+                as_="label",
+                size="1",
+            ),
+            rx.text(TaskState.timeline.length(), " events", size="1", color_scheme="gray"),
+            width="100%",
+            align="center",
+            wrap="wrap",
+        ),
+        rx.vstack(
+            rx.foreach(TaskState.timeline_groups, _group),
+            width="100%",
+            spacing="3",
+            id="timeline",
+        ),
     )
 
 
@@ -215,6 +308,15 @@ def _files() -> rx.Component:
                         badge(f.origin, "gray"),
                         rx.spacer(),
                         rx.button(
+                            rx.icon("eye", size=14),
+                            "Preview",
+                            size="1",
+                            variant="soft",
+                            color_scheme="gray",
+                            on_click=FilePreviewState.show(f.name),
+                            class_name="preview",
+                        ),
+                        rx.button(
                             rx.icon("download", size=14),
                             "Download",
                             size="1",
@@ -224,6 +326,7 @@ def _files() -> rx.Component:
                         ),
                         width="100%",
                         align="center",
+                        wrap="wrap",
                         class_name="file",
                     ),
                 ),
@@ -323,16 +426,8 @@ def task_page() -> rx.Component:
             spacing="4",
             width="100%",
         ),
-        panel(
-            rx.hstack(
-                rx.heading("Timeline", size="4"),
-                rx.spacer(),
-                rx.text(TaskState.timeline.length(), " events", size="1", color_scheme="gray"),
-            ),
-            rx.vstack(
-                rx.foreach(TaskState.timeline, _event), width="100%", spacing="3", id="timeline"
-            ),
-        ),
+        file_preview(),
+        _timeline(),
         rx.cond(
             TaskState.final,
             panel(

@@ -13,13 +13,20 @@ from troika_client import ApiError
 from troika_frontend.pages.approvals import ApprovalsState
 from troika_frontend.plan_graph import plan_svg
 from troika_frontend.session import SessionState, listen
-from troika_frontend.timeline import TimelineItem, timeline_item
+from troika_frontend.timeline import (
+    TimelineGroup,
+    TimelineItem,
+    group_timeline,
+    timeline_item,
+    took,
+)
 from troika_frontend.views import (
     FINAL,
     Argument,
     FileItem,
     Step,
     file_of,
+    json_text,
     label,
     status_color,
     step_of,
@@ -46,6 +53,16 @@ _DETAIL_KINDS = frozenset(
 )
 
 
+_EVIDENCE_WORDS = {
+    "tool": "Tool",
+    "arguments": "Its arguments",
+    "last_error": "The last error",
+    "last": "The last refusal",
+    "last_review": "The reviewer's last words",
+    "agent": "Agent",
+}
+
+
 class TaskState(SessionState):
     """The task on screen and its live timeline."""
 
@@ -64,6 +81,8 @@ class TaskState(SessionState):
     graph: str = ""  # the plan as an SVG picture
     files: list[FileItem] = []  # noqa: RUF012
     timeline: list[TimelineItem] = []  # noqa: RUF012
+    agent_filter: str = "everyone"
+    every_event: bool = False
     last_seq: int = 0
     review_state: str = ""
     review_summary: str = ""
@@ -77,6 +96,28 @@ class TaskState(SessionState):
     schedule_id: str = ""
     final: bool = False
     page_shot: str = ""  # the task's browser page (a data: URL), when it has one
+
+    @rx.var
+    def timeline_groups(self) -> list[TimelineGroup]:
+        """The timeline as shown: by subtask, routine events folded, narrowed to one agent."""
+        return group_timeline(self.timeline, agent=self.agent_filter, every=self.every_event)
+
+    @rx.var
+    def took(self) -> str:
+        """How long the task has run, from its first event to its latest."""
+        if len(self.timeline) < 2:
+            return ""
+        return took(self.timeline[0].at, self.timeline[-1].at)
+
+    @rx.event
+    def set_agent_filter(self, agent: str) -> None:
+        """Shows only one agent's events (or everyone's)."""
+        self.agent_filter = agent
+
+    @rx.event
+    def set_every_event(self, checked: bool) -> None:  # noqa: FBT001 - a switch
+        """Shows the routine events too (each step asked, each status)."""
+        self.every_event = bool(checked)
 
     @rx.var
     def stuck(self) -> bool:
@@ -162,9 +203,13 @@ class TaskState(SessionState):
         self.last_seq = seq
         if event["kind"] == "task.needs_guidance":
             evidence = (event.get("data") or {}).get("evidence") or {}
-            self.evidence = [
-                Argument(name=str(k), value=str(v), long=len(str(v)) > 240)
-                for k, v in evidence.items()
+            shown = {k: v if isinstance(v, str) else json_text(v) for k, v in evidence.items()}
+            self.evidence = [  # the rule's name is for programs: the reason says it in words
+                Argument(
+                    name=_EVIDENCE_WORDS.get(k, k.replace("_", " ")), value=v, long=len(v) > 240
+                )
+                for k, v in shown.items()
+                if k != "rule"
             ]
         item = timeline_item(event)
         if item is not None:

@@ -38,6 +38,7 @@ from troika_shared.messages import (
     derive_id,
 )
 from troika_shared.messages import ToolCall as ProposedCall
+from troika_shared.promises import promised_files
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -265,7 +266,7 @@ class Change:
         self.effects.append(Execute(id=self.next_id("execute"), call_key=call.key))
         self.effects.append(Audit(call_key=call.key, action="approved", actor=actor,
                                   client=client or {}, ask_id=ask_id))  # fmt: skip
-        self.emit(ev.ToolApproved(tool=call.tool, key=call.key, by=actor))
+        self.emit(ev.ToolApproved(tool=call.tool, key=call.key, by=actor, subtask=call.subtask))
 
     def deny(
         self,
@@ -284,14 +285,21 @@ class Change:
         self.s.denials += 1
         self.effects.append(Audit(call_key=call.key, action=action, actor=actor, reason=reason,
                                   client=client or {}, ask_id=ask_id))  # fmt: skip
-        self.emit(ev.ToolDenied(tool=call.tool, key=call.key, reason=error, by=actor))
+        self.emit(ev.ToolDenied(tool=call.tool, key=call.key, reason=error, by=actor,
+                                subtask=call.subtask))  # fmt: skip
         if self.reached(Stuck.DENIALS, self.s.denials):
             self.pause(Stuck.DENIALS, count=self.s.denials, last=error)
             return True
         return False
 
     def request_review(self) -> None:
-        files = tuple(sorted({name for s in self.s.subtasks for name in s.result_files}))
+        results = {
+            s.key: SubtaskResult(summary=s.result, files=s.result_files) for s in self.s.subtasks
+        }
+        files = tuple(
+            sorted({name for s in self.s.subtasks
+                    for name in promised_files(s.planned, results[s.key])})
+        )  # fmt: skip
         assert self.s.plan is not None  # noqa: S101 - a review follows a plan
         message = ReviewRequested(
             id=self.next_id("review"),
@@ -299,10 +307,7 @@ class Change:
             occurred_at=self.now,
             objective=self.s.objective,
             plan=self.s.plan,
-            results={
-                s.key: SubtaskResult(summary=s.result, files=s.result_files)
-                for s in self.s.subtasks
-            },
+            results=results,
             round=self.s.revision_round + 1,
             guidance=self.s.guidance,
         )

@@ -39,7 +39,13 @@ from troika_gateway.social.accounts import call_account
 from troika_gateway.storage import content_type_of, describe, read_text_start, record_file
 from troika_shared import catalogue
 from troika_shared.approvals import sign_approval
-from troika_shared.messages import Message, PlanRequested, StepRequested, ToolExecute
+from troika_shared.messages import (
+    Message,
+    PlanRequested,
+    ReviewRequested,
+    StepRequested,
+    ToolExecute,
+)
 from troika_shared.messages import ToolCall as ProposedCall
 from troika_shared.social import PLATFORMS
 from troika_shared.task_events import DesktopWaiting, body, kind_of
@@ -105,8 +111,7 @@ class Effects:
                 if waiting is not None:
                     applied.events.append(append_event(db, task, kind_of(waiting), body(waiting)))
             case Review(message=message, files=files):
-                evidence = await self._evidence(task.id, files)
-                message = msgspec.structs.replace(message, evidence=evidence)
+                message = await self._with_evidence(task.id, message, files)
                 enqueue(db, message)
                 applied.messages.append(message)
             case Ask():
@@ -205,14 +210,27 @@ class Effects:
             return ""  # the tool says plainly that the person has not set them up
         return seal_call_secrets(key, state.id, call.key, {definition.credentials: secrets})
 
-    async def _evidence(self, task_id: str, names: Sequence[str]) -> dict[str, str]:
-        """The start of each file the reviewer is to check, as text."""
+    async def _with_evidence(
+        self, task_id: str, message: ReviewRequested, names: Sequence[str]
+    ) -> ReviewRequested:
+        """The review request with the start of each file the reviewer is to check, as text,
+        and which of them are missing or empty."""
         limit = self.settings.evidence_chars
-        return {
-            name: await read_text_start(self.files, task_id, name, limit)
-            or "(the file does not exist)"
-            for name in names
-        }
+        evidence: dict[str, str] = {}
+        missing: list[str] = []
+        empty: list[str] = []
+        for name in names:
+            text = await read_text_start(self.files, task_id, name, limit)
+            if text is None:
+                missing.append(name)
+                evidence[name] = "(the file does not exist)"
+            elif not text.strip():
+                empty.append(name)
+                evidence[name] = "(the file is empty)"
+            else:
+                evidence[name] = text
+        return msgspec.structs.replace(message, evidence=evidence, missing_files=tuple(missing),
+                                       empty_files=tuple(empty))  # fmt: skip
 
     async def _record_files(self, db: AsyncSession, task: Task, names: tuple[str, ...]) -> None:
         """Lists the files a tool wrote among the task's files (so they can be downloaded)."""

@@ -346,7 +346,7 @@ class _Rules(Change):
         call.images = outcome.images
         self.emit(ev.ToolFinished(tool=call.tool, key=call.key, ok=outcome.ok,
                                   output=outcome.output[:2000], error=outcome.error,
-                                  files=list(outcome.files)))  # fmt: skip
+                                  files=list(outcome.files), subtask=call.subtask))  # fmt: skip
         if outcome.files:
             self.effects.append(RecordFiles(names=outcome.files))
             self.s.files = tuple(sorted({*self.s.files, *outcome.files}))

@@ -3,6 +3,7 @@ caller: another user's task is indistinguishable from a task that does not exist
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -19,6 +20,14 @@ from troika_gateway.db.models import (
 )
 from troika_gateway.errors import NotFound
 from troika_gateway.storage import file_name, stream_file
+from troika_gateway.tasks.previews import (
+    EXCEL_MAX_BYTES,
+    TEXT_MAX_BYTES,
+    FilePreview,
+    UnknownSheet,
+    needs_whole_file,
+    preview_of,
+)
 from troika_gateway.tasks.schemas import (
     Cost,
     EventPage,
@@ -31,6 +40,7 @@ from troika_gateway.tasks.schemas import (
     TaskStats,
     TaskSummary,
 )
+from troika_shared.files.reading import read_start
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -288,3 +298,27 @@ class TaskQueries:
             return await stream_file(self.file_store, task.id, stored, media_type=row.content_type)
         except FileNotFoundError:
             raise NotFound("file") from None
+
+    async def preview(self, task_id: str, name: str, sheet: str | None = None) -> FilePreview:
+        """What one file of the task looks like (the start of it; a workbook's ``sheet``).
+
+        Raises:
+            NotFound: No such task, file, or sheet.
+            InvalidInput: The name is not one a file can have.
+        """
+        task = await self.get(task_id)
+        stored = file_name(name)
+        row = await self.db.scalar(select(File).where(File.task_id == task.id, File.name == stored))
+        if row is None:
+            raise NotFound("file")
+        limit = EXCEL_MAX_BYTES if needs_whole_file(stored) else TEXT_MAX_BYTES
+        try:
+            data = await read_start(self.file_store, task.id, stored, limit + 1)
+        except FileNotFoundError:
+            raise NotFound("file") from None
+        more = len(data) > limit
+        try:  # a workbook takes a while to read: not on the event loop
+            return await asyncio.to_thread(preview_of, stored, row.content_type, row.size,
+                                           data[:limit], more=more, sheet=sheet)  # fmt: skip
+        except UnknownSheet:
+            raise NotFound("sheet") from None

@@ -19,6 +19,7 @@ from troika_gateway.auth.middleware import Principal  # noqa: TC001
 from troika_gateway.db.models import TaskStatus
 from troika_gateway.errors import InvalidInput
 from troika_gateway.openapi import BEARER
+from troika_gateway.tasks.previews import FilePreview
 from troika_gateway.tasks.queries import summary_of
 from troika_gateway.tasks.schemas import (
     EventPage,
@@ -242,6 +243,24 @@ class TaskController(Controller):
         person sees it beside a browser action waiting for approval; 404 when the task has no
         page."""
         return await tasks.browser_screen(task_id)
+
+    @get("/{task_id:str}/previews/{name:path}")
+    async def preview(
+        self,
+        task_id: FromPath[str],
+        name: FromPath[str],
+        tasks: NamedDependency[Tasks],
+        sheet: Annotated[
+            str | None,
+            QueryParameter(
+                description="an Excel workbook's sheet (the first by default)", max_length=100
+            ),
+        ] = None,
+    ) -> FilePreview:
+        """What a file looks like: CSV and Excel as a table (the first 50 rows and 20
+        columns), Markdown and other text as text (the first 256 KiB), JSON indented; an image
+        says so (fetch it from ``/files``); other files say why nothing is shown."""
+        return await tasks.preview(task_id, name.lstrip("/"), sheet)
 
     @get("/{task_id:str}/files/{name:path}")
     async def download(

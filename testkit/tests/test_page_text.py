@@ -1,0 +1,41 @@
+"""The page-text check the browser tests' screenshots make."""
+
+from __future__ import annotations
+
+import pytest
+
+from troika_testkit.page_text import raw_text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Status: awaiting_approval",
+        "policy: ask_once",
+        "1 validation error for StepDecision",
+        "see https://errors.pydantic.dev/2.9/v/missing",
+        "Expected `str` of length >= 3",
+        "What they saw: {'path': 'notes.md'}",
+        "ValueError: bad",
+        "<pages.Thing object at 0x7f00aa>",
+        "<failed_attempts> …",
+        "limit: None",
+    ],
+)
+def test_what_is_not_for_people_is_found(text: str) -> None:
+    assert raw_text(text) != []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "awaiting approval — create_file waits for your approval",
+        "Saved to my_notes.md and out/data_2025.csv",
+        "Write to ada_l@example.com, see https://example.com/some_path",
+        '{\n  "path": "notes.md"\n}',
+        "Set TROIKA_LLM_BASE_URL to a capable model",
+        "Nobody answered; nothing ran.",
+    ],
+)
+def test_words_for_people_pass(text: str) -> None:
+    assert raw_text(text) == []
