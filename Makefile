@@ -13,7 +13,7 @@ export UV_PYTHON_PREFERENCE ?= system
 BUN_VERSION := 1.4.5
 BUN := $(if $(REFLEX_BUN_PATH),,$(CURDIR)/.tools/bun/node_modules/.bin/bun)
 
-.PHONY: help install run check test test-fast bench lint format clean
+.PHONY: help install run check test test-fast bench pictures lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -60,6 +60,10 @@ test-fast: install ## the tests not marked slow
 
 bench: install ## run the pipeline benchmark; writes var/bench/pipeline.json
 	$(UV) run --frozen python -m troika_testkit.bench --out var/bench/pipeline.json
+
+pictures: install ## take the README's pictures again with the browser tests (docs/pictures/)
+	$(UV) run --frozen pytest tests/test_web.py -k "$$($(UV) run --frozen python -m troika_testkit.pictures --tests)"
+	$(UV) run --frozen python -m troika_testkit.pictures
 
 lint: install ## ruff, the formatter's check, mypy --strict, the compose file, Dockerfiles, Kubernetes
 	$(UV) run --frozen ruff check .
