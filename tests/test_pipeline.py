@@ -36,7 +36,10 @@ def step_script(request: dict) -> dict:
                 }
             ],
         }
-    return {"action": "finish", "result": f"wrote {subtask}.md", "result_files": [f"{subtask}.md"]}
+    # as a model reading its transcript would: the files its calls wrote (a person may have
+    # approved a call with another path), not the ones it first meant to write
+    written = re.findall(r"wrote (\S+) \(\d+ bytes\)", prompt) or [f"{subtask}.md"]
+    return {"action": "finish", "result": f"wrote {', '.join(written)}", "result_files": written}
 
 
 async def sign_in(http: httpx.AsyncClient) -> dict[str, str]:

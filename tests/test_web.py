@@ -9,6 +9,7 @@ away would. Screenshots of every step go to ``var/screenshots/<test>/``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -501,6 +502,31 @@ async def test_signing_in_returns_to_the_page_that_asked_for_it(up, page) -> Non
     )
 
 
+async def test_while_the_scripts_load_the_page_shows_its_shape_not_a_blank(
+    up, page, screenshots
+) -> None:
+    web = up["web"]
+    await sign_up(page, web, "lena")
+    scripts_may_load = asyncio.Event()
+
+    async def hold(route) -> None:
+        await scripts_may_load.wait()
+        await route.continue_()
+
+    await page.route(re.compile(r".*\.m?js(\?.*)?$"), hold)
+    await page.goto(f"{web}/history", wait_until="commit")
+    skeleton = page.locator("#loading-skeleton")
+    await expect(skeleton).to_be_visible(timeout=scaled(30_000))
+    await expect(skeleton.get_by_role("status")).to_have_text("Loading…")
+    assert await page.get_by_text("No task matches.").count() == 0  # no empty state that lies
+    await screenshots.shot(page, "loading")
+    scripts_may_load.set()
+    await page.wait_for_selector("#signed-in-as:has-text('lena')", timeout=scaled(60_000))
+    await expect(skeleton).to_have_count(0)
+    await expect(page.get_by_text("No task matches.")).to_be_visible()
+    await page.unroute_all()
+
+
 async def test_markup_slipped_into_a_page_does_not_run_and_no_site_can_frame_it(up, page) -> None:
     async with httpx.AsyncClient() as http:
         answer = await http.get(f"{up['web']}/signin/")
@@ -664,6 +690,41 @@ async def test_the_plan_is_reviewed_changed_and_the_changes_reach_the_executor( 
         "step-3": ["gather"],
         "write": ["step-3"],
     }
+
+
+async def test_a_task_paused_by_its_budget_goes_on_when_it_is_raised_and_limits_are_kept(
+    up, page, screenshots
+) -> None:
+    web = up["web"]
+    await sign_up(page, web, "bruno")
+    await page.locator("#objective").press_sequentially("Write a short note")
+    await page.click("text=Budget (optional)")
+    await page.locator("#max-tokens").press_sequentially("100")
+    await page.click("#create-task")
+    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    await expect(page.locator("#stuck-reason")).to_have_text(
+        "the token budget of 100 tokens is used up", timeout=scaled(60_000)
+    )
+    await expect(page.locator("#agent-costs")).to_contain_text("planner $")
+    await page.locator("#new-limit").press_sequentially("100000")
+    await screenshots.shot(page, "budget-used-up")
+    await page.click("#raise-budget")
+    await expect(page.locator("#task-status")).to_have_text("completed", timeout=scaled(60_000))
+
+    await page.goto(f"{web}/profile")
+    await page.wait_for_selector("#spending")
+    await page.locator("#monthly-limit").press_sequentially("abc")
+    await page.click("#save-limits")
+    await expect(page.locator("#limit-error")).to_have_text(
+        "The monthly limit must be an amount in dollars, like 5."
+    )
+    await page.locator("#monthly-limit").fill("")
+    await page.locator("#monthly-limit").press_sequentially("25")
+    await page.click("#save-limits")
+    await expect(page.locator("#limit-error")).to_have_count(0)
+    await page.reload()
+    await expect(page.locator("#monthly-limit")).to_have_value("25", timeout=scaled(30_000))
+    await screenshots.shot(page, "spending-limits")
 
 
 async def test_a_stuck_task_is_answered_with_guidance_and_finishes(

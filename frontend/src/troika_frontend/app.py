@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from troika_frontend.components import LAYOUT_CSS
+from troika_frontend.components import LAYOUT_CSS, loading
 from troika_frontend.headers import security_headers
 from troika_frontend.pages.approvals import ApprovalsState, approvals_page
 from troika_frontend.pages.auth import AuthState, sign_in_page, sign_up_page
@@ -34,6 +34,7 @@ STYLE = {
 
 app = rx.App(
     api_transformer=security_headers,
+    hydrate_fallback=loading,  # the page's shape while its scripts load, never a blank page
     style=STYLE,
     head_components=[
         rx.el.meta(name="description", content="Troika: agents that plan, do and check"),

@@ -104,6 +104,17 @@ def field_error(errors: rx.Var[dict[str, str]], name: str, **props: object) -> r
     )
 
 
+def labelled(
+    control: rx.Component, *words: str | rx.Var[str], size: str = "2", spacing: str = "2"
+) -> rx.Component:
+    """A checkbox or switch with its words in one label: a click on the words toggles it."""
+    return rx.text(
+        rx.hstack(control, *words, align="center", spacing=spacing),  # type: ignore[arg-type]
+        as_="label",
+        size=size,  # type: ignore[arg-type]
+    )
+
+
 def panel(*children: rx.Component, **props: object) -> rx.Component:
     """A card with room inside."""
     return rx.card(rx.vstack(*children, spacing="3", width="100%"), width="100%", **props)
@@ -138,10 +149,51 @@ LAYOUT_CSS = """
   .nav-toggle { display: inline-flex !important; margin-left: auto; }
   .troika-content { padding: 1em !important; }
   .troika-content h1 { font-size: var(--font-size-6); }
+  .troika-skeleton { flex-direction: column; }
+  .troika-skeleton .skeleton-nav { width: 100% !important; height: 3.5em !important; }
 }
+.troika-skeleton { display: flex; min-height: 100vh; font-family: system-ui, sans-serif; }
+.troika-skeleton .skeleton-nav { width: 205px; flex-shrink: 0; background: #f9f9fb;
+  border-right: 1px solid #e8e8ec; padding: 1.5em 1em; box-sizing: border-box; }
+.troika-skeleton .skeleton-main { flex: 1; padding: 2em; min-width: 0; max-width: 1100px; }
+.troika-content .skeleton-main { padding: 0; }
+.skeleton-main .bone { background: #ececf0; border-radius: 8px; margin-bottom: 1em;
+  animation: troika-pulse 1.4s ease-in-out infinite; }
+@keyframes troika-pulse { 50% { opacity: 0.45; } }
+@media (prefers-reduced-motion: reduce) { .skeleton-main .bone { animation: none; } }
 """
 """How the pages fit a phone: below 768 px the side navigation becomes a bar on top whose links
 open from a menu button, and the content takes the whole width."""
+
+
+def _bones() -> rx.Component:
+    """A page's shape, pulsing, and a word that it loads. Static: drawn before any state."""
+
+    def bone(height: str, width: str = "100%") -> rx.Component:
+        return rx.el.div(class_name="bone", style={"height": height, "width": width})
+
+    return rx.el.div(
+        rx.el.p("Loading…", role="status", style={"color": "#60646c", "margin": "0 0 1em"}),
+        bone("2.2em", "40%"),
+        bone("7em"),
+        bone("12em"),
+        bone("9em"),
+        class_name="skeleton-main",
+        id="loading-skeleton",
+    )
+
+
+def loading() -> rx.Component:
+    """A page that is not drawn in advance, while the app's scripts load: the layout's shape
+    instead of a blank page."""
+    return rx.el.div(
+        rx.el.div(
+            rx.el.strong("Troika", style={"font-size": "1.4em", "color": "#3e63dd"}),
+            class_name="skeleton-nav",
+        ),
+        _bones(),
+        class_name="troika-skeleton",
+    )
 
 
 def _navigation(current: str) -> rx.Component:
@@ -236,7 +288,13 @@ def frame(
     return rx.hstack(
         _navigation(current),
         rx.box(
-            rx.vstack(header, *children, spacing="5", width="100%", max_width="1100px"),
+            # Drawn in advance, a page would show its empty state ("no task matches") until the
+            # scripts load and read the person's data: its shape shows instead.
+            rx.cond(
+                rx.State.is_hydrated,
+                rx.vstack(header, *children, spacing="5", width="100%", max_width="1100px"),
+                _bones(),
+            ),
             padding="2em",
             width="100%",
             min_width="0",

@@ -38,6 +38,7 @@ from troika_gateway.pipeline.snapshot import (
     Respond,
     Review,
     Send,
+    SetBudget,
     Start,
     TaskState,
 )
@@ -748,6 +749,11 @@ def _cost(flow: Flow) -> None:
     flow.result("k1")
 
 
+def _person(flow: Flow) -> None:
+    flow.state.person_limits, flow.state.person_spent = {"month": 0.5}, {"month": 0.0}
+    _cost(flow)
+
+
 def _cannot(flow: Flow) -> None:
     flow.propose("a", stuck_reason="the site needs a login")
 
@@ -769,6 +775,9 @@ STUCK_CASES = [
     (Stuck.TOKEN_BUDGET, {"max_tokens": 1000}, _tokens,
      "the token budget of 1000 tokens is used up"),
     (Stuck.COST_BUDGET, {"max_cost_usd": 0.5}, _cost, "the cost budget of $0.50 is used up"),
+    (Stuck.PERSON_BUDGET, None, _person,
+     ("your monthly budget of $0.50 is used up ($0.60 spent); raise it in your profile, then "
+      "continue")),
     (Stuck.NEEDS_PERSON, None, _needs_person,
      "desktop_type_text needs you: your PC did not connect"),
 ]  # fmt: skip
@@ -970,3 +979,61 @@ def test_every_ask_has_its_form_when_the_tool_needs_details() -> None:
     assert ask.kind == "input"
     assert "to" in ask.prompt["form"]["properties"]
     assert ask.expires_at == NOW + timedelta(seconds=LIMITS.approval_timeout_s)
+
+
+# --- budgets ---------------------------------------------------------------------------------
+
+
+def _costly(cost: float) -> tuple[Usage, ...]:
+    return (Usage(model="m", prompt_tokens=10, completion_tokens=10, cost_usd=cost),)
+
+
+def test_a_task_paused_at_its_money_limit_goes_on_when_the_person_raises_it() -> None:
+    flow = Flow(TaskState(id="t1", user_id="u1", objective="o", status=TaskStatus.QUEUED,
+                          budget={"max_cost_usd": 0.01}))  # fmt: skip
+    flow.start()
+    flow.plan(ONE, usage=_costly(0.02))
+    assert flow.state.status == TaskStatus.NEEDS_GUIDANCE
+    assert flow.state.reason == "the cost budget of $0.01 is used up"
+    assert flow.sent(StepRequested) == [], "no step past the budget"
+    still_short = flow.do(SetBudget(budget={"max_cost_usd": 0.02}))  # spent: 0.02
+    assert still_short.refused is None
+    assert flow.state.reason == "the cost budget of $0.02 is used up"
+    assert flow.state.status == TaskStatus.NEEDS_GUIDANCE
+    flow.do(SetBudget(budget={"max_cost_usd": 1.0}))
+    assert flow.state.status == TaskStatus.EXECUTING
+    assert flow.events()[0] == "budget.changed"
+    assert [s.subtask_id for s in flow.sent(StepRequested)] == ["a"]
+
+
+def test_raising_a_task_budget_does_not_resume_a_task_paused_for_something_else() -> None:
+    flow = needs_guidance()
+    flow.do(SetBudget(budget={"max_cost_usd": 5.0}))
+    assert flow.state.status == TaskStatus.NEEDS_GUIDANCE
+    assert flow.events() == ["budget.changed"]
+
+
+def test_the_persons_monthly_limit_pauses_a_running_task_before_its_next_step() -> None:
+    state = TaskState(id="t1", user_id="u1", objective="o", status=TaskStatus.QUEUED,
+                      person_limits={"month": 1.0}, person_spent={"month": 0.5})  # fmt: skip
+    flow = Flow(state)
+    flow.start()
+    flow.plan(ONE, usage=_costly(0.6))
+    assert flow.state.status == TaskStatus.NEEDS_GUIDANCE
+    assert flow.state.reason == (
+        "your monthly budget of $1.00 is used up ($1.10 spent); raise it in your profile, "
+        "then continue"
+    )
+    assert flow.sent(StepRequested) == []
+    flow.do(SetBudget(budget={"max_cost_usd": 9.0}))  # the task's own budget is not the one
+    assert flow.state.status == TaskStatus.NEEDS_GUIDANCE
+
+
+def test_a_run_that_starts_past_the_persons_limit_asks_no_planner() -> None:
+    state = TaskState(id="t1", user_id="u1", objective="o", status=TaskStatus.SCHEDULED,
+                      person_limits={"day": 2.0}, person_spent={"day": 2.5})  # fmt: skip
+    flow = Flow(state)
+    flow.do(Fire(schedule_id="s", due=NOW))
+    assert flow.sent(PlanRequested) == []
+    assert flow.state.status == TaskStatus.NEEDS_GUIDANCE
+    assert flow.state.reason.startswith("your daily budget of $2.00 is used up ($2.50 spent)")

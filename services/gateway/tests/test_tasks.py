@@ -136,7 +136,10 @@ async def test_history_sorts_by_cost_and_duration_and_counts_every_task(
 
     stats = (await client.get("/tasks/stats", headers=alice.headers)).json()
     assert stats == {"total": 3, "completed": 2, "running": 0, "waiting": 0, "failed": 0,
-                     "cancelled": 1, "scheduled": 0, "cost_usd": pytest.approx(0.26)}  # fmt: skip
+                     "cancelled": 1, "scheduled": 0, "cost_usd": pytest.approx(0.26),
+                     "spent_today_usd": pytest.approx(0.26),
+                     "spent_this_month_usd": pytest.approx(0.26),
+                     "daily_budget_usd": None, "monthly_budget_usd": None}  # fmt: skip
     theirs = (await client.get("/tasks/stats", headers=bob.headers)).json()
     assert (theirs["total"], theirs["cost_usd"]) == (0, 0.0)
 

@@ -22,6 +22,7 @@ __all__ = [
     "AnyTaskEvent",
     "ApprovalExpired",
     "ApprovalRequested",
+    "BudgetChanged",
     "DesktopWaiting",
     "FilesUploaded",
     "PlanAccepted",
@@ -158,6 +159,12 @@ class PlanReady(TaskEventBody, frozen=True, kw_only=True, tag="plan.ready"):
 
     summary: str = ""
     subtasks: list[PlannedSubtask] = msgspec.field(default_factory=list)
+
+
+class BudgetChanged(TaskEventBody, frozen=True, kw_only=True, tag="budget.changed"):
+    """The person set the task's budget (``max_steps``, ``max_tokens``, ``max_cost_usd``)."""
+
+    budget: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class PlanEdited(TaskEventBody, frozen=True, kw_only=True, tag="plan.edited"):
@@ -339,6 +346,7 @@ AnyTaskEvent = (
     | PlanReady
     | PlanEdited
     | PlanAccepted
+    | BudgetChanged
     | AgentUnusableAnswer
     | StepRequested
     | SubtaskDone

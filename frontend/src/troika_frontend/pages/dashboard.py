@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import reflex as rx
 
-from troika_frontend.components import badge, field_error, frame, panel, when
+from troika_frontend.components import badge, field_error, frame, labelled, panel, when
 from troika_frontend.pages.dashboard_state import ZONES, DashboardState
 
 if TYPE_CHECKING:
@@ -319,18 +319,13 @@ def _new_task() -> rx.Component:
         rx.hstack(
             rx.cond(
                 DashboardState.when == "now",
-                rx.text(
-                    rx.hstack(
-                        rx.checkbox(
-                            checked=DashboardState.review_plan,
-                            on_change=DashboardState.set_review_plan,
-                            id="review-plan",
-                        ),
-                        "Let me review the plan first",
-                        align="center",
+                labelled(
+                    rx.checkbox(
+                        checked=DashboardState.review_plan,
+                        on_change=DashboardState.set_review_plan,
+                        id="review-plan",
                     ),
-                    as_="label",
-                    size="2",
+                    "Let me review the plan first",
                 ),
             ),
             rx.spacer(),

@@ -9,7 +9,7 @@ from typing import Any
 import reflex as rx
 
 from troika_client import ApiError
-from troika_frontend.components import panel
+from troika_frontend.components import labelled, panel
 from troika_frontend.pages.task_state import TaskState
 
 __all__ = ["DraftStep", "PlanReview", "plan_review_panel"]
@@ -207,20 +207,16 @@ def _dependency(index: rx.Var[int], step: DraftStep, choice: rx.Var[list[str]]) 
     key, title = choice[0], choice[1]
     return rx.cond(
         key != step.key,
-        rx.text(
-            rx.hstack(
-                rx.checkbox(
-                    checked=step.depends_on.contains(key),  # type: ignore[attr-defined]
-                    on_change=lambda checked: PlanReview.toggle_after(index, key, checked),
-                    class_name="draft-after",
-                    data_after=key,
-                ),
-                title,
-                align="center",
-                spacing="1",
+        labelled(
+            rx.checkbox(
+                checked=step.depends_on.contains(key),  # type: ignore[attr-defined]
+                on_change=lambda checked: PlanReview.toggle_after(index, key, checked),
+                class_name="draft-after",
+                data_after=key,
             ),
-            as_="label",
+            title,
             size="1",
+            spacing="1",
         ),
     )
 

@@ -8,10 +8,10 @@ from typing import Any
 import reflex as rx
 
 from troika_client import ApiError
-from troika_frontend.components import badge, panel
+from troika_frontend.components import badge, labelled, panel
 from troika_frontend.session import SessionState
 
-__all__ = ["MODE_WORDS", "PoliciesState", "PolicyRow", "policies_panel"]
+__all__ = ["MODE_WORDS", "PoliciesState", "PolicyRow", "policies_panel", "spending_panel"]
 
 MODE_WORDS = {
     "ask": "ask every time",
@@ -40,12 +40,22 @@ class PoliciesState(SessionState):
     policies: list[PolicyRow] = []  # noqa: RUF012 - Reflex state vars are declared on the class
     confirm_tool: str = ""
     review_plans: bool = False
+    daily_limit: str = ""
+    monthly_limit: str = ""
+    spent_today: str = "$0.00"
+    spent_this_month: str = "$0.00"
+    limit_error: str = ""
 
     async def _read(self) -> None:
-        """Reads every tool's policy and whether plans wait for review (the profile calls it
-        as it loads)."""
+        """Reads every tool's policy, whether plans wait for review, and the person's money
+        limits with what their tasks cost (the profile calls it as it loads)."""
         me = await self._api("GET", "/auth/profile")
         self.review_plans = bool(me.get("review_plans"))
+        stats = await self._api("GET", "/tasks/stats")
+        self.daily_limit = _amount(me.get("daily_budget_usd"))
+        self.monthly_limit = _amount(me.get("monthly_budget_usd"))
+        self.spent_today = f"${float(stats.get('spent_today_usd', 0.0)):.2f}"
+        self.spent_this_month = f"${float(stats.get('spent_this_month_usd', 0.0)):.2f}"
         self.policies = [
             PolicyRow(
                 tool=str(p["tool"]),
@@ -99,6 +109,35 @@ class PoliciesState(SessionState):
         )
 
     @rx.event
+    def set_limit(self, period: str, text: str) -> None:
+        """Keeps a money limit being typed (``daily`` or ``monthly``)."""
+        if period in ("daily", "monthly"):
+            setattr(self, f"{period}_limit", text)
+            self.limit_error = ""
+
+    @rx.event
+    async def save_limits(self) -> Any:  # noqa: ANN401
+        """Sets the person's own daily and monthly money limits (empty: no limit)."""
+        body: dict[str, float | None] = {}
+        for period in ("daily", "monthly"):
+            text = getattr(self, f"{period}_limit").strip().lstrip("$")
+            try:
+                body[f"{period}_budget_usd"] = float(text) if text else None
+            except ValueError:
+                self.limit_error = f"The {period} limit must be an amount in dollars, like 5."
+                return None
+            if (amount := body[f"{period}_budget_usd"]) is not None and amount <= 0:
+                self.limit_error = f"The {period} limit must be more than nothing."
+                return None
+        try:
+            await self._api("PUT", "/auth/profile", json=body)
+        except ApiError as exc:
+            self.limit_error = exc.message
+            return None
+        await self._read()
+        return rx.toast.success("Spending limits saved.")
+
+    @rx.event
     async def trust_read_only(self) -> Any:  # noqa: ANN401
         """Lets every tool that only looks (risk "read") run without asking; the others keep
         their policy (every tool asks unless told otherwise)."""
@@ -113,6 +152,64 @@ class PoliciesState(SessionState):
         return rx.toast.success(
             f"{len(trusted)} read-only tools now run without asking; the others still ask."
         )
+
+
+def _amount(value: object) -> str:
+    return "" if value is None else f"{float(str(value)):g}"
+
+
+def spending_panel() -> rx.Component:
+    """What the person's tasks cost, and the limits that stop them."""
+
+    def limit(label: str, period: str, value: rx.Var[str]) -> rx.Component:
+        return rx.vstack(
+            rx.text(label, size="1", color_scheme="gray"),
+            rx.input(
+                value=value,
+                on_change=lambda text: PoliciesState.set_limit(period, text),
+                placeholder="no limit",
+                width="9em",
+                id=f"{period}-limit",
+            ),
+            spacing="1",
+        )
+
+    return panel(
+        rx.heading("Spending", size="4"),
+        rx.hstack(
+            rx.vstack(
+                rx.text("Today", size="1", color_scheme="gray"),
+                rx.text(PoliciesState.spent_today, size="4", weight="bold", id="spent-today"),
+                spacing="0",
+            ),
+            rx.vstack(
+                rx.text("This month", size="1", color_scheme="gray"),
+                rx.text(PoliciesState.spent_this_month, size="4", weight="bold", id="spent-month"),
+                spacing="0",
+            ),
+            spacing="6",
+            wrap="wrap",
+        ),
+        rx.text(
+            "Limits for all your tasks together, in US dollars of estimated model cost (days and "
+            "months in UTC). When one is reached, no new task starts and running ones pause "
+            "before their next step until you raise it.",
+            size="2",
+            color_scheme="gray",
+        ),
+        rx.hstack(
+            limit("A day", "daily", PoliciesState.daily_limit),
+            limit("A month", "monthly", PoliciesState.monthly_limit),
+            rx.button("Save limits", on_click=PoliciesState.save_limits, id="save-limits"),
+            align="end",
+            wrap="wrap",
+        ),
+        rx.cond(
+            PoliciesState.limit_error != "",
+            rx.text(PoliciesState.limit_error, color_scheme="red", size="2", id="limit-error"),
+        ),
+        id="spending",
+    )
 
 
 def _policy(row: PolicyRow) -> rx.Component:
@@ -160,18 +257,13 @@ def policies_panel() -> rx.Component:
             size="2",
             color_scheme="gray",
         ),
-        rx.text(
-            rx.hstack(
-                rx.switch(
-                    checked=PoliciesState.review_plans,
-                    on_change=PoliciesState.set_review_plans,
-                    id="review-plans",
-                ),
-                "Let me review each new task's plan before it runs",
-                align="center",
+        labelled(
+            rx.switch(
+                checked=PoliciesState.review_plans,
+                on_change=PoliciesState.set_review_plans,
+                id="review-plans",
             ),
-            as_="label",
-            size="2",
+            "Let me review each new task's plan before it runs",
         ),
         rx.table.root(
             rx.table.header(

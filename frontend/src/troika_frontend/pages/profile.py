@@ -10,7 +10,7 @@ import reflex as rx
 from troika_client import ApiError, field_errors
 from troika_frontend.components import badge, field_error, frame, panel
 from troika_frontend.pages.devices import devices_panel
-from troika_frontend.pages.policies import PoliciesState, policies_panel
+from troika_frontend.pages.policies import PoliciesState, policies_panel, spending_panel
 from troika_frontend.pages.social_accounts import social_accounts_panel
 from troika_frontend.session import SessionState
 
@@ -401,6 +401,7 @@ def profile_page() -> rx.Component:
         ),
         social_accounts_panel(),
         devices_panel(),
+        spending_panel(),
         policies_panel(),
         current="/profile",
     )

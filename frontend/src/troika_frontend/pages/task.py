@@ -10,6 +10,7 @@ from troika_frontend.components import (
     badge,
     confirm_button,
     frame,
+    labelled,
     markdown,
     page_shot,
     panel,
@@ -147,20 +148,16 @@ def _timeline() -> rx.Component:
                 size="1",
                 id="timeline-agent",
             ),
-            rx.text(
-                rx.hstack(
-                    rx.switch(
-                        checked=TaskState.every_event,
-                        on_change=TaskState.set_every_event,
-                        size="1",
-                        id="timeline-every",
-                    ),
-                    "every event",
-                    align="center",
-                    spacing="1",
+            labelled(
+                rx.switch(
+                    checked=TaskState.every_event,
+                    on_change=TaskState.set_every_event,
+                    size="1",
+                    id="timeline-every",
                 ),
-                as_="label",
+                "every event",
                 size="1",
+                spacing="1",
             ),
             rx.text(TaskState.timeline.length(), " events", size="1", color_scheme="gray"),
             width="100%",
@@ -198,6 +195,28 @@ def _guidance() -> rx.Component:
                     align="center",
                 ),
                 rx.text(TaskState.reason, id="stuck-reason"),
+                rx.cond(
+                    TaskState.budget_question != "",
+                    rx.hstack(
+                        rx.vstack(
+                            rx.text(TaskState.budget_question, size="1", color_scheme="gray"),
+                            rx.input(
+                                value=TaskState.new_limit,
+                                on_change=TaskState.set_new_limit,
+                                width="10em",
+                                id="new-limit",
+                            ),
+                            spacing="1",
+                        ),
+                        rx.button(
+                            "Raise the budget and go on",
+                            on_click=TaskState.raise_budget,
+                            id="raise-budget",
+                        ),
+                        align="end",
+                        wrap="wrap",
+                    ),
+                ),
                 _page_shot(),
                 rx.cond(
                     TaskState.evidence.length() > 0,
@@ -360,6 +379,12 @@ def _summary() -> rx.Component:
             stat("Model calls", TaskState.calls, "calls"),
             spacing="6",
             wrap="wrap",
+        ),
+        rx.cond(
+            TaskState.agent_costs != "",
+            rx.text(
+                "By agent: ", TaskState.agent_costs, size="1", color_scheme="gray", id="agent-costs"
+            ),
         ),
         rx.cond(
             TaskState.result != "",

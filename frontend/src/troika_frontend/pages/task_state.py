@@ -53,6 +53,13 @@ _DETAIL_KINDS = frozenset(
 )
 
 
+_BUDGET_OF_RULE = {
+    "cost_budget": ("max_cost_usd", "The most it may cost (US dollars)"),
+    "token_budget": ("max_tokens", "The most tokens it may use"),
+    "step_budget": ("max_steps", "The most steps it may take"),
+}
+"""The task's budget each budget rule guards, and how the form asks for a new one."""
+
 _EVIDENCE_WORDS = {
     "tool": "Tool",
     "arguments": "Its arguments",
@@ -91,6 +98,10 @@ class TaskState(SessionState):
     calls: int = 0
     evidence: list[Argument] = []  # noqa: RUF012
     guidance_text: str = ""
+    pause_rule: str = ""
+    budget: dict[str, float] = {}  # noqa: RUF012
+    new_limit: str = ""
+    agent_costs: str = ""
     new_title: str = ""
     follow_up: str = ""
     schedule_id: str = ""
@@ -118,6 +129,40 @@ class TaskState(SessionState):
     def set_every_event(self, checked: bool) -> None:  # noqa: FBT001 - a switch
         """Shows the routine events too (each step asked, each status)."""
         self.every_event = bool(checked)
+
+    @rx.var
+    def budget_question(self) -> str:
+        """What to ask when the task's own budget paused it ("" otherwise)."""
+        if self.status != "needs_guidance" or self.pause_rule not in _BUDGET_OF_RULE:
+            return ""
+        return _BUDGET_OF_RULE[self.pause_rule][1]
+
+    @rx.event
+    def set_new_limit(self, text: str) -> None:
+        """Keeps the new limit being typed."""
+        self.new_limit = text
+
+    @rx.event
+    async def raise_budget(self) -> Any:  # noqa: ANN401 - Reflex event specs
+        """Sets a higher budget for what was used up; the task goes on when it allows."""
+        key = _BUDGET_OF_RULE.get(self.pause_rule, ("", ""))[0]
+        text = self.new_limit.strip().lstrip("$").replace(",", "")
+        try:
+            amount = float(text) if key == "max_cost_usd" else int(text)
+        except ValueError:
+            return rx.toast.error("Write the new limit as a number.")
+        try:
+            await self._api("PUT", f"/tasks/{self.current}/budget",
+                            json={**self.budget, key: amount})  # fmt: skip
+        except ApiError as exc:
+            return rx.toast.error(exc.message)
+        self.new_limit = ""
+        await self._refresh()
+        return rx.toast.success(
+            "The budget is raised; the task goes on."
+            if self.status != "needs_guidance"
+            else "Saved, but that is still not enough for the task to go on."
+        )
 
     @rx.var
     def stuck(self) -> bool:
@@ -172,6 +217,13 @@ class TaskState(SessionState):
             f"{int(cost.get('prompt_tokens', 0)) + int(cost.get('completion_tokens', 0)):,}"
         )
         self.cost = f"${float(cost.get('cost_usd', 0.0)):.4f}"
+        self.agent_costs = " · ".join(
+            f"{agent} ${float(spent.get('cost_usd', 0.0)):.4f}"
+            for agent, spent in sorted((task.get("cost_by_agent") or {}).items())
+        )
+        self.budget = {
+            str(k): v for k, v in (task.get("budget") or {}).items() if isinstance(v, (int, float))
+        }
         self.calls = int(cost.get("calls", 0))
         self.schedule_id = str(task.get("schedule_id") or "")
         self.final = status in FINAL
@@ -203,6 +255,7 @@ class TaskState(SessionState):
         self.last_seq = seq
         if event["kind"] == "task.needs_guidance":
             evidence = (event.get("data") or {}).get("evidence") or {}
+            self.pause_rule = str(evidence.get("rule", ""))
             shown = {k: v if isinstance(v, str) else json_text(v) for k, v in evidence.items()}
             self.evidence = [  # the rule's name is for programs: the reason says it in words
                 Argument(

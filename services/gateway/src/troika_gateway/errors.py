@@ -18,6 +18,7 @@ from __future__ import annotations
 from troika_shared.errors import TroikaError
 
 __all__ = [
+    "BudgetUsedUp",
     "Conflict",
     "GatewayError",
     "InvalidInput",
@@ -57,6 +58,12 @@ class Conflict(GatewayError):
     """The request contradicts the resource's current state."""
 
     title = "Conflict"
+
+
+class BudgetUsedUp(Conflict):
+    """The person's own money limit is reached: no new task starts until they raise it."""
+
+    title = "Budget used up"
 
 
 class InvalidInput(GatewayError):

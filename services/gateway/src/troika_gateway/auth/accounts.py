@@ -59,6 +59,8 @@ def profile_of(user: User) -> Profile:
         photo_url=photo,
         created_at=user.created_at,
         review_plans=user.review_plans,
+        daily_budget_usd=user.daily_budget_usd,
+        monthly_budget_usd=user.monthly_budget_usd,
     )
 
 
@@ -316,6 +318,10 @@ class Accounts:
             user.display_name = data.display_name.strip() or user.username
         if data.review_plans is not UNSET:
             user.review_plans = data.review_plans
+        if data.daily_budget_usd is not UNSET:
+            user.daily_budget_usd = data.daily_budget_usd
+        if data.monthly_budget_usd is not UNSET:
+            user.monthly_budget_usd = data.monthly_budget_usd
         try:
             await self.db.commit()
         except IntegrityError as exc:

@@ -75,6 +75,10 @@ class Tokens(Struct):
     token_type: str = "bearer"  # noqa: S105 - the OAuth 2 token type, not a secret
 
 
+MoneyLimit = Annotated[float, Meta(gt=0, le=1_000_000)]
+"""A money limit in USD; ``null`` removes it."""
+
+
 class Profile(Struct):
     """An account as its owner sees it."""
 
@@ -86,6 +90,10 @@ class Profile(Struct):
     created_at: datetime
     review_plans: bool = False
     """New tasks wait for you to review their plan (the composer can say otherwise)."""
+    daily_budget_usd: float | None = None
+    """The most all your tasks may cost in a day (UTC); none: no limit."""
+    monthly_budget_usd: float | None = None
+    """The most all your tasks may cost in a calendar month (UTC); none: no limit."""
 
 
 class ProfileUpdate(Struct, forbid_unknown_fields=True):
@@ -96,6 +104,8 @@ class ProfileUpdate(Struct, forbid_unknown_fields=True):
     display_name: DisplayName | UnsetType = UNSET
     current_password: Password | UnsetType = UNSET
     review_plans: bool | UnsetType = UNSET
+    daily_budget_usd: MoneyLimit | UnsetType | None = UNSET
+    monthly_budget_usd: MoneyLimit | UnsetType | None = UNSET
 
 
 class PasswordChange(Struct, forbid_unknown_fields=True):

@@ -88,6 +88,9 @@ class User(Base):
     photo_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # new tasks wait for the person to review their plan unless the composer says otherwise
     review_plans: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # the person's own money limits for all their tasks, in USD (none: no limit)
+    daily_budget_usd: Mapped[float | None] = mapped_column(Float, default=None)
+    monthly_budget_usd: Mapped[float | None] = mapped_column(Float, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -168,6 +171,8 @@ class Task(Base):
     revision_round: Mapped[int] = mapped_column(Integer, default=0)
     # each plan waits for the person's review (``awaiting_plan_review``) before it is worked
     review_plan: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # the stuck rule that paused it, while it waits for guidance ("" otherwise)
+    paused_for: Mapped[str] = mapped_column(String(32), default="", server_default="")
     steps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     dispatches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     unusable_streak: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -83,6 +83,8 @@ class Change:
         previous = self.s.status
         self.s.status = status
         self.s.reason = reason
+        if status != TaskStatus.NEEDS_GUIDANCE:
+            self.s.paused_for = ""
         if status.final:
             self.s.finished_at = self.now
             self.s.in_flight = ""
@@ -104,6 +106,7 @@ class Change:
             )
         evidence = {k: v for k, v in facts.items() if k not in ("count", "limit", "detail")}
         self.set_status(TaskStatus.NEEDS_GUIDANCE, reason)
+        self.s.paused_for = rule.value
         self.emit(ev.TaskNeedsGuidance(reason=reason, evidence={"rule": rule.value, **evidence}))
 
     def reached(self, rule: Stuck, count: int) -> bool:
@@ -117,22 +120,41 @@ class Change:
             return
         self.effects.append(RecordUsage(agent=agent, usage=usage))
         self.s.tokens += sum(u.prompt_tokens + u.completion_tokens for u in usage)
-        self.s.cost_usd += sum(u.cost_usd for u in usage)
+        cost = sum(u.cost_usd for u in usage)
+        self.s.cost_usd += cost
+        for period in self.s.person_spent:
+            self.s.person_spent[period] += cost
 
-    def over_budget(self) -> bool:
-        """Pauses the task when a budget is used up; ``True`` if it did."""
+    def used_up(self) -> tuple[Stuck, dict[str, Any]] | None:
+        """The budget the task has used up, with the facts its reason names (``None``: none)."""
         budget = self.s.budget or {}
         max_steps = budget.get("max_steps") or self.limits.max_steps
         if self.s.steps >= max_steps:
-            self.pause(Stuck.STEP_BUDGET, limit=max_steps)
-            return True
+            return Stuck.STEP_BUDGET, {"limit": max_steps}
         if (tokens := budget.get("max_tokens")) and self.s.tokens >= tokens:
-            self.pause(Stuck.TOKEN_BUDGET, limit=tokens)
-            return True
+            return Stuck.TOKEN_BUDGET, {"limit": tokens}
         if (cost := budget.get("max_cost_usd")) and self.s.cost_usd >= cost:
-            self.pause(Stuck.COST_BUDGET, limit=cost)
-            return True
-        return False
+            return Stuck.COST_BUDGET, {"limit": cost}
+        return self.person_used_up()
+
+    def person_used_up(self) -> tuple[Stuck, dict[str, Any]] | None:
+        """The person's own daily or monthly money limit, when their tasks have reached it."""
+        for period, words in (("day", "daily"), ("month", "monthly")):
+            limit = self.s.person_limits.get(period)
+            spent = self.s.person_spent.get(period, 0.0)
+            if limit is not None and spent >= limit:
+                return Stuck.PERSON_BUDGET, {"period": words, "limit": limit, "spent": spent}
+        return None
+
+    def over_budget(self, *, person_only: bool = False) -> bool:
+        """Pauses the task when a budget is used up (checked before each step, so a task never
+        overshoots by more than one); ``True`` if it did."""
+        found = self.person_used_up() if person_only else self.used_up()
+        if found is None:
+            return False
+        rule, facts = found
+        self.pause(rule, **facts)
+        return True
 
     def agent_failed(self, agent: str, reason: str, *, unusable: bool) -> None:
         if not unusable:
@@ -145,6 +167,8 @@ class Change:
             self.pause(Stuck.UNUSABLE_ANSWERS, agent=agent, count=streak, last_error=reason)
 
     def request_plan(self, *, replan: bool) -> None:
+        if self.over_budget(person_only=True):  # a plan costs too: not past the person's limit
+            return
         message = PlanRequested(
             id=self.next_id("plan"),
             correlation_id=self.s.id,

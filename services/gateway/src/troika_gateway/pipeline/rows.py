@@ -5,6 +5,7 @@ state written back (only what changed).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -17,6 +18,7 @@ from troika_gateway.db.models import (
     Subtask,
     Task,
     ToolCall,
+    User,
     new_uuid,
 )
 from troika_gateway.interactions.policies import all_modes
@@ -32,16 +34,15 @@ from troika_shared.messages import Plan, StepProposed
 from troika_shared.messages import Subtask as PlannedSubtask
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from troika_gateway.pipeline.snapshot import Command
 
 
-__all__ = ["Rows", "load", "write"]
+__all__ = ["Rows", "load", "spending", "write"]
 
 _COUNTERS = (
+    "paused_for",
     "steps",
     "dispatches",
     "revision_round",
@@ -138,6 +139,8 @@ async def load(
         cost_usd=float(cost),
         policies=await all_modes(db, task.user_id, task.id) if _decides_calls(command) else {},
         review_plan=task.review_plan,
+        paused_for=task.paused_for,
+        **await _person(db, task.user_id),
     )
     rows = Rows(
         task=task,
@@ -165,6 +168,8 @@ async def write(  # noqa: PLR0912 - one block per kind of row
         task.plan = msgspec.to_builtins(new.plan) if new.plan is not None else None
     if new.review is not old.review:
         task.review = new.review
+    if new.budget != old.budget:
+        task.budget = new.budget
     _set(task, "result", new.result)
     if new.guidance != old.guidance:
         task.guidance = list(new.guidance)
@@ -223,6 +228,32 @@ async def _write_calls(db: AsyncSession, rows: Rows, new: TaskState) -> None:
         _set(known, "images", list(call.images))
     if new_calls:
         await db.flush()  # approvals and audit entries refer to them
+
+
+async def _person(db: AsyncSession, user_id: str) -> dict[str, dict[str, float]]:
+    """The person's own money limits and what their tasks cost in each period (read only when
+    they set one)."""
+    daily, monthly = (
+        await db.execute(
+            select(User.daily_budget_usd, User.monthly_budget_usd).where(User.id == user_id)
+        )
+    ).one_or_none() or (None, None)
+    limits = {k: v for k, v in (("day", daily), ("month", monthly)) if v is not None}
+    if not limits:
+        return {}
+    spent = await spending(db, user_id, datetime.now(UTC))
+    return {"person_limits": limits, "person_spent": {k: spent[k] for k in limits}}
+
+
+async def spending(db: AsyncSession, user_id: str, now: datetime) -> dict[str, float]:
+    """What the person's tasks have cost today and this month (UTC), in USD."""
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    cost = func.coalesce(func.sum(LlmUsage.cost_usd), 0.0)
+    mine = select(cost).join(Task, Task.id == LlmUsage.task_id).where(Task.user_id == user_id)
+    today = await db.scalar(mine.where(LlmUsage.created_at >= day))
+    this_month = await db.scalar(mine.where(LlmUsage.created_at >= month))
+    return {"day": float(today or 0.0), "month": float(this_month or 0.0)}
 
 
 def _decides_calls(command: Command | None) -> bool:

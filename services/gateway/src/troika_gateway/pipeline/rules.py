@@ -35,12 +35,13 @@ from troika_gateway.pipeline.snapshot import (
     Rename,
     Repair,
     Respond,
+    SetBudget,
     Start,
     SubtaskState,
     TaskState,
 )
 from troika_gateway.pipeline.states import AskStatus, CallStatus, SubtaskStatus, TaskStatus
-from troika_gateway.pipeline.stuck import Stuck
+from troika_gateway.pipeline.stuck import TASK_BUDGETS, Stuck
 from troika_shared import catalogue
 from troika_shared import task_events as ev
 from troika_shared.approvals import call_key
@@ -129,6 +130,8 @@ class _Rules(Change):
                 self.guide(command)
             case EditPlan():
                 self.edit_plan(command)
+            case SetBudget():
+                self.set_budget(command)
             case Repair():
                 self.repair()
 
@@ -425,12 +428,17 @@ class _Rules(Change):
             self.cancel(Cancel(by="guidance", reason="cancelled by you"))
             return
         self.s.guidance = (*self.s.guidance, command.text)
+        self.resume(replan=command.action == "replan")
+
+    def resume(self, *, replan: bool = False) -> None:
+        """Goes on after a pause: from the plan (again, with ``replan``), the review, or the
+        subtasks not done."""
         self.s.unusable_streak = self.s.failure_streak = self.s.denials = 0
         # calls still waiting for a decision belong to the approach being left behind
         withdrawn = {c.key for c in self.s.calls if c.status == CallStatus.PROPOSED}
         self.s.calls = [c for c in self.s.calls if c.key not in withdrawn]
         self.s.asks = [a for a in self.s.asks if a.call_key not in withdrawn]
-        if command.action == "replan" or self.s.plan is None:
+        if replan or self.s.plan is None:
             self.s.revision_round = 0
             self.request_plan(replan=self.s.plan is not None)
             return
@@ -443,6 +451,17 @@ class _Rules(Change):
                 sub.status = SubtaskStatus.PENDING
                 sub.in_flight = ""
         self.dispatch()
+
+    def set_budget(self, command: SetBudget) -> None:
+        self.s.budget = command.budget
+        self.emit(ev.BudgetChanged(budget=dict(command.budget or {})))
+        paused_by_budget = self.s.paused_for in {rule.value for rule in TASK_BUDGETS}
+        if self.s.status == TaskStatus.NEEDS_GUIDANCE and paused_by_budget:
+            if (found := self.used_up()) is not None:  # still too little: it stays paused
+                rule, facts = found
+                self.pause(rule, **facts)
+                return
+            self.resume()
 
     def repair(self) -> None:
         missing = missing_work(self.s)

@@ -54,6 +54,7 @@ __all__ = [
     "Respond",
     "Review",
     "Send",
+    "SetBudget",
     "Start",
     "SubtaskState",
     "TaskState",
@@ -144,6 +145,12 @@ class TaskState(msgspec.Struct, kw_only=True):
     policies: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
     review_plan: bool = False
     """The person reviews each plan before it is worked (``awaiting_plan_review``)."""
+    paused_for: str = ""
+    """The stuck rule that paused the task (while it waits for guidance)."""
+    person_limits: dict[str, float] = msgspec.field(default_factory=dict)
+    """The person's own money limits in USD: ``{"day": …, "month": …}`` (those they set)."""
+    person_spent: dict[str, float] = msgspec.field(default_factory=dict)
+    """What the person's tasks have cost today and this month (UTC), for the limits they set."""
 
     def subtask(self, key: str) -> SubtaskState | None:
         """The subtask ``key``, if the plan has it."""
@@ -238,6 +245,13 @@ class EditPlan(msgspec.Struct, frozen=True, kw_only=True):
     start: bool = False
 
 
+class SetBudget(msgspec.Struct, frozen=True, kw_only=True):
+    """The task's budget (``max_steps``, ``max_tokens``, ``max_cost_usd``), as the person sets
+    it; a task paused because the old one was used up goes on."""
+
+    budget: dict[str, Any] | None
+
+
 class Repair(msgspec.Struct, frozen=True, kw_only=True):
     """Re-request whatever the task is missing (from the worker's watchdog)."""
 
@@ -267,6 +281,7 @@ Command = (
     | Cancel
     | Guide
     | EditPlan
+    | SetBudget
     | Repair
     | Note
     | Rename

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["MODEL_FAULTS", "STUCK", "Stuck"]
+__all__ = ["MODEL_FAULTS", "STUCK", "TASK_BUDGETS", "Stuck"]
 
 
 class Stuck(StrEnum):
@@ -24,6 +24,7 @@ class Stuck(StrEnum):
     STEP_BUDGET = "step_budget"
     TOKEN_BUDGET = "token_budget"  # noqa: S105 - the name of a rule, not a secret
     COST_BUDGET = "cost_budget"
+    PERSON_BUDGET = "person_budget"
     NEEDS_PERSON = "needs_person"
 
 
@@ -45,8 +46,18 @@ STUCK: dict[Stuck, tuple[str | None, str]] = {
     Stuck.STEP_BUDGET: (None, "the step budget of {limit} steps is used up"),
     Stuck.TOKEN_BUDGET: (None, "the token budget of {limit} tokens is used up"),
     Stuck.COST_BUDGET: (None, "the cost budget of ${limit:.2f} is used up"),
+    Stuck.PERSON_BUDGET: (
+        None,
+        (
+            "your {period} budget of ${limit:.2f} is used up (${spent:.2f} spent); raise it in "
+            "your profile, then continue"
+        ),
+    ),
     Stuck.NEEDS_PERSON: (None, "{tool} needs you: {detail}"),
 }
 
 # The pauses a weak model causes (its answers, not the person's choices or the tools).
 MODEL_FAULTS = frozenset({Stuck.UNUSABLE_ANSWERS, Stuck.SAME_CALL})
+
+TASK_BUDGETS = frozenset({Stuck.STEP_BUDGET, Stuck.TOKEN_BUDGET, Stuck.COST_BUDGET})
+"""The task's own budgets: raising the one used up resumes the task."""

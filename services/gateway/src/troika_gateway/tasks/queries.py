@@ -4,6 +4,7 @@ caller: another user's task is indistinguishable from a task that does not exist
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -17,8 +18,10 @@ from troika_gateway.db.models import (
     LlmUsage,
     Task,
     TaskEvent,
+    User,
 )
 from troika_gateway.errors import NotFound
+from troika_gateway.pipeline.rows import spending
 from troika_gateway.storage import file_name, stream_file
 from troika_gateway.tasks.previews import (
     EXCEL_MAX_BYTES,
@@ -199,7 +202,13 @@ class TaskQueries:
             .join(Task, Task.id == LlmUsage.task_id)
             .where(Task.user_id == self.user_id)
         )
+        user = await self.db.get(User, self.user_id)
+        period = await spending(self.db, self.user_id, datetime.now(UTC))
         return TaskStats(
+            spent_today_usd=period["day"],
+            spent_this_month_usd=period["month"],
+            daily_budget_usd=user.daily_budget_usd if user else None,
+            monthly_budget_usd=user.monthly_budget_usd if user else None,
             total=sum(counts.values()),
             completed=counts.get("completed", 0),
             running=sum(counts.get(s, 0) for s in _RUNNING),
@@ -219,16 +228,22 @@ class TaskQueries:
         )
         if task is None:
             raise NotFound("task")
-        usage = (
-            await self.db.execute(
+        per_agent = {
+            str(agent): Cost(calls=int(calls), prompt_tokens=int(prompt),
+                             completion_tokens=int(completion), cost_usd=float(cost))
+            for agent, calls, prompt, completion, cost in await self.db.execute(
                 select(
+                    LlmUsage.agent,
                     func.count(LlmUsage.id),
                     func.coalesce(func.sum(LlmUsage.prompt_tokens), 0),
                     func.coalesce(func.sum(LlmUsage.completion_tokens), 0),
                     func.coalesce(func.sum(LlmUsage.cost_usd), 0.0),
-                ).where(LlmUsage.task_id == task.id)
+                )
+                .where(LlmUsage.task_id == task.id)
+                .group_by(LlmUsage.agent)
             )
-        ).one()
+        }  # fmt: skip
+        every = per_agent.values()
         return TaskDetail(
             **msgspec.structs.asdict(summary_of(task)),
             result=task.result,
@@ -252,11 +267,12 @@ class TaskQueries:
             ],
             files=await self.files(task.id),
             cost=Cost(
-                calls=int(usage[0]),
-                prompt_tokens=int(usage[1]),
-                completion_tokens=int(usage[2]),
-                cost_usd=float(usage[3]),
+                calls=sum(c.calls for c in every),
+                prompt_tokens=sum(c.prompt_tokens for c in every),
+                completion_tokens=sum(c.completion_tokens for c in every),
+                cost_usd=sum(c.cost_usd for c in every),
             ),
+            cost_by_agent=per_agent,
         )
 
     async def events(self, task_id: str, after: int, limit: int) -> EventPage:

@@ -22,6 +22,7 @@ from troika_gateway.openapi import BEARER
 from troika_gateway.tasks.previews import FilePreview
 from troika_gateway.tasks.queries import summary_of
 from troika_gateway.tasks.schemas import (
+    Budget,
     EventPage,
     FileView,
     FollowUp,
@@ -205,6 +206,15 @@ class TaskController(Controller):
         waiting for review."""
         task = await tasks.edit_plan(task_id, data)
         return await tasks.detail(task.id)
+
+    @put("/{task_id:str}/budget", request_max_body_size=_JSON_LIMIT)
+    async def set_budget(
+        self, task_id: FromPath[str], data: JSONBody[Budget], tasks: NamedDependency[Tasks]
+    ) -> TaskSummary:
+        """Sets the task's budget (``max_steps``, ``max_tokens``, ``max_cost_usd``; each left
+        out has no limit). A task paused because its budget was used up goes on at once when
+        the new one allows; 409 for a task that has finished."""
+        return summary_of(await tasks.set_budget(task_id, data))
 
     @get("/{task_id:str}/events")
     async def events(

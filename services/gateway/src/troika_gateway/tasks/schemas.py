@@ -205,6 +205,8 @@ class TaskDetail(TaskSummary, kw_only=True):
     subtasks: list[SubtaskView]
     files: list[FileView]
     cost: Cost
+    cost_by_agent: dict[str, Cost] = field(default_factory=dict)
+    """What each agent's LLM calls (``planner``, ``executor``, ``reviewer``) cost so far."""
 
 
 class TaskPage(Struct, kw_only=True):
@@ -253,3 +255,8 @@ class TaskStats(Struct, kw_only=True):
     cancelled: int
     scheduled: int
     cost_usd: float
+    spent_today_usd: float = 0.0
+    spent_this_month_usd: float = 0.0
+    daily_budget_usd: float | None = None
+    """Your own limit for all your tasks in a day (UTC), if you set one in your profile."""
+    monthly_budget_usd: float | None = None

@@ -15,11 +15,20 @@ from troika_gateway.db.models import (
     TaskStatus,
     User,
 )
-from troika_gateway.errors import Conflict, InvalidInput, NotFound
+from troika_gateway.errors import BudgetUsedUp, Conflict, InvalidInput, NotFound
 from troika_gateway.events import append
 from troika_gateway.pipeline.outbox import enqueue
+from troika_gateway.pipeline.rows import spending
 from troika_gateway.pipeline.rules import plan_problem
-from troika_gateway.pipeline.snapshot import Cancel, EditPlan, Guide, Note, Rename, Start
+from troika_gateway.pipeline.snapshot import (
+    Cancel,
+    EditPlan,
+    Guide,
+    Note,
+    Rename,
+    SetBudget,
+    Start,
+)
 from troika_gateway.pipeline.store import Applied
 from troika_gateway.scheduling.service import ScheduleSpec, create_scheduled_task, first_run
 from troika_gateway.scheduling.times import SystemClock
@@ -51,6 +60,7 @@ if TYPE_CHECKING:
     from troika_gateway.scheduling.times import Clock
     from troika_gateway.settings import GatewaySettings
     from troika_gateway.tasks.schemas import (
+        Budget,
         FileView,
         FollowUp,
         GuidanceReply,
@@ -127,6 +137,8 @@ class Tasks(TaskQueries):
             )  # fmt: skip
             first_run(spec, self.clock.now())  # refuses a bad schedule before anything is written
         status = TaskStatus.QUEUED if spec is None else TaskStatus.SCHEDULED
+        if spec is None:
+            await self._within_budget()
         task = await self._insert(data.objective, data.title, budget, status=status)
         if spec is None:  # scheduled runs start while the person may be away: no review
             task.review_plan = await self._reviews_plans(asked=data.review_plan)
@@ -141,6 +153,34 @@ class Tasks(TaskQueries):
         if due is not None:
             self.jobs_to_plan.append((schedule.id, due))
         return task
+
+    async def _within_budget(self) -> None:
+        """Refuses a new task when the person's own daily or monthly money limit is used up.
+
+        Raises:
+            BudgetUsedUp: It is (the message says which, and what was spent).
+        """
+        user = await self.db.get(User, self.user_id)
+        if user is None or (user.daily_budget_usd is None and user.monthly_budget_usd is None):
+            return
+        spent = await spending(self.db, self.user_id, self.clock.now())
+        for period, limit, words in (("day", user.daily_budget_usd, "today"),
+                                     ("month", user.monthly_budget_usd, "this month")):  # fmt: skip
+            if limit is not None and spent[period] >= limit:
+                raise BudgetUsedUp(
+                    f"your {'daily' if period == 'day' else 'monthly'} budget of ${limit:.2f} is "
+                    f"used up (${spent[period]:.2f} spent {words}); raise it in your profile to "
+                    "start more tasks"
+                )
+
+    async def set_budget(self, task_id: str, budget: Budget) -> Task:
+        """Sets the task's budget; a task its budget paused goes on when the new one allows.
+
+        Raises:
+            Conflict: The task has finished.
+        """
+        limits = {k: v for k, v in msgspec.to_builtins(budget).items() if v is not None}
+        return await self._change(task_id, SetBudget(budget=limits or None))
 
     async def _reviews_plans(self, *, asked: bool | None) -> bool:
         """Whether a new task's plan waits for review: as asked, else the person's default."""
@@ -284,6 +324,7 @@ class Tasks(TaskQueries):
     async def rerun(self, task_id: str) -> Task:
         """A fresh run of the same objective, with the files that were uploaded to it."""
         old = await self.get(task_id)
+        await self._within_budget()
         new = await self._insert(old.objective, old.title, old.budget)
         new.review_plan = old.review_plan
         await self._copy_files(old, new, only_uploads=True)
@@ -300,6 +341,7 @@ class Tasks(TaskQueries):
         old = await self.get(task_id)
         if not TaskStatus(old.status).final:
             raise Conflict("a task can be continued once it has finished; cancel it first")
+        await self._within_budget()
         carried = [f"The previous task's result:\n{old.result}"] if old.result else []
         new = await self._insert(data.objective, "", old.budget, parent=old, guidance=carried)
         new.review_plan = await self._reviews_plans(asked=None)
