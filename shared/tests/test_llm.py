@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import BaseModel, ValidationInfo, field_validator
 
 from troika_shared.errors import DependencyUnavailable
@@ -55,9 +56,22 @@ async def ask(model: OpenAICompatibleLLM):
         await model.close()
 
 
+def _counted(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 async def test_a_structured_answer_comes_back_with_its_usage(scripted_llm) -> None:
     scripted_llm.reply("Haiku", GOOD)
+    model = {"model": "gpt-4o-mini"}
+    before = [_counted("troika_llm_tokens_total", **model, kind="prompt"),
+              _counted("troika_llm_cost_usd_total", **model),
+              _counted("troika_llm_calls_total", **model)]  # fmt: skip
     answer = await ask(client(scripted_llm))
+    after = [_counted("troika_llm_tokens_total", **model, kind="prompt"),
+             _counted("troika_llm_cost_usd_total", **model),
+             _counted("troika_llm_calls_total", **model)]  # fmt: skip
+    moved = [b - a for a, b in zip(before, after, strict=True)]
+    assert moved == [120, pytest.approx(answer.usage.cost_usd), 1], "the metrics count it"
     assert answer.value.lines == GOOD["lines"]
     assert (answer.usage.model, answer.usage.prompt_tokens, answer.usage.completion_tokens) == (
         "gpt-4o-mini",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from troika_shared.errors import PermanentError, RetryableError
 from troika_shared.messages import (
@@ -16,10 +18,12 @@ from troika_shared.messages import (
     PlanRequested,
     derive_id,
 )
+from troika_shared.metrics import serve_metrics
 from troika_shared.router import Router
 from troika_shared.runner import ServiceRunner
 from troika_shared.subjects import StreamKey
 from troika_testkit import scaled, wait_for
+from troika_testkit.ports import free_port
 from troika_testkit.streams import stored
 
 if TYPE_CHECKING:
@@ -228,3 +232,60 @@ async def test_stopping_lets_an_in_flight_message_finish(harness: Harness, bus: 
 
     assert _ids(await stored(bus, StreamKey.RESULTS)) == [answer(request).id]
     assert await stored(bus, StreamKey.PLANNER) == []
+
+
+def _scraped(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The service's metrics as Prometheus reads them over HTTP."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_the_metrics_count_each_delivery_by_type_and_outcome(
+    harness: Harness, bus: Bus
+) -> None:
+    port = free_port()
+    server = serve_metrics(port, "127.0.0.1")
+    assert server is not None
+    try:
+        handled = ("troika_messages_handled_total",
+                   (("outcome", "handled"), ("type", "plan.requested")))  # fmt: skip
+        retried = ("troika_messages_handled_total",
+                   (("outcome", "retried"), ("type", "plan.requested")))  # fmt: skip
+        redelivered = ("troika_messages_redelivered_total", (("type", "plan.requested"),))
+        timed = ("troika_message_handling_seconds_count", (("type", "plan.requested"),))
+        before = _scraped(port)
+
+        async def flaky(call: int) -> None:
+            if call < 3:
+                raise RetryableError("the LLM is busy", delay=0.1)
+
+        harness.behaviour = flaky
+        request = PlanRequested(objective="o")
+        await bus.publish(request)
+
+        async def answered() -> bool:
+            return _ids(await stored(bus, StreamKey.RESULTS)) == [answer(request).id]
+
+        await wait_for(answered, what="the plan after retries")
+        after = _scraped(port)
+        moved = {key: after.get(key, 0.0) - before.get(key, 0.0)
+                 for key in (handled, retried, redelivered, timed)}  # fmt: skip
+        assert moved == {handled: 1.0, retried: 2.0, redelivered: 2.0, timed: 3.0}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_metrics_port_in_use_leaves_the_service_running_without_them() -> None:
+    port = free_port()
+    first = serve_metrics(port, "127.0.0.1")
+    assert first is not None
+    try:
+        assert serve_metrics(port, "127.0.0.1") is None  # logged, not raised
+    finally:
+        first.shutdown()
+        first.server_close()

@@ -47,6 +47,7 @@ from troika_shared.llm import (
     checked_against,
 )
 from troika_shared.messages import Usage
+from troika_shared.metrics import count_llm_call
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -288,6 +289,7 @@ class OpenAICompatibleLLM:
             raise ContextTooSmall(needed, available, Usage(model=self.model))
 
     def _log(self, usage: Usage) -> None:
+        count_llm_call(usage)
         log.info(
             "llm.completed",
             model=usage.model,

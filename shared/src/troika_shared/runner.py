@@ -25,6 +25,7 @@ import contextlib
 import os
 import signal
 import socket
+import time
 from importlib import metadata
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ import msgspec
 import structlog
 from nats.micro import add_service
 
+from troika_shared import metrics
 from troika_shared.bus import Bus, Delivery, WorkQueue
 from troika_shared.errors import (
     DependencyUnavailable,
@@ -174,13 +176,20 @@ class ServiceRunner:
                 message = decode(delivery.data)
             except msgspec.DecodeError as exc:
                 await self._dead_letter(delivery, UndecodableMessage(delivery.subject, str(exc)))
+                metrics.HANDLED.labels("unknown", "undecodable").inc()
                 return
             with structlog.contextvars.bound_contextvars(
                 message_id=message.id, task_id=message.correlation_id, type=message.type
             ):
-                await self._handle_message(delivery, message)
+                if delivery.num_delivered > 1:
+                    metrics.REDELIVERED.labels(message.type).inc()
+                started = time.perf_counter()
+                outcome = await self._handle_message(delivery, message)
+                metrics.HANDLING_SECONDS.labels(message.type).observe(time.perf_counter() - started)
+                metrics.HANDLED.labels(message.type, outcome).inc()
 
-    async def _handle_message(self, delivery: Delivery, message: Message) -> None:
+    async def _handle_message(self, delivery: Delivery, message: Message) -> str:
+        """Handles one delivery; how it ended (``handled``, ``retried``, ``dead_lettered``)."""
         bus = self._require_bus()
         heartbeat = asyncio.create_task(self._heartbeat(delivery))
         try:
@@ -191,11 +200,14 @@ class ServiceRunner:
             log.info("message.handled", published=len(outputs))
         except PermanentError as exc:
             await self._dead_letter(delivery, exc)
+            return "dead_lettered"
         except RetryableError as exc:
-            await self._retry(delivery, exc, exc.delay)
+            return await self._retry(delivery, exc, exc.delay)
         except Exception as exc:
             log.exception("message.failed")
-            await self._retry(delivery, exc, None)
+            return await self._retry(delivery, exc, None)
+        else:
+            return "handled"
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -210,16 +222,17 @@ class ServiceRunner:
             except Exception as exc:  # noqa: BLE001 - a lost heartbeat is logged, not fatal
                 log.warning("message.heartbeat_failed", error=repr(exc))
 
-    async def _retry(self, delivery: Delivery, exc: Exception, delay: float | None) -> None:
+    async def _retry(self, delivery: Delivery, exc: Exception, delay: float | None) -> str:
         if delivery.num_delivered >= self.settings.max_deliver:
             reason = f"gave up after {delivery.num_delivered} deliveries: {exc}"
             await self._dead_letter(delivery, PermanentError(reason))
-            return
+            return "dead_lettered"
         if delay is None:
             base = self.settings.retry_backoff_s * 2 ** (delivery.num_delivered - 1)
             delay = min(base, self.settings.retry_backoff_max_s)
         log.warning("message.retry", error=str(exc), delay_s=delay)
         await delivery.nak(delay=delay)
+        return "retried"
 
     async def _dead_letter(self, delivery: Delivery, exc: PermanentError) -> None:
         bus = self._require_bus()
@@ -296,6 +309,7 @@ def serve(
     """
     configure_logging(service=service, level=settings.log_level, fmt=settings.log_format)
     keep_private(getattr(settings, "data_dir", None))
+    metrics.serve_metrics(settings.metrics_port, settings.metrics_host)
     runner = ServiceRunner(
         service=service,
         version=metadata.version(distribution),

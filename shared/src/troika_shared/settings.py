@@ -96,9 +96,13 @@ class AgentSettings(BusSettings):
         retry_backoff_s: The first redelivery delay after a failure; it doubles each time.
         retry_backoff_max_s: The longest redelivery delay.
         shutdown_grace_s: How long a stopping replica lets in-flight messages finish.
+        metrics_port: Where the service serves its Prometheus metrics (none: not served).
+        metrics_host: The address they are served on: this machine only unless opened.
     """
 
     concurrency: int = Field(default=8, ge=1, le=1024)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
     ack_wait_s: float = Field(default=30.0, ge=1)
     max_deliver: int = Field(default=5, ge=1)
     retry_backoff_s: float = Field(default=1.0, gt=0)

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from litestar import Request, Response, get
+from litestar.datastructures import State
 from litestar.plugins.prometheus import PrometheusController
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from troika_gateway.errors import Unauthorized
+from troika_gateway.gauges import refresh
 
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
@@ -44,6 +48,17 @@ def operator_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # t
 
 
 class MetricsController(PrometheusController):
-    """Prometheus's text format at ``/metrics``, behind :func:`operator_only`."""
+    """Prometheus's text format at ``/metrics``, behind :func:`operator_only`: the gateway's
+    requests, and what the whole system holds now (:mod:`troika_gateway.gauges`)."""
 
     guards = [operator_only]  # noqa: RUF012 - Litestar's own class attribute
+
+    @get()
+    async def get(self, request: Request[Any, Any, State]) -> Response[bytes]:
+        """The metrics, with the system's gauges read now."""
+        await refresh(request.app.state)
+        return Response(
+            generate_latest(REGISTRY),
+            status_code=200,
+            headers={"Content-Type": CONTENT_TYPE_LATEST},
+        )
