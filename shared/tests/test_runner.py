@@ -115,7 +115,9 @@ async def _empty(bus: Bus, key: StreamKey) -> bool:
     return await stored(bus, key) == []
 
 
-async def test_a_retryable_failure_is_retried_until_it_succeeds(harness: Harness, bus: Bus) -> None:
+async def answered_after_two_retries(harness: Harness, bus: Bus) -> None:
+    """Publishes a request whose handler fails twice (retryable), and waits for its answer."""
+
     async def flaky(call: int) -> None:
         if call < 3:
             raise RetryableError("the LLM is busy", delay=0.1)
@@ -128,6 +130,10 @@ async def test_a_retryable_failure_is_retried_until_it_succeeds(harness: Harness
         return _ids(await stored(bus, StreamKey.RESULTS)) == [answer(request).id]
 
     await wait_for(answered, what="the plan after retries")
+
+
+async def test_a_retryable_failure_is_retried_until_it_succeeds(harness: Harness, bus: Bus) -> None:
+    await answered_after_two_retries(harness, bus)
     assert harness.calls == 3
     assert await stored(bus, StreamKey.DEAD) == []
 
@@ -258,19 +264,7 @@ async def test_the_metrics_count_each_delivery_by_type_and_outcome(
         redelivered = ("troika_messages_redelivered_total", (("type", "plan.requested"),))
         timed = ("troika_message_handling_seconds_count", (("type", "plan.requested"),))
         before = _scraped(port)
-
-        async def flaky(call: int) -> None:
-            if call < 3:
-                raise RetryableError("the LLM is busy", delay=0.1)
-
-        harness.behaviour = flaky
-        request = PlanRequested(objective="o")
-        await bus.publish(request)
-
-        async def answered() -> bool:
-            return _ids(await stored(bus, StreamKey.RESULTS)) == [answer(request).id]
-
-        await wait_for(answered, what="the plan after retries")
+        await answered_after_two_retries(harness, bus)
         after = _scraped(port)
         moved = {key: after.get(key, 0.0) - before.get(key, 0.0)
                  for key in (handled, retried, redelivered, timed)}  # fmt: skip

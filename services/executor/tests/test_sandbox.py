@@ -752,19 +752,19 @@ def test_without_mount_setattr_each_mount_is_made_read_only_one_by_one(tmp_path)
     writable.mkdir()
     script = textwrap.dedent(f"""
         import os, sys
-        from troika_executor import jail
-        libc = jail._Libc()
+        from troika_executor import jail, jail_host
+        libc = jail_host.Libc()
         libc.unshare(jail._CLONE_NEWNS)
-        libc.mount(None, "/", None, jail._MS_REC | jail._MS_PRIVATE)
-        jail._remount_each(libc, "/", read_only=True)
+        libc.mount(None, "/", None, jail_host.MS_REC | jail_host.MS_PRIVATE)
+        jail_host.remount_each(libc, "/", read_only=True)
         for folder in (sys.prefix, {str(tmp_path)!r}):
             try:
                 open(os.path.join(folder, "planted"), "w")
                 print("written")
             except OSError as error:
                 print(error.errno)
-        libc.mount({str(writable)!r}, {str(writable)!r}, None, jail._MS_BIND)
-        jail._remount_each(libc, {str(writable)!r}, read_only=False)
+        libc.mount({str(writable)!r}, {str(writable)!r}, None, jail_host.MS_BIND)
+        jail_host.remount_each(libc, {str(writable)!r}, read_only=False)
         open({str(writable / "kept")!r}, "w").write("kept")
     """)
     run = subprocess.run(

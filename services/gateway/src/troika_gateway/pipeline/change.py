@@ -23,7 +23,7 @@ from troika_gateway.pipeline.snapshot import (
     TaskState,
 )
 from troika_gateway.pipeline.states import CallStatus, SubtaskStatus, TaskStatus
-from troika_gateway.pipeline.stuck import MODEL_FAULTS, STUCK, Stuck
+from troika_gateway.pipeline.stuck import MODEL_FAULTS, PERIODS, STUCK, Stuck, limit_reached
 from troika_shared import catalogue
 from troika_shared import task_events as ev
 from troika_shared.messages import (
@@ -139,12 +139,10 @@ class Change:
 
     def person_used_up(self) -> tuple[Stuck, dict[str, Any]] | None:
         """The person's own daily or monthly money limit, when their tasks have reached it."""
-        for period, words in (("day", "daily"), ("month", "monthly")):
-            limit = self.s.person_limits.get(period)
-            spent = self.s.person_spent.get(period, 0.0)
-            if limit is not None and spent >= limit:
-                return Stuck.PERSON_BUDGET, {"period": words, "limit": limit, "spent": spent}
-        return None
+        if (reached := limit_reached(self.s.person_limits, self.s.person_spent)) is None:
+            return None
+        period, limit, spent = reached
+        return Stuck.PERSON_BUDGET, {"period": PERIODS[period][0], "limit": limit, "spent": spent}
 
     def over_budget(self, *, person_only: bool = False) -> bool:
         """Pauses the task when a budget is used up (checked before each step, so a task never

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from troika_gateway.pipeline.snapshot import Command
 
 
-__all__ = ["Rows", "load", "spending", "write"]
+__all__ = ["Rows", "load", "person_budget", "spending", "write"]
 
 _COUNTERS = (
     "paused_for",
@@ -101,6 +101,7 @@ async def load(
                 ).where(LlmUsage.task_id == task.id)
             )
         ).one()
+    person_limits, person_spent = await person_budget(db, task.user_id, datetime.now(UTC))
     key_of = {c.id: c.key for c in calls}
     state = TaskState(
         id=task.id,
@@ -140,7 +141,8 @@ async def load(
         policies=await all_modes(db, task.user_id, task.id) if _decides_calls(command) else {},
         review_plan=task.review_plan,
         paused_for=task.paused_for,
-        **await _person(db, task.user_id),
+        person_limits=person_limits,
+        person_spent=person_spent,
     )
     rows = Rows(
         task=task,
@@ -230,9 +232,11 @@ async def _write_calls(db: AsyncSession, rows: Rows, new: TaskState) -> None:
         await db.flush()  # approvals and audit entries refer to them
 
 
-async def _person(db: AsyncSession, user_id: str) -> dict[str, dict[str, float]]:
-    """The person's own money limits and what their tasks cost in each period (read only when
-    they set one)."""
+async def person_budget(
+    db: AsyncSession, user_id: str, now: datetime
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The person's own money limits (``{"day": …, "month": …}``, those they set) and what
+    their tasks cost in each of those periods (read only when they set one)."""
     daily, monthly = (
         await db.execute(
             select(User.daily_budget_usd, User.monthly_budget_usd).where(User.id == user_id)
@@ -240,9 +244,9 @@ async def _person(db: AsyncSession, user_id: str) -> dict[str, dict[str, float]]
     ).one_or_none() or (None, None)
     limits = {k: v for k, v in (("day", daily), ("month", monthly)) if v is not None}
     if not limits:
-        return {}
-    spent = await spending(db, user_id, datetime.now(UTC))
-    return {"person_limits": limits, "person_spent": {k: spent[k] for k in limits}}
+        return {}, {}
+    spent = await spending(db, user_id, now)
+    return limits, {k: spent[k] for k in limits}
 
 
 async def spending(db: AsyncSession, user_id: str, now: datetime) -> dict[str, float]:

@@ -7,8 +7,12 @@ or the budget says, and the reason the person reads.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-__all__ = ["MODEL_FAULTS", "STUCK", "TASK_BUDGETS", "Stuck"]
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["MODEL_FAULTS", "PERIODS", "STUCK", "TASK_BUDGETS", "Stuck", "limit_reached"]
 
 
 class Stuck(StrEnum):
@@ -61,3 +65,18 @@ MODEL_FAULTS = frozenset({Stuck.UNUSABLE_ANSWERS, Stuck.SAME_CALL})
 
 TASK_BUDGETS = frozenset({Stuck.STEP_BUDGET, Stuck.TOKEN_BUDGET, Stuck.COST_BUDGET})
 """The task's own budgets: raising the one used up resumes the task."""
+
+PERIODS = {"day": ("daily", "today"), "month": ("monthly", "this month")}
+"""A person's limit periods, as the reasons name them: the limit's word and the spending's."""
+
+
+def limit_reached(
+    limits: Mapping[str, float], spent: Mapping[str, float]
+) -> tuple[str, float, float] | None:
+    """The first of the person's own limits their tasks have reached, as ``(period, limit,
+    spent)`` (``None``: none is)."""
+    for period in PERIODS:
+        limit, used = limits.get(period), spent.get(period, 0.0)
+        if limit is not None and used >= limit:
+            return period, limit, used
+    return None

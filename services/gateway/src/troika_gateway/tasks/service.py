@@ -18,8 +18,8 @@ from troika_gateway.db.models import (
 from troika_gateway.errors import BudgetUsedUp, Conflict, InvalidInput, NotFound
 from troika_gateway.events import append
 from troika_gateway.pipeline.outbox import enqueue
-from troika_gateway.pipeline.rows import spending
-from troika_gateway.pipeline.rules import plan_problem
+from troika_gateway.pipeline.planning import plan_problem
+from troika_gateway.pipeline.rows import person_budget
 from troika_gateway.pipeline.snapshot import (
     Cancel,
     EditPlan,
@@ -30,6 +30,7 @@ from troika_gateway.pipeline.snapshot import (
     Start,
 )
 from troika_gateway.pipeline.store import Applied
+from troika_gateway.pipeline.stuck import PERIODS, limit_reached
 from troika_gateway.scheduling.service import ScheduleSpec, create_scheduled_task, first_run
 from troika_gateway.scheduling.times import SystemClock
 from troika_gateway.storage import (
@@ -160,18 +161,15 @@ class Tasks(TaskQueries):
         Raises:
             BudgetUsedUp: It is (the message says which, and what was spent).
         """
-        user = await self.db.get(User, self.user_id)
-        if user is None or (user.daily_budget_usd is None and user.monthly_budget_usd is None):
+        limits, spent = await person_budget(self.db, self.user_id, self.clock.now())
+        if (reached := limit_reached(limits, spent)) is None:
             return
-        spent = await spending(self.db, self.user_id, self.clock.now())
-        for period, limit, words in (("day", user.daily_budget_usd, "today"),
-                                     ("month", user.monthly_budget_usd, "this month")):  # fmt: skip
-            if limit is not None and spent[period] >= limit:
-                raise BudgetUsedUp(
-                    f"your {'daily' if period == 'day' else 'monthly'} budget of ${limit:.2f} is "
-                    f"used up (${spent[period]:.2f} spent {words}); raise it in your profile to "
-                    "start more tasks"
-                )
+        period, limit, used = reached
+        limit_word, spent_words = PERIODS[period]
+        raise BudgetUsedUp(
+            f"your {limit_word} budget of ${limit:.2f} is used up (${used:.2f} spent "
+            f"{spent_words}); raise it in your profile to start more tasks"
+        )
 
     async def set_budget(self, task_id: str, budget: Budget) -> Task:
         """Sets the task's budget; a task its budget paused goes on when the new one allows.
