@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pytest
 
 from troika_testkit.agents import llm_env
+from troika_testkit.otlp import TraceReceiver
 from troika_testkit.ports import free_port
 from troika_testkit.processes import gateway_ready, stop_all
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 
@@ -54,10 +56,12 @@ class Stack:
     spawn: object
     env: dict
     generation: int = 0
+    own_env: dict = field(default_factory=dict)  # a service's own settings, by its name
 
     def start(self, name: str, module: str) -> None:
         self.generation += 1
-        self.processes[name] = self.spawn(module, name=f"{name}-{self.generation}", **self.env)
+        env = {**self.env, **self.own_env.get(name, {})}
+        self.processes[name] = self.spawn(module, name=f"{name}-{self.generation}", **env)
 
     def kill(self, name: str) -> None:
         self.processes[name].kill()
@@ -72,13 +76,27 @@ class Stack:
 
 
 @pytest.fixture
+def otlp() -> Iterator[TraceReceiver]:
+    """An OTLP/HTTP receiver on a loopback port, keeping the spans the services export."""
+    with TraceReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
 def stack_env() -> dict[str, str]:
     """More settings for every process of the stack (a test module overrides this)."""
     return {}
 
 
 @pytest.fixture
-async def stack(spawn, tmp_path, redis_url, bus_prefix, scripted_llm, stack_env):
+def service_env() -> dict[str, dict[str, str]]:
+    """Settings of one process of the stack, by its name (``worker``): a test module overrides
+    this."""
+    return {}
+
+
+@pytest.fixture
+async def stack(spawn, tmp_path, redis_url, bus_prefix, scripted_llm, stack_env, service_env):
     port = free_port()
     common = {
         "TROIKA_SECRET_KEY": secrets.token_urlsafe(48),
@@ -93,7 +111,8 @@ async def stack(spawn, tmp_path, redis_url, bus_prefix, scripted_llm, stack_env)
         **llm_env(scripted_llm),
         **stack_env,
     }
-    stack = Stack(f"http://127.0.0.1:{port}", tmp_path / "data", {}, spawn, common)
+    stack = Stack(f"http://127.0.0.1:{port}", tmp_path / "data", {}, spawn, common,
+                  own_env=service_env)  # fmt: skip
     stack.start("gateway", "troika_gateway")
     await gateway_ready(stack.url)
     for module, name in SERVICES:

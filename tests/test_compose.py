@@ -10,7 +10,7 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,12 @@ from troika_testkit import wait_for
 from troika_testkit.agents import plan_answer
 from troika_testkit.ports import free_port
 
+from .test_observability import (
+    assert_counters_moved,
+    assert_one_connected_trace,
+    scrape,
+    whole_trace,
+)
 from .test_pipeline import approve_until_final, sign_in, step_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,10 +194,12 @@ class Deployment:
     data_dir: Path  # a folder per service within it, as each container has its own /data
     api_port: int
     logs: Path
+    metrics_ports: dict[str, int] = field(default_factory=dict)  # each container's 9100, here
 
     def env(self, service: str) -> dict[str, str]:
         """The service's compose environment, its host names mapped to this machine."""
         base = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+        base["OTEL_BSP_SCHEDULE_DELAY"] = "200"  # spans leave at once, not every 5 s
         env = {k: _local(v, self.servers) for k, v in environment(service, self.dotenv).items()}
         if "TROIKA_DATABASE_URL" in env:  # the `postgres` service: a database of this test's own
             env["TROIKA_DATABASE_URL"] = self.database_url
@@ -199,6 +207,9 @@ class Deployment:
             env["TROIKA_DATA_DIR"] = str(self.data_dir / service)
         if service == "gateway":  # the image sets these (ENV); here the port is a free one
             env |= {"TROIKA_GATEWAY_HOST": "127.0.0.1", "TROIKA_GATEWAY_PORT": str(self.api_port)}
+        if "TROIKA_METRICS_PORT" in env:  # one host: a port of its own each
+            port = self.metrics_ports.setdefault(service, free_port())
+            env |= {"TROIKA_METRICS_HOST": "127.0.0.1", "TROIKA_METRICS_PORT": str(port)}
         return base | env
 
     def start(self, service: str) -> subprocess.Popen[bytes]:
@@ -240,13 +251,15 @@ def stop(processes: dict[str, subprocess.Popen[bytes]], logs: Path) -> None:
 
 @pytest.mark.slow
 async def test_the_compose_services_started_as_processes_are_healthy_and_run_a_task(
-    tmp_path, nats_url, redis_url, postgres_url, bus_prefix, scripted_llm, s3_server
+    tmp_path, nats_url, redis_url, postgres_url, bus_prefix, scripted_llm, s3_server, otlp
 ) -> None:
     api_port = free_port()
     llm = {"TROIKA_LLM_API_KEY": "test-key", "TROIKA_LLM_BASE_URL": scripted_llm.base_url}
     bucket = await s3_server.new_bucket()  # as minio-setup makes it
+    wiring = {"TROIKA_BUS_PREFIX": bus_prefix, "TROIKA_FILES_BUCKET": bucket,
+              "TROIKA_OTEL_ENDPOINT": otlp.endpoint}  # fmt: skip
     deployment = Deployment(
-        dotenv=SECRETS | llm | {"TROIKA_BUS_PREFIX": bus_prefix, "TROIKA_FILES_BUCKET": bucket},
+        dotenv=SECRETS | llm | wiring,
         servers={
             "nats://nats:4222": nats_url,
             "redis://redis:6379/0": redis_url,
@@ -266,6 +279,11 @@ async def test_the_compose_services_started_as_processes_are_healthy_and_run_a_t
                 return (await deployment.health(service))[0] == 0
 
             await wait_for(healthy, timeout=60, what=f"{service}'s health check")
+        assert set(deployment.metrics_ports) == {"worker", *AGENTS}
+        scrapes = {service: f"http://127.0.0.1:{port}/metrics"
+                   for service, port in deployment.metrics_ports.items()}  # fmt: skip
+        scrapes["gateway"] = f"http://127.0.0.1:{api_port}/metrics"
+        before = {service: await scrape(url) for service, url in scrapes.items()}
 
         # Wired together as compose wires them, they carry a task through.
         scripted_llm.reply("PlanDraft", plan_answer(("notes", [], ["create_file"])))
@@ -280,6 +298,13 @@ async def test_the_compose_services_started_as_processes_are_healthy_and_run_a_t
             [notes] = (await http.get(f"/tasks/{task['id']}/files", headers=headers)).json()
             assert (await http.get(notes["url"], headers=headers)).text == "# notes\n"
         assert "notes.md" in await s3_server.names(bucket, f"tasks/{task['id']}/")
+
+        # Each service's metrics counted its part of the run.
+        after = {service: await scrape(url) for service, url in scrapes.items()}
+        assert_counters_moved(before, after)
+        # The task is one trace across every service, from the person's request on.
+        await wait_for(lambda: whole_trace(otlp, task["id"]), timeout=30, what="the task's trace")
+        assert_one_connected_trace(otlp.received(), task["id"])
 
         # A replica that stopped is unhealthy at once: its container would be restarted.
         processes["reviewer"].terminate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
@@ -70,6 +71,22 @@ async def test_changed_stream_settings_are_applied_to_existing_streams(
         await other.ensure_streams()
         info = await other.js.stream_info(other.topology.stream_name(StreamKey.PLANNER))
     assert info.config.duplicate_window == 7
+
+
+async def test_services_starting_together_all_find_their_streams(nats_url: str) -> None:
+    # Compose starts the gateway and every agent at once; each creates the streams it needs.
+    for round_ in range(20):
+        settings = BusSettings(nats_url=nats_url, bus_prefix=f"race{uuid.uuid4().hex[:8]}")
+        buses = [await Bus.connect(settings, name=f"service-{n}") for n in range(6)]
+        try:
+            await asyncio.gather(*(b.ensure_streams(update=n == 0) for n, b in enumerate(buses)))
+            names = {spec.name for spec in buses[0].topology.streams()}
+            found = {info.config.name for info in await buses[0].js.streams_info()}
+            assert names <= found, round_
+        finally:
+            await buses[0].delete_streams()
+            for each in buses:
+                await each.close()
 
 
 async def test_an_unreachable_server_is_a_clear_retryable_error() -> None:

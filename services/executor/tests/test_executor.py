@@ -7,6 +7,7 @@ import json
 
 import msgspec
 import pytest
+from opentelemetry.trace import StatusCode
 
 from troika_executor.handlers import StoppedTasks, execute, step
 from troika_executor.tools import Toolbox
@@ -357,3 +358,25 @@ async def test_a_model_that_reads_images_is_shown_the_subtasks_latest_screenshot
     assert isinstance(scripted_llm.asked_for("StepDecision")[-1]["messages"][1]["content"], str)
     await step(request(transcript=transcript), llm)
     assert isinstance(scripted_llm.asked_for("StepDecision")[-1]["messages"][1]["content"], str)
+
+
+async def test_a_tool_run_is_a_span_with_its_outcome_and_never_its_arguments(
+    tmp_path, spans
+) -> None:
+    secret = "the person's private text"
+    ran = execute_request("create_file", path="report.md", content=secret)
+    await execute(ran, Toolbox(tmp_path), KEY)
+    await execute(msgspec.structs.replace(ran, approval=""), Toolbox(tmp_path / "other"), KEY)
+    succeeded, refused = spans.get_finished_spans()
+    for span in (succeeded, refused):
+        assert span.name == "execute_tool create_file"
+        assert span.attributes["gen_ai.operation.name"] == "execute_tool"
+        assert span.attributes["gen_ai.tool.name"] == "create_file"
+        assert span.attributes["gen_ai.tool.call.id"] == ran.call.key
+        assert span.attributes["troika.task_id"] == "task-1"
+        assert secret not in repr(dict(span.attributes)), "the arguments stay out"
+    assert succeeded.attributes["troika.tool.outcome"] == "succeeded"
+    assert succeeded.status.is_ok
+    assert refused.attributes["troika.tool.outcome"] == "refused"
+    assert refused.status.status_code is StatusCode.ERROR
+    assert "valid approval" in refused.status.description

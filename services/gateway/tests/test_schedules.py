@@ -181,6 +181,29 @@ async def test_a_task_scheduled_two_seconds_ahead_starts_at_its_time(
     assert (finished["status"], finished["next_run_at"], finished["runs"]) == ("finished", None, 1)
 
 
+async def test_a_scheduled_task_starts_in_its_request_s_trace_linked_to_the_timer(
+    spans, gateway, client, alice, scheduler
+) -> None:
+    await scheduler()
+    run_at = datetime.now(UTC) + timedelta(seconds=scaled(1))
+    task = await create(client, alice, "Morning briefing", run_at=run_at.isoformat())
+
+    async def started() -> bool:
+        return (await task_of(client, alice, task["id"]))["status"] != "scheduled"
+
+    await wait_for(started, timeout=10, what="the scheduled task to start")
+    ended = spans.get_finished_spans()
+    [request] = [s for s in ended if s.name == "POST /tasks"]
+    [fire] = [s for s in ended if s.name == "fire schedule"]
+    assert fire.parent is None, "the timer's work is a trace of its own"
+    assert [link.context.span_id for link in fire.links] == [request.context.span_id]
+    # the task it starts goes on in the trace of the request that made it, linked to the timer
+    [run] = [s for s in ended if s.name == "task fire"]
+    assert run.parent.span_id == request.context.span_id
+    assert [link.context.span_id for link in run.links] == [fire.context.span_id]
+    assert run.attributes["troika.task_id"] == task["id"]
+
+
 async def test_a_cron_schedule_fires_on_consecutive_minutes_each_a_new_task(
     gateway, client, alice, scheduler
 ) -> None:

@@ -29,8 +29,11 @@ from troika_shared.errors import DependencyUnavailable
 from troika_shared.messages import Message, encode
 from troika_shared.settings import shown
 from troika_shared.subjects import Retention, StreamKey, StreamSpec, Topology
+from troika_shared.tracing import carrier
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from nats.js import JetStreamContext
 
     from troika_shared.settings import BusSettings
@@ -42,6 +45,9 @@ log = structlog.get_logger("troika.bus")
 _STREAM_NAME_IN_USE = (
     10058  # JetStream: "stream name already in use with a different configuration"
 )
+# JetStream: "subjects overlap with an existing stream" — also what a server answers when
+# another service created the same stream between its name check and its subject check.
+_SUBJECTS_OVERLAP = 10065
 _MSG_ID = "Nats-Msg-Id"
 
 
@@ -152,10 +158,18 @@ class Bus:
             try:
                 await self.js.add_stream(config)
             except BadRequestError as exc:
-                if exc.err_code != _STREAM_NAME_IN_USE:
+                raced = exc.err_code == _SUBJECTS_OVERLAP and await self._stream_exists(spec.name)
+                if exc.err_code != _STREAM_NAME_IN_USE and not raced:
                     raise
                 if update:
                     await self.js.update_stream(config)
+
+    async def _stream_exists(self, name: str) -> bool:
+        try:
+            await self.js.stream_info(name)
+        except NotFoundError:
+            return False
+        return True
 
     async def delete_streams(self) -> None:
         """Removes every stream of the topology and the messages in them (tests, resets)."""
@@ -165,12 +179,20 @@ class Bus:
             except NotFoundError:
                 continue
 
-    async def publish(self, message: Message, *, subject: str | None = None) -> bool:
+    async def publish(
+        self,
+        message: Message,
+        *,
+        subject: str | None = None,
+        trace: Mapping[str, str] | None = None,
+    ) -> bool:
         """Publishes a message on its subject, de-duplicated by its id.
 
         Args:
             message: The message; its ``id`` becomes the ``Nats-Msg-Id``.
             subject: Overrides the topology's subject for the message.
+            trace: The trace context it travels in (headers from
+                :func:`troika_shared.tracing.carrier`); the current span's when not given.
 
         Returns:
             ``True`` if JetStream stored it, ``False`` if it was a duplicate and dropped.
@@ -184,7 +206,7 @@ class Bus:
                 target,
                 encode(message),
                 timeout=self._publish_timeout,
-                headers={_MSG_ID: message.id},
+                headers={**(carrier() if trace is None else trace), _MSG_ID: message.id},
             )
         except (NatsTimeoutError, NoServersError, ConnectionClosedError) as exc:
             raise DependencyUnavailable("nats", f"publish to {target}: {exc!r}") from exc
@@ -279,6 +301,11 @@ class Delivery:
     def data(self) -> bytes:
         """The message's payload."""
         return self.raw.data
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The message's headers (its id, the trace context it travels in)."""
+        return self.raw.headers or {}
 
     async def ack(self) -> None:
         """Acknowledges, waiting for the server: the message will not be delivered again."""

@@ -15,6 +15,8 @@ from typing import IO, TYPE_CHECKING
 
 import structlog
 
+from troika_shared.tracing import add_trace_ids
+
 if TYPE_CHECKING:
     from troika_shared.settings import LogFormat
 
@@ -42,6 +44,7 @@ def configure_logging(
 
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -25,6 +25,7 @@ from instructor.core.exceptions import (
 )
 from pydantic import BaseModel, ValidationError
 
+from troika_shared import tracing
 from troika_shared.costs import estimate_cost, estimate_tokens
 from troika_shared.errors import DependencyUnavailable
 from troika_shared.functions import (
@@ -51,6 +52,9 @@ from troika_shared.metrics import count_llm_call
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+    from contextlib import AbstractContextManager
+
+    from opentelemetry.trace import Span
 
     from troika_shared.functions import Function
 
@@ -131,6 +135,16 @@ class OpenAICompatibleLLM:
         """Closes the HTTP connections."""
         await self._openai.close()
 
+    def _span(self) -> AbstractContextManager[Span]:
+        """The call's GenAI span."""
+        return tracing.model_call(
+            self.model,
+            provider="azure.ai.openai" if self._settings.llm_api_version else "openai",
+            server=self._openai.base_url.host,
+            max_tokens=self._settings.llm_max_tokens,
+            temperature=self._settings.llm_temperature,
+        )
+
     async def complete(
         self,
         *,
@@ -146,6 +160,18 @@ class OpenAICompatibleLLM:
             ContextTooSmall: The request does not fit the model's context.
             UnusableAnswer: The answers did not validate, or the endpoint refused the request.
         """
+        with self._span() as span:
+            done = await self._complete(system, messages, response_model, context)
+            tracing.set_usage(span, done.usage)
+            return done
+
+    async def _complete(
+        self,
+        system: str,
+        messages: Sequence[Mapping[str, str]],
+        response_model: type[T],
+        context: dict[str, Any] | None,
+    ) -> Completion[T]:
         conversation: list[Any] = [{"role": "system", "content": system}, *map(dict, messages)]
         model = _schema_of(response_model)
         self._measure(conversation, None if self._json else model.openai_schema)
@@ -208,6 +234,19 @@ class OpenAICompatibleLLM:
             ContextTooSmall: The request does not fit the model's context.
             UnusableAnswer: No acceptable answer came, or the endpoint refused the request.
         """
+        with self._span() as span:
+            chosen = await self._choose(system, messages, functions, check, max_calls)
+            tracing.set_usage(span, chosen.usage)
+            return chosen
+
+    async def _choose(
+        self,
+        system: str,
+        messages: Sequence[Mapping[str, Any]],
+        functions: Sequence[Function],
+        check: Callable[[Sequence[FunctionCall]], list[str]],
+        max_calls: int,
+    ) -> Choice:
         strict = self._settings.strict_tools and not self._json
         schemas = {f.name: f.parameters for f in functions}
         relaxed = {f.name for f in functions if strict and strict_parameters(f.parameters)}

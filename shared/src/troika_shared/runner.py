@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING
 import msgspec
 import structlog
 from nats.micro import add_service
+from opentelemetry.trace import SpanKind, StatusCode
 
-from troika_shared import metrics
+from troika_shared import metrics, tracing
 from troika_shared.bus import Bus, Delivery, WorkQueue
 from troika_shared.errors import (
     DependencyUnavailable,
@@ -47,14 +48,16 @@ from troika_shared.private import keep_private
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from contextlib import AbstractContextManager
 
     from nats.micro.service import Service
+    from opentelemetry.trace import Span
 
     from troika_shared.router import Router
     from troika_shared.settings import AgentSettings
     from troika_shared.subjects import StreamKey
 
-__all__ = ["ServiceRunner", "run_until_signalled", "serve"]
+__all__ = ["ServiceRunner", "instance_name", "run_until_signalled", "serve"]
 
 log = structlog.get_logger("troika.runner")
 
@@ -90,7 +93,7 @@ class ServiceRunner:
         self.router = router
         self.stream = stream
         self.on_start = on_start
-        self.instance = f"{socket.gethostname()}:{os.getpid()}"
+        self.instance = instance_name()
         self.ready = asyncio.Event()
         self._bus: Bus | None = None
 
@@ -178,8 +181,11 @@ class ServiceRunner:
                 await self._dead_letter(delivery, UndecodableMessage(delivery.subject, str(exc)))
                 metrics.HANDLED.labels("unknown", "undecodable").inc()
                 return
-            with structlog.contextvars.bound_contextvars(
-                message_id=message.id, task_id=message.correlation_id, type=message.type
+            with (
+                self._span(delivery, message) as span,
+                structlog.contextvars.bound_contextvars(
+                    message_id=message.id, task_id=message.correlation_id, type=message.type
+                ),
             ):
                 if delivery.num_delivered > 1:
                     metrics.REDELIVERED.labels(message.type).inc()
@@ -187,6 +193,27 @@ class ServiceRunner:
                 outcome = await self._handle_message(delivery, message)
                 metrics.HANDLING_SECONDS.labels(message.type).observe(time.perf_counter() - started)
                 metrics.HANDLED.labels(message.type, outcome).inc()
+                span.set_attribute("troika.outcome", outcome)
+                if outcome != "handled":
+                    span.set_status(StatusCode.ERROR, outcome)
+
+    def _span(self, delivery: Delivery, message: Message) -> AbstractContextManager[Span]:
+        """The delivery's span: a messaging consumer span inside the trace the message
+        carries."""
+        return tracing.tracer().start_as_current_span(
+            f"process {message.type}",
+            context=tracing.context_of(delivery.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": delivery.subject,
+                "messaging.message.id": message.id,
+                "messaging.consumer.group.name": self.service,
+                "messaging.message.delivery_count": delivery.num_delivered,
+                "troika.task_id": message.correlation_id,
+            },
+        )
 
     async def _handle_message(self, delivery: Delivery, message: Message) -> str:
         """Handles one delivery; how it ended (``handled``, ``retried``, ``dead_lettered``)."""
@@ -262,6 +289,11 @@ class ServiceRunner:
         return self._bus
 
 
+def instance_name() -> str:
+    """This replica's name: its host and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def run_until_signalled(
     runner: ServiceRunner, on_stop: Callable[[], Awaitable[None]] | None = None
 ) -> None:
@@ -310,6 +342,9 @@ def serve(
     configure_logging(service=service, level=settings.log_level, fmt=settings.log_format)
     keep_private(getattr(settings, "data_dir", None))
     metrics.serve_metrics(settings.metrics_port, settings.metrics_host)
+    stop_tracing = tracing.configure_tracing(
+        service, tracing.endpoint_from(settings.otel_endpoint), instance=instance_name()
+    )
     runner = ServiceRunner(
         service=service,
         version=metadata.version(distribution),
@@ -325,3 +360,5 @@ def serve(
             "service.unavailable", dependency=exc.dependency, error=str(exc)
         )
         raise SystemExit(3) from exc
+    finally:
+        stop_tracing()

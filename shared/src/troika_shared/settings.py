@@ -42,6 +42,9 @@ class TroikaSettings(BaseSettings):
         log_level: The lowest level logged (``debug``, ``info``, ``warning``, ``error``).
         log_format: ``console`` (coloured, for people), ``json`` (for log collectors) or
             ``auto`` (console on a terminal, JSON otherwise).
+        otel_endpoint: An OpenTelemetry collector's OTLP/HTTP address
+            (``http://collector:4318``): traces are exported there. Off when unset (the
+            standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` turns it on too).
     """
 
     model_config = SettingsConfigDict(
@@ -50,6 +53,7 @@ class TroikaSettings(BaseSettings):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: LogFormat = "auto"
+    otel_endpoint: str | None = None
 
 
 class BusSettings(TroikaSettings):

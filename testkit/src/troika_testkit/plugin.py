@@ -12,9 +12,12 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from troika_shared.bus import Bus
 from troika_shared.settings import AgentSettings
+from troika_shared.tracing import configure_tracing
 from troika_testkit import pace
 from troika_testkit.browser import VIEWPORT, Screenshots, launch, new_context
 from troika_testkit.llm import ScriptedLLM
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
     from pathlib import Path
 
+    from opentelemetry.sdk.trace import ReadableSpan
     from playwright.async_api import Browser, Page
 
 __all__ = [
@@ -48,6 +52,7 @@ __all__ = [
     "screenshots",
     "scripted_llm",
     "slowness",
+    "spans",
     "spawn",
     "troika_servers",
 ]
@@ -238,6 +243,38 @@ def scripted_llm() -> Iterator[ScriptedLLM]:
     """A scripted OpenAI-compatible server on a loopback port (see :class:`ScriptedLLM`)."""
     with ScriptedLLM() as llm:
         yield llm
+
+
+class _Collecting(SimpleSpanProcessor):
+    """Exports ended spans only while a test collects them."""
+
+    on = False
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.on:
+            super().on_end(span)
+
+
+_MEMORY: list[tuple[InMemorySpanExporter, _Collecting]] = []
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """The spans this process ends during the test, in memory (tracing is turned on for the
+    process the first time; spans of other tests are not kept)."""
+    if not _MEMORY:
+        exporter = InMemorySpanExporter()
+        processor = _Collecting(exporter)
+        configure_tracing("tests", None, processor=processor)
+        _MEMORY.append((exporter, processor))
+    exporter, processor = _MEMORY[0]
+    exporter.clear()
+    processor.on = True
+    try:
+        yield exporter
+    finally:
+        processor.on = False
+        exporter.clear()
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from troika_executor.stepping import (
 )
 from troika_executor.tools import Toolbox, run_tool
 from troika_executor.workspace import Workspace
+from troika_shared import tracing
 from troika_shared.approvals import verify_approval
 from troika_shared.catalogue import CATALOGUE
 from troika_shared.costs import estimate_tokens
@@ -164,6 +165,33 @@ async def execute(
     handed to the tool alone. Where the task's files live in a bucket (``files``), the folder
     is brought up to date first and what the call changed is written back after.
     """
+    call = request.call
+    with tracing.tool_run(call.tool, call.key, request.correlation_id) as span:
+        outcome, how = await _execute(request, toolbox, seal_key, stopped, secrets_key, files)
+        span.set_attribute("troika.tool.outcome", how)
+        if how != "succeeded":
+            tracing.failed(span, outcome.error or how)
+    return ToolResult(
+        id=derive_id(request.id, "tool.result"),
+        correlation_id=request.correlation_id,
+        subtask_id=request.subtask_id,
+        key=request.call.key,
+        outcome=outcome,
+        requested_at=request.occurred_at,
+    )
+
+
+async def _execute(  # noqa: PLR0917 - execute's arguments, passed on
+    request: ToolExecute,
+    toolbox: Toolbox,
+    seal_key: bytes | None,
+    stopped: Callable[[str], Awaitable[bool]] | None,
+    secrets_key: bytes | None,
+    files: TaskFiles | None,
+) -> tuple[ToolOutcome, str]:
+    """The call's outcome, and how it came: ``succeeded`` or ``failed`` (it ran, or ran before
+    and was recalled), ``refused`` (no valid approval), ``skipped`` (the task stopped),
+    ``interrupted`` (an irreversible call that started before and is not run again)."""
     workspace = Workspace(toolbox.data_dir, request.correlation_id)
     mirror = files.mirror(request.correlation_id, workspace.root) if files else None
     if mirror is not None:
@@ -172,21 +200,25 @@ async def execute(
     definition = CATALOGUE.get(request.call.tool)
     irreversible = definition is not None and definition.irreversible
     outcome = await ledger.recall(request.call.key)
+    how = ""
     if outcome is None and not (
         seal_key is not None
         and verify_approval(seal_key, request.correlation_id, request.call, request.approval)
     ):
         log.warning("tool.refused", tool=request.call.tool, key=request.call.key)
         outcome = ToolOutcome(ok=False, error="refused: the call does not carry a valid approval")
+        how = "refused"
     elif outcome is None and stopped is not None and await stopped(request.correlation_id):
         log.info("tool.skipped", tool=request.call.tool, reason="the task has stopped")
         outcome = ToolOutcome(ok=False, error="not run: the task stopped before the call ran")
+        how = "skipped"
     elif outcome is None and irreversible and await ledger.interrupted(request.call.key):
         log.warning("tool.interrupted", tool=request.call.tool, key=request.call.key)
         outcome = ToolOutcome(ok=False, error=(
             "not run again: this call was already started when the executor stopped, so it may "
             "or may not have gone out; check (the account, the mailbox) before asking again"
         ))  # fmt: skip
+        how = "interrupted"
     elif outcome is None:
         try:
             credentials = _credentials(request, secrets_key)
@@ -211,14 +243,7 @@ async def execute(
         await ledger.remember(request.call.key, outcome)
         if mirror is not None:
             await mirror.push()
-    return ToolResult(
-        id=derive_id(request.id, "tool.result"),
-        correlation_id=request.correlation_id,
-        subtask_id=request.subtask_id,
-        key=request.call.key,
-        outcome=outcome,
-        requested_at=request.occurred_at,
-    )
+    return outcome, how or ("succeeded" if outcome.ok else "failed")
 
 
 async def _write_back(mirror: Mirror, outcome: ToolOutcome) -> ToolOutcome:

@@ -9,8 +9,10 @@ import uvicorn
 
 from troika_gateway.app import create_app
 from troika_gateway.settings import GatewaySettings
+from troika_shared import tracing
 from troika_shared.logs import configure_logging
 from troika_shared.private import keep_private
+from troika_shared.runner import instance_name
 
 EXIT_CONFIG = 2
 
@@ -21,21 +23,27 @@ def main() -> None:
         settings = GatewaySettings()
         configure_logging(service="gateway", level=settings.log_level, fmt=settings.log_format)
         keep_private(settings.data_dir)
+        stop_tracing = tracing.configure_tracing(
+            "gateway", tracing.endpoint_from(settings.otel_endpoint), instance=instance_name()
+        )
         app = create_app(settings)
     except (pydantic.ValidationError, ValueError) as exc:
         print(f"troika-gateway: the configuration is not usable:\n{exc}", file=sys.stderr)  # noqa: T201
         raise SystemExit(EXIT_CONFIG) from exc
-    uvicorn.run(
-        app,
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-        ws_ping_interval=20,
-        proxy_headers=True,
-        forwarded_allow_ips=list(settings.trusted_proxies),
-    )
+    try:
+        uvicorn.run(
+            app,
+            host=settings.gateway_host,
+            port=settings.gateway_port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+            ws_ping_interval=20,
+            proxy_headers=True,
+            forwarded_allow_ips=list(settings.trusted_proxies),
+        )
+    finally:
+        stop_tracing()
 
 
 if __name__ == "__main__":

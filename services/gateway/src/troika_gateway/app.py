@@ -10,7 +10,9 @@ import structlog
 from argon2 import PasswordHasher
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.prometheus import PrometheusConfig
 from redis.asyncio import Redis
 
@@ -44,11 +46,14 @@ from troika_gateway.scheduling.times import SystemClock
 from troika_gateway.social.routes import SocialController, social_media
 from troika_gateway.storage import open_files
 from troika_gateway.tasks.routes import TaskController
+from troika_shared import tracing
 from troika_shared.bus import Bus
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from contextlib import AbstractAsyncContextManager
+
+    from litestar.plugins import PluginProtocol
 
     from troika_gateway.settings import GatewaySettings
 
@@ -126,6 +131,17 @@ def create_app(settings: GatewaySettings) -> Litestar:
     prometheus = PrometheusConfig(
         app_name="troika_gateway", prefix="troika_gateway", group_path=True
     )
+    plugins: list[PluginProtocol] = [EventBodies()]
+    if tracing.enabled():  # a server span per request: a new task's trace starts there
+        plugins.append(
+            OpenTelemetryPlugin(
+                OpenTelemetryConfig(
+                    exclude=["^/health$", "^/ready$", "^/metrics$"],
+                    exclude_spans=["receive", "send"],
+                    scopes={ScopeType.HTTP},  # a live feed is not one request
+                )
+            )
+        )
     return Litestar(
         route_handlers=[
             HealthController,
@@ -165,7 +181,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
         exception_handlers=exception_handlers(),
         before_send=[security_headers],
         openapi_config=openapi_config(),
-        plugins=[EventBodies()],
+        plugins=plugins,
         request_max_body_size=settings.max_upload_bytes + (1 << 20),
         debug=False,
         logging_config=None,  # structlog, configured by the process, renders every line

@@ -29,11 +29,13 @@ from troika_gateway.scheduling.times import SystemClock
 from troika_gateway.settings import GatewaySettings
 from troika_gateway.social.renewals import Renewals
 from troika_gateway.storage import open_files
+from troika_shared import tracing
 from troika_shared.bus import Bus
 from troika_shared.errors import DependencyUnavailable
 from troika_shared.logs import configure_logging
+from troika_shared.metrics import serve_metrics
 from troika_shared.private import keep_private
-from troika_shared.runner import ServiceRunner
+from troika_shared.runner import ServiceRunner, instance_name
 from troika_shared.settings import AgentSettings
 from troika_shared.subjects import StreamKey
 
@@ -110,6 +112,10 @@ def main() -> None:
         raise SystemExit(f"troika worker: the configuration is not usable:\n{exc}") from exc
     configure_logging(service="worker", level=settings.log_level, fmt=settings.log_format)
     keep_private(settings.data_dir)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
+    stop_tracing = tracing.configure_tracing(
+        "worker", tracing.endpoint_from(settings.otel_endpoint), instance=instance_name()
+    )
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -123,6 +129,8 @@ def main() -> None:
     except DependencyUnavailable as exc:
         log.error("worker.unavailable", dependency=exc.dependency, error=str(exc))  # noqa: TRY400
         raise SystemExit(3) from exc
+    finally:
+        stop_tracing()
 
 
 if __name__ == "__main__":

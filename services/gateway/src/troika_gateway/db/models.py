@@ -173,6 +173,8 @@ class Task(Base):
     review_plan: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # the stuck rule that paused it, while it waits for guidance ("" otherwise)
     paused_for: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    # the trace the task's work joins (W3C headers: ``traceparent``), when tracing is on
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSONDocument, default=None)
     steps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     dispatches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     unusable_streak: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -480,6 +482,8 @@ class Outbox(Base):
     task_id: Mapped[str | None] = mapped_column(String(32), default=None)
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+    # the trace the message travels in (W3C headers), published with it
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSONDocument, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 

@@ -74,6 +74,7 @@ class Applied:
     refused: str | None = None
     events: list[TaskEvent] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
+    trace: dict[str, str] = field(default_factory=dict)  # the change's span, its messages' trace
 
 
 class Effects:

@@ -19,9 +19,10 @@ from sqlalchemy import select, update
 from troika_gateway.db.models import Outbox
 from troika_shared.errors import DependencyUnavailable
 from troika_shared.messages import Message, decode, encode
+from troika_shared.tracing import carrier
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -34,13 +35,15 @@ _BATCH = 200
 
 
 def enqueue(db: AsyncSession, message: Message) -> None:
-    """Adds a message to the outbox in the session's transaction."""
+    """Adds a message to the outbox in the session's transaction, with the trace it is sent
+    in (the current span's)."""
     db.add(
         Outbox(
             id=message.id,
             task_id=message.correlation_id or None,
             kind=message.type,
             payload=encode(message),
+            trace_context=carrier() or None,
         )
     )
 
@@ -70,14 +73,16 @@ class Publisher:
         self.interval_s = interval_s
         self._done: list[str] = []
 
-    async def publish(self, messages: Iterable[Message]) -> None:
-        """Publishes committed messages, all at once; one that does not go through is left to
-        the relay."""
-        await asyncio.gather(*(self._publish(message) for message in messages))
+    async def publish(
+        self, messages: Iterable[Message], trace: Mapping[str, str] | None = None
+    ) -> None:
+        """Publishes committed messages, all at once, in the trace they were committed in; one
+        that does not go through is left to the relay."""
+        await asyncio.gather(*(self._publish(message, trace) for message in messages))
 
-    async def _publish(self, message: Message) -> None:
+    async def _publish(self, message: Message, trace: Mapping[str, str] | None) -> None:
         try:
-            await self.bus.publish(message)
+            await self.bus.publish(message, trace=trace)
         except DependencyUnavailable as exc:
             log.warning("outbox.publish_failed", message_id=message.id, error=str(exc))
             return
@@ -164,7 +169,7 @@ class Relay:
         if not rows:
             return 0
         for row in rows:
-            await self.bus.publish(decode(row.payload))
+            await self.bus.publish(decode(row.payload), trace=row.trace_context or {})
         # One commit for the batch: a crash before it only re-publishes, and JetStream drops
         # the copies by their ids.
         async with self.writes, self.sessionmaker() as db:

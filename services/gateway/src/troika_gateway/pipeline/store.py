@@ -12,6 +12,7 @@ caller keeps a retry loop of its own.
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from troika_gateway.pipeline.snapshot import (
     Limits,
     TaskState,
 )
+from troika_shared import tracing
 from troika_shared.files import LocalStore
 
 if TYPE_CHECKING:
@@ -62,6 +64,11 @@ _TASK = (
     .execution_options(populate_existing=True)
 )
 _USERS_TASK = _TASK.where(Task.user_id == bindparam("user_id"))
+
+
+def command_name(command: Command) -> str:
+    """A command's name for traces: ``StepAnswered`` → ``step_answered``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(command).__name__).lower()
 
 
 def limits_of(settings: GatewaySettings) -> Limits:
@@ -209,7 +216,7 @@ class TaskStore:
         """Publishes a committed change's commands and events (after the commit: a crash in
         between leaves the commands to the relay, and the events to a re-read)."""
         if applied.messages:
-            await self.publisher.publish(applied.messages)
+            await self.publisher.publish(applied.messages, applied.trace)
         if applied.events:
             await publish_events(self.publisher.bus, applied.events)
 
@@ -218,16 +225,22 @@ class TaskStore:
     async def apply_in(self, db: AsyncSession, task: Task, command: Command) -> Applied:
         """Applies ``command`` to ``task`` in the caller's transaction (the caller commits, then
         calls :meth:`announce`)."""
-        state, rows = await load(db, task, command)
-        now = datetime.now(UTC)
-        outcome = rules.apply(state, command, limits=self.limits, now=now)
-        if outcome.refused is not None:
-            return Applied(task=task, refused=outcome.refused)
-        applied = Applied(task=task)
-        await write(db, rows, old=state, new=outcome.state, command=command, now=now)
-        for effect in outcome.effects:
-            await self.effects.carry_out(db, rows, outcome.state, effect, applied)
-        return applied
+        name = f"task {command_name(command)}"
+        with tracing.task_span(name, task.id, task.trace_context) as span:
+            state, rows = await load(db, task, command)
+            now = datetime.now(UTC)
+            outcome = rules.apply(state, command, limits=self.limits, now=now)
+            if outcome.refused is not None:
+                span.set_attribute("troika.refused", outcome.refused)
+                return Applied(task=task, refused=outcome.refused)
+            applied = Applied(task=task, trace=tracing.carrier())
+            if task.trace_context is None and applied.trace:
+                task.trace_context = applied.trace  # a task from before tracing was on
+            await write(db, rows, old=state, new=outcome.state, command=command, now=now)
+            for effect in outcome.effects:
+                await self.effects.carry_out(db, rows, outcome.state, effect, applied)
+            span.set_attribute("troika.task.status", outcome.state.status.value)
+            return applied
 
     async def snapshot(self, db: AsyncSession, task: Task) -> TaskState:
         """The task's state as the rules see it."""

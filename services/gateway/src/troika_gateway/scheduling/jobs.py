@@ -16,6 +16,8 @@ from arq.constants import job_key_prefix
 from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 
+from troika_shared.tracing import carrier
+
 if TYPE_CHECKING:
     from datetime import datetime
 
@@ -84,6 +86,7 @@ class Jobs:
                 FIRE,
                 schedule_id,
                 due.isoformat(),
+                trace=carrier(),  # the run's trace links to what scheduled it
                 _job_id=job_id(schedule_id, due),
                 _defer_by=delay,
             )

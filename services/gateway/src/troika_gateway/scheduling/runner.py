@@ -23,6 +23,7 @@ from troika_gateway.db.engine import WRITE_CONFLICTS
 from troika_gateway.db.models import Schedule
 from troika_gateway.scheduling import service
 from troika_gateway.scheduling.jobs import FIRE, Jobs, decode, encode, queue_name
+from troika_shared import tracing
 from troika_shared.errors import DependencyUnavailable
 
 if TYPE_CHECKING:
@@ -105,13 +106,26 @@ class Scheduler:
                 await polling
             await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
 
-    async def _fire_job(self, ctx: dict[str, Any], schedule_id: str, due: str) -> str:
-        """arq's entry point: fires one schedule at one fire time."""
-        try:
-            return await self.fire(schedule_id, datetime.fromisoformat(due))
-        except (DependencyUnavailable, OSError, *WRITE_CONFLICTS) as exc:
-            log.warning("schedule.fire_retry", schedule_id=schedule_id, error=str(exc))
-            raise Retry(defer=min(30, 2 ** int(ctx.get("job_try", 1)))) from exc
+    async def _fire_job(
+        self,
+        ctx: dict[str, Any],
+        schedule_id: str,
+        due: str,
+        trace: dict[str, str] | None = None,
+    ) -> str:
+        """arq's entry point: fires one schedule at one fire time.
+
+        The timer's work is a trace of its own, linked to the trace that queued the job (the
+        person's request, or the run before); the task it starts goes on in the trace of the
+        request that made it, and a later run's task in this one.
+        """
+        with tracing.job_span("fire schedule", trace, {"troika.schedule_id": schedule_id,
+                                                      "troika.schedule.due": due}):  # fmt: skip
+            try:
+                return await self.fire(schedule_id, datetime.fromisoformat(due))
+            except (DependencyUnavailable, OSError, *WRITE_CONFLICTS) as exc:
+                log.warning("schedule.fire_retry", schedule_id=schedule_id, error=str(exc))
+                raise Retry(defer=min(30, 2 ** int(ctx.get("job_try", 1)))) from exc
 
     async def fire(self, schedule_id: str, due: datetime) -> str:
         """Fires the schedule's run due at ``due`` (once, whoever else tries; a late one by its

@@ -43,7 +43,7 @@ from troika_gateway.storage import (
     upload_to_task,
 )
 from troika_gateway.tasks.queries import TaskQueries, file_view
-from troika_shared import catalogue
+from troika_shared import catalogue, tracing
 from troika_shared import task_events as ev
 from troika_shared.browser import SCREEN_NAME
 from troika_shared.messages import Plan, Subtask, TaskStopped, derive_id
@@ -262,6 +262,7 @@ class Tasks(TaskQueries):
             parent_id=parent.id if parent else None,
             guidance=guidance or [],
             last_event_seq=0,
+            trace_context=tracing.carrier() or None,  # the request that made it: the task's trace
         )
         self.db.add(task)
         await self.db.flush()
