@@ -51,9 +51,10 @@ check: install ## start everything, wait until ready, print the status table, st
 # the `troika up` tests and the benchmark another. Waits and time limits grow on a slow or busy
 # machine (TROIKA_TEST_SLOWNESS=3 sets the factor instead of measuring it).
 PYTEST_WORKERS ?= 3
+PYTEST_ARGS ?=
 
 test: install ## run the whole test suite (real NATS, Redis and PostgreSQL where present)
-	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: install ## the tests not marked slow
 	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"

@@ -715,6 +715,10 @@ async def test_a_task_paused_by_its_budget_goes_on_when_it_is_raised_and_limits_
     await screenshots.shot(page, "budget-used-up")
     await page.click("#raise-budget")
     await expect(page.locator("#task-status")).to_have_text("completed", timeout=scaled(60_000))
+    # what each subtask's model calls cost, under it
+    await expect(page.locator(".step-spent").first).to_contain_text(
+        re.compile(r"^\$[0-9.]+ · \d+ model calls? · [\d,]+ tokens$")
+    )
 
     await page.goto(f"{web}/profile")
     await page.wait_for_selector("#spending")

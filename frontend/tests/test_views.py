@@ -186,6 +186,15 @@ def test_an_unfinished_subtask_of_a_stopped_task_does_not_say_running(task_statu
     assert step_of(done, task_status).status == "done"
 
 
+def test_a_subtask_shows_what_its_model_calls_cost_once_it_made_one() -> None:
+    fresh = {"key": "a", "title": "Count", "status": "pending", "cost": {"calls": 0}}
+    assert step_of(fresh).spent == ""
+    spent = {"calls": 3, "prompt_tokens": 1200, "completion_tokens": 345, "cost_usd": 0.00123}
+    assert step_of({**fresh, "cost": spent}).spent == "$0.0012 · 3 model calls · 1,545 tokens"
+    one = {"calls": 1, "prompt_tokens": 10, "completion_tokens": 5, "cost_usd": 0.0}
+    assert step_of({**fresh, "cost": one}).spent == "$0.0000 · 1 model call · 15 tokens"
+
+
 def test_waiting_actions_are_grouped_by_task_and_approve_all_lists_what_it_approves() -> None:
     def waiting(n: int, task: str, title: str, tool: str = "create_file") -> Approval:
         return approval_of(

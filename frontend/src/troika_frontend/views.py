@@ -154,6 +154,7 @@ class Step:
     color: str
     result: str
     tools: str
+    spent: str = ""  # what its model calls cost ("" before the first)
 
 
 _STOPPED_SUBTASKS = {"needs_guidance": "paused", "cancelled": "cancelled", "failed": "stopped"}
@@ -175,6 +176,19 @@ def step_of(subtask: dict[str, Any], task_status: str = "") -> Step:
         color=status_color(status),
         result=str(subtask.get("result") or ""),
         tools=", ".join(subtask.get("tool_hints") or []),
+        spent=spent_on(subtask.get("cost") or {}),
+    )
+
+
+def spent_on(cost: dict[str, Any]) -> str:
+    """What model calls cost, in words: ``$0.0012 · 2 model calls`` ("" when none)."""
+    calls = int(cost.get("calls") or 0)
+    if not calls:
+        return ""
+    tokens = int(cost.get("prompt_tokens") or 0) + int(cost.get("completion_tokens") or 0)
+    return (
+        f"${float(cost.get('cost_usd') or 0.0):.4f} · {calls} model call{'s' * (calls != 1)}"
+        f" · {tokens:,} tokens"
     )
 
 

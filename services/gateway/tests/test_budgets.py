@@ -4,7 +4,7 @@ ones before their next step."""
 
 from __future__ import annotations
 
-from troika_shared.messages import StepRequested, Usage
+from troika_shared.messages import StepProposed, StepRequested, SubtaskResult, Usage
 
 from .test_pipeline_rules import PLAN, Driver
 from .test_tasks import create
@@ -38,6 +38,18 @@ async def test_a_task_paused_at_its_money_limit_goes_on_when_it_is_raised(
     assert detail["budget"] == {"max_cost_usd": 2.0}
     assert detail["cost_by_agent"]["planner"]["cost_usd"] == 0.75
     assert detail["cost"]["cost_usd"] == 0.75
+    assert detail["subtasks"][0]["cost"]["calls"] == 0, "the plan is no subtask's"
+
+    # the executor's steps are counted on their subtask as well as on the agent
+    step = await d.last_step()
+    await d.answer(step, StepProposed, subtask_id="write", usage=COSTLY,
+                   result=SubtaskResult(summary="written"))  # fmt: skip
+    detail = await d.task()
+    assert detail["subtasks"][0]["cost"] == {
+        "calls": 1, "prompt_tokens": 100, "completion_tokens": 50, "cost_usd": 0.75
+    }  # fmt: skip
+    assert detail["cost_by_agent"]["executor"]["cost_usd"] == 0.75
+    assert detail["cost"]["cost_usd"] == 1.5
 
 
 async def test_the_persons_monthly_limit_stops_new_tasks_with_a_clear_message(

@@ -39,6 +39,10 @@ def _step(step: Step) -> rx.Component:
                 rx.text("after ", step.depends_on, size="1", color_scheme="gray"),
             ),
             rx.cond(step.result != "", rx.box(markdown(step.result), class_name="step-result")),
+            rx.cond(
+                step.spent != "",
+                rx.text(step.spent, size="1", color_scheme="gray", class_name="step-spent"),
+            ),
             spacing="1",
             align="start",
             width="100%",

@@ -459,6 +459,8 @@ class LlmUsage(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
     agent: Mapped[str] = mapped_column(String(16))
+    # the subtask the call worked on (the executor's steps; "" for the plan and the review)
+    subtask: Mapped[str] = mapped_column(String(64), default="", server_default="")
     model: Mapped[str] = mapped_column(String(128))
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)

@@ -115,10 +115,10 @@ class Change:
         limit: int = getattr(self.limits, threshold)
         return count >= limit
 
-    def record_usage(self, agent: str, usage: tuple[Usage, ...]) -> None:
+    def record_usage(self, agent: str, usage: tuple[Usage, ...], subtask: str = "") -> None:
         if not usage:
             return
-        self.effects.append(RecordUsage(agent=agent, usage=usage))
+        self.effects.append(RecordUsage(agent=agent, usage=usage, subtask=subtask))
         self.s.tokens += sum(u.prompt_tokens + u.completion_tokens for u in usage)
         cost = sum(u.cost_usd for u in usage)
         self.s.cost_usd += cost

@@ -149,9 +149,9 @@ class Effects:
                 if definition is not None:
                     await set_policy(db, user_id=task.user_id, scope=task.id,
                                      definition=definition, mode="ask_once")  # fmt: skip
-            case RecordUsage(agent=agent, usage=usage):
+            case RecordUsage(agent=agent, usage=usage, subtask=subtask):
                 for one in usage:
-                    db.add(LlmUsage(task_id=task.id, agent=agent, model=one.model,
+                    db.add(LlmUsage(task_id=task.id, agent=agent, subtask=subtask, model=one.model,
                                     prompt_tokens=one.prompt_tokens,
                                     completion_tokens=one.completion_tokens,
                                     latency_ms=one.latency_ms, cost_usd=one.cost_usd))  # fmt: skip

@@ -138,7 +138,7 @@ class _Rules(Planning):
     # --- executing -------------------------------------------------------------------------
 
     def on_step(self, answer: StepProposed) -> None:
-        self.record_usage("executor", answer.usage)
+        self.record_usage("executor", answer.usage, subtask=answer.subtask_id)
         sub = self.s.subtask(answer.subtask_id)
         if (
             sub is None

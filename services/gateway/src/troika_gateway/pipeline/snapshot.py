@@ -345,10 +345,11 @@ class Remember(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RecordUsage(msgspec.Struct, frozen=True, kw_only=True):
-    """Count an agent's LLM calls on the task."""
+    """Count an agent's LLM calls on the task (and on the subtask they worked on)."""
 
     agent: str
     usage: tuple[Usage, ...]
+    subtask: str = ""
 
 
 class RecordFiles(msgspec.Struct, frozen=True, kw_only=True):

@@ -228,21 +228,25 @@ class TaskQueries:
         )
         if task is None:
             raise NotFound("task")
-        per_agent = {
-            str(agent): Cost(calls=int(calls), prompt_tokens=int(prompt),
-                             completion_tokens=int(completion), cost_usd=float(cost))
-            for agent, calls, prompt, completion, cost in await self.db.execute(
-                select(
-                    LlmUsage.agent,
-                    func.count(LlmUsage.id),
-                    func.coalesce(func.sum(LlmUsage.prompt_tokens), 0),
-                    func.coalesce(func.sum(LlmUsage.completion_tokens), 0),
-                    func.coalesce(func.sum(LlmUsage.cost_usd), 0.0),
-                )
-                .where(LlmUsage.task_id == task.id)
-                .group_by(LlmUsage.agent)
+        per_agent: dict[str, Cost] = {}
+        per_subtask: dict[str, Cost] = {}
+        for agent, subtask, calls, prompt, completion, cost in await self.db.execute(
+            select(
+                LlmUsage.agent,
+                LlmUsage.subtask,
+                func.count(LlmUsage.id),
+                func.coalesce(func.sum(LlmUsage.prompt_tokens), 0),
+                func.coalesce(func.sum(LlmUsage.completion_tokens), 0),
+                func.coalesce(func.sum(LlmUsage.cost_usd), 0.0),
             )
-        }  # fmt: skip
+            .where(LlmUsage.task_id == task.id)
+            .group_by(LlmUsage.agent, LlmUsage.subtask)
+        ):
+            spent = Cost(calls=int(calls), prompt_tokens=int(prompt),
+                         completion_tokens=int(completion), cost_usd=float(cost))  # fmt: skip
+            _add(per_agent.setdefault(str(agent), Cost()), spent)
+            if subtask:
+                _add(per_subtask.setdefault(str(subtask), Cost()), spent)
         every = per_agent.values()
         return TaskDetail(
             **msgspec.structs.asdict(summary_of(task)),
@@ -262,6 +266,7 @@ class TaskQueries:
                     tool_hints=list(s.tool_hints),
                     status=s.status,
                     result=s.result,
+                    cost=per_subtask.get(s.key, Cost()),
                 )
                 for s in task.subtasks
             ],
@@ -338,3 +343,10 @@ class TaskQueries:
                                            data[:limit], more=more, sheet=sheet)  # fmt: skip
         except UnknownSheet:
             raise NotFound("sheet") from None
+
+
+def _add(total: Cost, more: Cost) -> None:
+    total.calls += more.calls
+    total.prompt_tokens += more.prompt_tokens
+    total.completion_tokens += more.completion_tokens
+    total.cost_usd += more.cost_usd

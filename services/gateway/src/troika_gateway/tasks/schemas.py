@@ -158,6 +158,15 @@ class TaskSummary(Struct, kw_only=True):
     review_plan: bool = False
 
 
+class Cost(Struct, kw_only=True):
+    """What LLM calls cost so far."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
 class SubtaskView(Struct, kw_only=True):
     """One subtask of the plan and how far it got."""
 
@@ -170,15 +179,8 @@ class SubtaskView(Struct, kw_only=True):
     tool_hints: list[str]
     status: str
     result: str
-
-
-class Cost(Struct, kw_only=True):
-    """What the task's LLM calls cost so far."""
-
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
+    cost: Cost = field(default_factory=Cost)
+    """What the executor's model calls for this subtask cost so far."""
 
 
 class FileView(Struct, kw_only=True):
