@@ -236,9 +236,12 @@ class TaskStore:
             applied = Applied(task=task, trace=tracing.carrier())
             if task.trace_context is None and applied.trace:
                 task.trace_context = applied.trace  # a task from before tracing was on
-            await write(db, rows, old=state, new=outcome.state, command=command, now=now)
-            for effect in outcome.effects:
-                await self.effects.carry_out(db, rows, outcome.state, effect, applied)
+            # Written in one flush at the commit (the task's row updated once), not a little
+            # before each query on the way.
+            with db.no_autoflush:
+                await write(db, rows, old=state, new=outcome.state, command=command, now=now)
+                for effect in outcome.effects:
+                    await self.effects.carry_out(db, rows, outcome.state, effect, applied)
             span.set_attribute("troika.task.status", outcome.state.status.value)
             return applied
 
