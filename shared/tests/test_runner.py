@@ -11,12 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from troika_shared.errors import PermanentError, RetryableError
 from troika_shared.messages import (
-    DeadLettered,
     Message,
-    Plan,
-    PlanProduced,
     PlanRequested,
-    derive_id,
 )
 from troika_shared.metrics import serve_metrics
 from troika_shared.router import Router
@@ -26,8 +22,10 @@ from troika_testkit import scaled, wait_for
 from troika_testkit.ports import free_port
 from troika_testkit.streams import stored
 
+from .conftest import Harness, answer, the_dead_letter
+
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+    from collections.abc import Sequence
 
     from troika_shared.bus import Bus
     from troika_shared.settings import AgentSettings
@@ -35,68 +33,6 @@ if TYPE_CHECKING:
 
 def _ids(messages: Sequence[Message]) -> list[str]:
     return [message.id for message in messages]
-
-
-async def the_dead_letter(bus: Bus) -> DeadLettered:
-    """Waits for the one dead letter the test expects."""
-
-    async def dead() -> bool:
-        return len(await stored(bus, StreamKey.DEAD)) > 0
-
-    await wait_for(dead, what="the dead letter")
-    [letter] = await stored(bus, StreamKey.DEAD)
-    assert isinstance(letter, DeadLettered)
-    return letter
-
-
-def answer(message: PlanRequested) -> PlanProduced:
-    return PlanProduced(
-        id=derive_id(message.id, "plan.produced"),
-        correlation_id=message.correlation_id,
-        plan=Plan(summary=message.objective),
-    )
-
-
-class Harness:
-    """A runner whose one handler behaves as the test says and counts its calls."""
-
-    def __init__(self, settings: AgentSettings) -> None:
-        self.calls = 0
-        self.behaviour: Callable[[int], Awaitable[None]] | None = None
-        router = Router("planner")
-        router.add(PlanRequested, self.handle)
-        self.runner = ServiceRunner(
-            service="planner",
-            version="1.0.0",
-            settings=settings,
-            router=router,
-            stream=StreamKey.PLANNER,
-        )
-        self.stop = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    async def handle(self, message: PlanRequested) -> Sequence[Message]:
-        self.calls += 1
-        if self.behaviour is not None:
-            await self.behaviour(self.calls)
-        return [answer(message)]
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self.runner.run(self.stop))
-        await asyncio.wait_for(self.runner.ready.wait(), scaled(10))
-
-    async def close(self) -> None:
-        self.stop.set()
-        assert self.task is not None
-        await asyncio.wait_for(self.task, scaled(15))
-
-
-@pytest.fixture
-async def harness(agent_settings: AgentSettings, bus: Bus) -> AsyncIterator[Harness]:
-    h = Harness(agent_settings)
-    await h.start()
-    yield h
-    await h.close()
 
 
 async def test_a_handled_message_is_answered_and_acknowledged(harness: Harness, bus: Bus) -> None:

@@ -22,22 +22,11 @@ from troika_shared.subjects import StreamKey
 from troika_testkit import wait_for
 from troika_testkit.streams import stored
 
+from .conftest import answer, the_dead_letter
 from .test_llm import GOOD, ask, client
-from .test_runner import Harness, answer, the_dead_letter
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
-
-    from troika_shared.bus import Bus
-    from troika_shared.settings import AgentSettings
-
-
-@pytest.fixture
-async def harness(agent_settings: AgentSettings, bus: Bus) -> AsyncIterator[Harness]:
-    h = Harness(agent_settings)
-    await h.start()
-    yield h
-    await h.close()
+    from collections.abc import Iterator
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 import time
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import instructor
 import openai
@@ -51,10 +51,7 @@ from troika_shared.messages import Usage
 from troika_shared.metrics import count_llm_call
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
-    from contextlib import AbstractContextManager
-
-    from opentelemetry.trace import Span
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from troika_shared.functions import Function
 
@@ -63,6 +60,14 @@ __all__ = ["OpenAICompatibleLLM"]
 log = structlog.get_logger("troika.llm")
 
 T = TypeVar("T", bound=BaseModel)
+
+
+class _Answered(Protocol):
+    @property
+    def usage(self) -> Usage: ...
+
+
+A = TypeVar("A", bound=_Answered)
 
 
 @functools.cache
@@ -135,15 +140,18 @@ class OpenAICompatibleLLM:
         """Closes the HTTP connections."""
         await self._openai.close()
 
-    def _span(self) -> AbstractContextManager[Span]:
-        """The call's GenAI span."""
-        return tracing.model_call(
+    async def _traced(self, call: Awaitable[A]) -> A:
+        """Runs a model call in its GenAI span, which records what it used."""
+        with tracing.model_call(
             self.model,
             provider="azure.ai.openai" if self._settings.llm_api_version else "openai",
             server=self._openai.base_url.host,
             max_tokens=self._settings.llm_max_tokens,
             temperature=self._settings.llm_temperature,
-        )
+        ) as span:
+            answered = await call
+            tracing.set_usage(span, answered.usage)
+            return answered
 
     async def complete(
         self,
@@ -160,10 +168,7 @@ class OpenAICompatibleLLM:
             ContextTooSmall: The request does not fit the model's context.
             UnusableAnswer: The answers did not validate, or the endpoint refused the request.
         """
-        with self._span() as span:
-            done = await self._complete(system, messages, response_model, context)
-            tracing.set_usage(span, done.usage)
-            return done
+        return await self._traced(self._complete(system, messages, response_model, context))
 
     async def _complete(
         self,
@@ -234,10 +239,7 @@ class OpenAICompatibleLLM:
             ContextTooSmall: The request does not fit the model's context.
             UnusableAnswer: No acceptable answer came, or the endpoint refused the request.
         """
-        with self._span() as span:
-            chosen = await self._choose(system, messages, functions, check, max_calls)
-            tracing.set_usage(span, chosen.usage)
-            return chosen
+        return await self._traced(self._choose(system, messages, functions, check, max_calls))
 
     async def _choose(
         self,
