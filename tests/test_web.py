@@ -729,10 +729,15 @@ async def test_a_task_paused_by_its_budget_goes_on_when_it_is_raised_and_limits_
     )
     await page.locator("#monthly-limit").fill("")
     await page.locator("#monthly-limit").press_sequentially("25")
+    await page.locator("#daily-tokens-limit").press_sequentially("250k")
     await page.click("#save-limits")
     await expect(page.locator("#limit-error")).to_have_count(0)
     await page.reload()
     await expect(page.locator("#monthly-limit")).to_have_value("25", timeout=scaled(30_000))
+    await expect(page.locator("#daily-tokens-limit")).to_have_value("250,000")
+    # the tokens the completed task used, today and this month
+    await expect(page.locator("#tokens-today")).to_have_text(re.compile(r"^[1-9][\d,]*$"))
+    await expect(page.locator("#tokens-month")).to_have_text(re.compile(r"^[1-9][\d,]*$"))
     await screenshots.shot(page, "spending-limits")
 
 

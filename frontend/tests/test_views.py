@@ -11,6 +11,7 @@ from troika_frontend.views import (
     approval_of,
     form_values,
     group_approvals,
+    limits_body,
     step_of,
     task_item_of,
 )
@@ -240,3 +241,24 @@ def test_the_same_call_from_parallel_subtasks_is_flagged_on_each_card() -> None:
 )
 def test_after_signing_in_only_a_page_of_the_app_is_returned_to(asked, goes_to) -> None:
     assert local_path(asked) == goes_to
+
+
+def test_limits_are_read_as_people_type_them_or_refused_in_words() -> None:
+    typed = {"daily": "$2.50", "monthly": "", "daily_tokens": "250k", "monthly_tokens": "2,000,000"}
+    assert limits_body(typed) == {
+        "daily_budget_usd": 2.5,
+        "monthly_budget_usd": None,
+        "daily_budget_tokens": 250_000,
+        "monthly_budget_tokens": 2_000_000,
+    }
+    assert limits_body({"daily_tokens": "1.5M"})["daily_budget_tokens"] == 1_500_000
+    assert limits_body({"monthly": "abc"}) == (
+        "The monthly limit must be an amount in dollars, like 5."
+    )
+    assert limits_body({"daily": "0"}) == "The daily limit must be more than nothing."
+    assert limits_body({"daily_tokens": "lots"}) == (
+        "The daily token limit must be a number of tokens, like 200000 or 200k."
+    )
+    assert limits_body({"monthly_tokens": "0"}) == (
+        "The monthly token limit must be at least one token."
+    )

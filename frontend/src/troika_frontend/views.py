@@ -437,3 +437,36 @@ def schedule_of(schedule: dict[str, Any]) -> ScheduleItem:
         task_id=str(schedule.get("next_task_id") or ""),
         repeating=str(schedule.get("kind", "")) == "repeating",
     )
+
+
+_SCALE = {"": 1, "k": 1_000, "m": 1_000_000}
+
+
+def limits_body(texts: dict[str, str]) -> dict[str, float | int | None] | str:
+    """The person's own limits as typed (``daily``, ``monthly`` in dollars; ``daily_tokens``,
+    ``monthly_tokens`` in tokens, ``250k`` and ``2,000,000`` read as numbers; empty: no
+    limit), as ``PUT /auth/profile`` takes them, or what is wrong in words."""
+    body: dict[str, float | int | None] = {}
+    for period in ("daily", "monthly"):
+        text = texts.get(period, "").strip().lstrip("$").replace(",", "")
+        try:
+            amount = float(text) if text else None
+        except ValueError:
+            return f"The {period} limit must be an amount in dollars, like 5."
+        if amount is not None and amount <= 0:
+            return f"The {period} limit must be more than nothing."
+        body[f"{period}_budget_usd"] = amount
+    for period in ("daily", "monthly"):
+        text = texts.get(f"{period}_tokens", "").strip().lower().replace(",", "").replace(" ", "")
+        if not text:
+            body[f"{period}_budget_tokens"] = None
+            continue
+        number, scale = (text[:-1], text[-1]) if text[-1] in "km" else (text, "")
+        try:
+            tokens = round(float(number) * _SCALE[scale])
+        except ValueError:
+            return f"The {period} token limit must be a number of tokens, like 200000 or 200k."
+        if tokens < 1:
+            return f"The {period} token limit must be at least one token."
+        body[f"{period}_budget_tokens"] = tokens
+    return body

@@ -103,3 +103,45 @@ async def test_a_money_limit_must_be_a_positive_amount(client, alice) -> None:
         assert refused.status_code in (400, 422), bad
     profile = (await client.get("/auth/profile", headers=alice.headers)).json()
     assert profile["monthly_budget_usd"] is None
+
+
+async def test_the_persons_token_limits_pause_running_tasks_and_stop_new_ones(
+    gateway, client, alice
+) -> None:
+    limits = {"daily_budget_tokens": 120, "monthly_budget_tokens": 100_000}
+    saved = await client.put("/auth/profile", headers=alice.headers, json=limits)
+    assert saved.status_code == 200, saved.text
+    assert {k: saved.json()[k] for k in limits} == limits
+    task = await create(client, alice, "Write a report")
+    d = Driver(gateway, client, alice, task["id"])
+    await d.plan(PLAN, usage=COSTLY)  # 150 tokens
+    paused = await d.task()
+    assert paused["status"] == "needs_guidance"
+    assert paused["status_reason"] == (
+        "your daily token limit of 120 tokens is used up (150 used); raise it in your "
+        "profile, then continue"
+    )
+    assert await d.commands(StepRequested) == []
+
+    refused = await client.post("/tasks", headers=alice.headers, json={"objective": "More"})
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == (
+        "your daily token limit of 120 tokens is used up (150 used today); raise it in your "
+        "profile to start more tasks"
+    )
+    stats = (await client.get("/tasks/stats", headers=alice.headers)).json()
+    assert (stats["tokens_today"], stats["tokens_this_month"]) == (150, 150)
+    assert (stats["daily_budget_tokens"], stats["monthly_budget_tokens"]) == (120, 100_000)
+
+    await client.put("/auth/profile", headers=alice.headers, json={"daily_budget_tokens": None})
+    made = await client.post("/tasks", headers=alice.headers, json={"objective": "More"})
+    assert made.status_code == 201, made.text
+
+
+async def test_a_token_limit_must_be_a_whole_positive_number(client, alice) -> None:
+    for bad in (0, -3, 1.5, "lots", 10**13):
+        refused = await client.put("/auth/profile", headers=alice.headers,
+                                   json={"daily_budget_tokens": bad})  # fmt: skip
+        assert refused.status_code in (400, 422), bad
+    profile = (await client.get("/auth/profile", headers=alice.headers)).json()
+    assert profile["daily_budget_tokens"] is None

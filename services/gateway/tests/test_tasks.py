@@ -139,7 +139,9 @@ async def test_history_sorts_by_cost_and_duration_and_counts_every_task(
                      "cancelled": 1, "scheduled": 0, "cost_usd": pytest.approx(0.26),
                      "spent_today_usd": pytest.approx(0.26),
                      "spent_this_month_usd": pytest.approx(0.26),
-                     "daily_budget_usd": None, "monthly_budget_usd": None}  # fmt: skip
+                     "daily_budget_usd": None, "monthly_budget_usd": None,
+                     "tokens_today": 0, "tokens_this_month": 0,
+                     "daily_budget_tokens": None, "monthly_budget_tokens": None}  # fmt: skip
     theirs = (await client.get("/tasks/stats", headers=bob.headers)).json()
     assert (theirs["total"], theirs["cost_usd"]) == (0, 0.0)
 

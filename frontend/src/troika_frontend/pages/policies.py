@@ -10,6 +10,7 @@ import reflex as rx
 from troika_client import ApiError
 from troika_frontend.components import badge, labelled, panel
 from troika_frontend.session import SessionState
+from troika_frontend.views import limits_body
 
 __all__ = ["MODE_WORDS", "PoliciesState", "PolicyRow", "policies_panel", "spending_panel"]
 
@@ -42,8 +43,12 @@ class PoliciesState(SessionState):
     review_plans: bool = False
     daily_limit: str = ""
     monthly_limit: str = ""
+    daily_tokens_limit: str = ""
+    monthly_tokens_limit: str = ""
     spent_today: str = "$0.00"
     spent_this_month: str = "$0.00"
+    tokens_today: str = "0"
+    tokens_this_month: str = "0"
     limit_error: str = ""
 
     async def _read(self) -> None:
@@ -54,8 +59,12 @@ class PoliciesState(SessionState):
         stats = await self._api("GET", "/tasks/stats")
         self.daily_limit = _amount(me.get("daily_budget_usd"))
         self.monthly_limit = _amount(me.get("monthly_budget_usd"))
+        self.daily_tokens_limit = _count(me.get("daily_budget_tokens"))
+        self.monthly_tokens_limit = _count(me.get("monthly_budget_tokens"))
         self.spent_today = f"${float(stats.get('spent_today_usd', 0.0)):.2f}"
         self.spent_this_month = f"${float(stats.get('spent_this_month_usd', 0.0)):.2f}"
+        self.tokens_today = f"{int(stats.get('tokens_today', 0)):,}"
+        self.tokens_this_month = f"{int(stats.get('tokens_this_month', 0)):,}"
         self.policies = [
             PolicyRow(
                 tool=str(p["tool"]),
@@ -110,25 +119,22 @@ class PoliciesState(SessionState):
 
     @rx.event
     def set_limit(self, period: str, text: str) -> None:
-        """Keeps a money limit being typed (``daily`` or ``monthly``)."""
-        if period in ("daily", "monthly"):
+        """Keeps a limit being typed (``daily`` or ``monthly`` money, ``daily_tokens`` or
+        ``monthly_tokens``)."""
+        if period in ("daily", "monthly", "daily_tokens", "monthly_tokens"):
             setattr(self, f"{period}_limit", text)
             self.limit_error = ""
 
     @rx.event
     async def save_limits(self) -> Any:  # noqa: ANN401
-        """Sets the person's own daily and monthly money limits (empty: no limit)."""
-        body: dict[str, float | None] = {}
-        for period in ("daily", "monthly"):
-            text = getattr(self, f"{period}_limit").strip().lstrip("$")
-            try:
-                body[f"{period}_budget_usd"] = float(text) if text else None
-            except ValueError:
-                self.limit_error = f"The {period} limit must be an amount in dollars, like 5."
-                return None
-            if (amount := body[f"{period}_budget_usd"]) is not None and amount <= 0:
-                self.limit_error = f"The {period} limit must be more than nothing."
-                return None
+        """Sets the person's own daily and monthly limits, money and tokens (empty: none)."""
+        body = limits_body({
+            period: getattr(self, f"{period}_limit")
+            for period in ("daily", "monthly", "daily_tokens", "monthly_tokens")
+        })  # fmt: skip
+        if isinstance(body, str):
+            self.limit_error = body
+            return None
         try:
             await self._api("PUT", "/auth/profile", json=body)
         except ApiError as exc:
@@ -158,6 +164,10 @@ def _amount(value: object) -> str:
     return "" if value is None else f"{float(str(value)):g}"
 
 
+def _count(value: object) -> str:
+    return "" if value is None else f"{int(str(value)):,}"
+
+
 def spending_panel() -> rx.Component:
     """What the person's tasks cost, and the limits that stop them."""
 
@@ -169,7 +179,7 @@ def spending_panel() -> rx.Component:
                 on_change=lambda text: PoliciesState.set_limit(period, text),
                 placeholder="no limit",
                 width="9em",
-                id=f"{period}-limit",
+                id=f"{period.replace('_', '-')}-limit",
             ),
             spacing="1",
         )
@@ -187,19 +197,33 @@ def spending_panel() -> rx.Component:
                 rx.text(PoliciesState.spent_this_month, size="4", weight="bold", id="spent-month"),
                 spacing="0",
             ),
+            rx.vstack(
+                rx.text("Tokens today", size="1", color_scheme="gray"),
+                rx.text(PoliciesState.tokens_today, size="4", weight="bold", id="tokens-today"),
+                spacing="0",
+            ),
+            rx.vstack(
+                rx.text("Tokens this month", size="1", color_scheme="gray"),
+                rx.text(
+                    PoliciesState.tokens_this_month, size="4", weight="bold", id="tokens-month"
+                ),
+                spacing="0",
+            ),
             spacing="6",
             wrap="wrap",
         ),
         rx.text(
-            "Limits for all your tasks together, in US dollars of estimated model cost (days and "
-            "months in UTC). When one is reached, no new task starts and running ones pause "
-            "before their next step until you raise it.",
+            "Limits for all your tasks together, in US dollars of estimated model cost and in "
+            "model tokens (days and months in UTC). When one is reached, no new task starts "
+            "and running ones pause before their next step until you raise it.",
             size="2",
             color_scheme="gray",
         ),
         rx.hstack(
-            limit("A day", "daily", PoliciesState.daily_limit),
-            limit("A month", "monthly", PoliciesState.monthly_limit),
+            limit("Dollars a day", "daily", PoliciesState.daily_limit),
+            limit("Dollars a month", "monthly", PoliciesState.monthly_limit),
+            limit("Tokens a day", "daily_tokens", PoliciesState.daily_tokens_limit),
+            limit("Tokens a month", "monthly_tokens", PoliciesState.monthly_tokens_limit),
             rx.button("Save limits", on_click=PoliciesState.save_limits, id="save-limits"),
             align="end",
             wrap="wrap",

@@ -38,6 +38,16 @@ REUSE_LEEWAY_S = 5.0
 """How long after its rotation a refresh token shown again is taken for a race, not a copy."""
 
 
+_SETTINGS = (
+    "review_plans",
+    "daily_budget_usd",
+    "monthly_budget_usd",
+    "daily_budget_tokens",
+    "monthly_budget_tokens",
+)
+"""The profile's settings that are stored as they are given."""
+
+
 @dataclass(frozen=True, slots=True)
 class Client:
     """Where a request came from, recorded on its session."""
@@ -61,6 +71,8 @@ def profile_of(user: User) -> Profile:
         review_plans=user.review_plans,
         daily_budget_usd=user.daily_budget_usd,
         monthly_budget_usd=user.monthly_budget_usd,
+        daily_budget_tokens=user.daily_budget_tokens,
+        monthly_budget_tokens=user.monthly_budget_tokens,
     )
 
 
@@ -316,12 +328,9 @@ class Accounts:
             user.username = data.username
         if data.display_name is not UNSET:
             user.display_name = data.display_name.strip() or user.username
-        if data.review_plans is not UNSET:
-            user.review_plans = data.review_plans
-        if data.daily_budget_usd is not UNSET:
-            user.daily_budget_usd = data.daily_budget_usd
-        if data.monthly_budget_usd is not UNSET:
-            user.monthly_budget_usd = data.monthly_budget_usd
+        for name in _SETTINGS:  # the person's choices: as given, where given
+            if (value := getattr(data, name)) is not UNSET:
+                setattr(user, name, value)
         try:
             await self.db.commit()
         except IntegrityError as exc:

@@ -76,6 +76,7 @@ class Tokens(Struct):
 
 
 MoneyLimit = Annotated[float, Meta(gt=0, le=1_000_000)]
+TokenLimit = Annotated[int, Meta(ge=1, le=1_000_000_000_000)]
 """A money limit in USD; ``null`` removes it."""
 
 
@@ -94,6 +95,10 @@ class Profile(Struct):
     """The most all your tasks may cost in a day (UTC); none: no limit."""
     monthly_budget_usd: float | None = None
     """The most all your tasks may cost in a calendar month (UTC); none: no limit."""
+    daily_budget_tokens: int | None = None
+    """The most tokens all your tasks may use in a day (UTC); none: no limit."""
+    monthly_budget_tokens: int | None = None
+    """The most tokens all your tasks may use in a calendar month (UTC); none: no limit."""
 
 
 class ProfileUpdate(Struct, forbid_unknown_fields=True):
@@ -106,6 +111,8 @@ class ProfileUpdate(Struct, forbid_unknown_fields=True):
     review_plans: bool | UnsetType = UNSET
     daily_budget_usd: MoneyLimit | UnsetType | None = UNSET
     monthly_budget_usd: MoneyLimit | UnsetType | None = UNSET
+    daily_budget_tokens: TokenLimit | UnsetType | None = UNSET
+    monthly_budget_tokens: TokenLimit | UnsetType | None = UNSET
 
 
 class PasswordChange(Struct, forbid_unknown_fields=True):

@@ -91,6 +91,9 @@ class User(Base):
     # the person's own money limits for all their tasks, in USD (none: no limit)
     daily_budget_usd: Mapped[float | None] = mapped_column(Float, default=None)
     monthly_budget_usd: Mapped[float | None] = mapped_column(Float, default=None)
+    # the most tokens all their tasks may use in a day / a calendar month (UTC); none: no limit
+    daily_budget_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    monthly_budget_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

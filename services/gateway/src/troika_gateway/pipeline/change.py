@@ -23,7 +23,14 @@ from troika_gateway.pipeline.snapshot import (
     TaskState,
 )
 from troika_gateway.pipeline.states import CallStatus, SubtaskStatus, TaskStatus
-from troika_gateway.pipeline.stuck import MODEL_FAULTS, PERIODS, STUCK, Stuck, limit_reached
+from troika_gateway.pipeline.stuck import (
+    MODEL_FAULTS,
+    STUCK,
+    Stuck,
+    in_tokens,
+    limit_reached,
+    limit_words,
+)
 from troika_shared import catalogue
 from troika_shared import task_events as ev
 from troika_shared.messages import (
@@ -119,11 +126,12 @@ class Change:
         if not usage:
             return
         self.effects.append(RecordUsage(agent=agent, usage=usage, subtask=subtask))
-        self.s.tokens += sum(u.prompt_tokens + u.completion_tokens for u in usage)
+        tokens = sum(u.prompt_tokens + u.completion_tokens for u in usage)
+        self.s.tokens += tokens
         cost = sum(u.cost_usd for u in usage)
         self.s.cost_usd += cost
-        for period in self.s.person_spent:
-            self.s.person_spent[period] += cost
+        for key in self.s.person_spent:
+            self.s.person_spent[key] += tokens if in_tokens(key) else cost
 
     def used_up(self) -> tuple[Stuck, dict[str, Any]] | None:
         """The budget the task has used up, with the facts its reason names (``None``: none)."""
@@ -138,11 +146,13 @@ class Change:
         return self.person_used_up()
 
     def person_used_up(self) -> tuple[Stuck, dict[str, Any]] | None:
-        """The person's own daily or monthly money limit, when their tasks have reached it."""
+        """The person's own daily or monthly limit (money or tokens), when their tasks have
+        reached it."""
         if (reached := limit_reached(self.s.person_limits, self.s.person_spent)) is None:
             return None
-        period, limit, spent = reached
-        return Stuck.PERSON_BUDGET, {"period": PERIODS[period][0], "limit": limit, "spent": spent}
+        key, limit, spent = reached
+        used_up = limit_words(key, limit, spent)
+        return Stuck.PERSON_BUDGET, {"used_up": used_up, "period": key, "spent": spent}
 
     def over_budget(self, *, person_only: bool = False) -> bool:
         """Pauses the task when a budget is used up (checked before each step, so a task never

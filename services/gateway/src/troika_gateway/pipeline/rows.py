@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import msgspec
-from sqlalchemy import BindParameter, bindparam, delete, func, select
+from sqlalchemy import BindParameter, bindparam, case, delete, func, select
 
 from troika_gateway.db.models import (
     File,
@@ -30,6 +30,7 @@ from troika_gateway.pipeline.snapshot import (
     TaskState,
 )
 from troika_gateway.pipeline.states import AskStatus, CallStatus, SubtaskStatus, TaskStatus
+from troika_gateway.pipeline.stuck import PERSON_LIMITS
 from troika_shared.messages import Plan, StepProposed
 from troika_shared.messages import Subtask as PlannedSubtask
 
@@ -235,14 +236,20 @@ async def _write_calls(db: AsyncSession, rows: Rows, new: TaskState) -> None:
 async def person_budget(
     db: AsyncSession, user_id: str, now: datetime
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """The person's own money limits (``{"day": …, "month": …}``, those they set) and what
-    their tasks cost in each of those periods (read only when they set one)."""
-    daily, monthly = (
+    """The person's own limits (keys of :data:`~.stuck.PERSON_LIMITS`: dollars and tokens a day
+    and a month, those they set) and what their tasks used in each of those periods (read
+    only when they set one)."""
+    found = (
         await db.execute(
-            select(User.daily_budget_usd, User.monthly_budget_usd).where(User.id == user_id)
+            select(
+                User.daily_budget_usd,
+                User.monthly_budget_usd,
+                User.daily_budget_tokens,
+                User.monthly_budget_tokens,
+            ).where(User.id == user_id)
         )
-    ).one_or_none() or (None, None)
-    limits = {k: v for k, v in (("day", daily), ("month", monthly)) if v is not None}
+    ).one_or_none() or (None,) * len(PERSON_LIMITS)
+    limits = {k: float(v) for k, v in zip(PERSON_LIMITS, found, strict=True) if v is not None}
     if not limits:
         return {}, {}
     spent = await spending(db, user_id, now)
@@ -250,14 +257,25 @@ async def person_budget(
 
 
 async def spending(db: AsyncSession, user_id: str, now: datetime) -> dict[str, float]:
-    """What the person's tasks have cost today and this month (UTC), in USD."""
+    """What the person's tasks have used today and this month (UTC): US dollars (``day``,
+    ``month``) and tokens (``day_tokens``, ``month_tokens``)."""
     day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     month = day.replace(day=1)
-    cost = func.coalesce(func.sum(LlmUsage.cost_usd), 0.0)
-    mine = select(cost).join(Task, Task.id == LlmUsage.task_id).where(Task.user_id == user_id)
-    today = await db.scalar(mine.where(LlmUsage.created_at >= day))
-    this_month = await db.scalar(mine.where(LlmUsage.created_at >= month))
-    return {"day": float(today or 0.0), "month": float(this_month or 0.0)}
+    today = LlmUsage.created_at >= day
+    tokens = LlmUsage.prompt_tokens + LlmUsage.completion_tokens
+    sums = (
+        await db.execute(
+            select(
+                func.sum(case((today, LlmUsage.cost_usd), else_=0.0)),
+                func.sum(LlmUsage.cost_usd),
+                func.sum(case((today, tokens), else_=0)),
+                func.sum(tokens),
+            )
+            .join(Task, Task.id == LlmUsage.task_id)
+            .where(Task.user_id == user_id, LlmUsage.created_at >= month)
+        )
+    ).one()
+    return {key: float(value or 0) for key, value in zip(PERSON_LIMITS, sums, strict=True)}
 
 
 def _decides_calls(command: Command | None) -> bool:

@@ -12,7 +12,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["MODEL_FAULTS", "PERIODS", "STUCK", "TASK_BUDGETS", "Stuck", "limit_reached"]
+__all__ = [
+    "MODEL_FAULTS",
+    "PERIODS",
+    "PERSON_LIMITS",
+    "STUCK",
+    "TASK_BUDGETS",
+    "Stuck",
+    "in_tokens",
+    "limit_reached",
+    "limit_words",
+]
 
 
 class Stuck(StrEnum):
@@ -50,13 +60,7 @@ STUCK: dict[Stuck, tuple[str | None, str]] = {
     Stuck.STEP_BUDGET: (None, "the step budget of {limit} steps is used up"),
     Stuck.TOKEN_BUDGET: (None, "the token budget of {limit} tokens is used up"),
     Stuck.COST_BUDGET: (None, "the cost budget of ${limit:.2f} is used up"),
-    Stuck.PERSON_BUDGET: (
-        None,
-        (
-            "your {period} budget of ${limit:.2f} is used up (${spent:.2f} spent); raise it in "
-            "your profile, then continue"
-        ),
-    ),
+    Stuck.PERSON_BUDGET: (None, "{used_up}; raise it in your profile, then continue"),
     Stuck.NEEDS_PERSON: (None, "{tool} needs you: {detail}"),
 }
 
@@ -69,14 +73,36 @@ TASK_BUDGETS = frozenset({Stuck.STEP_BUDGET, Stuck.TOKEN_BUDGET, Stuck.COST_BUDG
 PERIODS = {"day": ("daily", "today"), "month": ("monthly", "this month")}
 """A person's limit periods, as the reasons name them: the limit's word and the spending's."""
 
+PERSON_LIMITS = ("day", "month", "day_tokens", "month_tokens")
+"""A person's own limits, as their keys: money (US dollars) a day and a month, then tokens."""
+
+
+def in_tokens(key: str) -> bool:
+    """Whether a person's limit (a key of :data:`PERSON_LIMITS`) counts tokens, not dollars."""
+    return key.endswith("_tokens")
+
+
+def limit_words(key: str, limit: float, used: float, *, when: bool = False) -> str:
+    """A person's limit that is used up, in words ("your daily budget of $0.50 is used up
+    ($0.75 spent)"); ``when`` adds the period to what was used ("spent today")."""
+    period = key.removesuffix("_tokens")
+    limit_word, spent_words = PERIODS[period]
+    during = f" {spent_words}" if when else ""
+    if in_tokens(key):
+        return (
+            f"your {limit_word} token limit of {int(limit):,} tokens is used up "
+            f"({int(used):,} used{during})"
+        )
+    return f"your {limit_word} budget of ${limit:.2f} is used up (${used:.2f} spent{during})"
+
 
 def limit_reached(
     limits: Mapping[str, float], spent: Mapping[str, float]
 ) -> tuple[str, float, float] | None:
-    """The first of the person's own limits their tasks have reached, as ``(period, limit,
-    spent)`` (``None``: none is)."""
-    for period in PERIODS:
-        limit, used = limits.get(period), spent.get(period, 0.0)
+    """The first of the person's own limits their tasks have reached, as ``(key, limit,
+    used)`` (``None``: none is); keys as in :data:`PERSON_LIMITS`."""
+    for key in PERSON_LIMITS:
+        limit, used = limits.get(key), spent.get(key, 0.0)
         if limit is not None and used >= limit:
-            return period, limit, used
+            return key, limit, used
     return None

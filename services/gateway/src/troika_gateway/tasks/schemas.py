@@ -262,3 +262,9 @@ class TaskStats(Struct, kw_only=True):
     daily_budget_usd: float | None = None
     """Your own limit for all your tasks in a day (UTC), if you set one in your profile."""
     monthly_budget_usd: float | None = None
+    tokens_today: int = 0
+    """Tokens all your tasks used today (UTC)."""
+    tokens_this_month: int = 0
+    daily_budget_tokens: int | None = None
+    """Your own token limit for all your tasks in a day (UTC), if you set one."""
+    monthly_budget_tokens: int | None = None

@@ -30,7 +30,7 @@ from troika_gateway.pipeline.snapshot import (
     Start,
 )
 from troika_gateway.pipeline.store import Applied
-from troika_gateway.pipeline.stuck import PERIODS, limit_reached
+from troika_gateway.pipeline.stuck import limit_reached, limit_words
 from troika_gateway.scheduling.service import ScheduleSpec, create_scheduled_task, first_run
 from troika_gateway.scheduling.times import SystemClock
 from troika_gateway.storage import (
@@ -156,20 +156,17 @@ class Tasks(TaskQueries):
         return task
 
     async def _within_budget(self) -> None:
-        """Refuses a new task when the person's own daily or monthly money limit is used up.
+        """Refuses a new task when one of the person's own daily or monthly limits (money or
+        tokens) is used up.
 
         Raises:
-            BudgetUsedUp: It is (the message says which, and what was spent).
+            BudgetUsedUp: It is (the message says which, and what was used).
         """
         limits, spent = await person_budget(self.db, self.user_id, self.clock.now())
         if (reached := limit_reached(limits, spent)) is None:
             return
-        period, limit, used = reached
-        limit_word, spent_words = PERIODS[period]
-        raise BudgetUsedUp(
-            f"your {limit_word} budget of ${limit:.2f} is used up (${used:.2f} spent "
-            f"{spent_words}); raise it in your profile to start more tasks"
-        )
+        used_up = limit_words(*reached, when=True)
+        raise BudgetUsedUp(f"{used_up}; raise it in your profile to start more tasks")
 
     async def set_budget(self, task_id: str, budget: Budget) -> Task:
         """Sets the task's budget; a task its budget paused goes on when the new one allows.
