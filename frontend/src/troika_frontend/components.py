@@ -15,6 +15,7 @@ __all__ = [
     "nav_link",
     "panel",
     "public_frame",
+    "stat",
     "when",
 ]
 
@@ -112,6 +113,15 @@ def labelled(
         rx.hstack(control, *words, align="center", spacing=spacing),  # type: ignore[arg-type]
         as_="label",
         size=size,  # type: ignore[arg-type]
+    )
+
+
+def stat(name: str, value: rx.Var[str] | rx.Var[int], stat_id: str) -> rx.Component:
+    """A figure with its name above it (tokens, cost, what was spent today)."""
+    return rx.vstack(
+        rx.text(name, size="1", color_scheme="gray"),
+        rx.text(value, size="4", weight="bold", id=stat_id),
+        spacing="0",
     )
 
 

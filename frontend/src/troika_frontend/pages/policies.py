@@ -8,7 +8,7 @@ from typing import Any
 import reflex as rx
 
 from troika_client import ApiError
-from troika_frontend.components import badge, labelled, panel
+from troika_frontend.components import badge, labelled, panel, stat
 from troika_frontend.session import SessionState
 from troika_frontend.views import limits_body
 
@@ -187,28 +187,10 @@ def spending_panel() -> rx.Component:
     return panel(
         rx.heading("Spending", size="4"),
         rx.hstack(
-            rx.vstack(
-                rx.text("Today", size="1", color_scheme="gray"),
-                rx.text(PoliciesState.spent_today, size="4", weight="bold", id="spent-today"),
-                spacing="0",
-            ),
-            rx.vstack(
-                rx.text("This month", size="1", color_scheme="gray"),
-                rx.text(PoliciesState.spent_this_month, size="4", weight="bold", id="spent-month"),
-                spacing="0",
-            ),
-            rx.vstack(
-                rx.text("Tokens today", size="1", color_scheme="gray"),
-                rx.text(PoliciesState.tokens_today, size="4", weight="bold", id="tokens-today"),
-                spacing="0",
-            ),
-            rx.vstack(
-                rx.text("Tokens this month", size="1", color_scheme="gray"),
-                rx.text(
-                    PoliciesState.tokens_this_month, size="4", weight="bold", id="tokens-month"
-                ),
-                spacing="0",
-            ),
+            stat("Today", PoliciesState.spent_today, "spent-today"),
+            stat("This month", PoliciesState.spent_this_month, "spent-month"),
+            stat("Tokens today", PoliciesState.tokens_today, "tokens-today"),
+            stat("Tokens this month", PoliciesState.tokens_this_month, "tokens-month"),
             spacing="6",
             wrap="wrap",
         ),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import reflex as rx
 
@@ -14,6 +14,7 @@ from troika_frontend.components import (
     markdown,
     page_shot,
     panel,
+    stat,
     when,
 )
 from troika_frontend.pages.approvals import ApprovalsState, approvals_list
@@ -362,13 +363,6 @@ def _files() -> rx.Component:
 
 
 def _summary() -> rx.Component:
-    def stat(name: str, value: rx.Var[Any], stat_id: str) -> rx.Component:
-        return rx.vstack(
-            rx.text(name, size="1", color_scheme="gray"),
-            rx.text(value, size="4", weight="bold", id=stat_id),
-            spacing="0",
-        )
-
     return panel(
         rx.hstack(
             badge(TaskState.status_label, TaskState.color, size="3", id="task-status"),
