@@ -103,17 +103,17 @@ class Effects:
                 applied.events.append(append_event(db, task, kind_of(event), body(event)))
             case Send(message=message):
                 message = await self._offered(db, task.user_id, message)
-                enqueue(db, message)
+                enqueue(db, message, applied.trace)
                 applied.messages.append(message)
             case Execute():
                 message, waiting = await self._execute(db, state, effect)
-                enqueue(db, message)
+                enqueue(db, message, applied.trace)
                 applied.messages.append(message)
                 if waiting is not None:
                     applied.events.append(append_event(db, task, kind_of(waiting), body(waiting)))
             case Review(message=message, files=files):
                 message = await self._with_evidence(task.id, message, files)
-                enqueue(db, message)
+                enqueue(db, message, applied.trace)
                 applied.messages.append(message)
             case Ask():
                 db.add(

@@ -34,16 +34,17 @@ log = structlog.get_logger("troika.gateway.outbox")
 _BATCH = 200
 
 
-def enqueue(db: AsyncSession, message: Message) -> None:
+def enqueue(db: AsyncSession, message: Message, trace: Mapping[str, str] | None = None) -> None:
     """Adds a message to the outbox in the session's transaction, with the trace it is sent
-    in (the current span's)."""
+    in (``trace``, a change's; the current span's when not given)."""
+    context = carrier() if trace is None else dict(trace)
     db.add(
         Outbox(
             id=message.id,
             task_id=message.correlation_id or None,
             kind=message.type,
             payload=encode(message),
-            trace_context=carrier() or None,
+            trace_context=context or None,
         )
     )
 
