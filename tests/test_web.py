@@ -18,18 +18,20 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from openpyxl import Workbook
 from playwright.async_api import expect
 
 from troika_testkit import scaled, wait_for
 from troika_testkit.agents import llm_env, plan_answer
 from troika_testkit.browser import BROWSERS, VIEWPORT, new_context
-from troika_testkit.llm import ScriptedLLM
+from troika_testkit.llm import Later, ScriptedLLM
 from troika_testkit.mail import MailServer
 from troika_testkit.ports import free_port
 from troika_testkit.proxy import CuttableProxy
@@ -42,7 +44,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 PASSWORD = "correct horse battery staple"
 HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 CSV = "region,amount\nnorth,10\nsouth,5\nnorth,7\n"
+PNG = bytes.fromhex(  # one pixel
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
 BROWSER_ADDRESS = "127.0.0.77"  # where the web app sees the browsers come from
+MUDDLE = threading.Event()  # the "[pause]" task's second subtask answers once this is set
 
 
 def _objective(request: dict) -> str:
@@ -55,6 +62,8 @@ def plan_script(request: dict) -> dict:
     if "[triple]" in text:  # three subtasks side by side, which will ask for the same call
         hints = ["create_file"]
         return plan_answer(*((f"triple{n}", [], hints) for n in (1, 2, 3)), summary="triple")
+    if "[pause]" in text:  # one subtask asks, the other's answers cannot be used
+        return plan_answer(("ask", [], ["create_file"]), ("muddle", [], ["create_file"]))
     if "[coplan]" in text:  # a plan the person changes before it runs
         return plan_answer(("gather", [], []), ("write", ["gather"], []), summary="two steps")
     if "[browse]" in text:
@@ -120,6 +129,16 @@ def step_script(request: dict) -> dict:  # noqa: PLR0911 - one answer per test a
         return {
             "action": "stuck",
             "stuck_reason": "The workbook has two sheets and I cannot tell which one.",
+        }
+    if subtask == "muddle":  # once the test has seen the other's card: no arguments, twice
+        if not MUDDLE.is_set():
+            return Later(0.2, step_script)
+        return {"action": "use_tools", "tool_calls": [{"tool": "create_file"}]}
+    if subtask == "ask" and calls == 0:
+        arguments = {"path": "ask.md", "content": "# Asked\n"}
+        return {
+            "action": "use_tools",
+            "tool_calls": [{"tool": "create_file", "arguments": arguments}],
         }
     if subtask.startswith("triple") and calls == 0:
         same = {"path": "notes.md", "content": "# Notes\n"}
@@ -384,6 +403,15 @@ async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # n
         )
     ]
     assert sorted(shown) == [e["seq"] for e in log["events"]]
+    # Each subtask says how long it took; one agent's events can be read alone.
+    await expect(group.locator("summary")).to_have_text(
+        re.compile(r"Subtask report · \d+ events · \d+ (s|min)")
+    )
+    await page.click("#timeline-agent")
+    await page.get_by_role("option", name="reviewer").click()
+    await expect(page.locator(".event[data-kind='review.verdict']")).to_have_count(1)
+    whos = await page.locator(".event").evaluate_all("(nodes) => nodes.map((n) => n.dataset.who)")
+    assert set(whos) == {"reviewer"}
 
     # The result downloads with the bytes the agent wrote.
     row = page.locator(".file", has_text="summary.md")
@@ -443,7 +471,20 @@ async def test_every_page_fits_a_phone_and_the_menu_opens_from_a_button(
         await page.goto(f"{web}/signup")
         await page.wait_for_selector("#confirm")
         await _fits(page, "sign-up")
+        await page.click("#submit")  # sent empty: each field says what it needs, in words
+        await expect(page.locator(".field-error")).to_have_text(
+            ["Enter your e-mail address.", "Choose a username.", "Choose a password."]
+        )
         await page.fill("#email", "fay@example.com")
+        await page.fill("#username", "f")
+        await page.fill("#password", PASSWORD)
+        await page.fill("#confirm", PASSWORD)
+        await page.click("#submit")
+        await expect(page.locator(".field-error")).to_have_text(
+            ["Must be at least 3 characters long."]
+        )
+        await screenshots.shot(page, "phone-sign-up-refused")
+        await _fits(page, "sign-up with its errors")
         await page.fill("#username", "fay")
         await page.fill("#password", PASSWORD)
         await page.fill("#confirm", PASSWORD)
@@ -529,7 +570,9 @@ async def test_while_the_scripts_load_the_page_shows_its_shape_not_a_blank(
     await page.unroute_all()
 
 
-async def test_markup_slipped_into_a_page_does_not_run_and_no_site_can_frame_it(up, page) -> None:
+async def test_markup_slipped_into_a_page_does_not_run_and_no_site_can_frame_it(
+    up, page, screenshots
+) -> None:
     async with httpx.AsyncClient() as http:
         answer = await http.get(f"{up['web']}/signin/")
     policy = answer.headers["content-security-policy"]
@@ -544,6 +587,7 @@ async def test_markup_slipped_into_a_page_does_not_run_and_no_site_can_frame_it(
     await page.wait_for_selector("#login")
     await page.click("#how-it-works-link")  # open to everyone, before any account
     await expect(page.locator(".guide-step")).to_have_count(6)
+    await screenshots.shot(page, "how-it-works")
     await page.go_back()
     await page.wait_for_selector("#login")
     # As a flaw that let text through as markup would: a script and an event handler.
@@ -627,6 +671,55 @@ async def test_the_same_call_from_parallel_subtasks_is_no_stall_approve_all_and_
     await page.wait_for_selector("#signed-in-as")
     await expect(page.locator(".approval-card")).to_have_count(0)
     await expect(page.locator("#pending-badge")).to_have_count(0)
+    # History: the figures of both runs, and the first one first when asked for the oldest.
+    await page.goto(f"{web}/history")
+    for figure, count in (("total", 2), ("completed", 1), ("cancelled", 1), ("running", 0)):
+        await expect(page.locator(f"#stat-{figure}")).to_have_text(str(count))
+    await page.click("#sort")
+    await page.get_by_role("option", name="oldest first").click()
+    rows = page.locator(".history-row a.task-row")
+    await expect(rows.first).to_have_attribute("href", f"/tasks/{first}")
+    await expect(rows).to_have_count(2)
+
+
+async def test_a_pause_withdraws_the_tasks_questions_and_says_why_in_words(
+    up, page, screenshots
+) -> None:
+    web = up["web"]
+    await sign_up(page, web, "mia")
+    await page.locator("#objective").press_sequentially("Write the notes, muddled [pause]")
+    await page.click("#create-task")
+    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    await expect(page.locator(".approval-card")).to_have_count(1, timeout=scaled(60_000))
+    await page.wait_for_selector("#pending-badge:has-text('1')")
+    MUDDLE.set()  # now the other subtask's answers cannot be used, twice: the task pauses
+    await expect(page.locator("#task-status")).to_have_text(
+        "needs guidance", timeout=scaled(60_000)
+    )
+    await expect(page.locator("#stuck-reason")).to_have_text(
+        "the executor's answer could not be used 2 times in a row: it proposed a create_file "
+        "call without its path and content"
+    )
+    # Nothing runs while the task is paused, so nothing waits for an answer: no card, no badge,
+    # here or on the approvals page.
+    await expect(page.locator(".approval-card")).to_have_count(0)
+    await expect(page.locator("#pending-badge")).to_have_count(0)
+    assert "paused" in await page.locator(".step-status").all_inner_texts()
+    # The timeline says it plainly; the exact words are folded away for the curious.
+    unusable = page.locator(".event[data-kind='agent.unusable_answer']").first
+    await expect(unusable).to_contain_text(
+        "It proposed a create_file call without its path and content."
+    )
+    detail = unusable.locator(".event-detail")
+    await expect(detail.locator("pre, code").first).to_be_hidden()
+    await detail.locator("summary").click()
+    await expect(detail).to_contain_text("invalid arguments for create_file")
+    await detail.locator("summary").click()
+    await screenshots.shot(page, "paused")
+    await page.goto(f"{web}/approvals")
+    await page.wait_for_selector("#signed-in-as")
+    await expect(page.locator(".approval-card")).to_have_count(0)
+    MUDDLE.clear()
 
 
 async def test_the_plan_is_reviewed_changed_and_the_changes_reach_the_executor(  # noqa: PLR0915
@@ -741,12 +834,45 @@ async def test_a_task_paused_by_its_budget_goes_on_when_it_is_raised_and_limits_
     await screenshots.shot(page, "spending-limits")
 
 
+def _quarterly_files(folder) -> list[str]:
+    """A workbook of two sheets, a picture and a note, to attach to a task."""
+    book = Workbook()
+    book.active.title = "Q1"
+    book.active.append(["region", "amount"])
+    book.active.append(["north", 10])
+    book.create_sheet("Q2").append(["region", "amount"])
+    book["Q2"].append(["south", 12.5])
+    book.save(folder / "quarters.xlsx")
+    (folder / "chart.png").write_bytes(PNG)
+    (folder / "notes.txt").write_text("Numbers are in thousands.\n")
+    return [str(folder / name) for name in ("quarters.xlsx", "chart.png", "notes.txt")]
+
+
+async def _preview_the_quarterly_files(page, screenshots) -> None:
+    """The person's files, looked at in place: a workbook's sheets as tables, a picture, text."""
+    preview = page.locator("#preview")
+    await page.locator(".file", has_text="quarters.xlsx").locator(".preview").click()
+    await expect(preview.locator(".preview-table tbody tr td").first).to_have_text("north")
+    await page.click("#preview-sheet")
+    await page.get_by_role("option", name="Q2").click()
+    await expect(preview.locator(".preview-table tbody tr td")).to_have_text(["south", "12.5"])
+    await screenshots.shot(page, "workbook-preview")
+    await page.locator(".file", has_text="chart.png").locator(".preview").click()
+    image = preview.locator("img.preview-image")
+    await expect(image).to_be_visible()
+    assert await image.evaluate("(img) => img.complete && img.naturalWidth") == 1
+    await page.locator(".file", has_text="notes.txt").locator(".preview").click()
+    await expect(preview).to_contain_text("Numbers are in thousands.")
+
+
 async def test_a_stuck_task_is_answered_with_guidance_and_finishes(
-    up, llm, page, screenshots
+    up, llm, page, screenshots, tmp_path
 ) -> None:
     web = up["web"]
     await sign_up(page, web, "grace")
     await page.fill("#objective", "Find the quarterly numbers in the workbook [lookup]")
+    await page.set_input_files("#new-files input[type=file]", _quarterly_files(tmp_path))
+    await page.wait_for_selector(".staged-file:has-text('notes.txt')")
     await page.click("#create-task")
     await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
     await page.wait_for_selector("#guidance", timeout=scaled(60_000))
@@ -764,6 +890,8 @@ async def test_a_stuck_task_is_answered_with_guidance_and_finishes(
         if "[lookup]" in _objective(r) or "lookup" in r["messages"][1]["content"]
     ]
     assert any("use the second sheet" in r["messages"][1]["content"] for r in asked)
+
+    await _preview_the_quarterly_files(page, screenshots)
 
     # Times are shown as the person's own clock says them: here, signed in from India (+05:30).
     task_url = page.url
@@ -787,6 +915,35 @@ async def test_a_stuck_task_is_answered_with_guidance_and_finishes(
         await context.close()
 
 
+async def _a_repeating_schedule(page, web: str, screenshots) -> None:
+    """A repeating one, in plain words: paused, resumed, cancelled from the schedules page."""
+    await page.goto(f"{web}/")
+    await page.fill("#objective", "Water the plants [later]")
+    await page.get_by_role("radio", name="Repeat").click()
+    await page.fill("#repeat-words", "every weekday at 8am")
+    await page.wait_for_selector("#repeat-cron:has-text('0 8 * * 1-5')")
+    await page.click("#create-task")
+    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    await expect(page.locator("#schedule-rule")).to_contain_text("08:00")
+    await expect(page.locator("#starts-at")).to_contain_text("08:00:00")
+    await page.goto(f"{web}/")  # the dashboard says it repeats, not only when it starts
+    repeating = page.locator("#scheduled .task-row", has_text="Water the plants")
+    await expect(repeating.locator(".repeats")).to_contain_text("08:00")
+    await page.goto(f"{web}/schedules")
+    card = page.locator(".schedule", has_text="Water the plants")
+    await card.wait_for()
+    assert "08:00" in await card.inner_text()  # the gateway's description of the cron
+    await screenshots.shot(page, "schedules")
+    await card.locator(".pause").click()
+    await card.locator(".schedule-status:has-text('paused')").wait_for()
+    await card.locator(".resume").click()
+    await card.locator(".schedule-status:has-text('active')").wait_for()
+    await card.locator(".cancel-schedule").click()
+    await page.get_by_role("alertdialog").get_by_role("button", name="Cancel").click()
+    await card.locator(".schedule-status:has-text('cancelled')").wait_for()
+    await screenshots.shot(page, "cancelled")
+
+
 async def test_a_scheduled_task_counts_down_and_starts(up, chromium, screenshots) -> None:
     context = await new_context(chromium, viewport=VIEWPORT, timezone_id="UTC")
     page = await context.new_page()
@@ -801,6 +958,11 @@ async def test_a_scheduled_task_counts_down_and_starts(up, chromium, screenshots
         await page.click("#create-task")
         await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
         await page.wait_for_selector("#task-status:has-text('scheduled')")
+        # The task's own page says when it starts, on the person's clock, and how often.
+        await expect(page.locator("#starts-at")).to_have_text(when.strftime("%Y-%m-%d %H:%M:%S"))
+        await expect(page.locator("#schedule-rule")).to_have_text("Runs once")
+        await screenshots.shot(page, "scheduled-task")
+        first = task_id_of(page)
         await page.goto(f"{web}/")
         row = page.locator("#scheduled .task-row", has_text="Write the morning note")
         await row.wait_for()
@@ -817,28 +979,17 @@ async def test_a_scheduled_task_counts_down_and_starts(up, chromium, screenshots
         await page.wait_for_selector(
             ".schedule-status:has-text('finished')", timeout=scaled(30_000)
         )
+        # A finished schedule links to its run, and to the list of all its runs.
+        assert await page.locator(".last-run").get_attribute("href") == f"/tasks/{first}"
+        await page.click(".schedule-runs:has-text('1 run so far')")
+        await page.wait_for_url(re.compile(r".*/history/?\?schedule=\w+$"))
+        await expect(page.locator("#schedule-runs-of")).to_have_text(
+            "Runs of “Write the morning note [later]” (once, UTC)"
+        )
+        await expect(page.locator("#total")).to_have_text("1 task")
+        await expect(page.locator(".history-row a")).to_have_attribute("href", f"/tasks/{first}")
 
-        # A repeating one, in plain words: paused, resumed, cancelled from the schedules page.
-        await page.goto(f"{web}/")
-        await page.fill("#objective", "Water the plants [later]")
-        await page.get_by_role("radio", name="Repeat").click()
-        await page.fill("#repeat-words", "every weekday at 8am")
-        await page.wait_for_selector("#repeat-cron:has-text('0 8 * * 1-5')")
-        await page.click("#create-task")
-        await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
-        await page.goto(f"{web}/schedules")
-        card = page.locator(".schedule", has_text="Water the plants")
-        await card.wait_for()
-        assert "08:00" in await card.inner_text()  # the gateway's description of the cron
-        await screenshots.shot(page, "schedules")
-        await card.locator(".pause").click()
-        await card.locator(".schedule-status:has-text('paused')").wait_for()
-        await card.locator(".resume").click()
-        await card.locator(".schedule-status:has-text('active')").wait_for()
-        await card.locator(".cancel-schedule").click()
-        await page.get_by_role("alertdialog").get_by_role("button", name="Cancel").click()
-        await card.locator(".schedule-status:has-text('cancelled')").wait_for()
-        await screenshots.shot(page, "cancelled")
+        await _a_repeating_schedule(page, web, screenshots)
     finally:
         await context.close()
 

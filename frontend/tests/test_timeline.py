@@ -41,6 +41,9 @@ def test_each_subtasks_events_are_together_where_it_began_and_routine_ones_folde
     gather = groups[2]
     assert gather.events[0].times == 2, "the same event twice in a row is one, counted"
     assert (gather.took, groups[3].took) == ("1 min 10 s", "3 min 14 s")
+    assert (gather.size, groups[3].size) == ("3 events", "2 events")
+    [alone] = group_timeline(_items()[-3:-2])
+    assert alone.size == "1 event"
 
 
 def test_every_event_and_one_agent_at_a_time() -> None:
@@ -63,3 +66,20 @@ def test_durations_in_words() -> None:
     assert took(start, "2026-12-06T10:03:00+00:00") == "3 min"
     assert took(start, "2026-12-06T12:05:00+00:00") == "2 h 5 min"
     assert took(start, "") == ""
+
+
+def test_an_unusable_answer_reads_as_a_sentence_with_the_exact_words_folded() -> None:
+    raw = (
+        "the model's answer was not usable: invalid arguments for create_file: path: Field required"
+    )
+    for data in (
+        {"agent": "executor", "reason": raw, "said": "it proposed a create_file call without "
+         "its path", "subtask": "write"},
+        {"agent": "executor", "reason": raw},  # recorded before events said it plainly
+    ):  # fmt: skip
+        item = timeline_item({"seq": 1, "kind": "agent.unusable_answer", "data": data})
+        assert item is not None
+        assert item.body == "It proposed a create_file call without its path."
+        assert item.detail == raw
+        assert "Field required" not in item.title + item.body
+    assert item.who == "executor"

@@ -12,6 +12,8 @@ from troika_frontend.views import (
     form_values,
     group_approvals,
     limits_body,
+    repeats_of,
+    schedule_of,
     step_of,
     task_item_of,
 )
@@ -152,6 +154,22 @@ def test_a_scheduled_task_row_counts_down_to_the_second_only_within_a_day() -> N
         "scheduled",
         "blue",
     )
+
+
+def test_a_schedule_says_how_it_repeats_and_links_to_its_runs() -> None:
+    daily = {"id": "s1", "kind": "repeating", "description": "At 08:00", "timezone": "Asia/Kolkata",
+             "status": "active", "runs": 1, "title": "Water the plants",
+             "last_run": {"fired_at": "2026-12-06T02:30:00+00:00", "task_id": "t7"}}  # fmt: skip
+    once = {"id": "s2", "kind": "once", "description": "once", "timezone": "UTC", "runs": 0}
+    assert repeats_of(daily) == "At 08:00, Asia/Kolkata"
+    assert repeats_of(once) == ""  # its start time says it all
+    row = schedule_of(daily)
+    assert (row.runs_words, row.last_task_id) == ("1 run", "t7")
+    assert (schedule_of(once).runs_words, schedule_of(once).last_task_id) == ("0 runs", "")
+    task = {"id": "t8", "objective": "Water", "status": "scheduled", "schedule_id": "s1",
+            "status_reason": "runs at 2999-01-01T02:30:00+00:00"}  # fmt: skip
+    row = task_item_of(task, "2999-01-01T02:30:00+00:00", repeats_of(daily))
+    assert (row.repeats, row.reason) == ("At 08:00, Asia/Kolkata", "")  # no ISO time shown
 
 
 def test_times_travel_as_iso_with_their_offset_for_the_browser_to_show_in_its_zone() -> None:

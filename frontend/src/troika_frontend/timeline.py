@@ -8,7 +8,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from troika_frontend.views import json_text, label, status_color, when
+from troika_frontend.views import json_text, label, sentence, status_color, when
+from troika_shared.unusable import in_words
 
 __all__ = [
     "AGENTS",
@@ -31,7 +32,8 @@ _NEWS = frozenset({"failed", "awaiting_plan_review"})
 @dataclass
 class TimelineItem:
     """One event of the live timeline; ``subtask`` names the subtask it belongs to ("" for the
-    task as a whole), ``times`` how many like it in a row it stands for."""
+    task as a whole), ``times`` how many like it in a row it stands for, ``detail`` the exact
+    words behind a plain ``body``, folded away for the curious."""
 
     seq: int
     kind: str
@@ -43,12 +45,14 @@ class TimelineItem:
     subtask: str = ""
     routine: bool = False
     times: int = 1
+    detail: str = ""
 
 
 @dataclass
 class TimelineGroup:
     """A subtask's events together (or one event of the task as a whole), in the order the
-    subtask began; ``took`` is how long from its first event to its last."""
+    subtask began; ``took`` is how long from its first event to its last, ``size`` how many
+    events it shows, in words."""
 
     key: str
     subtask: str
@@ -56,6 +60,7 @@ class TimelineGroup:
     took: str
     events: list[TimelineItem]
     color: str = "gray"
+    size: str = ""
 
 
 def took(first: str, last: str) -> str:
@@ -124,6 +129,8 @@ def group_timeline(
         group.took = took(*spans[group.subtask])
         group.color = group.events[-1].color
         group.events = _merged(group.events)
+        count = sum(item.times for item in group.events)
+        group.size = f"{count} event" if count == 1 else f"{count} events"
     return groups
 
 
@@ -174,9 +181,12 @@ def timeline_item(event: dict[str, Any]) -> TimelineItem | None:  # noqa: PLR091
     subtask = str(data.get("subtask") or "")
     routine = kind in _ROUTINE and str(data.get("status", "")) not in _NEWS
 
-    def item(who: str, title: str, body: str = "", color: str = "gray") -> TimelineItem:
+    def item(
+        who: str, title: str, body: str = "", color: str = "gray", detail: str = ""
+    ) -> TimelineItem:
         return TimelineItem(seq=seq, kind=kind, who=who, title=title, body=body, at=at,
-                            color=color, subtask=subtask, routine=routine)  # fmt: skip
+                            color=color, subtask=subtask, routine=routine,
+                            detail=detail)  # fmt: skip
 
     match kind:
         case "task.created":
@@ -243,12 +253,17 @@ def timeline_item(event: dict[str, Any]) -> TimelineItem | None:  # noqa: PLR091
         case "approval.expired":
             return item("system", f"The approval for {data.get('tool')} expired", color="red")
         case "agent.unusable_answer":
+            reason = str(data.get("reason", ""))
+            said = str(data.get("said") or in_words(reason))
             return item(
                 str(data.get("agent", "agent")),
-                "Unusable answer",
-                str(data.get("reason", "")),
+                "An answer that could not be used: asked again",
+                sentence(said),
                 "red",
+                detail=reason,
             )
+        case "task.scheduled":
+            return item("system", "Waits for its schedule", color="blue")
         case "files.uploaded":
             names = ", ".join(str(n) for n in data.get("names") or data.get("files") or [])
             return item("you", "Files attached", names)

@@ -28,10 +28,14 @@ __all__ = [
     "group_approvals",
     "json_text",
     "label",
+    "reason_of",
+    "repeats_of",
     "schedule_of",
+    "sentence",
     "status_color",
     "task_item_of",
     "when",
+    "within_a_day",
 ]
 
 FINAL = frozenset({"completed", "failed", "cancelled"})
@@ -74,6 +78,15 @@ def label(status: str) -> str:
     return status.replace("_", " ")
 
 
+def sentence(text: str) -> str:
+    """Words as a sentence of their own: "is required" → "Is required." (shown under a field)."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else f"{text}."
+
+
 def json_text(value: object) -> str:
     """A value as indented JSON, for people."""
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
@@ -111,9 +124,11 @@ class TaskItem:
     soon: bool = False
     final: bool = False
     waiting: bool = False
+    repeats: str = ""
 
 
-def _within_a_day(moment: str) -> bool:
+def within_a_day(moment: str) -> bool:
+    """Whether an ISO time is less than a day away (or past)."""
     try:
         due = datetime.fromisoformat(moment)
     except ValueError:
@@ -121,8 +136,15 @@ def _within_a_day(moment: str) -> bool:
     return (due - datetime.now(UTC)).total_seconds() < 86_400
 
 
-def task_item_of(task: dict[str, Any], next_run_at: str = "") -> TaskItem:
-    """A task summary as a list row (``next_run_at``: when a scheduled one starts)."""
+def reason_of(task: dict[str, Any]) -> str:
+    """Why the task is where it is, for people: a scheduled task's reason is the start time
+    as the API gives it (ISO), which the pages show on the person's own clock instead."""
+    return "" if task.get("status") == "scheduled" else str(task.get("status_reason") or "")
+
+
+def task_item_of(task: dict[str, Any], next_run_at: str = "", repeats: str = "") -> TaskItem:
+    """A task summary as a list row (``next_run_at``: when a scheduled one starts; ``repeats``:
+    its schedule's rule in words, when it repeats)."""
     status = str(task["status"])
     return TaskItem(
         id=str(task["id"]),
@@ -131,14 +153,15 @@ def task_item_of(task: dict[str, Any], next_run_at: str = "") -> TaskItem:
         status=status,
         status_label=label(status),
         color=status_color(status),
-        reason=str(task.get("status_reason") or ""),
+        reason=reason_of(task),
         created=when(task.get("created_at")),
         updated=when(task.get("updated_at")),
         schedule_id=str(task.get("schedule_id") or ""),
         next_run_at=next_run_at,
-        soon=bool(next_run_at) and _within_a_day(next_run_at),
+        soon=bool(next_run_at) and within_a_day(next_run_at),
         final=status in FINAL,
         waiting=status in WAITING,
+        repeats=repeats,
     )
 
 
@@ -414,6 +437,16 @@ class ScheduleItem:
     last_run: str
     task_id: str
     repeating: bool
+    last_task_id: str = ""
+    runs_words: str = ""
+
+
+def repeats_of(schedule: dict[str, Any]) -> str:
+    """A repeating schedule's rule in words with its zone ("Every day at 08:00, Europe/Paris");
+    "" for a schedule that runs once."""
+    if schedule.get("kind") != "repeating":
+        return ""
+    return f"{schedule.get('description', '')}, {schedule.get('timezone', 'UTC')}"
 
 
 def schedule_of(schedule: dict[str, Any]) -> ScheduleItem:
@@ -431,12 +464,18 @@ def schedule_of(schedule: dict[str, Any]) -> ScheduleItem:
         timezone=str(schedule.get("timezone") or ""),
         next_run_at=str(schedule.get("next_run_at") or ""),
         next_run=when(schedule.get("next_run_at")),
-        soon=bool(schedule.get("next_run_at")) and _within_a_day(str(schedule["next_run_at"])),
+        soon=bool(schedule.get("next_run_at")) and within_a_day(str(schedule["next_run_at"])),
         runs=int(schedule.get("runs") or 0),
         last_run=when(last.get("fired_at") if isinstance(last, dict) else None),
         task_id=str(schedule.get("next_task_id") or ""),
         repeating=str(schedule.get("kind", "")) == "repeating",
+        last_task_id=str(last.get("task_id") or "") if isinstance(last, dict) else "",
+        runs_words=_runs(int(schedule.get("runs") or 0)),
     )
+
+
+def _runs(count: int) -> str:
+    return "1 run" if count == 1 else f"{count} runs"
 
 
 _SCALE = {"": 1, "k": 1_000, "m": 1_000_000}

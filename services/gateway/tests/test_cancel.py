@@ -76,7 +76,9 @@ async def test_cancelling_in_a_guidance_answer_stops_closes_and_announces(waitin
     step = next(s for s in await d.commands(StepRequested) if s.subtask_id == "b")
     await d.answer(step, StepProposed, subtask_id="b", stuck_reason="the site needs a login")
     assert (await d.task())["status"] == "needs_guidance"
-    assert await interactions(d) == ["pending"]  # paused with an approval still open
+    assert await interactions(d) == ["cancelled"]  # the pause closed the open approval at once
+    pending = await d.client.get("/interactions/pending", headers=d.account.headers)
+    assert pending.json() == []
     socket = await open_live(gateway, d.account)
     try:
         response = await d.client.post(

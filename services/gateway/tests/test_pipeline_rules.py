@@ -208,15 +208,27 @@ async def test_a_planner_that_cannot_proceed_pauses_and_guidance_replans(
     assert latest.guidance == ("The company",)  # the person's words reach the planner
 
 
+NO_TITLE = "the model's answer was not usable: subtasks.0.title: Field required"
+
+
 async def test_two_unusable_answers_in_a_row_pause(driver) -> None:
     d = await driver()
-    await d.plan(plan=None, stuck_reason="not usable: bad json", unusable=True)
+    await d.plan(plan=None, stuck_reason=NO_TITLE, unusable=True)
     assert (await d.task())["status"] != "needs_guidance"
     assert len(await d.commands(PlanRequested)) == 2  # asked again
-    await d.plan(plan=None, stuck_reason="not usable: bad json", unusable=True)
+    await d.plan(plan=None, stuck_reason=NO_TITLE, unusable=True)
     task = await d.task()
     assert task["status"] == "needs_guidance"
-    assert task["status_reason"] == "the planner gave 2 unusable answers in a row"
+    assert task["status_reason"] == (
+        "the planner's answer could not be used 2 times in a row: its answer left out the title"
+    )
+    events = (await d.client.get(f"/tasks/{d.task_id}/events", headers=d.account.headers)).json()[
+        "events"
+    ]
+    [unusable, _] = [e["data"] for e in events if e["kind"] == "agent.unusable_answer"]
+    assert (unusable["said"], unusable["reason"]) == ("its answer left out the title", NO_TITLE)
+    [paused] = [e["data"] for e in events if e["kind"] == "task.needs_guidance"]
+    assert paused["evidence"]["last_error"] == NO_TITLE  # the exact words, for the curious
 
 
 async def test_three_failed_tool_calls_in_a_row_pause(driver) -> None:

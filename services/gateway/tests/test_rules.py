@@ -325,7 +325,7 @@ def _act(flow: Flow, action: Any) -> None:  # noqa: PLR0912 - one arm per action
         case "step-stuck":
             flow.propose("a", stuck_reason="cannot reach the site")
         case "step-unusable":
-            flow.propose("a", stuck_reason="not JSON", unusable=True)
+            flow.propose("a", stuck_reason=UNUSABLE, unusable=True)
         case "approve":
             flow.respond()
         case "deny":
@@ -715,9 +715,14 @@ def _rounds(flow: Flow) -> None:
         flow.verdict(approved=False, revisions=(Revision(subtask_id="a", problem="again"),))
 
 
+UNUSABLE = (
+    "the model's answer was not usable: invalid arguments for create_file: path: Field required"
+)
+
+
 def _unusable(flow: Flow) -> None:
     for _ in range(2):
-        flow.propose("a", stuck_reason="not JSON", unusable=True)
+        flow.propose("a", stuck_reason=UNUSABLE, unusable=True)
 
 
 def _same_call(flow: Flow) -> None:
@@ -769,7 +774,8 @@ STUCK_CASES = [
     (Stuck.DENIALS, None, _denials, "3 tool calls were denied in this task"),
     (Stuck.TOOL_FAILURES, None, _failures, "3 tool calls failed in a row"),
     (Stuck.REVISION_ROUNDS, None, _rounds, "the reviewer sent work back 3 times"),
-    (Stuck.UNUSABLE_ANSWERS, None, _unusable, "the executor gave 2 unusable answers in a row"),
+    (Stuck.UNUSABLE_ANSWERS, None, _unusable, ("the executor's answer could not be used 2 times "
+     "in a row: it proposed a create_file call without its path")),
     (Stuck.SAME_CALL, None, _same_call, "the executor proposed the same read_file call 3 times"),
     (Stuck.STEP_BUDGET, {"max_steps": 2}, _steps, "the step budget of 2 steps is used up"),
     (Stuck.TOKEN_BUDGET, {"max_tokens": 1000}, _tokens,
@@ -833,6 +839,24 @@ def test_guidance_reaches_the_agents_and_resets_the_counts() -> None:
     [step] = flow.sent(StepRequested)
     assert step.guidance == ("use the local copy",)
     assert (flow.state.failure_streak, flow.state.status) == (0, TaskStatus.EXECUTING)
+
+
+def test_a_pause_closes_the_questions_and_going_on_asks_the_executor_again() -> None:
+    flow = executing(TWO)
+    flow.propose("a", call(1))
+    assert [a.status for a in flow.state.asks] == [AskStatus.PENDING]
+    for _ in range(2):
+        flow.propose("b", stuck_reason="not JSON", unusable=True)
+    assert flow.state.status == TaskStatus.NEEDS_GUIDANCE
+    assert [a.status for a in flow.state.asks] == [AskStatus.CANCELLED]
+    [ask] = flow.state.asks
+    arguments = flow.state.calls[0].arguments
+    refused = flow.do(Respond(ask_id=ask.id, approve=True, arguments=arguments, actor="user: u1"))
+    assert refused.refused == "this was withdrawn when the task stopped (needs_guidance)"
+    assert flow.state.calls[0].status == CallStatus.PROPOSED  # nothing runs while paused
+    flow.do(Guide(action="continue", text="go on"))
+    assert (flow.state.calls, flow.state.asks) == ([], [])
+    assert sorted(s.subtask_id for s in flow.sent(StepRequested)) == ["a", "b"]
 
 
 def test_replanning_withdraws_calls_still_waiting_and_sends_the_previous_plan() -> None:

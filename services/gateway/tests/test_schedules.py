@@ -231,6 +231,12 @@ async def test_a_cron_schedule_fires_on_consecutive_minutes_each_a_new_task(
     assert linked == 3  # and none waits: the run count is reached
     [done] = await schedules(client, alice)
     assert (done["status"], done["runs"], done["next_task_id"]) == ("finished", 3, None)
+    assert done["last_run"]["task_id"] == fired[-1].task_id
+    # the schedule's runs, and only them, as a list of tasks
+    await create(client, alice, "Something else")
+    listed = await client.get("/tasks", headers=alice.headers, params={"schedule": schedule["id"]})
+    assert {t["id"] for t in listed.json()["items"]} == {r.task_id for r in fired}
+    assert listed.json()["total"] == 3
 
 
 async def test_a_cancelled_schedule_never_fires_and_its_task_shows_cancelled(

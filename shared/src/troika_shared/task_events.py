@@ -181,11 +181,14 @@ class PlanAccepted(TaskEventBody, frozen=True, kw_only=True, tag="plan.accepted"
 
 
 class AgentUnusableAnswer(TaskEventBody, frozen=True, kw_only=True, tag="agent.unusable_answer"):
-    """An agent's answer could not be used; it is asked again."""
+    """An agent's answer could not be used; it is asked again. ``said`` is why, in plain words;
+    ``reason`` the exact words the agent was told."""
 
     agent: str = ""
     reason: str = ""
     streak: int = 0
+    said: str = ""
+    subtask: str = ""
 
 
 class StepRequested(TaskEventBody, frozen=True, kw_only=True, tag="step.requested"):

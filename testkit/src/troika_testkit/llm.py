@@ -36,7 +36,7 @@ import uvicorn
 from troika_testkit.pace import scaled
 from troika_testkit.ports import free_port
 
-__all__ = ["STEP", "Dialect", "Fault", "Reply", "ScriptedLLM", "Served", "step_calls"]
+__all__ = ["STEP", "Dialect", "Fault", "Later", "Reply", "ScriptedLLM", "Served", "step_calls"]
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,21 @@ class Fault:
     delay_s: float = 0.0
 
 
-Reply = dict[str, Any] | Fault | Callable[[dict[str, Any]], "dict[str, Any] | Fault"]
-"""A tool call's arguments (or a whole answer, with ``choices``), a :class:`Fault`, or a
-function from the request to one of those."""
+@dataclass(frozen=True)
+class Later:
+    """An answer worked out after a wait: ``reply`` (a :data:`Reply`, or a function of the
+    request that may say ``Later`` again) once ``delay_s`` has passed. A script that waits for
+    something the test does (a card seen on a page) answers with it; other requests go on."""
+
+    delay_s: float
+    reply: Reply
+
+
+Reply = (
+    dict[str, Any] | Fault | Later | Callable[[dict[str, Any]], "dict[str, Any] | Fault | Later"]
+)
+"""A tool call's arguments (or a whole answer, with ``choices``), a :class:`Fault`, an answer
+given :class:`Later`, or a function from the request to one of those."""
 
 Dialect = Literal["openai", "object_arguments", "hermes", "mistral", "content_json"]
 """How a step's tool calls come back: ``openai`` (``tool_calls``, arguments as a JSON string:
@@ -237,6 +249,10 @@ class ScriptedLLM:
             await _respond(send, 400, {"error": {"message": message, "type": "unscripted"}})
             return
         arguments = answer(request) if callable(answer) else answer
+        while isinstance(arguments, Later):
+            await asyncio.sleep(arguments.delay_s)
+            later = arguments.reply
+            arguments = later(request) if callable(later) else later
         if isinstance(arguments, Fault):
             await asyncio.sleep(arguments.delay_s)
             headers = (

@@ -9,6 +9,7 @@ import reflex as rx
 from troika_client import ApiError, field_errors
 from troika_frontend.components import panel, public_frame
 from troika_frontend.session import SessionState, gateway_call, local_path
+from troika_frontend.views import sentence
 
 __all__ = ["AuthState", "sign_in_page", "sign_up_page"]
 
@@ -66,8 +67,10 @@ class AuthState(SessionState):
             "username": str(form.get("username", "")).strip(),
             "password": str(form.get("password", "")),
         }
+        self.errors = {name: _EMPTY[name] for name, value in body.items() if not value}
         if body["password"] != str(form.get("confirm", "")):
-            self.errors = {"confirm": "The two passwords differ."}
+            self.errors["confirm"] = "The two passwords differ."
+        if self.errors:
             return
         self.busy = True
         yield
@@ -81,12 +84,28 @@ class AuthState(SessionState):
             )
         except ApiError as exc:
             self.busy = False
-            self.errors = field_errors(exc.errors)
+            self.errors = {
+                name: _HINTS.get((name, said), sentence(said))
+                for name, said in field_errors(exc.errors).items()
+            }
             self.error = exc.detail if not self.errors else "Please correct the marked fields."
             return
         self.busy = False
         self._use_tokens(tokens)
         yield rx.redirect("/")
+
+
+_EMPTY = {
+    "email": "Enter your e-mail address.",
+    "username": "Choose a username.",
+    "password": "Choose a password.",
+}
+_HINTS = {
+    ("email", "is not in the expected form"): "Enter an e-mail address like ada@example.com.",
+    ("username", "is not in the expected form"): (
+        "Use letters, digits, '_', '.' or '-', starting with a letter or digit."
+    ),
+}
 
 
 def _field(label: str, name: str, kind: str = "text", placeholder: str = "") -> rx.Component:

@@ -49,6 +49,16 @@ def task_row(item: TaskItem) -> rx.Component:
             rx.vstack(
                 rx.text(item.title, weight="medium", size="3", class_name="title"),
                 rx.cond(item.reason != "", rx.text(item.reason, size="1", color_scheme="gray")),
+                rx.cond(
+                    item.repeats != "",
+                    rx.hstack(
+                        rx.icon("repeat", size=12),
+                        rx.text(item.repeats, size="1", class_name="repeats"),
+                        align="center",
+                        spacing="1",
+                        color=rx.color("gray", 11),
+                    ),
+                ),
                 spacing="0",
                 align="start",
             ),

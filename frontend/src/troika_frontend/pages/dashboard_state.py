@@ -13,7 +13,7 @@ import reflex as rx
 from troika_client import ApiError, field_errors
 from troika_frontend.repeat import RepeatError, to_cron
 from troika_frontend.session import SessionState, listen
-from troika_frontend.views import ACTIVE, FINAL, WAITING, TaskItem, task_item_of
+from troika_frontend.views import ACTIVE, FINAL, WAITING, TaskItem, repeats_of, task_item_of
 
 __all__ = ["MAX_STAGED_BYTES", "ZONES", "DashboardState"]
 
@@ -166,15 +166,15 @@ class DashboardState(SessionState):
             self._list(frozenset({"scheduled"})),
             self._list(FINAL, limit=8),
         )
-        next_runs = {
-            s["next_task_id"]: s.get("next_run_at") or ""
+        upcoming = {
+            s["next_task_id"]: (s.get("next_run_at") or "", repeats_of(s))
             for s in schedules
             if s.get("next_task_id")
         }
         self.working = [task_item_of(t) for t in working]
         self.waiting = [task_item_of(t) for t in waiting]
         self.scheduled = sorted(
-            (task_item_of(t, next_runs.get(t["id"], "")) for t in scheduled),
+            (task_item_of(t, *upcoming.get(t["id"], ("", ""))) for t in scheduled),
             key=lambda t: t.next_run_at or "~",
         )
         self.recent = [task_item_of(t) for t in recent]

@@ -47,6 +47,8 @@ class HistoryState(SessionState):
     items: list[TaskItem] = []  # noqa: RUF012 - Reflex state vars are declared on the class
     total: int = 0
     offset: int = 0
+    schedule: str = ""  # only the runs of this schedule (``/history?schedule=<id>``)
+    schedule_words: str = ""
 
     @rx.var
     def has_more(self) -> bool:
@@ -63,10 +65,15 @@ class HistoryState(SessionState):
             params.append(("q", self.query.strip()))
         params += [("status", status) for status in FILTERS.get(self.show, [])]
         params.append(("sort", self.sort))
+        self.schedule = str(self.router.url.query_parameters.get("schedule", ""))[:64]
+        if self.schedule:
+            params.append(("schedule", self.schedule))
         try:
             page, stats = await asyncio.gather(
                 self._api("GET", "/tasks", params=params), self._api("GET", "/tasks/stats")
             )
+            if self.schedule:
+                self.schedule_words = await self._runs_of(self.schedule)
         except ApiError as exc:
             return rx.toast.error(exc.message)
         self.items = [task_item_of(t) for t in page["items"]]
@@ -74,6 +81,23 @@ class HistoryState(SessionState):
         self.stats = {name: int(stats.get(name, 0)) for name in _STATS}
         self.spent = f"${float(stats.get('cost_usd', 0.0)):.2f}"
         return None
+
+    async def _runs_of(self, schedule_id: str) -> str:
+        """What the list shows when it shows one schedule's runs."""
+        try:
+            schedule = await self._api("GET", f"/schedules/{schedule_id}")
+        except ApiError as exc:
+            if exc.status == 404:
+                return "Runs of a schedule that no longer exists"
+            raise
+        title = schedule.get("title") or schedule.get("objective", "")
+        rule = str(schedule.get("description", "")).lower()
+        return f"Runs of “{title}” ({rule}, {schedule.get('timezone', '')})"
+
+    @rx.var
+    def total_words(self) -> str:
+        """How many tasks match, in words."""
+        return "1 task" if self.total == 1 else f"{self.total} tasks"
 
     @rx.var
     def sort_words(self) -> str:
@@ -202,8 +226,18 @@ def history_page() -> rx.Component:
         ),
         panel(
             rx.hstack(
-                rx.text(HistoryState.total, " tasks", size="2", color_scheme="gray"),
+                rx.text(HistoryState.total_words, size="2", color_scheme="gray", id="total"),
                 badge(HistoryState.show, "indigo"),
+            ),
+            rx.cond(
+                HistoryState.schedule != "",
+                rx.hstack(
+                    rx.icon("calendar-clock", size=16),
+                    rx.text(HistoryState.schedule_words, size="2", id="schedule-runs-of"),
+                    rx.link("Show every task", href="/history", size="2", id="every-task"),
+                    align="center",
+                    wrap="wrap",
+                ),
             ),
             rx.cond(
                 HistoryState.items.length() > 0,

@@ -80,14 +80,34 @@ def _row(item: ScheduleItem) -> rx.Component:
                     countdown(item.next_run_at, item.soon),
                     align="center",
                 ),
-                rx.text(
-                    "Runs so far: ",
-                    item.runs,
-                    rx.cond(
-                        item.last_run != "", rx.text(" · last ", when(item.last_run), as_="span")
+                rx.cond(
+                    item.runs > 0,
+                    rx.text(
+                        rx.link(
+                            item.runs_words + " so far",
+                            href="/history?schedule=" + item.id,
+                            class_name="schedule-runs",
+                        ),
+                        rx.cond(
+                            item.last_task_id != "",
+                            rx.text(
+                                " · ",
+                                rx.link(
+                                    "the last one",
+                                    href="/tasks/" + item.last_task_id,
+                                    class_name="last-run",
+                                ),
+                                rx.cond(
+                                    item.last_run != "",
+                                    rx.text(" started ", when(item.last_run), as_="span"),
+                                ),
+                                as_="span",
+                            ),
+                        ),
+                        size="1",
+                        color_scheme="gray",
                     ),
-                    size="1",
-                    color_scheme="gray",
+                    rx.text("No run yet", size="1", color_scheme="gray"),
                 ),
                 spacing="1",
                 align="start",

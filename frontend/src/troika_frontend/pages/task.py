@@ -20,6 +20,7 @@ from troika_frontend.components import (
 from troika_frontend.pages.approvals import ApprovalsState, approvals_list
 from troika_frontend.pages.file_preview import FilePreviewState, file_preview
 from troika_frontend.pages.plan_review import plan_review_panel
+from troika_frontend.pages.task_schedule import schedule_line
 from troika_frontend.pages.task_state import TaskState
 from troika_frontend.timeline import AGENTS
 
@@ -87,6 +88,14 @@ def _event(item: TimelineItem) -> rx.Component:
                 width="100%",
             ),
             rx.cond(item.body != "", rx.box(markdown(item.body), width="100%", size="2")),
+            rx.cond(
+                item.detail != "",
+                rx.el.details(
+                    rx.el.summary("Details", cursor="pointer"),
+                    rx.code_block(item.detail, language="log", wrap_long_lines=True),
+                    class_name="event-detail",
+                ),
+            ),
             spacing="1",
             width="100%",
         ),
@@ -94,6 +103,7 @@ def _event(item: TimelineItem) -> rx.Component:
         class_name="event",
         data_seq=item.seq,
         data_kind=item.kind,
+        data_who=item.who,
     )
 
 
@@ -109,8 +119,8 @@ def _group(group: TimelineGroup) -> rx.Component:
                     rx.code(group.subtask),
                     rx.text(
                         " · ",
-                        group.events.length(),
-                        " events · ",
+                        group.size,
+                        " · ",
                         group.took,
                         as_="span",
                         color_scheme="gray",
@@ -408,6 +418,7 @@ def task_page() -> rx.Component:
     """``/tasks/[task_id]``."""
     body = rx.vstack(
         _summary(),
+        schedule_line(),
         _guidance(),
         plan_review_panel(),
         rx.cond(

@@ -28,8 +28,11 @@ from troika_frontend.views import (
     file_of,
     json_text,
     label,
+    reason_of,
+    repeats_of,
     status_color,
     step_of,
+    within_a_day,
 )
 
 __all__ = ["TaskState"]
@@ -105,6 +108,9 @@ class TaskState(SessionState):
     new_title: str = ""
     follow_up: str = ""
     schedule_id: str = ""
+    schedule_next: str = ""  # when the schedule's waiting run starts (ISO), for a scheduled task
+    schedule_soon: bool = False
+    schedule_rule: str = ""  # its rule in words with its zone; "Runs once" for a one-off
     final: bool = False
     page_shot: str = ""  # the task's browser page (a data: URL), when it has one
 
@@ -200,7 +206,7 @@ class TaskState(SessionState):
         self.title = str(task.get("title") or task.get("objective", ""))
         self.objective = str(task.get("objective", ""))
         self.status, self.status_label, self.color = status, label(status), status_color(status)
-        self.reason = str(task.get("status_reason") or "")
+        self.reason = reason_of(task)
         self.result = str(task.get("result") or "")
         self.plan_summary = str((task.get("plan") or {}).get("summary", ""))
         self.plan_subtasks = list(task.get("subtasks") or [])
@@ -225,11 +231,25 @@ class TaskState(SessionState):
             str(k): v for k, v in (task.get("budget") or {}).items() if isinstance(v, (int, float))
         }
         self.calls = int(cost.get("calls", 0))
-        self.schedule_id = str(task.get("schedule_id") or "")
+        schedule_id = str(task.get("schedule_id") or "")
+        if schedule_id and (status == "scheduled" or schedule_id != self.schedule_id):
+            await self._load_schedule(schedule_id, waiting=status == "scheduled")
+        self.schedule_id = schedule_id
         self.final = status in FINAL
         await self._load_page_shot(task)
         if not self.new_title:
             self.new_title = self.title
+
+    async def _load_schedule(self, schedule_id: str, *, waiting: bool) -> None:
+        """The schedule the task is a run of: its rule, and when the waiting run starts."""
+        try:
+            schedule = await self._api("GET", f"/schedules/{schedule_id}")
+        except ApiError:  # a schedule gone: the task still shows, without these lines
+            self.schedule_next, self.schedule_rule = "", ""
+            return
+        self.schedule_rule = repeats_of(schedule) or "Runs once"
+        self.schedule_next = str(schedule.get("next_run_at") or "") if waiting else ""
+        self.schedule_soon = bool(self.schedule_next) and within_a_day(self.schedule_next)
 
     async def _catch_up(self) -> bool:
         """Adds the events after the last one shown (the log is the source of truth); whether

@@ -36,10 +36,12 @@ from troika_gateway.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from litestar import Request
     from litestar.types import ExceptionHandlersMap
 
-__all__ = ["PROBLEM_JSON", "exception_handlers", "problem"]
+__all__ = ["PROBLEM_JSON", "exception_handlers", "in_words", "problem"]
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger("troika.gateway")
@@ -90,22 +92,84 @@ def _gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Respon
 
 
 _AT_PATH = re.compile(r"- at `\$\.?([^`]*)`")
-_MISSING = re.compile(r"missing required field `([^`]+)`")
+_NAMED = re.compile(r"(?:missing required|contains unknown) field `([^`]+)`")
+
+_KINDS = {
+    "str": "text",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "array": "a list",
+    "object": "an object",
+    "null": "empty",
+}
+_SIZE = {">=": "at least", "<=": "at most", ">": "more than", "<": "less than"}
+
+
+def _kind(name: str) -> str:
+    return _KINDS.get(name, name)
+
+
+def _bound(kind: str, op: str, limit: str) -> str:
+    limit = limit.removesuffix(".0")
+    if kind == "str":
+        unit = "character" if limit == "1" else "characters"
+        return f"must be {_SIZE[op]} {limit} {unit} long"
+    if kind in {"array", "object"}:
+        unit = "item" if limit == "1" else "items"
+        return f"must hold {_SIZE[op]} {limit} {unit}"
+    return f"must be {_SIZE[op]} {limit}"
+
+
+# msgspec's messages, in the words a person filling a form would use. The first that matches
+# wins; a message none matches is passed on as it is.
+_IN_WORDS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
+    (re.compile(r"^Object missing required field"), "is required"),
+    (re.compile(r"^Object contains unknown field"), "is not a field this takes"),
+    (
+        re.compile(r"^Expected `(\w+)` of length (>=|<=|>|<) (\d+)$"),
+        lambda m: _bound(m[1], m[2], m[3]),
+    ),
+    (re.compile(r"^Expected `(\w+)` (>=|<=|>|<) ([-\d.e+]+)$"), lambda m: _bound(m[1], m[2], m[3])),
+    (re.compile(r"^Expected `str` matching regex"), "is not in the expected form"),
+    (
+        re.compile(r"^Expected `([^`]+)`, got `(\w+)`$"),
+        lambda m: f"must be {' or '.join(_kind(k) for k in m[1].split(' | '))}, not {_kind(m[2])}",
+    ),
+    (re.compile(r"^Invalid enum value"), "is not one of the accepted values"),
+    (
+        re.compile(r"^Invalid RFC3339 encoded (datetime|date|time)$"),
+        lambda m: (
+            f"must be a {m[1].replace('datetime', 'date and time')} like "
+            + {"datetime": "2026-01-31T09:00:00Z", "date": "2026-01-31", "time": "09:00:00"}[m[1]]
+        ),
+    ),
+    (re.compile(r"^Invalid UUID"), "is not a valid id"),
+    (re.compile(r"^Invalid base64"), "is not valid base64"),
+)
+
+
+def in_words(message: str) -> str:
+    """A validation message in plain words ("must be at least 3 characters long")."""
+    for pattern, say in _IN_WORDS:
+        if found := pattern.search(message):
+            return say if isinstance(say, str) else say(found)
+    return message
 
 
 def _field_error(item: dict[str, Any]) -> dict[str, str]:
-    """One validation problem, naming the body field at fault rather than "data"."""
+    """One validation problem, naming the body field at fault rather than "data", in words."""
     message = str(item.get("message", ""))
     field = str(item.get("key") or item.get("source") or "")
     if field == "data":
         path = _AT_PATH.search(message)
-        missing = _MISSING.search(message)
+        named = _NAMED.search(message)
         parts = [
-            p for p in ((path.group(1) if path else ""), (missing.group(1) if missing else "")) if p
+            p for p in ((path.group(1) if path else ""), (named.group(1) if named else "")) if p
         ]
         field = ".".join(parts) or "body"
         message = _AT_PATH.sub("", message).strip()
-    return {"field": field, "message": message}
+    return {"field": field, "message": in_words(message)}
 
 
 def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:

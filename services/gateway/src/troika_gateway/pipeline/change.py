@@ -22,7 +22,7 @@ from troika_gateway.pipeline.snapshot import (
     SubtaskState,
     TaskState,
 )
-from troika_gateway.pipeline.states import CallStatus, SubtaskStatus, TaskStatus
+from troika_gateway.pipeline.states import AskStatus, CallStatus, SubtaskStatus, TaskStatus
 from troika_gateway.pipeline.stuck import (
     MODEL_FAULTS,
     STUCK,
@@ -46,6 +46,7 @@ from troika_shared.messages import (
 )
 from troika_shared.messages import ToolCall as ProposedCall
 from troika_shared.promises import promised_files
+from troika_shared.unusable import in_words
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -111,7 +112,13 @@ class Change:
                 f" — the local model ({self.limits.small_model}) is too small for this step; "
                 "set TROIKA_LLM_BASE_URL and TROIKA_LLM_API_KEY to a capable model"
             )
-        evidence = {k: v for k, v in facts.items() if k not in ("count", "limit", "detail")}
+        evidence = {k: v for k, v in facts.items() if k not in ("count", "limit", "detail", "said")}
+        # A paused task runs nothing until the person has guided it, so questions about calls
+        # are closed now (their cards and the badge go at once); going on asks the executor
+        # again, and it proposes what it still needs.
+        for ask in self.s.asks:
+            if ask.status == AskStatus.PENDING:
+                ask.status = AskStatus.CANCELLED
         self.set_status(TaskStatus.NEEDS_GUIDANCE, reason)
         self.s.paused_for = rule.value
         self.emit(ev.TaskNeedsGuidance(reason=reason, evidence={"rule": rule.value, **evidence}))
@@ -164,15 +171,17 @@ class Change:
         self.pause(rule, **facts)
         return True
 
-    def agent_failed(self, agent: str, reason: str, *, unusable: bool) -> None:
+    def agent_failed(self, agent: str, reason: str, *, unusable: bool, subtask: str = "") -> None:
         if not unusable:
             self.pause(Stuck.CANNOT_PROCEED, agent=agent, detail=reason)
             return
         self.s.unusable_streak += 1
-        streak = self.s.unusable_streak
-        self.emit(ev.AgentUnusableAnswer(agent=agent, reason=reason, streak=streak))
+        streak, said = self.s.unusable_streak, in_words(reason)
+        self.emit(ev.AgentUnusableAnswer(agent=agent, reason=reason, streak=streak, said=said,
+                                         subtask=subtask))  # fmt: skip
         if self.reached(Stuck.UNUSABLE_ANSWERS, streak):
-            self.pause(Stuck.UNUSABLE_ANSWERS, agent=agent, count=streak, last_error=reason)
+            self.pause(Stuck.UNUSABLE_ANSWERS, agent=agent, count=streak, said=said,
+                       last_error=reason)  # fmt: skip
 
     def request_plan(self, *, replan: bool) -> None:
         if self.over_budget(person_only=True):  # a plan costs too: not past the person's limit

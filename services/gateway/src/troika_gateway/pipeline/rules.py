@@ -158,7 +158,8 @@ class _Rules(Planning):
             self.dispatch()
             return
         if not answer.tool_calls:
-            self.agent_failed("executor", answer.stuck_reason or "", unusable=answer.unusable)
+            self.agent_failed("executor", answer.stuck_reason or "", unusable=answer.unusable,
+                              subtask=sub.key)  # fmt: skip
             if self.s.status.executing:  # waiting for an approval elsewhere counts too
                 self.request_step(sub)
             return
@@ -205,6 +206,8 @@ class _Rules(Planning):
 
     def respond(self, command: Respond) -> None:
         ask = self.s.ask(command.ask_id)
+        if ask is not None and ask.status == AskStatus.CANCELLED:
+            raise Refused(f"this was withdrawn when the task stopped ({self.s.status.value})")
         if ask is None or ask.status != AskStatus.PENDING:
             raise Refused("this was answered already")
         call = self.s.call(ask.call_key)

@@ -51,7 +51,7 @@ STUCK: dict[Stuck, tuple[str | None, str]] = {
     Stuck.REVISION_ROUNDS: ("stuck_revision_rounds", "the reviewer sent work back {count} times"),
     Stuck.UNUSABLE_ANSWERS: (
         "stuck_unusable_answers",
-        "the {agent} gave {count} unusable answers in a row",
+        "the {agent}'s answer could not be used {count} times in a row: {said}",
     ),
     Stuck.SAME_CALL: (
         "stuck_same_call",

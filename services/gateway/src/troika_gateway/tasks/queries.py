@@ -147,11 +147,14 @@ class TaskQueries:
         limit: int,
         offset: int,
         sort: TaskSort = TaskSort.NEWEST,
+        schedule: str = "",
     ) -> TaskPage:
-        """The caller's tasks, filtered by status and text, in the order asked for."""
+        """The caller's tasks, filtered by status, text and schedule, in the order asked for."""
         where: list[Any] = [Task.user_id == self.user_id]
         if statuses:
             where.append(Task.status.in_(statuses))
+        if schedule:
+            where.append(Task.schedule_id == schedule)
         if text := query.strip():
             pattern = (
                 "%"

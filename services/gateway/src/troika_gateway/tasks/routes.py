@@ -144,10 +144,16 @@ class TaskController(Controller):
                 "duration (longest first, unfinished last)"
             ),
         ] = TaskSort.NEWEST,
+        schedule: Annotated[
+            str,
+            QueryParameter(description="only the runs of this schedule", max_length=64),
+        ] = "",
     ) -> TaskPage:
         """The caller's tasks, newest first unless ``sort`` says otherwise."""
         statuses = [s.value for s in status or []]
-        return await tasks.page(statuses=statuses, query=q, limit=limit, offset=offset, sort=sort)
+        return await tasks.page(
+            statuses=statuses, query=q, limit=limit, offset=offset, sort=sort, schedule=schedule
+        )
 
     @get("/stats")
     async def stats(self, tasks: NamedDependency[Tasks]) -> TaskStats:
