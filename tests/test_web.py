@@ -727,8 +727,18 @@ async def test_the_plan_is_reviewed_changed_and_the_changes_reach_the_executor( 
 ) -> None:
     web = up["web"]
     await sign_up(page, web, "petra")
+    # The profile's default: every new task waits for its plan to be reviewed; the composer
+    # starts from it (and can say otherwise for one task).
+    await page.goto(f"{web}/profile")
+    await page.click("#review-plans")
+    await expect(page.locator("#review-plans")).to_have_attribute("data-state", "checked")
+    await page.goto(f"{web}/")
+    review = page.locator("#review-plan")
+    await expect(review).to_have_attribute("data-state", "checked")
+    await review.click()
+    await expect(review).to_have_attribute("data-state", "unchecked")
+    await review.click()
     await page.locator("#objective").press_sequentially("Report on three cities [coplan]")
-    await page.click("#review-plan")
     await page.click("#create-task")
     await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
     await expect(page.locator("#task-status")).to_have_text(

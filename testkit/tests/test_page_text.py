@@ -20,6 +20,8 @@ from troika_testkit.page_text import raw_text
         "<pages.Thing object at 0x7f00aa>",
         "<failed_attempts> …",
         "limit: None",
+        "runs at 2026-12-04T08:00:00+00:00",
+        "last run 2026-12-04T08:00:00.123456Z",
     ],
 )
 def test_what_is_not_for_people_is_found(text: str) -> None:
@@ -35,6 +37,7 @@ def test_what_is_not_for_people_is_found(text: str) -> None:
         '{\n  "path": "notes.md"\n}',
         "Set TROIKA_LLM_BASE_URL to a capable model",
         "Nobody answered; nothing ran.",
+        "Starts 2026-12-04 08:00:00 (your time)",
     ],
 )
 def test_words_for_people_pass(text: str) -> None:

@@ -1,5 +1,6 @@
-"""What a person must never read on a page: raw validation errors, Python reprs and the
-program's own identifiers (statuses, policy modes) where words belong.
+"""What a person must never read on a page: raw validation errors, Python reprs, the
+program's own identifiers (statuses, policy modes) where words belong, and times as programs
+write them (ISO 8601 with its offset) where the person's own clock belongs.
 
 The browser tests' screenshots check each page's text with :func:`raw_text`.
 """
@@ -19,6 +20,8 @@ _RAW = (
      "a Python error or repr"),
     (re.compile(r"\{'[^'\n]{0,80}': |\[\{'|\bNone\b"), "a Python repr"),
     (re.compile(r"<<<(?:END )?DATA\b|<failed_attempts>"), "the agents' own markup"),
+    (re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})"),
+     "a time as programs write it"),
 )  # fmt: skip
 _IDENTIFIER = re.compile(r"(?<![\w./@-])[a-z][a-z0-9]*(?:_[a-z0-9]+)+(?![\w/@-]|\.\w)")
 
