@@ -412,6 +412,10 @@ async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # n
     await expect(page.locator(".event[data-kind='review.verdict']")).to_have_count(1)
     whos = await page.locator(".event").evaluate_all("(nodes) => nodes.map((n) => n.dataset.who)")
     assert set(whos) == {"reviewer"}
+    await page.click("#timeline-agent")
+    await page.get_by_role("option", name="everyone").click()
+    await page.click("#timeline-every")  # routine events folded again
+    await expect(group.locator(".event[data-kind='step.requested']")).to_have_count(0)
 
     # The result downloads with the bytes the agent wrote.
     row = page.locator(".file", has_text="summary.md")

@@ -171,10 +171,15 @@ class Screenshots:
 
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{len(self.taken) + 1:02d}-{shot_folder_name(label)}.png"
+        # From the top, as a person opening the page sees it: the side navigation sticks to
+        # the viewport, so a page scrolled down would draw it in the middle of the picture.
+        scrolled = await page.evaluate("[window.scrollX, window.scrollY]")
+        await page.evaluate("window.scrollTo(0, 0)")
         try:
             await page.screenshot(path=path, full_page=True, timeout=scaled(30_000))
         except PlaywrightTimeout:
             await page.screenshot(path=path, timeout=scaled(30_000))
+        await page.evaluate("([x, y]) => window.scrollTo(x, y)", scrolled)
         self.taken.append(path)
         if found := raw_text(await page.inner_text("body")):
             raise AssertionError(f"{path.name} shows what is not for people: {found}")
