@@ -288,6 +288,13 @@ async def sign_up(page, web: str, name: str) -> None:
     await page.wait_for_selector(f"#signed-in-as:has-text('{name}')")
 
 
+async def create_task(page) -> str:
+    """Sends the composer's task and lands on its page; the task's id."""
+    await page.click("#create-task")
+    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    return task_id_of(page)
+
+
 async def api_token(api: str, name: str) -> dict[str, str]:
     async with httpx.AsyncClient(base_url=api) as http:
         tokens = (await http.post("/auth/login", json={"login": name, "password": PASSWORD})).json()
@@ -339,9 +346,7 @@ async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # n
     await page.set_input_files("#new-files input[type=file]", str(sales))
     await page.wait_for_selector(".staged-file:has-text('sales.csv')")
     await screenshots.shot(page, "objective-and-file")
-    await page.click("#create-task")
-    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
-    task_id = task_id_of(page)
+    task_id = await create_task(page)
 
     # The first action waits: the approvals panel shows it in full, and the badge counts it.
     card = page.locator(".approval-card").first
@@ -623,10 +628,9 @@ async def _three_asks(page, web: str, objective: str) -> str:
     """Starts a task whose three parallel subtasks ask for the same call; its id."""
     await page.goto(f"{web}/")
     await page.locator("#objective").press_sequentially(objective)
-    await page.click("#create-task")
-    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    task = await create_task(page)
     await expect(page.locator(".approval-card")).to_have_count(3, timeout=scaled(60_000))
-    return task_id_of(page)
+    return task
 
 
 async def test_the_same_call_from_parallel_subtasks_is_no_stall_approve_all_and_cancel(
@@ -692,8 +696,7 @@ async def test_a_pause_withdraws_the_tasks_questions_and_says_why_in_words(
     web = up["web"]
     await sign_up(page, web, "mia")
     await page.locator("#objective").press_sequentially("Write the notes, muddled [pause]")
-    await page.click("#create-task")
-    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    await create_task(page)
     await expect(page.locator(".approval-card")).to_have_count(1, timeout=scaled(60_000))
     await page.wait_for_selector("#pending-badge:has-text('1')")
     MUDDLE.set()  # now the other subtask's answers cannot be used, twice: the task pauses
@@ -743,8 +746,7 @@ async def test_the_plan_is_reviewed_changed_and_the_changes_reach_the_executor( 
     await expect(review).to_have_attribute("data-state", "unchecked")
     await review.click()
     await page.locator("#objective").press_sequentially("Report on three cities [coplan]")
-    await page.click("#create-task")
-    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    await create_task(page)
     await expect(page.locator("#task-status")).to_have_text(
         "awaiting plan review", timeout=scaled(60_000)
     )
@@ -812,8 +814,7 @@ async def test_a_task_paused_by_its_budget_goes_on_when_it_is_raised_and_limits_
     await page.locator("#objective").press_sequentially("Write a short note")
     await page.click("text=Budget (optional)")
     await page.locator("#max-tokens").press_sequentially("100")
-    await page.click("#create-task")
-    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    await create_task(page)
     await expect(page.locator("#stuck-reason")).to_have_text(
         "the token budget of 100 tokens is used up", timeout=scaled(60_000)
     )
@@ -887,8 +888,7 @@ async def test_a_stuck_task_is_answered_with_guidance_and_finishes(
     await page.fill("#objective", "Find the quarterly numbers in the workbook [lookup]")
     await page.set_input_files("#new-files input[type=file]", _quarterly_files(tmp_path))
     await page.wait_for_selector(".staged-file:has-text('notes.txt')")
-    await page.click("#create-task")
-    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    await create_task(page)
     await page.wait_for_selector("#guidance", timeout=scaled(60_000))
     assert "two sheets" in await page.locator("#stuck-reason").inner_text()
     await page.wait_for_selector("#task-status:has-text('needs guidance')")
@@ -936,8 +936,7 @@ async def _a_repeating_schedule(page, web: str, screenshots) -> None:
     await page.get_by_role("radio", name="Repeat").click()
     await page.fill("#repeat-words", "every weekday at 8am")
     await page.wait_for_selector("#repeat-cron:has-text('0 8 * * 1-5')")
-    await page.click("#create-task")
-    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    await create_task(page)
     await expect(page.locator("#schedule-rule")).to_contain_text("08:00")
     await expect(page.locator("#starts-at")).to_contain_text("08:00:00")
     await page.goto(f"{web}/")  # the dashboard says it repeats, not only when it starts
@@ -969,14 +968,12 @@ async def test_a_scheduled_task_counts_down_and_starts(up, chromium, screenshots
         when = datetime.now(UTC) + timedelta(seconds=scaled(12))  # time to fill in the form
         await page.fill("#run-date", when.strftime("%Y-%m-%d"))
         await page.fill("#run-time", when.strftime("%H:%M:%S"))
-        await page.click("#create-task")
-        await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+        first = await create_task(page)
         await page.wait_for_selector("#task-status:has-text('scheduled')")
         # The task's own page says when it starts, on the person's clock, and how often.
         await expect(page.locator("#starts-at")).to_have_text(when.strftime("%Y-%m-%d %H:%M:%S"))
         await expect(page.locator("#schedule-rule")).to_have_text("Runs once")
         await screenshots.shot(page, "scheduled-task")
-        first = task_id_of(page)
         await page.goto(f"{web}/")
         row = page.locator("#scheduled .task-row", has_text="Write the morning note")
         await row.wait_for()
@@ -1017,9 +1014,7 @@ async def test_the_live_view_resumes_after_the_connection_drops(
     await sign_up(page, web, name)
     headers = await api_token(up["api"], name)
     await page.locator("#objective").press_sequentially("Write three parts [resume]")
-    await page.click("#create-task")
-    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
-    task_id = task_id_of(page)
+    task_id = await create_task(page)
     await page.locator(".approval-card").first.wait_for(timeout=scaled(60_000))
     await page.wait_for_selector("#live-state:has-text('Live')")
     await screenshots.shot(page, "before-the-drop")
@@ -1141,8 +1136,7 @@ async def test_mail_settings_a_form_to_fill_and_the_history(  # noqa: PLR0915 - 
     # The e-mail waits with a form made from the tool's schema, filled with the agent's values.
     await page.goto(f"{web}/")
     await page.fill("#objective", "Send the weekly note to my boss [mail]")
-    await page.click("#create-task")
-    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    await create_task(page)
     form = page.locator(".approval-card .approval-form")
     await form.wait_for(timeout=scaled(60_000))
     assert await page.input_value("#field-to") == "boss@example.com"
@@ -1264,8 +1258,7 @@ async def test_a_browser_action_shows_the_page_and_the_password_goes_in_a_masked
     web = up["web"]
     await sign_up(page, web, "hopper")
     await page.fill("#objective", f"Sign in to my shop at {site.url}/ [browse]")
-    await page.click("#create-task")
-    await page.wait_for_url(re.compile(r".*/tasks/[0-9a-f]+$"))
+    await create_task(page)
 
     card = page.locator(".approval-card").first
     await card.wait_for(timeout=scaled(60_000))

@@ -852,7 +852,7 @@ def test_a_pause_closes_the_questions_and_going_on_asks_the_executor_again() -> 
     [ask] = flow.state.asks
     arguments = flow.state.calls[0].arguments
     refused = flow.do(Respond(ask_id=ask.id, approve=True, arguments=arguments, actor="user: u1"))
-    assert refused.refused == "this was withdrawn when the task stopped (needs_guidance)"
+    assert refused.refused == "this was withdrawn: the task paused to ask for your guidance"
     assert flow.state.calls[0].status == CallStatus.PROPOSED  # nothing runs while paused
     flow.do(Guide(action="continue", text="go on"))
     assert (flow.state.calls, flow.state.asks) == ([], [])

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from troika_shared.words import kind, listed
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -17,20 +19,6 @@ __all__ = ["in_words"]
 
 _PREFIX = "the model's answer was not usable: "
 _PROBLEM = re.compile(r"(?:^|; )([\w.]+): ([^;]+)")
-_KINDS = {
-    "string": "text",
-    "integer": "a whole number",
-    "number": "a number",
-    "boolean": "true or false",
-    "list": "a list",
-    "dictionary": "an object",
-    "object": "an object",
-}
-
-
-def _listed(names: list[str]) -> str:
-    names = list(dict.fromkeys(names))
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _field(where: str) -> str:
@@ -46,8 +34,8 @@ def _fields(problems: str) -> tuple[list[str], list[str]]:
         if what.strip() == "Field required":
             missing.append(_field(where))
         else:
-            kind = re.search(r"should be (?:a valid )?(\w+)", what)
-            said = _KINDS.get(kind[1], kind[1]) if kind else ""
+            found = re.search(r"should be (?:a valid )?(\w+)", what)
+            said = kind(found[1]) if found else ""
             wrong.append(f"{_field(where)} (not {said})" if said else _field(where))
     return missing, wrong
 
@@ -55,9 +43,9 @@ def _fields(problems: str) -> tuple[list[str], list[str]]:
 def _arguments(tool: str, problems: str) -> str:
     missing, wrong = _fields(problems)
     if missing:
-        return f"it proposed a {tool} call without its {_listed(missing)}"
+        return f"it proposed a {tool} call without its {listed(missing)}"
     if wrong:
-        return f"it proposed a {tool} call with a wrong {_listed(wrong)}"
+        return f"it proposed a {tool} call with a wrong {listed(wrong)}"
     return f"it proposed a {tool} call whose arguments do not fit the tool"
 
 
@@ -102,7 +90,7 @@ def in_words(reason: str) -> str:
             return say if isinstance(say, str) else say(found)
     missing, wrong = _fields(text)
     if missing:
-        return f"its answer left out the {_listed(missing)}"
+        return f"its answer left out the {listed(missing)}"
     if wrong:
-        return f"its answer had a wrong {_listed(wrong)}"
+        return f"its answer had a wrong {listed(wrong)}"
     return "its answer did not have the form that was asked for"

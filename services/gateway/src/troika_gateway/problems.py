@@ -34,6 +34,7 @@ from troika_gateway.errors import (
     Unauthorized,
     Upstream,
 )
+from troika_shared import words
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -94,20 +95,11 @@ def _gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Respon
 _AT_PATH = re.compile(r"- at `\$\.?([^`]*)`")
 _NAMED = re.compile(r"(?:missing required|contains unknown) field `([^`]+)`")
 
-_KINDS = {
-    "str": "text",
-    "int": "a whole number",
-    "float": "a number",
-    "bool": "true or false",
-    "array": "a list",
-    "object": "an object",
-    "null": "empty",
-}
 _SIZE = {">=": "at least", "<=": "at most", ">": "more than", "<": "less than"}
 
 
-def _kind(name: str) -> str:
-    return _KINDS.get(name, name)
+def _wrong_kind(expected: list[str], given: str) -> str:
+    return f"must be {' or '.join(map(words.kind, expected))}, not {words.kind(given)}"
 
 
 def _bound(kind: str, op: str, limit: str) -> str:
@@ -134,7 +126,7 @@ _IN_WORDS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], .
     (re.compile(r"^Expected `str` matching regex"), "is not in the expected form"),
     (
         re.compile(r"^Expected `([^`]+)`, got `(\w+)`$"),
-        lambda m: f"must be {' or '.join(_kind(k) for k in m[1].split(' | '))}, not {_kind(m[2])}",
+        lambda m: _wrong_kind(m[1].split(" | "), m[2]),
     ),
     (re.compile(r"^Invalid enum value"), "is not one of the accepted values"),
     (

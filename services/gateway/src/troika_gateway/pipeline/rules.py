@@ -69,6 +69,15 @@ _APPROVED_BEFORE = (
 )
 
 
+_WITHDRAWN = {
+    TaskStatus.NEEDS_GUIDANCE: "paused to ask for your guidance",
+    TaskStatus.CANCELLED: "was cancelled",
+    TaskStatus.FAILED: "failed",
+    TaskStatus.COMPLETED: "finished",
+}
+"""Why a question the person answers no longer waits, by the task's status."""
+
+
 def apply(state: TaskState, command: Command, *, limits: Limits, now: datetime) -> Outcome:
     """Applies ``command`` to a copy of ``state``.
 
@@ -207,7 +216,9 @@ class _Rules(Planning):
     def respond(self, command: Respond) -> None:
         ask = self.s.ask(command.ask_id)
         if ask is not None and ask.status == AskStatus.CANCELLED:
-            raise Refused(f"this was withdrawn when the task stopped ({self.s.status.value})")
+            raise Refused(
+                f"this was withdrawn: the task {_WITHDRAWN.get(self.s.status, 'moved on')}"
+            )
         if ask is None or ask.status != AskStatus.PENDING:
             raise Refused("this was answered already")
         call = self.s.call(ask.call_key)
