@@ -65,14 +65,16 @@ class HistoryState(SessionState):
             params.append(("q", self.query.strip()))
         params += [("status", status) for status in FILTERS.get(self.show, [])]
         params.append(("sort", self.sort))
-        self.schedule = str(self.router.url.query_parameters.get("schedule", ""))[:64]
+        asked = str(self.router.url.query_parameters.get("schedule", ""))[:64]
+        if asked != self.schedule:  # another schedule's runs: its words are read once
+            self.schedule, self.schedule_words = asked, ""
         if self.schedule:
             params.append(("schedule", self.schedule))
         try:
             page, stats = await asyncio.gather(
                 self._api("GET", "/tasks", params=params), self._api("GET", "/tasks/stats")
             )
-            if self.schedule:
+            if self.schedule and not self.schedule_words:
                 self.schedule_words = await self._runs_of(self.schedule)
         except ApiError as exc:
             return rx.toast.error(exc.message)
