@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from troika_frontend.approval_views import Approval, approval_of, form_values, group_approvals
 from troika_frontend.session import local_path
 from troika_frontend.timeline import timeline_item
 from troika_frontend.views import (
-    Approval,
-    approval_of,
-    form_values,
-    group_approvals,
     limits_body,
     repeats_of,
     schedule_of,

@@ -10,9 +10,7 @@ from typing import Any
 import reflex as rx
 
 from troika_client import ApiError
-from troika_frontend.components import badge, frame, page_shot, panel, when
-from troika_frontend.session import SessionState, listen
-from troika_frontend.views import (
+from troika_frontend.approval_views import (
     Approval,
     ApprovalGroup,
     Argument,
@@ -21,6 +19,8 @@ from troika_frontend.views import (
     form_values,
     group_approvals,
 )
+from troika_frontend.components import badge, frame, page_shot, panel, when
+from troika_frontend.session import SessionState, listen
 
 __all__ = ["ApprovalsState", "approval_card", "approvals_list", "approvals_page"]
 

@@ -10,6 +10,7 @@ from urllib.parse import quote
 import reflex as rx
 
 from troika_client import ApiError
+from troika_frontend.approval_views import Argument
 from troika_frontend.pages.approvals import ApprovalsState
 from troika_frontend.plan_graph import plan_svg
 from troika_frontend.session import SessionState, listen
@@ -22,7 +23,6 @@ from troika_frontend.timeline import (
 )
 from troika_frontend.views import (
     FINAL,
-    Argument,
     FileItem,
     Step,
     file_of,
