@@ -415,6 +415,7 @@ async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # n
     await page.click("#timeline-agent")
     await page.get_by_role("option", name="reviewer").click()
     await expect(page.locator(".event[data-kind='review.verdict']")).to_have_count(1)
+    await expect(page.locator(".event:not([data-who='reviewer'])")).to_have_count(0)
     whos = await page.locator(".event").evaluate_all("(nodes) => nodes.map((n) => n.dataset.who)")
     assert set(whos) == {"reviewer"}
     await page.click("#timeline-agent")

@@ -201,10 +201,18 @@ async def test_the_metrics_count_each_delivery_by_type_and_outcome(
         timed = ("troika_message_handling_seconds_count", (("type", "plan.requested"),))
         before = _scraped(port)
         await answered_after_two_retries(harness, bus)
-        after = _scraped(port)
-        moved = {key: after.get(key, 0.0) - before.get(key, 0.0)
-                 for key in (handled, retried, redelivered, timed)}  # fmt: skip
-        assert moved == {handled: 1.0, retried: 2.0, redelivered: 2.0, timed: 3.0}
+
+        def moved() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+            after = _scraped(port)
+            return {key: after.get(key, 0.0) - before.get(key, 0.0)
+                    for key in (handled, retried, redelivered, timed)}  # fmt: skip
+
+        # the answer is published before the delivery is acknowledged and counted
+        async def counted() -> bool:
+            return moved()[handled] >= 1
+
+        await wait_for(counted, timeout=10, what="the handled delivery to be counted")
+        assert moved() == {handled: 1.0, retried: 2.0, redelivered: 2.0, timed: 3.0}
     finally:
         server.shutdown()
         server.server_close()
