@@ -23,6 +23,7 @@ from instructor.core.exceptions import (
     InstructorError,
     InstructorRetryException,
 )
+from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
 from troika_shared import tracing
@@ -275,14 +276,7 @@ class OpenAICompatibleLLM:
         problems: list[str] = []
         for _attempt in range(self._settings.llm_validation_retries + 1):
             try:
-                raw = await self._openai.chat.completions.create(
-                    model=self.model,
-                    messages=conversation,
-                    temperature=self._settings.llm_temperature,
-                    max_tokens=self._settings.llm_max_tokens,
-                    extra_body=self._settings.llm_extra_body,
-                    **request,
-                )
+                raw = await self._chat(conversation, request)
             except openai.APIError as exc:
                 raise self._api_error(exc, self._usage(_sum(spent), started)) from exc
             spent.append(raw.usage)
@@ -319,6 +313,20 @@ class OpenAICompatibleLLM:
             conversation += refusal(choice.message, problems, json_mode=self._json)
         usage = self._usage(_sum(spent), started)
         raise UnusableAnswer(f"the model's answer was not usable: {'; '.join(problems)}", usage)
+
+    async def _chat(self, conversation: list[Any], request: dict[str, Any]) -> ChatCompletion:
+        """One chat completion, its body sent as built: the body is plain JSON already, so the
+        client's walk of every message and tool schema against its parameter types (a tenth of
+        the executor's CPU time) is skipped; retries, timeouts and errors are the client's."""
+        body = {
+            "model": self.model,
+            "messages": conversation,
+            "temperature": self._settings.llm_temperature,
+            "max_tokens": self._settings.llm_max_tokens,
+            **request,
+            **(self._settings.llm_extra_body or {}),
+        }
+        return await self._openai.post("/chat/completions", body=body, cast_to=ChatCompletion)
 
     def _measure(self, conversation: list[Any], offered: object) -> None:
         """Refuses a request that cannot fit the model's context, before it is sent."""

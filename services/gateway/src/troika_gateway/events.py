@@ -9,38 +9,75 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from sqlalchemy import insert
 
 from troika_gateway.db.models import Task, TaskEvent
 from troika_shared.errors import DependencyUnavailable
 from troika_shared.messages import TaskEvent as TaskEventMessage
-from troika_shared.messages import derive_id
+from troika_shared.messages import derive_id, utcnow
 from troika_shared.task_events import body, kind_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from troika_shared.bus import Bus
     from troika_shared.task_events import TaskEventBody
 
-__all__ = ["append", "append_event", "publish_events", "to_message"]
+__all__ = [
+    "append",
+    "append_event",
+    "next_event",
+    "publish_events",
+    "to_message",
+    "write_events",
+]
 
 log = structlog.get_logger("troika.gateway.events")
 
 
-def append_event(db: AsyncSession, task: Task, kind: str, data: dict[str, Any]) -> TaskEvent:
-    """Adds the task's next event to the session (numbered after the task's last one).
+def next_event(task: Task, kind: str, data: dict[str, Any]) -> TaskEvent:
+    """The task's next event, numbered after its last one, not yet written (see
+    :func:`write_events`).
 
     Numbering goes through the task row, whose version column makes two writers that race for
     the same number conflict instead of both succeeding.
     """
     task.last_event_seq += 1
-    event = TaskEvent(
-        task_id=task.id, user_id=task.user_id, seq=task.last_event_seq, kind=kind, data=data
+    return TaskEvent(
+        task_id=task.id,
+        user_id=task.user_id,
+        seq=task.last_event_seq,
+        kind=kind,
+        data=data,
+        created_at=utcnow(),
     )
+
+
+def append_event(db: AsyncSession, task: Task, kind: str, data: dict[str, Any]) -> TaskEvent:
+    """Adds the task's next event to the session (see :func:`next_event`)."""
+    event = next_event(task, kind, data)
     db.add(event)
     return event
+
+
+async def write_events(db: AsyncSession, events: Sequence[TaskEvent]) -> None:
+    """Writes new events in one statement (none of them read back: their number is their
+    identity in the log)."""
+    if events:
+        await db.execute(insert(TaskEvent), [_row(e) for e in events])
+
+
+def _row(event: TaskEvent) -> dict[str, Any]:
+    return {
+        "task_id": event.task_id,
+        "user_id": event.user_id,
+        "seq": event.seq,
+        "kind": event.kind,
+        "data": event.data,
+        "created_at": event.created_at,
+    }
 
 
 def append(db: AsyncSession, task: Task, event: TaskEventBody) -> TaskEvent:

@@ -19,8 +19,8 @@ from troika_gateway.db.models import (
     Task,
     TaskEvent,
 )
-from troika_gateway.desktop.dispatch import has_devices, is_desktop, to_desktop
-from troika_gateway.events import append_event
+from troika_gateway.desktop.dispatch import is_desktop, to_desktop
+from troika_gateway.events import next_event
 from troika_gateway.interactions.policies import set_policy
 from troika_gateway.pipeline.outbox import enqueue
 from troika_gateway.pipeline.snapshot import (
@@ -100,9 +100,9 @@ class Effects:
         task = rows.task
         match effect:
             case Emit(event=event):
-                applied.events.append(append_event(db, task, kind_of(event), body(event)))
+                applied.events.append(next_event(task, kind_of(event), body(event)))
             case Send(message=message):
-                message = await self._offered(db, task.user_id, message)
+                message = self._offered(rows, message)
                 enqueue(db, message, applied.trace)
                 applied.messages.append(message)
             case Execute():
@@ -110,7 +110,7 @@ class Effects:
                 enqueue(db, message, applied.trace)
                 applied.messages.append(message)
                 if waiting is not None:
-                    applied.events.append(append_event(db, task, kind_of(waiting), body(waiting)))
+                    applied.events.append(next_event(task, kind_of(waiting), body(waiting)))
             case Review(message=message, files=files):
                 message = await self._with_evidence(task.id, message, files)
                 enqueue(db, message, applied.trace)
@@ -158,13 +158,11 @@ class Effects:
             case RecordFiles(names=names):
                 await self._record_files(db, task, names)
 
-    async def _offered(self, db: AsyncSession, user_id: str, message: Message) -> Message:
+    @staticmethod
+    def _offered(rows: Rows, message: Message) -> Message:
         """A plan or step request with the tools the person's task may use: the desktop tools
-        only while they have a PC paired (looked up only when an agent is asked, not on every
-        change)."""
-        if not isinstance(message, (PlanRequested, StepRequested)):
-            return message
-        if await has_devices(db, user_id):
+        only while they have a PC paired."""
+        if not isinstance(message, (PlanRequested, StepRequested)) or rows.desktop:
             return message
         return msgspec.structs.replace(message, tools=catalogue.specs(desktop=False))
 

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import msgspec
-from sqlalchemy import BindParameter, bindparam, case, delete, func, select
+from sqlalchemy import BindParameter, bindparam, case, delete, exists, func, select
 
 from troika_gateway.db.models import (
+    Device,
     File,
     Interaction,
     LlmUsage,
@@ -35,6 +36,8 @@ from troika_shared.messages import Plan, StepProposed
 from troika_shared.messages import Subtask as PlannedSubtask
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from troika_gateway.pipeline.snapshot import Command
@@ -66,6 +69,18 @@ _PENDING_ASKS = select(Interaction).where(
     Interaction.task_id == _TASK_ID, Interaction.status == AskStatus.PENDING
 )
 _FILES = select(File.name).where(File.task_id == _TASK_ID)
+_USER_ID: BindParameter[str] = bindparam("user_id")
+_LIMITS = (
+    User.daily_budget_usd,
+    User.monthly_budget_usd,
+    User.daily_budget_tokens,
+    User.monthly_budget_tokens,
+)
+# The person's own limits and whether they have a PC paired, in one trip.
+_PERSON = select(
+    *_LIMITS,
+    exists().where(Device.user_id == User.id, Device.revoked_at.is_(None)),
+).where(User.id == _USER_ID)
 
 
 @dataclass
@@ -76,6 +91,7 @@ class Rows:
     subtasks: list[Subtask]
     calls: dict[str, ToolCall]
     asks: dict[str, Interaction]
+    desktop: bool = False  # whether the person has a PC paired (the desktop tools are offered)
 
 
 async def load(
@@ -102,7 +118,11 @@ async def load(
                 ).where(LlmUsage.task_id == task.id)
             )
         ).one()
-    person_limits, person_spent = await person_budget(db, task.user_id, datetime.now(UTC))
+    found = (await db.execute(_PERSON, {"user_id": task.user_id})).one_or_none()
+    *limit_values, desktop = found or (None,) * (len(_LIMITS) + 1)
+    person_limits, person_spent = await _spent_against(
+        db, task.user_id, datetime.now(UTC), limit_values
+    )
     key_of = {c.id: c.key for c in calls}
     state = TaskState(
         id=task.id,
@@ -150,6 +170,7 @@ async def load(
         subtasks=subtasks,
         calls={c.key: c for c in calls},
         asks={a.id: a for a in asks},
+        desktop=bool(desktop),
     )
     return state, rows
 
@@ -208,7 +229,6 @@ async def _write_calls(db: AsyncSession, rows: Rows, new: TaskState) -> None:
     """The task's calls: withdrawn ones deleted, new ones added, the others updated."""
     task = rows.task
     kept = {c.key for c in new.calls}
-    new_calls = False
     for key, withdrawn in list(rows.calls.items()):
         if key not in kept:
             await db.delete(withdrawn)  # its pending approval goes with it
@@ -222,15 +242,12 @@ async def _write_calls(db: AsyncSession, rows: Rows, new: TaskState) -> None:
                            proposals=call.proposals)  # fmt: skip
             db.add(row)
             rows.calls[call.key] = row
-            new_calls = True
             continue
         _set(known, "status", call.status.value)
         _set(known, "proposals", call.proposals)
         _set(known, "output", call.output)
         _set(known, "error", call.error)
         _set(known, "images", list(call.images))
-    if new_calls:
-        await db.flush()  # approvals and audit entries refer to them
 
 
 async def person_budget(
@@ -239,17 +256,15 @@ async def person_budget(
     """The person's own limits (keys of :data:`~.stuck.PERSON_LIMITS`: dollars and tokens a day
     and a month, those they set) and what their tasks used in each of those periods (read
     only when they set one)."""
-    found = (
-        await db.execute(
-            select(
-                User.daily_budget_usd,
-                User.monthly_budget_usd,
-                User.daily_budget_tokens,
-                User.monthly_budget_tokens,
-            ).where(User.id == user_id)
-        )
-    ).one_or_none() or (None,) * len(PERSON_LIMITS)
-    limits = {k: float(v) for k, v in zip(PERSON_LIMITS, found, strict=True) if v is not None}
+    found = (await db.execute(select(*_LIMITS).where(User.id == user_id))).one_or_none()
+    return await _spent_against(db, user_id, now, found or (None,) * len(_LIMITS))
+
+
+async def _spent_against(
+    db: AsyncSession, user_id: str, now: datetime, values: Sequence[float | int | None]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The limits the person set (of their limit ``values``) and what they used against each."""
+    limits = {k: float(v) for k, v in zip(PERSON_LIMITS, values, strict=True) if v is not None}
     if not limits:
         return {}, {}
     spent = await spending(db, user_id, now)

@@ -26,7 +26,7 @@ from troika_gateway.db.models import (
     Task,
 )
 from troika_gateway.errors import Conflict, NotFound
-from troika_gateway.events import publish_events
+from troika_gateway.events import publish_events, write_events
 from troika_gateway.pipeline import rules
 from troika_gateway.pipeline.effects import Applied, Effects
 from troika_gateway.pipeline.rows import load, write
@@ -242,6 +242,7 @@ class TaskStore:
                 await write(db, rows, old=state, new=outcome.state, command=command, now=now)
                 for effect in outcome.effects:
                     await self.effects.carry_out(db, rows, outcome.state, effect, applied)
+                await write_events(db, applied.events)
             span.set_attribute("troika.task.status", outcome.state.status.value)
             return applied
 
