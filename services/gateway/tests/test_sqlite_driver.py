@@ -1,14 +1,19 @@
-"""SQLite through the gateway's engine: each statement one trip to aiosqlite's thread, with
-everything a statement gives back (rows, counts, ids, errors, transactions) as before."""
+"""SQLite through the gateway's engine: statements run on the event loop's thread, with
+everything a statement gives back (rows, counts, ids, errors, transactions) as before, and a
+wait for another writer's lock that leaves the loop free."""
 
 from __future__ import annotations
+
+import asyncio
 
 import aiosqlite
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from troika_gateway.db.engine import create_engine
+from troika_gateway.db.sqlite_driver import dbapi
 
 METADATA = MetaData()
 NOTES = Table(
@@ -43,13 +48,15 @@ def trips(monkeypatch):
     return counted
 
 
-async def test_a_statement_with_its_rows_is_one_trip_to_the_thread(engine, trips) -> None:
+async def test_a_statement_with_its_rows_makes_no_trip_to_a_thread(engine, trips) -> None:
     async with engine.connect() as connection:
         await connection.execute(text("select 1"))  # the pool's connection is ready
         trips.clear()
         rows = (await connection.execute(text("select 1 union all select 2"))).all()
         assert [tuple(row) for row in rows] == [(1,), (2,)]
-        assert len(trips) == 1, trips
+        await connection.execute(insert(NOTES), [{"name": "a"}, {"name": "b"}])
+        await connection.commit()
+        assert trips == []
 
 
 async def test_rows_counts_ids_and_the_pragmas_are_what_sqlite_says(engine) -> None:
@@ -82,3 +89,64 @@ async def test_an_error_is_sqlalchemys_and_its_transaction_rolls_back(engine) ->
         await connection.execute(insert(NOTES).values(name="after"))
         await connection.commit()
         assert (await connection.execute(select(NOTES.c.name))).scalars().all() == ["after"]
+
+
+async def test_a_writer_waits_for_another_without_holding_up_the_loop(engine) -> None:
+    """Two writers of one process: the second finds the database locked, and waits while the
+    first, on the same event loop, finishes and commits."""
+    first_wrote = asyncio.Event()
+    second_waiting = asyncio.Event()
+
+    async def first() -> None:
+        async with engine.begin() as connection:
+            await connection.execute(insert(NOTES).values(name="first"))
+            first_wrote.set()
+            await second_waiting.wait()  # the loop runs on while the second waits
+            await asyncio.sleep(0.05)
+
+    async def second() -> None:
+        await first_wrote.wait()
+        async with engine.begin() as connection:
+            second_waiting.set()
+            await connection.execute(insert(NOTES).values(name="second"))
+
+    await asyncio.wait_for(asyncio.gather(first(), second()), timeout=10)
+    async with engine.connect() as connection:
+        names = (await connection.execute(select(NOTES.c.name).order_by(NOTES.c.id))).scalars()
+        assert names.all() == ["first", "second"]
+
+
+async def test_a_lock_held_past_the_timeout_fails_the_waiting_statement(tmp_path) -> None:
+    made = create_async_engine(
+        f"sqlite+aiosqlite:///{tmp_path / 'notes.db'}",
+        module=dbapi(),
+        connect_args={"timeout": 0.2},
+    )
+    async with made.begin() as connection:
+        await connection.run_sync(METADATA.create_all)
+    try:
+        async with made.connect() as holder:
+            await holder.execute(insert(NOTES).values(name="held"))  # the lock, kept
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            ticks = 0
+
+            async def ticking() -> None:
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            ticker = asyncio.create_task(ticking())
+            with pytest.raises(OperationalError, match="database is locked"):
+                async with made.begin() as waiter:
+                    await waiter.execute(insert(NOTES).values(name="waiting"))
+            ticker.cancel()
+            assert loop.time() - started >= 0.2
+            assert ticks >= 5  # the loop went on while the statement waited
+            await holder.commit()
+        async with made.connect() as connection:
+            names = (await connection.execute(select(NOTES.c.name))).scalars().all()
+            assert names == ["held"]
+    finally:
+        await made.dispose()

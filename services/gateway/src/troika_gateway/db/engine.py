@@ -62,7 +62,7 @@ def create_engine(url: str, *, pre_ping: bool = True, dead_client_s: float = 60.
     locked against the other replicas until TCP gives up, many minutes later.
     """
     if url.startswith("sqlite"):
-        # one trip to aiosqlite's thread per statement instead of four (see sqlite_driver)
+        # statements on the event loop's thread, not four trips to aiosqlite's (see sqlite_driver)
         driver = {"module": dbapi()} if url.startswith("sqlite+aiosqlite") else {}
         engine = create_async_engine(url, connect_args={"timeout": 30}, **driver)
 
