@@ -6,6 +6,8 @@ import asyncio
 import uuid
 
 import pytest
+from nats.js import api
+from nats.js.errors import NotFoundError
 
 from troika_shared.bus import Bus
 from troika_shared.errors import DependencyUnavailable
@@ -71,6 +73,18 @@ async def test_changed_stream_settings_are_applied_to_existing_streams(
         await other.ensure_streams()
         info = await other.js.stream_info(other.topology.stream_name(StreamKey.PLANNER))
     assert info.config.duplicate_window == 7
+
+
+async def test_the_gateway_removes_the_event_stream_earlier_versions_kept(bus: Bus) -> None:
+    [retired] = bus.topology.retired_streams()
+    subject = f"{bus.topology.prefix}.events.u.t"
+    await bus.js.add_stream(api.StreamConfig(name=retired, subjects=[subject]))
+    await bus.ensure_streams(update=False)  # an agent leaves it
+    assert await bus.js.stream_info(retired)
+    await bus.ensure_streams()
+    with pytest.raises(NotFoundError):
+        await bus.js.stream_info(retired)
+    await bus.ensure_streams()  # and finds nothing to remove the next time
 
 
 async def test_services_starting_together_all_find_their_streams(nats_url: str) -> None:

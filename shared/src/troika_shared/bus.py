@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
@@ -137,8 +138,9 @@ class Bus:
         """Creates every stream of the topology, or updates one whose settings changed.
 
         Args:
-            update: Whether to update a stream that exists with other settings (the gateway
-                does; an agent, whose NATS user may only create streams, leaves it as it is).
+            update: Whether to update a stream that exists with other settings, and remove
+                the streams earlier versions made that nothing reads now (the gateway does; an
+                agent, whose NATS user may only create streams, leaves them as they are).
         """
         for spec in self.topology.streams():
             config = api.StreamConfig(
@@ -163,6 +165,10 @@ class Bus:
                     raise
                 if update:
                     await self.js.update_stream(config)
+        if update:
+            for name in self.topology.retired_streams():
+                with contextlib.suppress(NotFoundError):
+                    await self.js.delete_stream(name)
 
     async def _stream_exists(self, name: str) -> bool:
         try:

@@ -48,7 +48,6 @@ class StreamKey(StrEnum):
     REVIEWER = "REVIEWER"
     RESULTS = "RESULTS"
     DESKTOP = "DESKTOP"
-    EVENTS = "EVENTS"
     DEAD = "DEAD"
     STOPPED = "STOPPED"
 
@@ -198,14 +197,6 @@ class Topology:
                 description="Troika desktop actions awaiting each user's PC",
             ),
             StreamSpec(
-                key=StreamKey.EVENTS,
-                name=self.stream_name(StreamKey.EVENTS),
-                subjects=(f"{self.prefix}.events.>",),
-                retention=Retention.LIMITS,
-                max_age_s=_DAY,
-                description="Troika task events for live views (the database keeps the log)",
-            ),
-            StreamSpec(
                 key=StreamKey.STOPPED,
                 name=self.stream_name(StreamKey.STOPPED),
                 subjects=(self.stopped_subject(),),
@@ -224,6 +215,11 @@ class Topology:
             ),
         ]
         return tuple(specs)
+
+    def retired_streams(self) -> tuple[str, ...]:
+        """Streams that earlier versions made and nothing reads now: the task events' (the
+        database keeps the log; live views hear events without the server storing them)."""
+        return (f"{self.prefix.upper().replace('-', '_')}_EVENTS",)
 
     def stream(self, key: StreamKey) -> StreamSpec:
         """One stream's spec."""
