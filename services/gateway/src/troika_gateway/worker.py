@@ -53,7 +53,10 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
     """Runs the orchestrator and the relay until ``stop`` is set."""
     # every change is retried on a lost connection (see TaskStore.change): no ping per change
     gone_s = settings.database_dead_client_s
-    engine = create_engine(settings.database_url, pre_ping=False, dead_client_s=gone_s)
+    # the worker's statements are all small and keyed: on SQLite they run on its event loop
+    engine = create_engine(
+        settings.database_url, pre_ping=False, dead_client_s=gone_s, statements_on_loop=True
+    )
     try:
         await upgrade(engine)
         sessionmaker = create_sessionmaker(engine)

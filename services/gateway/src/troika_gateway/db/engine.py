@@ -48,7 +48,13 @@ def worth_retrying(exc: BaseException) -> bool:
     return getattr(getattr(exc, "orig", None), "sqlstate", None) in _ABORTED_FOR_ANOTHER
 
 
-def create_engine(url: str, *, pre_ping: bool = True, dead_client_s: float = 60.0) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    pre_ping: bool = True,
+    dead_client_s: float = 60.0,
+    statements_on_loop: bool = False,
+) -> AsyncEngine:
     """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout.
 
     ``pre_ping``: a pooled PostgreSQL connection is tested before each use (three round trips
@@ -60,10 +66,15 @@ def create_engine(url: str, *, pre_ping: bool = True, dead_client_s: float = 60.
     long — its transaction left idle, what the server sent it unacknowledged, or its keepalives
     unanswered — so a process whose host is cut off mid-transaction does not hold its rows
     locked against the other replicas until TCP gives up, many minutes later.
+
+    ``statements_on_loop``: SQLite statements run on the event loop's thread instead of
+    aiosqlite's (see :mod:`~troika_gateway.db.sqlite_driver`), for a process whose statements
+    are all small and keyed (the worker's).
     """
     if url.startswith("sqlite"):
-        # statements on the event loop's thread, not four trips to aiosqlite's (see sqlite_driver)
-        driver = {"module": dbapi()} if url.startswith("sqlite+aiosqlite") else {}
+        # one trip to aiosqlite's thread per statement instead of four, or none (sqlite_driver)
+        aiosqlite = url.startswith("sqlite+aiosqlite")
+        driver = {"module": dbapi(on_loop=statements_on_loop)} if aiosqlite else {}
         engine = create_async_engine(url, connect_args={"timeout": 30}, **driver)
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -1,21 +1,26 @@
-"""SQLite for SQLAlchemy's asyncio engine, each statement run on the event loop's own thread.
+"""SQLite for SQLAlchemy's asyncio engine, with far fewer hand-overs between threads.
 
 aiosqlite runs every call on a thread of its own and wakes the event loop with each answer;
 SQLAlchemy's adapter makes four such trips per statement (open a cursor, execute, fetch the
 rows, close the cursor). Measured on a two-core machine, a trivial statement cost about 150 µs
-of CPU that way and about 25 µs run directly: the hand-overs between threads, not SQLite, were
-most of the work. A statement on a local SQLite file takes microseconds, so here it runs where
-SQLAlchemy asks for it, with its rows fetched and its cursor closed at once; aiosqlite still
-opens and closes the connection.
+of CPU that way and about 40 µs run directly: the hand-overs, not SQLite, were most of the work.
+Two ways out, chosen per engine (:func:`dbapi`):
 
-What may not block the loop is waiting for another writer. The connection's busy timeout is
-set to zero, so a statement that finds the database locked fails at once; if it was the
-transaction's first write (nothing written yet, so nothing is lost), its transaction is rolled
-back and it is tried again after an asynchronous pause, until the engine's ``timeout``
-(seconds) has passed. Other connections of the same process, the one holding the lock among
-them, go on meanwhile. A commit that finds the database locked is likewise tried again.
+* **One trip** (the default): a statement, its rows and the cursor's close are one function
+  run on aiosqlite's thread. The loop never waits on the file, whatever the query.
+* **On the loop**: the statement runs where SQLAlchemy asks for it, on the event loop's
+  thread, with its rows fetched and its cursor closed at once. For a process whose statements
+  are all small and keyed (the worker's: one task's rows, a batch of outbox marks). Waiting for
+  another writer must not block the loop, so the connection's busy timeout is zero: a
+  statement that finds the database locked fails at once and, if it was its transaction's
+  first write (nothing written yet, so nothing lost), the transaction is rolled back and the
+  statement tried again after an asynchronous pause, until the engine's ``timeout`` (seconds).
+  Other connections of the process, the lock's holder among them, go on meanwhile. A commit
+  that finds the database locked is tried again the same way.
 
-Pass :func:`dbapi` as ``module`` to ``create_async_engine`` for a ``sqlite+aiosqlite`` URL.
+Either way aiosqlite opens and closes the connection, and transactions and errors stay
+SQLAlchemy's. Pass ``dbapi(...)`` as ``module`` to ``create_async_engine`` for a
+``sqlite+aiosqlite`` URL.
 """
 
 # ruff: noqa: SLF001 - an adapter of aiosqlite and SQLAlchemy's adapter, by their inner parts,
@@ -81,17 +86,25 @@ def _run_many(connection: sqlite3.Connection, operation: str, parameters: Sequen
         cursor.close()
 
 
-class _InLoopCursor(AsyncAdapt_aiosqlite_cursor):
-    """A cursor whose statement runs, fetches and closes at once, on the calling thread; the
-    rows are kept here, as SQLAlchemy's adapter keeps them."""
+def _on_thread(
+    owner: aiosqlite.Connection,
+    run: Callable[[sqlite3.Connection, str, Any], _Answer],
+    operation: str,
+    parameters: Any,  # noqa: ANN401 - DB-API parameters
+) -> _Answer:
+    """On aiosqlite's thread: the statement on the sqlite3 connection that thread owns."""
+    return run(owner._conn, operation, parameters)
+
+
+class _OneStatementCursor(AsyncAdapt_aiosqlite_cursor):
+    """A cursor whose statement runs, fetches and closes at once; the rows are kept here, as
+    SQLAlchemy's adapter keeps them."""
 
     __slots__ = ("_arraysize", "_description", "_lastrowid", "_rowcount")
 
-    _adapt_connection: _InLoopConnection
-
     def __init__(self, adapt_connection: AsyncAdapt_dbapi_connection) -> None:
         # No cursor is opened ahead of the statement: each statement opens and closes its own.
-        self._adapt_connection = adapt_connection  # type: ignore[assignment]
+        self._adapt_connection = adapt_connection
         self._connection = adapt_connection._connection
         self._cursor = None  # type: ignore[assignment]
         self._soft_closed_memoized = EMPTY_DICT
@@ -127,15 +140,47 @@ class _InLoopCursor(AsyncAdapt_aiosqlite_cursor):
     def close(self) -> None:
         self._rows.clear()
 
-    async def _execute_async(self, operation: Any, parameters: Any) -> None:  # noqa: ANN401
-        answer = await self._adapt_connection.statement(_run, operation, parameters)
+    def _keep(self, answer: _Answer) -> None:
         self._description, rows, self._rowcount, self._lastrowid = answer
         self._rows = collections.deque(rows)
 
+
+class _OneTripCursor(_OneStatementCursor):
+    """Each statement one trip to aiosqlite's thread."""
+
+    __slots__ = ()
+
+    async def _execute_async(self, operation: Any, parameters: Any) -> None:  # noqa: ANN401
+        async with self._adapt_connection._execute_mutex:
+            owner = self._connection
+            self._keep(await owner._execute(_on_thread, owner, _run, operation, parameters))
+
     async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> None:  # noqa: ANN401
-        answer = await self._adapt_connection.statement(_run_many, operation, seq_of_parameters)
-        self._description, _, self._rowcount, self._lastrowid = answer
-        self._rows = collections.deque()
+        async with self._adapt_connection._execute_mutex:
+            owner = self._connection
+            self._keep(
+                await owner._execute(_on_thread, owner, _run_many, operation, seq_of_parameters)
+            )
+
+
+class _InLoopCursor(_OneStatementCursor):
+    """Each statement run on the event loop's thread (see :class:`_InLoopConnection`)."""
+
+    __slots__ = ()
+
+    _adapt_connection: _InLoopConnection
+
+    async def _execute_async(self, operation: Any, parameters: Any) -> None:  # noqa: ANN401
+        self._keep(await self._adapt_connection.statement(_run, operation, parameters))
+
+    async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> None:  # noqa: ANN401
+        self._keep(await self._adapt_connection.statement(_run_many, operation, seq_of_parameters))
+
+
+class _OneTripConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ()
+
+    _cursor_cls = _OneTripCursor
 
 
 class _InLoopConnection(AsyncAdapt_aiosqlite_connection):
@@ -224,6 +269,12 @@ class _InLoopConnection(AsyncAdapt_aiosqlite_connection):
             self._handle_exception(error)
 
 
+class _OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    def connect(self, *arg: Any, **kw: Any) -> _OneTripConnection:  # noqa: ANN401
+        adapted = super().connect(*arg, **kw)
+        return _OneTripConnection(self, adapted._connection)
+
+
 class _InLoopDBAPI(AsyncAdapt_aiosqlite_dbapi):
     def connect(self, *arg: Any, **kw: Any) -> _InLoopConnection:  # noqa: ANN401
         busy_timeout_s = float(kw.pop("timeout", _DEFAULT_TIMEOUT_S))
@@ -231,6 +282,7 @@ class _InLoopDBAPI(AsyncAdapt_aiosqlite_dbapi):
         return _InLoopConnection(self, adapted._connection, busy_timeout_s)
 
 
-def dbapi() -> AsyncAdapt_aiosqlite_dbapi:
-    """The DB-API module for ``create_async_engine(..., module=dbapi())``."""
-    return _InLoopDBAPI(aiosqlite, sqlite3)
+def dbapi(*, on_loop: bool = False) -> AsyncAdapt_aiosqlite_dbapi:
+    """The DB-API module for ``create_async_engine(..., module=dbapi())``: statements on
+    aiosqlite's thread, one trip each, or (``on_loop``) on the event loop's thread."""
+    return _InLoopDBAPI(aiosqlite, sqlite3) if on_loop else _OneTripDBAPI(aiosqlite, sqlite3)
