@@ -70,7 +70,12 @@ def _database(settings: GatewaySettings) -> Lifespan:
     @asynccontextmanager
     async def database(app: Litestar) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(settings.database_url, dead_client_s=settings.database_dead_client_s)
+        # on SQLite, writes on the loop; reads, whose size a request decides, on a thread
+        engine = create_engine(
+            settings.database_url,
+            dead_client_s=settings.database_dead_client_s,
+            statements_on_loop="writes",
+        )
         closing = AsyncExitStack()
         try:
             app.state.files = await open_files(settings, settings.data_dir, closing)

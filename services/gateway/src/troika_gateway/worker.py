@@ -55,7 +55,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
     gone_s = settings.database_dead_client_s
     # the worker's statements are all small and keyed: on SQLite they run on its event loop
     engine = create_engine(
-        settings.database_url, pre_ping=False, dead_client_s=gone_s, statements_on_loop=True
+        settings.database_url, pre_ping=False, dead_client_s=gone_s, statements_on_loop="all"
     )
     try:
         await upgrade(engine)

@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm.exc import StaleDataError
 
-from troika_gateway.db.sqlite_driver import dbapi
+from troika_gateway.db.sqlite_driver import OnLoop, dbapi
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,7 +53,7 @@ def create_engine(
     *,
     pre_ping: bool = True,
     dead_client_s: float = 60.0,
-    statements_on_loop: bool = False,
+    statements_on_loop: OnLoop = "none",
 ) -> AsyncEngine:
     """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout.
 
@@ -67,9 +67,10 @@ def create_engine(
     unanswered — so a process whose host is cut off mid-transaction does not hold its rows
     locked against the other replicas until TCP gives up, many minutes later.
 
-    ``statements_on_loop``: SQLite statements run on the event loop's thread instead of
-    aiosqlite's (see :mod:`~troika_gateway.db.sqlite_driver`), for a process whose statements
-    are all small and keyed (the worker's).
+    ``statements_on_loop``: which SQLite statements run on the event loop's thread instead of
+    aiosqlite's (:data:`~troika_gateway.db.sqlite_driver.OnLoop`): all of them for a process
+    whose statements are all small and keyed (the worker), the writes for one that also serves
+    reads of any size (the API).
     """
     if url.startswith("sqlite"):
         # one trip to aiosqlite's thread per statement instead of four, or none (sqlite_driver)

@@ -9,8 +9,10 @@ Two ways out, chosen per engine (:func:`dbapi`):
 * **One trip** (the default): a statement, its rows and the cursor's close are one function
   run on aiosqlite's thread. The loop never waits on the file, whatever the query.
 * **On the loop**: the statement runs where SQLAlchemy asks for it, on the event loop's
-  thread, with its rows fetched and its cursor closed at once. For a process whose statements
-  are all small and keyed (the worker's: one task's rows, a batch of outbox marks). Waiting for
+  thread, with its rows fetched and its cursor closed at once: every statement, for a process
+  whose statements are all small and keyed (the worker's: one task's rows, a batch of outbox
+  marks), or the writes and commits only (the gateway's, whose reads a request may make as
+  large as it likes, e.g. a search of a long history; those go to the thread). Waiting for
   another writer must not block the loop, so the connection's busy timeout is zero: a
   statement that finds the database locked fails at once and, if it was its transaction's
   first write (nothing written yet, so nothing lost), the transaction is rolled back and the
@@ -31,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiosqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import (
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_connection, AsyncIODBAPIConnection
 
-__all__ = ["dbapi"]
+__all__ = ["OnLoop", "dbapi"]
 
 _Answer = tuple[Any, list[Any], int, int | None]
 """A statement's description, rows, row count and last row id."""
@@ -56,6 +58,7 @@ _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _FIRST_PAUSE_S = 0.001
 _LONGEST_PAUSE_S = 0.05
 _DEFAULT_TIMEOUT_S = 5.0  # sqlite3's own default
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -184,7 +187,7 @@ class _OneTripConnection(AsyncAdapt_aiosqlite_connection):
 
 
 class _InLoopConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("_busy_timeout_s",)
+    __slots__ = ("_busy_timeout_s", "_reads_on_thread")
 
     _cursor_cls = _InLoopCursor
 
@@ -193,9 +196,12 @@ class _InLoopConnection(AsyncAdapt_aiosqlite_connection):
         dbapi: Any,  # noqa: ANN401 - SQLAlchemy's adapted DB-API module
         connection: AsyncIODBAPIConnection,
         busy_timeout_s: float,
+        *,
+        reads_on_thread: bool,
     ) -> None:
         super().__init__(dbapi, connection)
         self._busy_timeout_s = busy_timeout_s
+        self._reads_on_thread = reads_on_thread
 
     @property
     def _sqlite(self) -> sqlite3.Connection:
@@ -208,11 +214,25 @@ class _InLoopConnection(AsyncAdapt_aiosqlite_connection):
         operation: str,
         parameters: Any,  # noqa: ANN401 - DB-API parameters
     ) -> _Answer:
-        """Runs a statement now; waits out another writer's lock without blocking the loop."""
+        """Runs a statement now (a read on aiosqlite's thread, where reads go there); waits out
+        another writer's lock without blocking the loop."""
         connection = self._sqlite
         began = connection.in_transaction
+        if self._reads_on_thread and not _writes(operation):
+            owner = self._connection
+
+            async def attempt() -> _Answer:
+                answer: _Answer = await owner._execute(
+                    _on_thread, owner, run, operation, parameters
+                )
+                return answer
+        else:
+
+            async def attempt() -> _Answer:
+                return run(connection, operation, parameters)
+
         try:
-            return run(connection, operation, parameters)
+            return await attempt()
         except sqlite3.OperationalError as exc:
             if began or not _busy(exc):
                 raise  # a write after the first holds the lock already: not a wait
@@ -225,7 +245,7 @@ class _InLoopConnection(AsyncAdapt_aiosqlite_connection):
             await asyncio.sleep(pause)
             pause = min(pause * 2, _LONGEST_PAUSE_S)
             try:
-                return run(connection, operation, parameters)
+                return await attempt()
             except sqlite3.OperationalError as exc:
                 if not _busy(exc) or loop.time() >= deadline:
                     raise
@@ -276,13 +296,31 @@ class _OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
 
 
 class _InLoopDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    def __init__(self, *, reads_on_thread: bool) -> None:
+        super().__init__(aiosqlite, sqlite3)
+        self._reads_on_thread = reads_on_thread
+
     def connect(self, *arg: Any, **kw: Any) -> _InLoopConnection:  # noqa: ANN401
         busy_timeout_s = float(kw.pop("timeout", _DEFAULT_TIMEOUT_S))
         adapted = super().connect(*arg, timeout=0, **kw)
-        return _InLoopConnection(self, adapted._connection, busy_timeout_s)
+        return _InLoopConnection(
+            self, adapted._connection, busy_timeout_s, reads_on_thread=self._reads_on_thread
+        )
 
 
-def dbapi(*, on_loop: bool = False) -> AsyncAdapt_aiosqlite_dbapi:
-    """The DB-API module for ``create_async_engine(..., module=dbapi())``: statements on
-    aiosqlite's thread, one trip each, or (``on_loop``) on the event loop's thread."""
-    return _InLoopDBAPI(aiosqlite, sqlite3) if on_loop else _OneTripDBAPI(aiosqlite, sqlite3)
+OnLoop = Literal["none", "writes", "all"]
+"""Which SQLite statements run on the event loop's thread: none (each one trip to
+aiosqlite's), the writes and commits (reads, whose size a request may decide, go to the
+thread), or all of them."""
+
+
+def _writes(operation: str) -> bool:
+    return operation.lstrip()[:7].upper().startswith(_WRITES)
+
+
+def dbapi(*, on_loop: OnLoop = "none") -> AsyncAdapt_aiosqlite_dbapi:
+    """The DB-API module for ``create_async_engine(..., module=dbapi())`` (see
+    :data:`OnLoop`)."""
+    if on_loop == "none":
+        return _OneTripDBAPI(aiosqlite, sqlite3)
+    return _InLoopDBAPI(reads_on_thread=on_loop == "writes")
