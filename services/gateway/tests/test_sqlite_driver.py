@@ -12,7 +12,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select,
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from troika_gateway.db.engine import create_engine
+from troika_gateway.db.engine import create_engine, create_sessionmaker, lock_for_writing
 from troika_gateway.db.sqlite_driver import dbapi
 
 METADATA = MetaData()
@@ -159,3 +159,28 @@ async def test_a_lock_held_past_the_timeout_fails_the_waiting_statement(tmp_path
             assert names == ["held"]
     finally:
         await made.dispose()
+
+
+async def test_a_change_that_takes_the_write_lock_first_loses_no_other_change(engine) -> None:
+    """Two changes of one row read it and write it back: the second, taking the lock after the
+    first, reads what the first wrote instead of what was there before."""
+    sessions = create_sessionmaker(engine)
+    async with engine.begin() as connection:
+        await connection.execute(insert(NOTES).values(name="counter", size=0))
+    first_read = asyncio.Event()
+
+    async def add_one(*, first: bool) -> None:
+        if not first:
+            await first_read.wait()
+        async with sessions() as db:
+            await lock_for_writing(db)
+            size = (await db.execute(select(NOTES.c.size))).scalar_one()
+            if first:
+                first_read.set()
+                await asyncio.sleep(0.1)  # the second tries meanwhile
+            await db.execute(update(NOTES).values(size=size + 1))
+            await db.commit()
+
+    await asyncio.wait_for(asyncio.gather(add_one(first=True), add_one(first=False)), timeout=10)
+    async with engine.connect() as connection:
+        assert (await connection.execute(select(NOTES.c.size))).scalar_one() == 2

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm.exc import StaleDataError
 
-from troika_gateway.db.sqlite_driver import OnLoop, dbapi
+from troika_gateway.db.sqlite_driver import OnLoop, dbapi, in_transaction
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +20,7 @@ __all__ = [
     "create_engine",
     "create_sessionmaker",
     "dead_client_settings",
+    "lock_for_writing",
     "worth_retrying",
 ]
 
@@ -113,3 +114,20 @@ def dead_client_settings(seconds: float) -> dict[str, str]:
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded objects usable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+_IMMEDIATE = text("BEGIN IMMEDIATE")
+
+
+async def lock_for_writing(db: AsyncSession) -> None:
+    """On SQLite, takes the database's write lock now, before a change reads what it will
+    write (SQLite's counterpart of PostgreSQL's ``SELECT … FOR UPDATE``): two processes
+    changing one task then take turns instead of both reading it, one of them failing its
+    version check and reading it again. Nothing on PostgreSQL, or where the session's
+    transaction has written already."""
+    connection = await db.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    raw = await connection.get_raw_connection()
+    if not in_transaction(raw.driver_connection):
+        await connection.execute(_IMMEDIATE)

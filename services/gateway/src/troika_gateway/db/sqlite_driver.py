@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_connection, AsyncIODBAPIConnection
 
-__all__ = ["OnLoop", "dbapi"]
+__all__ = ["OnLoop", "dbapi", "in_transaction"]
 
 _Answer = tuple[Any, list[Any], int, int | None]
 """A statement's description, rows, row count and last row id."""
@@ -58,7 +58,7 @@ _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _FIRST_PAUSE_S = 0.001
 _LONGEST_PAUSE_S = 0.05
 _DEFAULT_TIMEOUT_S = 5.0  # sqlite3's own default
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "BEGIN")
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -316,6 +316,13 @@ thread), or all of them."""
 
 def _writes(operation: str) -> bool:
     return operation.lstrip()[:7].upper().startswith(_WRITES)
+
+
+def in_transaction(driver_connection: object) -> bool:
+    """Whether SQLite has a transaction open on a connection (its first write, or an explicit
+    ``BEGIN``, opens one; reads alone do not), given SQLAlchemy's ``driver_connection``."""
+    sqlite: Any = getattr(driver_connection, "_conn", driver_connection)  # aiosqlite's or not
+    return bool(sqlite.in_transaction)
 
 
 def dbapi(*, on_loop: OnLoop = "none") -> AsyncAdapt_aiosqlite_dbapi:

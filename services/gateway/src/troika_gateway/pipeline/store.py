@@ -20,7 +20,7 @@ import structlog
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import DBAPIError
 
-from troika_gateway.db.engine import WRITE_CONFLICTS, worth_retrying
+from troika_gateway.db.engine import WRITE_CONFLICTS, lock_for_writing, worth_retrying
 from troika_gateway.db.models import (
     ProcessedMessage,
     Task,
@@ -197,6 +197,7 @@ class TaskStore:
         )
         if redelivered:
             return Applied()  # applied already
+        await lock_for_writing(db)
         if user_id is None:
             task = await db.scalar(_TASK, {"task_id": task_id})
         else:
