@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import sqlite3
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiosqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import (
@@ -45,12 +45,13 @@ from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_connection, AsyncIODBAPIConnection
 
 __all__ = ["OnLoop", "dbapi", "in_transaction"]
 
+_T = TypeVar("_T")
 _Answer = tuple[Any, list[Any], int, int | None]
 """A statement's description, rows, row count and last row id."""
 
@@ -236,12 +237,18 @@ class _InLoopConnection(AsyncAdapt_aiosqlite_connection):
         except sqlite3.OperationalError as exc:
             if began or not _busy(exc):
                 raise  # a write after the first holds the lock already: not a wait
+        return await self._when_free(attempt, reset=True)
+
+    async def _when_free(self, attempt: Callable[[], Awaitable[_T]], *, reset: bool) -> _T:
+        """Tries ``attempt``, which found the database locked, again after a pause that grows,
+        until the busy timeout; ``reset`` first rolls back the transaction the failed try
+        began (nothing was written in it), so that nothing is held while it waits."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._busy_timeout_s
         pause = _FIRST_PAUSE_S
         while True:
-            if connection.in_transaction:
-                connection.rollback()  # the transaction it began; nothing was written in it
+            if reset and self._sqlite.in_transaction:
+                self._sqlite.rollback()
             await asyncio.sleep(pause)
             pause = min(pause * 2, _LONGEST_PAUSE_S)
             try:
@@ -253,32 +260,22 @@ class _InLoopConnection(AsyncAdapt_aiosqlite_connection):
     def commit(self) -> None:
         if not self._connection._connection:
             return
+        sqlite = self._sqlite
+
+        async def commit_again() -> None:
+            sqlite.commit()
+
         try:
-            self._sqlite.commit()
+            sqlite.commit()
         except sqlite3.OperationalError as exc:
             if not _busy(exc):
                 self._handle_exception(exc)
             try:
-                await_(self._commit_when_free())
+                await_(self._when_free(commit_again, reset=False))
             except Exception as error:  # noqa: BLE001 - handed to SQLAlchemy, which raises it
                 self._handle_exception(error)
         except Exception as error:  # noqa: BLE001 - handed to SQLAlchemy, which raises it
             self._handle_exception(error)
-
-    async def _commit_when_free(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._busy_timeout_s
-        pause = _FIRST_PAUSE_S
-        while True:
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, _LONGEST_PAUSE_S)
-            try:
-                self._sqlite.commit()
-            except sqlite3.OperationalError as exc:
-                if not _busy(exc) or loop.time() >= deadline:
-                    raise
-            else:
-                return
 
     def rollback(self) -> None:
         if not self._connection._connection:
