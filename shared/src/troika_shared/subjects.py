@@ -163,9 +163,10 @@ class Topology:
         or connected elsewhere (core NATS, not stored)."""
         return f"{self.prefix}.device.{user_id}.{device_id}.control"
 
-    def stream_name(self, key: StreamKey) -> str:
-        """The server-side name of a stream, e.g. ``TROIKA_PLANNER``."""
-        return f"{self.prefix.upper().replace('-', '_')}_{key.value}"
+    def stream_name(self, key: StreamKey | str) -> str:
+        """The server-side name of a stream, e.g. ``TROIKA_PLANNER`` (a retired one's by its
+        old key)."""
+        return f"{self.prefix.upper().replace('-', '_')}_{key}"
 
     def service_name(self, service: str) -> str:
         """The name a service announces itself under for discovery, e.g. ``troika-planner``."""
@@ -219,7 +220,7 @@ class Topology:
     def retired_streams(self) -> tuple[str, ...]:
         """Streams that earlier versions made and nothing reads now: the task events' (the
         database keeps the log; live views hear events without the server storing them)."""
-        return (f"{self.prefix.upper().replace('-', '_')}_EVENTS",)
+        return (self.stream_name("EVENTS"),)
 
     def stream(self, key: StreamKey) -> StreamSpec:
         """One stream's spec."""

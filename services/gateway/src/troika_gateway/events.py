@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "append",
-    "append_event",
     "next_event",
     "publish_events",
     "to_message",
@@ -55,13 +54,6 @@ def next_event(task: Task, kind: str, data: dict[str, Any]) -> TaskEvent:
     )
 
 
-def append_event(db: AsyncSession, task: Task, kind: str, data: dict[str, Any]) -> TaskEvent:
-    """Adds the task's next event to the session (see :func:`next_event`)."""
-    event = next_event(task, kind, data)
-    db.add(event)
-    return event
-
-
 async def write_events(db: AsyncSession, events: Sequence[TaskEvent]) -> None:
     """Writes new events in one statement (none of them read back: their number is their
     identity in the log)."""
@@ -81,8 +73,10 @@ def _row(event: TaskEvent) -> dict[str, Any]:
 
 
 def append(db: AsyncSession, task: Task, event: TaskEventBody) -> TaskEvent:
-    """Adds a typed event to the task's log (see :func:`append_event`)."""
-    return append_event(db, task, kind_of(event), body(event))
+    """Adds a typed event to the task's log, in the session (see :func:`next_event`)."""
+    row = next_event(task, kind_of(event), body(event))
+    db.add(row)
+    return row
 
 
 def to_message(event: TaskEvent) -> TaskEventMessage:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from troika_shared.messages import Message
     from troika_shared.messages import ToolCall as ProposedCall
 
-__all__ = ["DesktopWaits", "has_devices", "is_desktop", "to_desktop"]
+__all__ = ["DesktopWaits", "is_desktop", "to_desktop"]
 
 log = structlog.get_logger("troika.gateway.desktop")
 
@@ -54,14 +54,6 @@ async def _devices(db: AsyncSession, user_id: str) -> list[Device]:
             .order_by(Device.created_at)
         )
     )
-
-
-async def has_devices(db: AsyncSession, user_id: str) -> bool:
-    """Whether the person has a PC paired (the desktop tools are offered only then)."""
-    found = await db.scalar(
-        select(Device.id).where(Device.user_id == user_id, Device.revoked_at.is_(None)).limit(1)
-    )
-    return found is not None
 
 
 def _choose(devices: list[Device], wanted: str | None) -> Device | str:

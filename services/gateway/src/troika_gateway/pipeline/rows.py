@@ -91,7 +91,7 @@ class Rows:
     subtasks: list[Subtask]
     calls: dict[str, ToolCall]
     asks: dict[str, Interaction]
-    desktop: bool = False  # whether the person has a PC paired (the desktop tools are offered)
+    desktop: bool  # whether the person has a PC paired (the desktop tools are offered)
 
 
 async def load(
