@@ -30,7 +30,7 @@ from playwright.async_api import expect
 
 from troika_testkit import scaled, wait_for
 from troika_testkit.agents import llm_env, plan_answer
-from troika_testkit.browser import BROWSERS, VIEWPORT, new_context
+from troika_testkit.browser import BROWSERS, VIEWPORT, new_context, readable
 from troika_testkit.llm import Later, ScriptedLLM
 from troika_testkit.mail import MailServer
 from troika_testkit.ports import free_port
@@ -94,7 +94,7 @@ _BROWSING = [
 ]
 
 
-def step_script(request: dict) -> dict:  # noqa: PLR0911 - one answer per test and step
+def step_script(request: dict) -> dict:  # noqa: PLR0911, PLR0912 - one answer per test and step
     """The executor, per test (by subtask name)."""
     prompt = _text(request)
     subtask = re.search(r"Your subtask: (\S+) —", prompt).group(1)
@@ -146,6 +146,18 @@ def step_script(request: dict) -> dict:  # noqa: PLR0911 - one answer per test a
     if subtask == "mail" and calls == 0:
         email = {"to": ["boss@example.com"], "subject": "Weekly note", "body": "All is well."}
         return {"action": "use_tools", "tool_calls": [{"tool": "send_email", "arguments": email}]}
+    if subtask == "write" and "[coplan]" in prompt:  # promises a report, writes it when sent back
+        if "The reviewer sent this subtask back" not in prompt:
+            return {"action": "finish", "result": "The report is in report.md.",
+                    "result_files": ["report.md"]}  # fmt: skip
+        if calls == 0:
+            arguments = {"path": "report.md", "content": "# Three cities\n\nTotal: 1,079,692\n"}
+            return {
+                "action": "use_tools",
+                "tool_calls": [{"tool": "create_file", "arguments": arguments}],
+            }
+        return {"action": "finish", "result": "The report is in report.md.",
+                "result_files": ["report.md"]}  # fmt: skip
     if subtask == "resume" and calls < 3:
         name = f"part{calls + 1}.md"
         return {
@@ -384,6 +396,15 @@ async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # n
 
     # Agent text is shown as text: the markup is visible, nothing of it ran.
     assert HOSTILE in await page.locator("#result").inner_text()
+    # The result is on top, the reviewer's verdict with it, and it is said once.
+    await expect(page.locator("#review")).to_have_text(
+        "Review: approved each subtask was checked against its acceptance criteria."
+    )
+    top = {
+        where: (await page.locator(where).bounding_box())["y"]
+        for where in ("#result", "#review", "#plan", "#timeline")
+    }
+    assert top["#result"] < top["#review"] < top["#plan"] < top["#timeline"], top
     assert (
         await page.locator("#result script, #result img, #timeline script, #timeline img").count()
         == 0
@@ -452,10 +473,13 @@ async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # n
 
 
 PHONE = {"width": 390, "height": 844}
+TABLET = {"width": 768, "height": 1024}
 
 
 async def _fits(page, what: str) -> None:
-    """Nothing on the page reaches past the phone's screen (no sideways scrolling)."""
+    """Nothing on the page reaches past the screen (no sideways scrolling), and it says
+    nothing a person should not read."""
+    screen = page.viewport_size["width"]
     width = await page.evaluate("document.documentElement.scrollWidth")
     wide = await page.evaluate(
         """(limit) => [...document.querySelectorAll('body *')]
@@ -463,12 +487,13 @@ async def _fits(page, what: str) -> None:
             .slice(0, 8)
             .map((e) => `${e.tagName.toLowerCase()}.${e.className}#${e.id}`
                         + ` ${Math.round(e.getBoundingClientRect().right)}`)""",
-        PHONE["width"],
+        screen,
     )
-    assert width <= PHONE["width"], f"{what} is {width} px wide: {wide}"
+    assert width <= screen, f"{what} is {width} px wide on a {screen} px screen: {wide}"
+    await readable(page, what)
 
 
-async def test_every_page_fits_a_phone_and_the_menu_opens_from_a_button(
+async def test_every_page_fits_a_phone_and_the_menu_opens_from_a_button(  # noqa: PLR0915
     up, chromium, screenshots
 ) -> None:
     web = up["web"]
@@ -515,16 +540,32 @@ async def test_every_page_fits_a_phone_and_the_menu_opens_from_a_button(
         task = await _three_asks(page, web, "Write the notes three ways on a phone [triple]")
         await _fits(page, "a task with three approval cards")
         await screenshots.shot(page, "phone-task")
-        for path, ready in (
+        # A repeating schedule, so that the schedules page and the dashboard show their cards.
+        headers = await api_token(up["api"], "fay")
+        async with httpx.AsyncClient(base_url=up["api"], headers=headers) as http:
+            made = await http.post(
+                "/tasks",
+                json={"objective": "Water the plants every weekday [later]",
+                      "cron": "0 8 * * 1-5", "timezone": "Europe/Paris"},
+            )  # fmt: skip
+            assert made.status_code == 201, made.text
+        pages = (
+            (f"/tasks/{task}", ".approval-card"),
+            ("/", "#scheduled .task-row"),
             ("/approvals", ".approval-card"),
             ("/history", ".history-row"),
-            ("/schedules", "#signed-in-as:has-text('fay')"),
+            ("/schedules", ".schedule"),
             ("/profile", "#signed-in-as:has-text('fay')"),
-        ):
-            await page.goto(f"{web}{path}")
-            await page.wait_for_selector(ready, state="attached")
-            await page.wait_for_timeout(300)  # the page's lists fill in after its frame
-            await _fits(page, path)
+            ("/how-it-works", ".guide-step"),
+        )
+        for size in (PHONE, TABLET):  # on a phone, then on a tablet held upright
+            await page.set_viewport_size(size)
+            for path, ready in pages:
+                await page.goto(f"{web}{path}")
+                await page.wait_for_selector(ready, state="attached")
+                await page.wait_for_timeout(300)  # the page's lists fill in after its frame
+                await _fits(page, f"{path} at {size['width']} px")
+        await page.set_viewport_size(PHONE)
         await page.goto(f"{web}/tasks/{task}")
         await page.click("#cancel-task")
         await expect(page.locator("#task-status")).to_have_text("cancelled")
@@ -553,6 +594,22 @@ async def test_signing_in_returns_to_the_page_that_asked_for_it(up, page) -> Non
     await expect(page.locator("#objective")).to_have_value(
         "Write a haiku about message queues and save it to haiku.txt"
     )
+    # A link to a task, opened after signing out, leads to that task once signed in again.
+    headers = await api_token(up["api"], "dora")
+    async with httpx.AsyncClient(base_url=up["api"], headers=headers) as http:
+        later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+        made = await http.post("/tasks", json={"objective": "Tidy the notes", "run_at": later})
+        assert made.status_code == 201, made.text
+    task = made.json()["id"]
+    await page.click("#sign-out")
+    await page.wait_for_url(re.compile(r".*/signin"))
+    await page.goto(f"{web}/tasks/{task}")
+    await page.wait_for_url(re.compile(rf".*/signin/?\?next=/tasks/{task}/?$"))
+    await page.fill("#login", "dora")
+    await page.fill("#password", PASSWORD)
+    await page.click("#submit")
+    await page.wait_for_url(re.compile(rf".*/tasks/{task}/?$"))
+    await expect(page.locator("#objective-text")).to_have_text("Tidy the notes")
 
 
 async def test_while_the_scripts_load_the_page_shows_its_shape_not_a_blank(
@@ -634,31 +691,52 @@ async def _three_asks(page, web: str, objective: str) -> str:
     return task
 
 
-async def test_the_same_call_from_parallel_subtasks_is_no_stall_approve_all_and_cancel(
+def _seconds(took: str) -> int:
+    """ "3 min 5 s" as 185."""
+    units = {"s": 1, "min": 60, "h": 3600}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+) (s|min|h)\b", took))
+
+
+async def test_the_same_call_from_parallel_subtasks_is_no_stall_approve_all_and_cancel(  # noqa: PLR0915
     up, page, screenshots
 ) -> None:
     web = up["web"]
     await sign_up(page, web, "cleo")
-    # The approvals page groups them under their task; "approve all" lists them first.
     first = await _three_asks(page, web, "Write the notes three ways [triple]")
+    second = await _three_asks(page, web, "Write the notes three ways again [triple]")
+    # The approvals page groups the cards under their tasks, each card naming its task with
+    # a link that works; "approve all" lists a task's calls first.
     await page.goto(f"{web}/approvals")
-    group = page.locator(".approval-group")
-    await expect(group).to_have_count(1)
-    link = group.locator(".task-link")
-    await expect(link).to_have_text("Write the notes three ways [triple]")
-    assert await link.get_attribute("href") == f"/tasks/{first}"
+    await expect(page.locator(".approval-group")).to_have_count(2)
+    for task, title in (
+        (first, "Write the notes three ways [triple]"),
+        (second, "Write the notes three ways again [triple]"),
+    ):
+        group = page.locator(".approval-group", has=page.locator(f"a[href='/tasks/{task}']"))
+        await expect(group.locator(".task-link")).to_have_text(title)
+        await expect(group.locator(".approval-card")).to_have_count(3)
+        await expect(group.locator(".card-task")).to_have_text([title] * 3)
+    await page.locator(f".card-task[href='/tasks/{second}']").first.click()
+    await page.wait_for_url(f"{web}/tasks/{second}")
+    await expect(page.locator("#objective-text")).to_have_text(
+        "Write the notes three ways again [triple]"
+    )
+    await page.goto(f"{web}/approvals")
+    group = page.locator(".approval-group", has=page.locator(f"a[href='/tasks/{first}']"))
     await group.locator(".approve-all").click()
     items = page.locator(".approve-all-list li")
     await expect(items).to_have_count(3)
     assert all(t.startswith("create_file — path: notes.md") for t in await items.all_inner_texts())
     await screenshots.shot(page, "approve-all")
     await page.click(".approve-all-confirm")
-    await expect(page.locator(".approval-card")).to_have_count(0)
+    await expect(page.locator(".approval-group")).to_have_count(1)  # the other task's wait
+    await expect(page.locator(".approval-card")).to_have_count(3)
     await page.goto(f"{web}/tasks/{first}")
     await expect(page.locator("#task-status")).to_have_text("completed", timeout=scaled(60_000))
 
-    await _three_asks(page, web, "Write the notes three ways again [triple]")
+    await page.goto(f"{web}/tasks/{second}")
     cards = page.locator(".approval-card")
+    await expect(cards).to_have_count(3)
     await page.wait_for_selector("#pending-badge:has-text('3')")
     # Three subtasks asking for the same file is three questions, not a loop: the task waits,
     # and each card says which other subtasks wait for the same call.
@@ -670,12 +748,22 @@ async def test_the_same_call_from_parallel_subtasks_is_no_stall_approve_all_and_
     ]
     await screenshots.shot(page, "three-asks")
 
+    # Cancelling clears the cards and the badge at once everywhere: here, and on the
+    # approvals page open in another tab, which is not reloaded.
+    elsewhere = await page.context.new_page()
+    await elsewhere.goto(f"{web}/approvals")
+    await expect(elsewhere.locator(".approval-card")).to_have_count(3)
+    await elsewhere.wait_for_selector("#pending-badge:has-text('3')")
     await page.click("#cancel-task")
     await expect(page.locator("#task-status")).to_have_text("cancelled")
     await expect(cards).to_have_count(0)
     await expect(page.locator("#pending-badge")).to_have_count(0)
     assert await page.locator(".step-status").all_inner_texts() == ["cancelled"] * 3
     await screenshots.shot(page, "cancelled")
+    await expect(elsewhere.locator(".approval-card")).to_have_count(0)
+    await expect(elsewhere.locator("#pending-badge")).to_have_count(0)
+    await expect(elsewhere.locator("#no-approvals")).to_be_visible()
+    await elsewhere.close()
     await page.goto(f"{web}/approvals")
     await page.wait_for_selector("#signed-in-as")
     await expect(page.locator(".approval-card")).to_have_count(0)
@@ -689,6 +777,19 @@ async def test_the_same_call_from_parallel_subtasks_is_no_stall_approve_all_and_
     rows = page.locator(".history-row a.task-row")
     await expect(rows.first).to_have_attribute("href", f"/tasks/{first}")
     await expect(rows).to_have_count(2)
+    # Each row says what it cost and how long it ran, and sorts by either: the first run
+    # made twice the model calls of the cancelled one.
+    await page.click("#sort")
+    await page.get_by_role("option", name="most expensive first").click()
+    await expect(rows.first).to_have_attribute("href", f"/tasks/{first}")
+    costs = [float(c.lstrip("$")) for c in await page.locator(".row-cost").all_inner_texts()]
+    assert costs[0] > costs[1] > 0, costs
+    await page.click("#sort")
+    await page.get_by_role("option", name="longest first").click()
+    await expect(page.locator(".row-took")).to_have_count(2)
+    took = [_seconds(t) for t in await page.locator(".row-took").all_inner_texts()]
+    assert took == sorted(took, reverse=True), took
+    await screenshots.shot(page, "history-by-duration")
 
 
 async def test_a_pause_withdraws_the_tasks_questions_and_says_why_in_words(
@@ -713,8 +814,20 @@ async def test_a_pause_withdraws_the_tasks_questions_and_says_why_in_words(
     await expect(page.locator(".approval-card")).to_have_count(0)
     await expect(page.locator("#pending-badge")).to_have_count(0)
     assert "paused" in await page.locator(".step-status").all_inner_texts()
-    # The timeline says it plainly; the exact words are folded away for the curious.
-    unusable = page.locator(".event[data-kind='agent.unusable_answer']").first
+    # What the agents saw is there for the curious, as JSON, never as a Python value.
+    evidence = page.locator("#evidence")
+    await evidence.locator("summary").click()
+    values = await evidence.locator(".evidence-value").all_inner_texts()
+    assert values
+    for value in values:
+        if value.lstrip()[:1] in ("{", "["):
+            json.loads(value)
+        assert not re.search(r"\{'|\['|\bNone\b|\bTrue\b|\bFalse\b", value), value
+    await evidence.locator("summary").click()
+    # The timeline says it plainly, once with how many times; the exact words are folded away.
+    unusable = page.locator(".event[data-kind='agent.unusable_answer']")
+    await expect(unusable).to_have_count(1)
+    await expect(unusable.locator(".times")).to_have_text("\u00d72")
     await expect(unusable).to_contain_text(
         "It proposed a create_file call without its path and content."
     )
@@ -784,7 +897,19 @@ async def test_the_plan_is_reviewed_changed_and_the_changes_reach_the_executor( 
     await _fits(page, "the plan editor")
     await page.set_viewport_size(VIEWPORT)
     await page.click("#draft-start")
+    # The report was promised but never written: the reviewer sends the subtask back without
+    # asking its model, and says why in words; written on the second try, the work passes.
+    card = page.locator(".approval-card")
+    await expect(card.locator(".tool")).to_have_text("create_file", timeout=scaled(90_000))
+    await expect(page.locator("#review")).to_have_text(
+        "Review: sent back Checked without the model: subtask write — it promised files it did"
+        " not deliver: report.md does not exist."
+    )
+    await screenshots.shot(page, "promised-file-missing")
+    await card.locator(".approve").click()
     await expect(page.locator("#task-status")).to_have_text("completed", timeout=scaled(90_000))
+    await expect(page.locator("#review")).to_contain_text("approved")
+    await expect(page.locator(".file-name")).to_have_text(["report.md"])
     await expect(page.locator("#plan-review")).to_have_count(0)
     await expect(nodes).to_have_count(3)
     assert [await n.get_attribute("data-status") for n in await nodes.all()] == ["done"] * 3
@@ -792,7 +917,8 @@ async def test_the_plan_is_reviewed_changed_and_the_changes_reach_the_executor( 
 
     prompts = [_text(r) for r in llm.asked_for("StepDecision") if "[coplan]" in _objective(r)]
     started = [re.search(r"Your subtask: (\S+) —", p).group(1) for p in prompts]
-    assert started == ["gather", "step-3", "write"], "the edited order and dependencies hold"
+    assert started[:3] == ["gather", "step-3", "write"], "the edited order and dependencies hold"
+    assert "report.md does not exist" in prompts[3]  # the revision went back to the executor
     assert "Gather the census figures\nUse only the 2025 census." in prompts[0]
     assert "Your subtask: step-3 — Check the sums" in prompts[1]
     assert "Result of subtask gather" in prompts[1]
@@ -959,21 +1085,29 @@ async def _a_repeating_schedule(page, web: str, screenshots) -> None:
 
 
 async def test_a_scheduled_task_counts_down_and_starts(up, chromium, screenshots) -> None:
-    context = await new_context(chromium, viewport=VIEWPORT, timezone_id="UTC")
+    # The person lives in New York: every time is typed and read on their clock.
+    zone = ZoneInfo("America/New_York")
+    context = await new_context(chromium, viewport=VIEWPORT, timezone_id=zone.key)
     page = await context.new_page()
     try:
         web = up["web"]
         await sign_up(page, web, "alan")
         await page.fill("#objective", "Write the morning note [later]")
         await page.get_by_role("radio", name="Later").click()
-        when = datetime.now(UTC) + timedelta(seconds=scaled(12))  # time to fill in the form
+        # time to fill in the form, on the person's clock
+        when = (datetime.now(UTC) + timedelta(seconds=scaled(12))).astimezone(zone)
         await page.fill("#run-date", when.strftime("%Y-%m-%d"))
         await page.fill("#run-time", when.strftime("%H:%M:%S"))
         first = await create_task(page)
         await page.wait_for_selector("#task-status:has-text('scheduled')")
-        # The task's own page says when it starts, on the person's clock, and how often.
+        # The task's own page says when it starts, on the person's clock, and how often; no
+        # planner is at work yet.
         await expect(page.locator("#starts-at")).to_have_text(when.strftime("%Y-%m-%d %H:%M:%S"))
         await expect(page.locator("#schedule-rule")).to_have_text("Runs once")
+        await expect(page.locator("#plan")).to_contain_text(
+            "The plan is made when the task starts."
+        )
+        assert "The planner is at work." not in await page.locator("body").inner_text()
         await screenshots.shot(page, "scheduled-task")
         await page.goto(f"{web}/")
         row = page.locator("#scheduled .task-row", has_text="Write the morning note")
@@ -981,7 +1115,8 @@ async def test_a_scheduled_task_counts_down_and_starts(up, chromium, screenshots
         countdown = row.locator(".countdown-exact")
         await expect(countdown).not_to_have_text(await countdown.inner_text())  # it counts down
         await screenshots.shot(page, "counting-down")
-        # It starts on time and moves out of the scheduled list without a reload.
+        # It starts on time (it was kept on the person's clock, not on the server's) and moves
+        # out of the scheduled list without a reload.
         await page.locator("#scheduled .task-row").first.wait_for(
             state="detached", timeout=scaled(60_000)
         )
@@ -996,7 +1131,7 @@ async def test_a_scheduled_task_counts_down_and_starts(up, chromium, screenshots
         await page.click(".schedule-runs:has-text('1 run so far')")
         await page.wait_for_url(re.compile(r".*/history/?\?schedule=\w+$"))
         await expect(page.locator("#schedule-runs-of")).to_have_text(
-            "Runs of “Write the morning note [later]” (once, UTC)"
+            "Runs of “Write the morning note [later]” (once, America/New_York)"
         )
         await expect(page.locator("#total")).to_have_text("1 task")
         await expect(page.locator(".history-row a")).to_have_attribute("href", f"/tasks/{first}")

@@ -153,6 +153,18 @@ def test_a_scheduled_task_row_counts_down_to_the_second_only_within_a_day() -> N
     )
 
 
+def test_a_history_row_says_how_long_its_task_ran_and_what_it_cost() -> None:
+    task = {"id": "t", "objective": "Total the sales", "status": "completed",
+            "started_at": "2026-12-06T09:00:00+00:00", "finished_at": "2026-12-06T09:03:05+00:00",
+            "cost_usd": 0.00031}  # fmt: skip
+    row = task_item_of(task)
+    assert (row.took, row.cost) == ("3 min 5 s", "$0.0003")
+    running = task_item_of({**task, "status": "executing", "finished_at": None})
+    assert running.took == ""  # not finished: no duration yet
+    listed_elsewhere = task_item_of({k: v for k, v in task.items() if k != "cost_usd"})
+    assert listed_elsewhere.cost == ""  # lists without a cost say nothing, never "$0"
+
+
 def test_a_schedule_says_how_it_repeats_and_links_to_its_runs() -> None:
     daily = {"id": "s1", "kind": "repeating", "description": "At 08:00", "timezone": "Asia/Kolkata",
              "status": "active", "runs": 1, "title": "Water the plants",

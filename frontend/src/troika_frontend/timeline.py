@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any
 
-from troika_frontend.views import json_text, label, sentence, status_color, when
+from troika_frontend.views import json_text, label, sentence, status_color, took, when
 from troika_shared.unusable import in_words
 
 __all__ = [
@@ -61,23 +60,6 @@ class TimelineGroup:
     events: list[TimelineItem]
     color: str = "gray"
     size: str = ""
-
-
-def took(first: str, last: str) -> str:
-    """How long from ``first`` to ``last`` (ISO times) in words: "45 s", "3 min 5 s"."""
-    try:
-        seconds = int(
-            (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
-        )
-    except ValueError:
-        return ""
-    if seconds < 60:
-        return f"{max(seconds, 0)} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 def _merged(items: list[TimelineItem]) -> list[TimelineItem]:

@@ -27,6 +27,7 @@ __all__ = [
     "sentence",
     "status_color",
     "task_item_of",
+    "took",
     "when",
     "within_a_day",
 ]
@@ -117,6 +118,8 @@ class TaskItem:
     final: bool = False
     waiting: bool = False
     repeats: str = ""
+    took: str = ""
+    cost: str = ""
 
 
 def within_a_day(moment: str) -> bool:
@@ -132,6 +135,23 @@ def reason_of(task: dict[str, Any]) -> str:
     """Why the task is where it is, for people: a scheduled task's reason is the start time
     as the API gives it (ISO), which the pages show on the person's own clock instead."""
     return "" if task.get("status") == "scheduled" else str(task.get("status_reason") or "")
+
+
+def took(first: str, last: str) -> str:
+    """How long from ``first`` to ``last`` (ISO times) in words: "45 s", "3 min 5 s"."""
+    try:
+        seconds = int(
+            (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
+        )
+    except ValueError:
+        return ""
+    if seconds < 60:
+        return f"{max(seconds, 0)} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 def task_item_of(task: dict[str, Any], next_run_at: str = "", repeats: str = "") -> TaskItem:
@@ -154,6 +174,8 @@ def task_item_of(task: dict[str, Any], next_run_at: str = "", repeats: str = "")
         final=status in FINAL,
         waiting=status in WAITING,
         repeats=repeats,
+        took=took(str(task.get("started_at") or ""), str(task.get("finished_at") or "")),
+        cost=f"${float(task['cost_usd']):.4f}" if "cost_usd" in task else "",
     )
 
 

@@ -125,6 +125,13 @@ async def test_history_sorts_by_cost_and_duration_and_counts_every_task(
         assert page.status_code == 200, page.text
         return [t["id"] for t in page.json()["items"]]
 
+    # each row says what its task cost, whatever the order
+    for sort in ("newest", "cost"):
+        page = await client.get("/tasks", headers=alice.headers, params={"sort": sort})
+        spent = {t["id"]: t["cost_usd"] for t in page.json()["items"]}
+        assert spent == {cheap["id"]: pytest.approx(0.01), dear["id"]: pytest.approx(0.25),
+                         unfinished["id"]: 0.0}  # fmt: skip
+
     ids = {"cheap": cheap["id"], "dear": dear["id"], "unfinished": unfinished["id"]}
     named = {v: k for k, v in ids.items()}
     assert [named[i] for i in await order("cost")] == ["dear", "cheap", "unfinished"]

@@ -38,6 +38,7 @@ __all__ = [
     "launch_chromium",
     "launch_firefox",
     "new_context",
+    "readable",
     "require_chromium",
     "require_firefox",
     "shot_folder_name",
@@ -135,6 +136,16 @@ def shot_folder_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "shot"
 
 
+async def readable(page: Page, what: str) -> None:
+    """Checks that the page says nothing a person should not read (:func:`raw_text`).
+
+    Raises:
+        AssertionError: The page shows raw validation text, a Python repr or an identifier.
+    """
+    if found := raw_text(await page.inner_text("body")):
+        raise AssertionError(f"{what} shows what is not for people: {found}")
+
+
 class Screenshots:
     """One test's full-page screenshots, numbered in the order taken.
 
@@ -181,6 +192,5 @@ class Screenshots:
             await page.screenshot(path=path, timeout=scaled(30_000))
         await page.evaluate("([x, y]) => window.scrollTo(x, y)", scrolled)
         self.taken.append(path)
-        if found := raw_text(await page.inner_text("body")):
-            raise AssertionError(f"{path.name} shows what is not for people: {found}")
+        await readable(page, path.name)
         return path

@@ -154,6 +154,13 @@ class HistoryState(SessionState):
 def _row(item: TaskItem) -> rx.Component:
     return rx.hstack(
         rx.box(task_row(item), width="100%"),
+        rx.vstack(
+            rx.cond(item.took != "", rx.text("ran ", item.took, size="1", class_name="row-took")),
+            rx.text(item.cost, size="1", color_scheme="gray", class_name="row-cost"),
+            spacing="0",
+            align="end",
+            flex_shrink="0",
+        ),
         rx.menu.root(
             rx.menu.trigger(
                 rx.icon_button(rx.icon("ellipsis"), variant="ghost", class_name="task-menu")

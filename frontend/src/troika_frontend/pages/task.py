@@ -241,9 +241,13 @@ def _guidance() -> rx.Component:
                             TaskState.evidence,
                             lambda e: rx.box(
                                 rx.text(e.name, weight="bold", size="1"),
-                                rx.code_block(e.value, language="log", wrap_long_lines=True),
+                                rx.box(
+                                    rx.code_block(e.value, language="log", wrap_long_lines=True),
+                                    class_name="evidence-value",
+                                ),
                             ),
                         ),
+                        id="evidence",
                     ),
                 ),
                 rx.text_area(

@@ -217,7 +217,14 @@ class TaskState(SessionState):
         self.review_state = (
             "" if not review else "approved" if review.get("approved") else "sent back"
         )
-        self.review_summary = str(review.get("summary", ""))
+        # An approval's summary is the task's result, shown once above it.
+        summary = str(review.get("summary", ""))
+        if summary == self.result and review.get("approved"):
+            rounds = int(review.get("round") or 1)
+            summary = "each subtask was checked against its acceptance criteria" + (
+                f", after {rounds} rounds of review." if rounds > 1 else "."
+            )
+        self.review_summary = summary
         cost = task.get("cost") or {}
         self.tokens = (
             f"{int(cost.get('prompt_tokens', 0)) + int(cost.get('completion_tokens', 0)):,}"

@@ -44,8 +44,8 @@ async def review(request: ReviewRequested, llm: LLM) -> ReviewVerdict:
         request_id=request.id,
     )
     if unkept := unkept_promises(request):
-        named = "; ".join(r.problem for r in unkept)
-        return reply(approved=False, summary=f"Promised files are missing or empty: {named}",
+        named = "; ".join(f"subtask {r.subtask_id} — {r.problem}" for r in unkept)
+        return reply(approved=False, summary=f"Checked without the model: {named}.",
                      revisions=unkept)  # fmt: skip
     try:
         answer = await llm.complete(

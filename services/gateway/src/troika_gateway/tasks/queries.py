@@ -38,6 +38,7 @@ from troika_gateway.tasks.schemas import (
     FileView,
     SubtaskView,
     TaskDetail,
+    TaskListItem,
     TaskPage,
     TaskSort,
     TaskStats,
@@ -168,28 +169,29 @@ class TaskQueries:
                 )
             )
         total = await self.db.scalar(select(func.count()).select_from(Task).where(*where)) or 0
-        statement = select(Task).where(*where)
+        spent = (
+            select(LlmUsage.task_id, func.sum(LlmUsage.cost_usd).label("cost"))
+            .group_by(LlmUsage.task_id)
+            .subquery()
+        )
+        cost = func.coalesce(spent.c.cost, 0.0)
+        statement = select(Task, cost).where(*where).outerjoin(spent, spent.c.task_id == Task.id)
         newest = (Task.created_at.desc(), Task.id.desc())
         if sort == TaskSort.OLDEST:
             statement = statement.order_by(Task.created_at.asc(), Task.id.asc())
         elif sort == TaskSort.COST:
-            spent = (
-                select(LlmUsage.task_id, func.sum(LlmUsage.cost_usd).label("cost"))
-                .group_by(LlmUsage.task_id)
-                .subquery()
-            )
-            statement = statement.outerjoin(spent, spent.c.task_id == Task.id).order_by(
-                func.coalesce(spent.c.cost, 0.0).desc(), *newest
-            )
+            statement = statement.order_by(cost.desc(), *newest)
         elif sort == TaskSort.DURATION:
             took = elapsed_seconds(Task.finished_at, Task.started_at)
             statement = statement.order_by(took.desc().nulls_last(), *newest)
         else:
             statement = statement.order_by(*newest)
-        rows = await self.db.scalars(statement.limit(limit).offset(offset))
-        return TaskPage(
-            items=[summary_of(t) for t in rows], total=total, limit=limit, offset=offset
-        )
+        rows = await self.db.execute(statement.limit(limit).offset(offset))
+        items = [
+            TaskListItem(**msgspec.structs.asdict(summary_of(task)), cost_usd=float(spent_usd))
+            for task, spent_usd in rows
+        ]
+        return TaskPage(items=items, total=total, limit=limit, offset=offset)
 
     async def stats(self) -> TaskStats:
         """How many of the caller's tasks stand where, and what they cost in all."""

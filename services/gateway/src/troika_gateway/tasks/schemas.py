@@ -23,6 +23,7 @@ __all__ = [
     "SubtaskView",
     "TaskCreate",
     "TaskDetail",
+    "TaskListItem",
     "TaskPage",
     "TaskRename",
     "TaskSort",
@@ -211,10 +212,16 @@ class TaskDetail(TaskSummary, kw_only=True):
     """What each agent's LLM calls (``planner``, ``executor``, ``reviewer``) cost so far."""
 
 
+class TaskListItem(TaskSummary, kw_only=True):
+    """A task in the history: with what its model calls cost so far (estimated, US dollars)."""
+
+    cost_usd: float = 0.0
+
+
 class TaskPage(Struct, kw_only=True):
     """One page of tasks, newest first."""
 
-    items: list[TaskSummary]
+    items: list[TaskListItem]
     total: int
     limit: int
     offset: int
