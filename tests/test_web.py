@@ -169,7 +169,12 @@ def step_script(request: dict) -> dict:  # noqa: PLR0911, PLR0912 - one answer p
     return {"action": "finish", "result": f"{subtask} finished."}
 
 
+ANSWER = "North sold 17 and south 5, 22 in all; the totals per region are in summary.md."
+
+
 def review_script(request: dict) -> dict:
+    if "[report]" in _objective(request):  # the answer to the objective, from the evidence
+        return {"verdict": "approve", "summary": ANSWER}
     return {"verdict": "approve", "summary": f"All good. {HOSTILE}"}
 
 
@@ -395,7 +400,8 @@ async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # n
     assert all("sales.csv" in text for text in plans)
 
     # Agent text is shown as text: the markup is visible, nothing of it ran.
-    assert HOSTILE in await page.locator("#result").inner_text()
+    await expect(page.locator("#result")).to_have_text(f"Result{ANSWER}")
+    assert HOSTILE in await page.locator("#plan").inner_text()  # the executor's own result
     # The result is on top, the reviewer's verdict with it, and it is said once.
     await expect(page.locator("#review")).to_have_text(
         "Review: approved each subtask was checked against its acceptance criteria."
@@ -406,8 +412,7 @@ async def test_a_task_with_an_uploaded_file_is_approved_and_completes_live(  # n
     }
     assert top["#result"] < top["#review"] < top["#plan"] < top["#timeline"], top
     assert (
-        await page.locator("#result script, #result img, #timeline script, #timeline img").count()
-        == 0
+        await page.locator("#plan script, #plan img, #timeline script, #timeline img").count() == 0
     )
     assert await page.evaluate("window.__pwned === undefined")
     assert alerts == []
@@ -910,6 +915,10 @@ async def test_the_plan_is_reviewed_changed_and_the_changes_reach_the_executor( 
     await expect(page.locator("#task-status")).to_have_text("completed", timeout=scaled(90_000))
     await expect(page.locator("#review")).to_contain_text("approved")
     await expect(page.locator(".file-name")).to_have_text(["report.md"])
+    # the reviewer's text is text: its markup shown, none of it run
+    assert HOSTILE in await page.locator("#result").inner_text()
+    assert await page.locator("#result script, #result img").count() == 0
+    assert await page.evaluate("window.__pwned === undefined")
     await expect(page.locator("#plan-review")).to_have_count(0)
     await expect(nodes).to_have_count(3)
     assert [await n.get_attribute("data-status") for n in await nodes.all()] == ["done"] * 3
