@@ -102,7 +102,8 @@ def test_no_input_makes_the_api_fail_with_a_server_error(gateway_process, tmp_pa
         "--checks",
         "not_a_server_error",
         "--max-examples",
-        os.environ.get("TROIKA_FUZZ_EXAMPLES", "40"),
+        # per operation; the suite's share of the machine (TROIKA_FUZZ_EXAMPLES=500 hunts longer)
+        os.environ.get("TROIKA_FUZZ_EXAMPLES", "25"),
         "--exclude-path",
         "/auth/logout",  # would end the session the fuzzer signs in with
         "--header",

@@ -373,6 +373,31 @@ async def test_a_schedule_made_while_redis_is_down_is_queued_by_the_worker_later
     assert schedule["last_run"]["outcome"] == "ran"
 
 
+@dataclass
+class StoppedClock:
+    """A clock that stays at ``at``."""
+
+    at: datetime
+
+    def now(self) -> datetime:
+        return self.at
+
+    def seconds_until(self, moment: datetime) -> float:
+        return (moment - self.at).total_seconds()
+
+
+async def test_the_misfire_grace_is_the_schedulers_own_setting(
+    gateway, client, alice, scheduler
+) -> None:
+    # The gateway's own settings keep a grace of a minute; this scheduler's is a day.
+    worker = await scheduler(schedule_misfire_grace_s=24 * 3600)
+    await create(client, alice, "Nightly notes", cron="0 3 * * *")
+    [schedule] = await schedules(client, alice)
+    due = datetime.fromisoformat(schedule["next_run_at"])
+    worker.clock = StoppedClock(due + timedelta(hours=1))  # an hour late, well within a day
+    assert await worker.fire(schedule["id"], due) == "ran"
+
+
 async def test_files_attached_to_a_repeating_schedule_go_with_every_run(
     gateway, client, alice, scheduler
 ) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -131,7 +131,8 @@ class Scheduler:
         """Fires the schedule's run due at ``due`` (once, whoever else tries; a late one by its
         misfire policy); returns what happened, and queues the next run's job."""
         async with self.writes, self.sessionmaker() as db:
-            fired = await service.fire(db, self.store, self.clock, schedule_id, due)
+            grace = timedelta(seconds=self.settings.schedule_misfire_grace_s)
+            fired = await service.fire(db, self.store, self.clock, schedule_id, due, grace=grace)
         await self._after(schedule_id, fired)
         return fired.outcome
 

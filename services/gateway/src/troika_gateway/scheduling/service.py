@@ -233,19 +233,20 @@ async def fire(
     clock: Clock,
     schedule_id: str,
     due: datetime,
+    *,
+    grace: timedelta,
 ) -> Fired:
     """Starts the run of ``schedule_id`` that is due at ``due``, once; commits.
 
-    A fire time that passed more than ``schedule_misfire_grace_s`` ago (nothing was running)
+    A fire time that passed more than ``grace`` ago (nothing was running)
     follows the schedule's misfire policy: ``run_once`` runs it now, once, and says so on the
     task; ``skip`` records and announces the missed run and moves on.
     """
-    settings = store.settings
     schedule = await db.get(Schedule, schedule_id)
     if schedule is None or schedule.status != "active" or schedule.next_run_at != due:
         return Fired("stale")
     now = clock.now()
-    late = now - due > timedelta(seconds=settings.schedule_misfire_grace_s)
+    late = now - due > grace
     if late and schedule.misfire_policy == "skip":
         return await _skip(db, store, schedule, due, now)
     runs = schedule.runs + 1
