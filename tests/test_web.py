@@ -578,17 +578,22 @@ async def test_every_page_fits_a_phone_and_the_menu_opens_from_a_button(  # noqa
         await context.close()
 
 
+async def _signs_in_and_returns(page, web: str, path: str) -> None:
+    """Opens ``path`` signed out, is sent to sign in, signs in as dora and lands on it."""
+    await page.goto(f"{web}{path}")
+    await page.wait_for_url(re.compile(rf".*/signin/?\?next={re.escape(path)}/?$"))
+    await page.fill("#login", "dora")
+    await page.fill("#password", PASSWORD)
+    await page.click("#submit")
+    await page.wait_for_url(re.compile(rf".*{re.escape(path)}/?$"))
+
+
 async def test_signing_in_returns_to_the_page_that_asked_for_it(up, page) -> None:
     async with httpx.AsyncClient(base_url=up["api"]) as http:
         account = {"email": "dora@example.com", "username": "dora", "password": PASSWORD}
         assert (await http.post("/auth/register", json=account)).status_code == 201
     web = up["web"]
-    await page.goto(f"{web}/history")
-    await page.wait_for_url(re.compile(r".*/signin/?\?next=/history/?$"))
-    await page.fill("#login", "dora")
-    await page.fill("#password", PASSWORD)
-    await page.click("#submit")
-    await page.wait_for_url(re.compile(r".*/history/?$"))
+    await _signs_in_and_returns(page, web, "/history")
     await page.wait_for_selector("#signed-in-as:has-text('dora')")
     await expect(page.locator("#nav-toggle")).to_be_hidden()  # a wide screen needs no menu
     # No task yet: the dashboard offers examples, and one fills the composer.
@@ -608,12 +613,7 @@ async def test_signing_in_returns_to_the_page_that_asked_for_it(up, page) -> Non
     task = made.json()["id"]
     await page.click("#sign-out")
     await page.wait_for_url(re.compile(r".*/signin"))
-    await page.goto(f"{web}/tasks/{task}")
-    await page.wait_for_url(re.compile(rf".*/signin/?\?next=/tasks/{task}/?$"))
-    await page.fill("#login", "dora")
-    await page.fill("#password", PASSWORD)
-    await page.click("#submit")
-    await page.wait_for_url(re.compile(rf".*/tasks/{task}/?$"))
+    await _signs_in_and_returns(page, web, f"/tasks/{task}")
     await expect(page.locator("#objective-text")).to_have_text("Tidy the notes")
 
 
