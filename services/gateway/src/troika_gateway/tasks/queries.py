@@ -169,13 +169,13 @@ class TaskQueries:
                 )
             )
         total = await self.db.scalar(select(func.count()).select_from(Task).where(*where)) or 0
-        spent = (
-            select(LlmUsage.task_id, func.sum(LlmUsage.cost_usd).label("cost"))
-            .group_by(LlmUsage.task_id)
-            .subquery()
+        # each listed task's spend, summed over its own usage rows (indexed by task)
+        cost = (
+            select(func.coalesce(func.sum(LlmUsage.cost_usd), 0.0))
+            .where(LlmUsage.task_id == Task.id)
+            .scalar_subquery()
         )
-        cost = func.coalesce(spent.c.cost, 0.0)
-        statement = select(Task, cost).where(*where).outerjoin(spent, spent.c.task_id == Task.id)
+        statement = select(Task, cost).where(*where)
         newest = (Task.created_at.desc(), Task.id.desc())
         if sort == TaskSort.OLDEST:
             statement = statement.order_by(Task.created_at.asc(), Task.id.asc())
