@@ -7,22 +7,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
+from sqlalchemy import Table, insert
 
 from troika_gateway.credentials import load_secrets
 from troika_gateway.db.models import (
     AuditEntry,
     Interaction,
     LlmUsage,
+    Outbox,
     Task,
     TaskEvent,
 )
 from troika_gateway.desktop.dispatch import is_desktop, to_desktop
 from troika_gateway.events import next_event
 from troika_gateway.interactions.policies import set_policy
-from troika_gateway.pipeline.outbox import enqueue
+from troika_gateway.pipeline.outbox import outbox_row
 from troika_gateway.pipeline.snapshot import (
     Ask,
     Audit,
@@ -68,13 +70,43 @@ __all__ = ["Applied", "Effects"]
 @dataclass
 class Applied:
     """What one change wrote: the task row, its new events and commands (announced after the
-    commit), or why the command was refused."""
+    commit), or why the command was refused.
+
+    ``inserts``: rows only ever inserted, never read back in the change (its outbox messages,
+    audit entries and usage records), by table: written with one plain statement per table at
+    the change's end (:meth:`write_inserts`) instead of passing through the session's unit of
+    work one object at a time.
+    """
 
     task: Task | None = None
     refused: str | None = None
     events: list[TaskEvent] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     trace: dict[str, str] = field(default_factory=dict)  # the change's span, its messages' trace
+    inserts: dict[Table, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def insert(self, table: Table, row: dict[str, Any]) -> None:
+        """Adds a row for :meth:`write_inserts` (each table's rows with the same keys)."""
+        self.inserts.setdefault(table, []).append(row)
+
+    def send(self, message: Message) -> None:
+        """Queues ``message`` in the outbox, announced after the commit."""
+        self.insert(_OUTBOX, outbox_row(message, self.trace))
+        self.messages.append(message)
+
+    async def write_inserts(self, db: AsyncSession) -> None:
+        """Writes :attr:`inserts` after what the session holds (the rows they refer to)."""
+        if not self.inserts:
+            return
+        await db.flush()
+        for table, rows in self.inserts.items():
+            await db.execute(insert(table), rows)
+        self.inserts.clear()
+
+
+_OUTBOX: Table = Outbox.__table__  # type: ignore[assignment]
+_AUDIT: Table = AuditEntry.__table__  # type: ignore[assignment]
+_USAGE: Table = LlmUsage.__table__  # type: ignore[assignment]
 
 
 class Effects:
@@ -102,19 +134,14 @@ class Effects:
             case Emit(event=event):
                 applied.events.append(next_event(task, kind_of(event), body(event)))
             case Send(message=message):
-                message = self._offered(rows, message)
-                enqueue(db, message, applied.trace)
-                applied.messages.append(message)
+                applied.send(self._offered(rows, message))
             case Execute():
                 message, waiting = await self._execute(db, state, effect)
-                enqueue(db, message, applied.trace)
-                applied.messages.append(message)
+                applied.send(message)
                 if waiting is not None:
                     applied.events.append(next_event(task, kind_of(waiting), body(waiting)))
             case Review(message=message, files=files):
-                message = await self._with_evidence(task.id, message, files)
-                enqueue(db, message, applied.trace)
-                applied.messages.append(message)
+                applied.send(await self._with_evidence(task.id, message, files))
             case Ask():
                 db.add(
                     Interaction(
@@ -129,21 +156,19 @@ class Effects:
                 )
             case Audit():
                 call = rows.calls[effect.call_key]
-                db.add(
-                    AuditEntry(
-                        user_id=task.user_id,
-                        task_id=task.id,
-                        tool_call_id=call.id,
-                        interaction_id=effect.ask_id,
-                        action=effect.action,
-                        actor=effect.actor[:255],
-                        tool=call.tool,
-                        arguments=call.arguments,
-                        reason=effect.reason,
-                        client=effect.client,
-                        at=datetime.now(UTC),
-                    )
-                )
+                applied.insert(_AUDIT, {
+                    "user_id": task.user_id,
+                    "task_id": task.id,
+                    "tool_call_id": call.id,
+                    "interaction_id": effect.ask_id,
+                    "action": effect.action,
+                    "actor": effect.actor[:255],
+                    "tool": call.tool,
+                    "arguments": call.arguments,
+                    "reason": effect.reason,
+                    "client": effect.client,
+                    "at": datetime.now(UTC),
+                })  # fmt: skip
             case Remember(tool=tool):
                 definition = catalogue.CATALOGUE.get(tool)
                 if definition is not None:
@@ -151,10 +176,12 @@ class Effects:
                                      definition=definition, mode="ask_once")  # fmt: skip
             case RecordUsage(agent=agent, usage=usage, subtask=subtask):
                 for one in usage:
-                    db.add(LlmUsage(task_id=task.id, agent=agent, subtask=subtask, model=one.model,
-                                    prompt_tokens=one.prompt_tokens,
-                                    completion_tokens=one.completion_tokens,
-                                    latency_ms=one.latency_ms, cost_usd=one.cost_usd))  # fmt: skip
+                    applied.insert(_USAGE, {
+                        "task_id": task.id, "agent": agent, "subtask": subtask,
+                        "model": one.model, "prompt_tokens": one.prompt_tokens,
+                        "completion_tokens": one.completion_tokens,
+                        "latency_ms": one.latency_ms, "cost_usd": one.cost_usd,
+                    })  # fmt: skip
             case RecordFiles(names=names):
                 await self._record_files(db, task, names)
 

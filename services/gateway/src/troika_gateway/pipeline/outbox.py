@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from troika_shared.bus import Bus
 
-__all__ = ["Publisher", "Relay", "enqueue"]
+__all__ = ["Publisher", "Relay", "enqueue", "outbox_row"]
 
 log = structlog.get_logger("troika.gateway.outbox")
 _BATCH = 200
@@ -37,16 +37,19 @@ _BATCH = 200
 def enqueue(db: AsyncSession, message: Message, trace: Mapping[str, str] | None = None) -> None:
     """Adds a message to the outbox in the session's transaction, with the trace it is sent
     in (``trace``, a change's; the current span's when not given)."""
+    db.add(Outbox(**outbox_row(message, trace)))
+
+
+def outbox_row(message: Message, trace: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The outbox row of ``message`` (see :func:`enqueue`), as a plain insert writes it."""
     context = carrier() if trace is None else dict(trace)
-    db.add(
-        Outbox(
-            id=message.id,
-            task_id=message.correlation_id or None,
-            kind=message.type,
-            payload=encode(message),
-            trace_context=context or None,
-        )
-    )
+    return {
+        "id": message.id,
+        "task_id": message.correlation_id or None,
+        "kind": message.type,
+        "payload": encode(message),
+        "trace_context": context or None,
+    }
 
 
 class Publisher:

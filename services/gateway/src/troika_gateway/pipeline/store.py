@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.exc import DBAPIError
 
 from troika_gateway.db.engine import WRITE_CONFLICTS, lock_for_writing, worth_retrying
@@ -64,6 +64,7 @@ _TASK = (
     .execution_options(populate_existing=True)
 )
 _USERS_TASK = _TASK.where(Task.user_id == bindparam("user_id"))
+_PROCESSED: Table = ProcessedMessage.__table__  # type: ignore[assignment]
 
 
 def command_name(command: Command) -> str:
@@ -208,8 +209,8 @@ class TaskStore:
         if applied.refused is not None:
             await db.rollback()
             return applied
-        if message_id is not None:  # added last: nothing waits to be flushed before the reads
-            db.add(ProcessedMessage(id=message_id))
+        if message_id is not None:  # written last: nothing waits to be flushed before the reads
+            await db.execute(insert(_PROCESSED), {"id": message_id})
         await db.commit()
         return applied
 
@@ -244,6 +245,7 @@ class TaskStore:
                 for effect in outcome.effects:
                     await self.effects.carry_out(db, rows, outcome.state, effect, applied)
                 await write_events(db, applied.events)
+                await applied.write_inserts(db)
             span.set_attribute("troika.task.status", outcome.state.status.value)
             return applied
 
