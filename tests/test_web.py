@@ -783,7 +783,10 @@ async def test_the_same_call_from_parallel_subtasks_is_no_stall_approve_all_and_
     await expect(rows.first).to_have_attribute("href", f"/tasks/{first}")
     await expect(rows).to_have_count(2)
     # Each row says what it cost and how long it ran, and sorts by either: the first run
-    # made twice the model calls of the cancelled one.
+    # made twice the model calls of the cancelled one, which is the newest.
+    await page.click("#sort")
+    await page.get_by_role("option", name="newest first").click()
+    await expect(rows.first).to_have_attribute("href", f"/tasks/{second}")
     await page.click("#sort")
     await page.get_by_role("option", name="most expensive first").click()
     await expect(rows.first).to_have_attribute("href", f"/tasks/{first}")
@@ -791,9 +794,12 @@ async def test_the_same_call_from_parallel_subtasks_is_no_stall_approve_all_and_
     assert costs[0] > costs[1] > 0, costs
     await page.click("#sort")
     await page.get_by_role("option", name="longest first").click()
-    await expect(page.locator(".row-took")).to_have_count(2)
-    took = [_seconds(t) for t in await page.locator(".row-took").all_inner_texts()]
-    assert took == sorted(took, reverse=True), took
+
+    async def longest_first() -> bool:  # once the list is read again in the new order
+        took = [_seconds(t) for t in await page.locator(".row-took").all_inner_texts()]
+        return len(took) == 2 and took == sorted(took, reverse=True)
+
+    await wait_for(longest_first, what="the history sorted by how long each task ran")
     await screenshots.shot(page, "history-by-duration")
 
 
