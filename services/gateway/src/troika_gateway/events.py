@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Table, insert
+from sqlalchemy import insert
 
-from troika_gateway.db.models import Task, TaskEvent
+from troika_gateway.db.models import Task, TaskEvent, table_of
 from troika_shared.errors import DependencyUnavailable
 from troika_shared.messages import TaskEvent as TaskEventMessage
 from troika_shared.messages import derive_id, utcnow
@@ -54,8 +54,7 @@ def next_event(task: Task, kind: str, data: dict[str, Any]) -> TaskEvent:
     )
 
 
-# a plain insert: no ORM bulk step for rows never read back
-_EVENTS: Table = TaskEvent.__table__  # type: ignore[assignment]
+_EVENTS = table_of(TaskEvent)  # a plain insert: no ORM bulk step for rows never read back
 
 
 async def write_events(db: AsyncSession, events: Sequence[TaskEvent]) -> None:

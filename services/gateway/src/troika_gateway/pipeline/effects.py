@@ -20,9 +20,10 @@ from troika_gateway.db.models import (
     Outbox,
     Task,
     TaskEvent,
+    table_of,
 )
 from troika_gateway.desktop.dispatch import is_desktop, to_desktop
-from troika_gateway.events import next_event
+from troika_gateway.events import next_event, write_events
 from troika_gateway.interactions.policies import set_policy
 from troika_gateway.pipeline.outbox import outbox_row
 from troika_gateway.pipeline.snapshot import (
@@ -72,10 +73,10 @@ class Applied:
     """What one change wrote: the task row, its new events and commands (announced after the
     commit), or why the command was refused.
 
-    ``inserts``: rows only ever inserted, never read back in the change (its outbox messages,
-    audit entries and usage records), by table: written with one plain statement per table at
-    the change's end (:meth:`write_inserts`) instead of passing through the session's unit of
-    work one object at a time.
+    ``events`` and ``inserts`` (its outbox messages, audit entries and usage records, by table)
+    are rows only ever inserted, never read back in the change: :meth:`write` writes them with
+    one plain statement per table at the change's end instead of passing them through the
+    session's unit of work one object at a time.
     """
 
     task: Task | None = None
@@ -86,7 +87,7 @@ class Applied:
     inserts: dict[Table, list[dict[str, Any]]] = field(default_factory=dict)
 
     def insert(self, table: Table, row: dict[str, Any]) -> None:
-        """Adds a row for :meth:`write_inserts` (each table's rows with the same keys)."""
+        """Adds a row for :meth:`write` (each table's rows with the same keys)."""
         self.inserts.setdefault(table, []).append(row)
 
     def send(self, message: Message) -> None:
@@ -94,19 +95,19 @@ class Applied:
         self.insert(_OUTBOX, outbox_row(message, self.trace))
         self.messages.append(message)
 
-    async def write_inserts(self, db: AsyncSession) -> None:
-        """Writes :attr:`inserts` after what the session holds (the rows they refer to)."""
-        if not self.inserts:
-            return
+    async def write(self, db: AsyncSession) -> None:
+        """Writes the change's events and :attr:`inserts` after what the session holds (the
+        rows they refer to)."""
         await db.flush()
+        await write_events(db, self.events)
         for table, rows in self.inserts.items():
             await db.execute(insert(table), rows)
         self.inserts.clear()
 
 
-_OUTBOX: Table = Outbox.__table__  # type: ignore[assignment]
-_AUDIT: Table = AuditEntry.__table__  # type: ignore[assignment]
-_USAGE: Table = LlmUsage.__table__  # type: ignore[assignment]
+_OUTBOX = table_of(Outbox)
+_AUDIT = table_of(AuditEntry)
+_USAGE = table_of(LlmUsage)
 
 
 class Effects:

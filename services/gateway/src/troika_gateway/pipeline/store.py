@@ -17,16 +17,17 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import DBAPIError
 
 from troika_gateway.db.engine import WRITE_CONFLICTS, lock_for_writing, worth_retrying
 from troika_gateway.db.models import (
     ProcessedMessage,
     Task,
+    table_of,
 )
 from troika_gateway.errors import Conflict, NotFound
-from troika_gateway.events import publish_events, write_events
+from troika_gateway.events import publish_events
 from troika_gateway.pipeline import rules
 from troika_gateway.pipeline.effects import Applied, Effects
 from troika_gateway.pipeline.rows import load, write
@@ -64,7 +65,7 @@ _TASK = (
     .execution_options(populate_existing=True)
 )
 _USERS_TASK = _TASK.where(Task.user_id == bindparam("user_id"))
-_PROCESSED: Table = ProcessedMessage.__table__  # type: ignore[assignment]
+_PROCESSED = table_of(ProcessedMessage)
 
 
 def command_name(command: Command) -> str:
@@ -244,8 +245,7 @@ class TaskStore:
                 await write(db, rows, old=state, new=outcome.state, command=command, now=now)
                 for effect in outcome.effects:
                     await self.effects.carry_out(db, rows, outcome.state, effect, applied)
-                await write_events(db, applied.events)
-                await applied.write_inserts(db)
+                await applied.write(db)
             span.set_attribute("troika.task.status", outcome.state.status.value)
             return applied
 

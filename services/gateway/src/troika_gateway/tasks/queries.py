@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import msgspec
 from sqlalchemy import Float, func, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import selectinload
@@ -81,9 +80,17 @@ def _elapsed(element: elapsed_seconds, compiler: Any, **kw: Any) -> str:  # noqa
     return f"EXTRACT(EPOCH FROM ({end} - {start}))"
 
 
-def summary_of(task: Task) -> TaskSummary:
-    """A task as it appears in lists."""
-    return TaskSummary(
+_Summary = TypeVar("_Summary", bound=TaskSummary)
+
+
+def summary_of(
+    task: Task,
+    kind: type[_Summary] = TaskSummary,  # type: ignore[assignment]
+    **more: Any,  # noqa: ANN401 - the fields ``kind`` adds
+) -> _Summary:
+    """A task as it appears in lists (``kind``: a view that adds ``more`` fields to it)."""
+    return kind(
+        **more,
         id=task.id,
         title=task.title,
         objective=task.objective,
@@ -188,8 +195,7 @@ class TaskQueries:
             statement = statement.order_by(*newest)
         rows = await self.db.execute(statement.limit(limit).offset(offset))
         items = [
-            TaskListItem(**msgspec.structs.asdict(summary_of(task)), cost_usd=float(spent_usd))
-            for task, spent_usd in rows
+            summary_of(task, TaskListItem, cost_usd=float(spent_usd)) for task, spent_usd in rows
         ]
         return TaskPage(items=items, total=total, limit=limit, offset=offset)
 
@@ -257,8 +263,9 @@ class TaskQueries:
             if subtask:
                 _add(per_subtask.setdefault(str(subtask), Cost()), spent)
         every = per_agent.values()
-        return TaskDetail(
-            **msgspec.structs.asdict(summary_of(task)),
+        return summary_of(
+            task,
+            TaskDetail,
             result=task.result,
             plan=task.plan,
             review=task.review,

@@ -4,7 +4,7 @@ Importing this package registers every table on :data:`Base.metadata` (the migra
 against it).
 """
 
-from troika_gateway.db.models.base import Base, new_uuid
+from troika_gateway.db.models.base import Base, new_uuid, table_of
 from troika_gateway.db.models.delivery import Outbox, ProcessedMessage
 from troika_gateway.db.models.people import (
     Credential,
@@ -56,4 +56,5 @@ __all__ = [
     "User",
     "UserPhoto",
     "new_uuid",
+    "table_of",
 ]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import MetaData, String
+from sqlalchemy import MetaData, String, Table
 from sqlalchemy.orm import DeclarativeBase
 
-__all__ = ["ID", "NAMING", "Base", "new_uuid"]
+__all__ = ["ID", "NAMING", "Base", "new_uuid", "table_of"]
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -30,3 +30,8 @@ class Base(DeclarativeBase):
     """Declarative base with stable constraint names (so migrations can refer to them)."""
 
     metadata = MetaData(naming_convention=NAMING)
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, for plain inserts of rows the session never reads back."""
+    return Base.metadata.tables[model.__tablename__]
