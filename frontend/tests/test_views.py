@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from troika_frontend.approval_views import Approval, approval_of, form_values, group_approvals
+from troika_frontend.approval_views import (
+    Approval,
+    Argument,
+    approval_of,
+    evidence_of,
+    form_values,
+    group_approvals,
+)
 from troika_frontend.session import local_path
 from troika_frontend.timeline import timeline_item
 from troika_frontend.views import (
@@ -52,6 +59,24 @@ def test_an_approval_card_shows_every_argument_in_full_with_long_ones_folded() -
     }
     assert '"content": "xxx' in card.arguments_json
     assert card.fields == []
+
+
+def test_what_the_agents_saw_is_named_in_words_and_shown_as_json() -> None:
+    seen = evidence_of({
+        "rule": "same_call",
+        "tool": "create_file",
+        "arguments": {"path": "notes.md", "lines": [1, None, True]},
+        "last_error": "x" * 300,
+    })  # fmt: skip
+    assert seen == [
+        Argument("Tool", "create_file", long=False),
+        Argument(
+            "Its arguments",
+            '{\n  "lines": [\n    1,\n    null,\n    true\n  ],\n  "path": "notes.md"\n}',
+            long=False,
+        ),
+        Argument("The last error", "x" * 300, long=True),
+    ]
 
 
 def test_a_tools_form_becomes_fields_with_the_agents_values_filled_in() -> None:

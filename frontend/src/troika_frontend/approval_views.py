@@ -16,6 +16,7 @@ __all__ = [
     "Argument",
     "FormField",
     "approval_of",
+    "evidence_of",
     "form_values",
     "group_approvals",
 ]
@@ -196,3 +197,26 @@ def form_values(approval: Approval, submitted: dict[str, Any]) -> dict[str, Any]
         elif text or item.required or item.value:
             values[item.name] = text  # a cleared field replaces what the agent proposed
     return values
+
+
+_EVIDENCE_WORDS = {
+    "tool": "Tool",
+    "arguments": "Its arguments",
+    "last_error": "The last error",
+    "last": "The last refusal",
+    "last_review": "The reviewer's last words",
+    "agent": "Agent",
+}
+
+
+def evidence_of(evidence: dict[str, Any]) -> list[Argument]:
+    """What the agents saw when a task paused, named in words, each value text or JSON (the
+    rule's name is for programs: the pause's reason says it in words)."""
+    shown = {k: v if isinstance(v, str) else json_text(v) for k, v in evidence.items()}
+    return [
+        Argument(
+            name=_EVIDENCE_WORDS.get(k, k.replace("_", " ")), value=v, long=len(v) > LONG_VALUE
+        )
+        for k, v in shown.items()
+        if k != "rule"
+    ]

@@ -240,7 +240,9 @@ def _guidance() -> rx.Component:
                         rx.foreach(
                             TaskState.evidence,
                             lambda e: rx.box(
-                                rx.text(e.name, weight="bold", size="1"),
+                                rx.text(
+                                    e.name, weight="bold", size="1", class_name="evidence-name"
+                                ),
                                 rx.box(
                                     rx.code_block(e.value, language="log", wrap_long_lines=True),
                                     class_name="evidence-value",

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import reflex as rx
 
 from troika_client import ApiError
-from troika_frontend.approval_views import Argument
+from troika_frontend.approval_views import Argument, evidence_of
 from troika_frontend.pages.approvals import ApprovalsState
 from troika_frontend.plan_graph import plan_svg
 from troika_frontend.session import SessionState, listen
@@ -26,7 +26,6 @@ from troika_frontend.views import (
     FileItem,
     Step,
     file_of,
-    json_text,
     label,
     reason_of,
     repeats_of,
@@ -62,15 +61,6 @@ _BUDGET_OF_RULE = {
     "step_budget": ("max_steps", "The most steps it may take"),
 }
 """The task's budget each budget rule guards, and how the form asks for a new one."""
-
-_EVIDENCE_WORDS = {
-    "tool": "Tool",
-    "arguments": "Its arguments",
-    "last_error": "The last error",
-    "last": "The last refusal",
-    "last_review": "The reviewer's last words",
-    "agent": "Agent",
-}
 
 
 class TaskState(SessionState):
@@ -283,14 +273,7 @@ class TaskState(SessionState):
         if event["kind"] == "task.needs_guidance":
             evidence = (event.get("data") or {}).get("evidence") or {}
             self.pause_rule = str(evidence.get("rule", ""))
-            shown = {k: v if isinstance(v, str) else json_text(v) for k, v in evidence.items()}
-            self.evidence = [  # the rule's name is for programs: the reason says it in words
-                Argument(
-                    name=_EVIDENCE_WORDS.get(k, k.replace("_", " ")), value=v, long=len(v) > 240
-                )
-                for k, v in shown.items()
-                if k != "rule"
-            ]
+            self.evidence = evidence_of(evidence)
         item = timeline_item(event)
         if item is not None:
             self.timeline = [*self.timeline, item]
