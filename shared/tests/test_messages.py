@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from troika_shared import catalogue
 from troika_shared import messages as m
 
 SAMPLES: list[m.Message] = [
@@ -131,6 +132,29 @@ def test_an_older_senders_message_gets_defaults_for_new_fields() -> None:
     assert message.files == ()
     assert message.guidance == ()
     assert len(message.id) == 32
+
+
+def test_requests_name_their_tools_and_each_agent_describes_them_itself() -> None:
+    request = m.StepRequested(
+        objective="o",
+        plan=m.Plan(),
+        subtask_id="s1",
+        tool_names=("read_csv", "a_tool_of_a_newer_version", "create_file"),
+    )
+    sent = m.encode(request)
+    assert len(sent) < 1000, "the specs and their schemas stay out of every request"
+    received = m.decode(sent)
+    assert isinstance(received, m.StepRequested)
+    tools = catalogue.offered(received)
+    assert [tool.name for tool in tools] == ["read_csv", "create_file"], "an unknown one left out"
+    assert tools[1].parameters["properties"]["path"], "with the schema of its arguments"
+
+
+def test_specs_an_older_gateway_sent_in_full_are_used_as_sent() -> None:
+    spec = m.ToolSpec(name="read_csv", description="as an older gateway described it")
+    older = m.decode(m.encode(m.PlanRequested(objective="o", tools=(spec,))))
+    assert isinstance(older, m.PlanRequested)
+    assert catalogue.offered(older) == (spec,)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from opentelemetry.trace import StatusCode
 from troika_executor.handlers import StoppedTasks, execute, step
 from troika_executor.tools import Toolbox
 from troika_shared.approvals import approval_key, call_key, sign_approval
-from troika_shared.catalogue import specs
+from troika_shared.catalogue import names, specs
 from troika_shared.messages import (
     Plan,
     StepRequested,
@@ -37,7 +37,7 @@ def request(**extra) -> StepRequested:
             "objective": "Summarise",
             "plan": PLAN,
             "subtask_id": "write",
-            "tools": specs(),
+            "tool_names": names(),
             **extra,
         }
     )

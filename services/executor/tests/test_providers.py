@@ -8,7 +8,7 @@ import json
 import pytest
 
 from troika_executor.handlers import step
-from troika_shared.catalogue import specs
+from troika_shared.catalogue import names
 from troika_shared.messages import (
     Plan,
     StepRequested,
@@ -34,7 +34,7 @@ CREATE = {"tool": "create_file", "arguments": {"path": "summary.md", "content": 
 
 def request(**extra) -> StepRequested:
     fields = {"correlation_id": "task-1", "objective": "Summarise", "plan": PLAN,
-              "subtask_id": "write", "tools": specs()}  # fmt: skip
+              "subtask_id": "write", "tool_names": names()}  # fmt: skip
     return StepRequested(**(fields | extra))
 
 

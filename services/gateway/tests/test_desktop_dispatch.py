@@ -38,7 +38,7 @@ async def test_an_approved_call_becomes_an_action_sealed_for_the_persons_pc(
     device = await paired(client, alice, "laptop")
     d = await started(gateway, client, alice)
     [step] = [await d.last_step()]
-    assert "desktop_type_text" in {tool.name for tool in step.tools}
+    assert "desktop_type_text" in step.tool_names
     await d.propose(typing())
     [asked] = await d.respond()
     assert asked["prompt"]["tool"] == "desktop_type_text"
@@ -70,7 +70,7 @@ async def test_without_a_paired_pc_the_call_fails_saying_how_to_pair(
 ) -> None:
     d = await started(gateway, client, alice)
     step = await d.last_step()
-    assert "desktop_type_text" not in {tool.name for tool in step.tools}, "offered without a PC"
+    assert "desktop_type_text" not in step.tool_names, "offered without a PC"
     await d.propose(typing())  # proposed all the same, by name
     await d.respond()
     assert await d.commands(DesktopAction) == []

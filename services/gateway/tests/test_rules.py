@@ -371,7 +371,8 @@ def test_a_new_task_asks_the_planners_with_its_files_and_guidance() -> None:
         ("sales.csv",),
         ("in euros",),
     )
-    assert request.tools, "the planners see the tool catalogue"
+    assert "read_csv" in request.tool_names, "the planners see the tool catalogue"
+    assert not request.tools, "by name: each agent describes them from its own catalogue"
     assert flow.state.in_flight == request.id
     assert flow.state.started_at == NOW
 

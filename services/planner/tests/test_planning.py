@@ -7,7 +7,7 @@ import json
 import pytest
 
 from troika_planner.handlers import plan
-from troika_shared.catalogue import specs
+from troika_shared.catalogue import names
 from troika_shared.messages import PlanRequested, derive_id
 from troika_testkit.agents import llm_for, plan_answer
 
@@ -16,7 +16,7 @@ REQUEST = PlanRequested(
     objective="Research the latest news about Tesla and create a summary",
     files=("notes.txt",),
     guidance=("Use only two sources",),
-    tools=specs(),
+    tool_names=names(),
 )
 
 
@@ -129,7 +129,7 @@ async def test_hints_may_name_only_the_tools_the_task_is_offered(
     scripted_llm, llm, desktop
 ) -> None:
     scripted_llm.reply("PlanDraft", plan_answer(("write", [], ["create_file"])))
-    request = PlanRequested(correlation_id="t", objective="o", tools=specs(desktop=desktop))
+    request = PlanRequested(correlation_id="t", objective="o", tool_names=names(desktop=desktop))
     assert (await plan(request, llm)).plan is not None
     offered = scripted_llm.requests[0]["tools"][0]["function"]["parameters"]
     hints = json.dumps(offered)

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from troika_shared.browser import BROWSER_TOOLS, call_risk
 from troika_shared.desktop import DESKTOP_TOOLS
-from troika_shared.messages import ToolSpec
+from troika_shared.messages import PlanRequested, StepRequested, ToolSpec
 from troika_shared.social import SOCIAL_TOOLS
 from troika_shared.tool_args import (
     AnalyzeCsvArgs,
@@ -58,6 +58,8 @@ __all__ = [
     "ToolArgs",
     "ToolDefinition",
     "WebSearchArgs",
+    "names",
+    "offered",
     "specs",
 ]
 
@@ -343,3 +345,25 @@ def specs(*, desktop: bool = True) -> tuple[ToolSpec, ...]:
 @functools.cache
 def _specs(desktop: bool) -> tuple[ToolSpec, ...]:  # noqa: FBT001 - the cache's key
     return tuple(tool.spec() for tool in CATALOGUE.values() if desktop or tool.runs_on != "desktop")
+
+
+@functools.cache
+def names(*, desktop: bool = True) -> tuple[str, ...]:
+    """The tools' names, as requests to the agents offer them (``desktop`` as for
+    :func:`specs`)."""
+    return tuple(spec.name for spec in _specs(desktop))
+
+
+def offered(request: PlanRequested | StepRequested) -> tuple[ToolSpec, ...]:
+    """The tools a request offers, described by this service's own catalogue.
+
+    Requests name the tools (``tool_names``); a name this catalogue does not know is left out,
+    since an agent can neither describe nor run it. Specs an older gateway sent in full
+    (``tools``) are taken as they came.
+    """
+    return request.tools or _named(request.tool_names)
+
+
+@functools.lru_cache(maxsize=16)
+def _named(wanted: tuple[str, ...]) -> tuple[ToolSpec, ...]:
+    return tuple(CATALOGUE[name].spec() for name in wanted if name in CATALOGUE)

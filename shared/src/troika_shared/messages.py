@@ -189,13 +189,20 @@ class Revision(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PlanRequested(Message, kw_only=True, frozen=True, tag="plan.requested"):
-    """Asks the planner for a plan."""
+    """Asks the planner for a plan.
+
+    Attributes:
+        tool_names: The tools the task may use; each agent describes them from its own catalogue
+            (:func:`troika_shared.catalogue.offered`), so a request stays small.
+        tools: The tools' specs in full, as older gateways sent them (read when present).
+    """
 
     objective: str
     files: tuple[str, ...] = ()
     guidance: tuple[str, ...] = ()
     previous_plan: Plan | None = None
     tools: tuple[ToolSpec, ...] = ()
+    tool_names: tuple[str, ...] = ()
 
 
 class PlanProduced(Message, kw_only=True, frozen=True, tag="plan.produced"):
@@ -210,7 +217,8 @@ class PlanProduced(Message, kw_only=True, frozen=True, tag="plan.produced"):
 
 
 class StepRequested(Message, kw_only=True, frozen=True, tag="step.requested"):
-    """Asks the executor for the next step of one subtask; carries all it needs."""
+    """Asks the executor for the next step of one subtask; carries all it needs (the tools by
+    name, as in :class:`PlanRequested`)."""
 
     objective: str
     plan: Plan
@@ -222,6 +230,7 @@ class StepRequested(Message, kw_only=True, frozen=True, tag="step.requested"):
     tools: tuple[ToolSpec, ...] = ()
     guidance: tuple[str, ...] = ()
     revision_notes: tuple[str, ...] = ()
+    tool_names: tuple[str, ...] = ()
 
 
 class StepProposed(Message, kw_only=True, frozen=True, tag="step.proposed"):

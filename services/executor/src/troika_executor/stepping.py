@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from troika_executor.tools import validate_arguments
 from troika_shared.approvals import call_key
-from troika_shared.catalogue import CATALOGUE
+from troika_shared.catalogue import CATALOGUE, offered
 from troika_shared.costs import estimate_tokens
 from troika_shared.desktop import shot_path
 from troika_shared.functions import Function, FunctionCall, validation_problems
@@ -107,18 +107,19 @@ class Offer:
     def first(cls, request: StepRequested) -> Offer:
         """The subtask's hinted tools (all of the task's tools when it has no hints)."""
         subtask = next(s for s in request.plan.subtasks if s.id == request.subtask_id)
-        hinted = set(subtask.tool_hints) & {tool.name for tool in request.tools}
+        tools = offered(request)
+        hinted = set(subtask.tool_hints) & {tool.name for tool in tools}
         if not hinted:
-            return cls(tools=request.tools, others=())
+            return cls(tools=tools, others=())
         return cls(
-            tools=tuple(tool for tool in request.tools if tool.name in hinted),
-            others=tuple(tool.name for tool in request.tools if tool.name not in hinted),
+            tools=tuple(tool for tool in tools if tool.name in hinted),
+            others=tuple(tool.name for tool in tools if tool.name not in hinted),
         )
 
     def widened(self, request: StepRequested, names: Sequence[str]) -> Offer:
         """This offer with ``names`` added (``more_tools`` is not offered again)."""
         wanted = {tool.name for tool in self.tools} | set(names)
-        return Offer(tools=tuple(tool for tool in request.tools if tool.name in wanted), others=())
+        return Offer(tools=tuple(t for t in offered(request) if t.name in wanted), others=())
 
     def functions(self) -> list[Function]:
         """The functions as the model is offered them."""

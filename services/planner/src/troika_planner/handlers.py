@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from troika_planner.planning import MAX_SUBTASKS, draft_model, instructions, prompt, to_plan
+from troika_shared.catalogue import offered
 from troika_shared.llm import UnusableAnswer
 from troika_shared.messages import Message, PlanProduced, PlanRequested, derive_id
 from troika_shared.router import Router
@@ -19,12 +20,13 @@ async def plan(request: PlanRequested, llm: LLM, most: int = MAX_SUBTASKS) -> Pl
     """Plans the objective in at most ``most`` subtasks; an unusable answer or a refusal
     becomes a reason, not an error."""
     reply_id = derive_id(request.id, "plan.produced")
+    names = tuple(tool.name for tool in offered(request))
     try:
         answer = await llm.complete(
             system=instructions(most),
             messages=prompt(request),
-            response_model=draft_model(most, tuple(tool.name for tool in request.tools)),
-            context={"tools": [tool.name for tool in request.tools]},
+            response_model=draft_model(most, names),
+            context={"tools": list(names)},
         )
     except UnusableAnswer as exc:
         return PlanProduced(

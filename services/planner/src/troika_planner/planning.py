@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from troika_shared.catalogue import CATALOGUE
+from troika_shared.catalogue import CATALOGUE, offered
 from troika_shared.llm import answer_context, fence
 from troika_shared.messages import Plan, PlanRequested, Subtask
 
@@ -139,7 +139,7 @@ def instructions(most: int = MAX_SUBTASKS) -> str:
 
 def prompt(request: PlanRequested) -> list[dict[str, str]]:
     """The conversation that asks for a plan."""
-    tools = "\n".join(f"- {tool.name}: {tool.description}" for tool in request.tools)
+    tools = "\n".join(f"- {tool.name}: {tool.description}" for tool in offered(request))
     parts = [f"Objective:\n{fence('objective', request.objective)}", f"Tool catalogue:\n{tools}"]
     if request.files:
         parts.append("Files in the task's folder: " + ", ".join(request.files))

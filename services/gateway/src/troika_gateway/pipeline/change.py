@@ -194,7 +194,7 @@ class Change:
             files=self.s.files,
             guidance=self.s.guidance,
             previous_plan=self.s.plan if replan else None,
-            tools=catalogue.specs(),
+            tool_names=catalogue.names(),
         )
         self.send(message)
         self.s.in_flight = message.id
@@ -232,7 +232,7 @@ class Change:
             files=self.s.files,
             dependency_results={d: by_key[d].result for d in sub.depends_on if d in by_key},
             transcript=self.transcript(sub),
-            tools=catalogue.specs(),
+            tool_names=catalogue.names(),
             guidance=self.s.guidance,
             revision_notes=sub.revision_notes,
         )

@@ -192,7 +192,7 @@ class Effects:
         only while they have a PC paired."""
         if not isinstance(message, (PlanRequested, StepRequested)) or rows.desktop:
             return message
-        return msgspec.structs.replace(message, tools=catalogue.specs(desktop=False))
+        return msgspec.structs.replace(message, tool_names=catalogue.names(desktop=False))
 
     async def _execute(
         self, db: AsyncSession, state: TaskState, effect: Execute
