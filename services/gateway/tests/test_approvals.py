@@ -78,6 +78,7 @@ async def test_a_denied_call_never_runs_and_the_agent_hears_why(d) -> None:
     [approval] = await pending(d)
     response = await answer(d, approval["id"], decision="deny", reason="not that file")
     assert response.status_code == 200
+    assert response.json()["status"] == "denied", "the answer shows the approval as answered"
     assert await d.commands(ToolExecute) == []
     step = await d.last_step()  # the executor is asked again, with the refusal in its transcript
     assert step.transcript[-1].outcome.error == "the person denied this call: not that file"
@@ -98,6 +99,8 @@ async def test_approving_twice_at_once_runs_the_call_once(d) -> None:
         answer(d, approval["id"], decision="approve"), answer(d, approval["id"], decision="approve")
     )
     assert sorted([first.status_code, second.status_code]) == [200, 409]
+    answered = first if first.status_code == 200 else second
+    assert answered.json()["status"] == "approved"
     [execute] = await d.commands(ToolExecute)
     assert verify_approval(d.gateway.settings.seal_key(), d.task_id, execute.call, execute.approval)
     assert [e["action"] for e in await audit(d)] == ["approved"]

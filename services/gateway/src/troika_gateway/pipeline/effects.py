@@ -106,6 +106,7 @@ class Applied:
 
 
 _OUTBOX = table_of(Outbox)
+_ASKS = table_of(Interaction)
 _AUDIT = table_of(AuditEntry)
 _USAGE = table_of(LlmUsage)
 
@@ -144,23 +145,18 @@ class Effects:
             case Review(message=message, files=files):
                 applied.send(await self._with_evidence(task.id, message, files))
             case Ask():
-                db.add(
-                    Interaction(
-                        id=effect.id,
-                        user_id=task.user_id,
-                        task_id=task.id,
-                        tool_call_id=rows.calls[effect.call_key].id,
-                        kind=effect.kind,
-                        prompt=effect.prompt,
-                        expires_at=effect.expires_at,
-                    )
-                )
+                applied.insert(_ASKS, {
+                    "id": effect.id, "user_id": task.user_id, "task_id": task.id,
+                    "tool_call_id": rows.call_ids[effect.call_key], "kind": effect.kind,
+                    "prompt": effect.prompt, "expires_at": effect.expires_at,
+                })  # fmt: skip
             case Audit():
-                call = rows.calls[effect.call_key]
+                call = state.call(effect.call_key)
+                assert call is not None  # noqa: S101 - the rules audit calls the task has
                 applied.insert(_AUDIT, {
                     "user_id": task.user_id,
                     "task_id": task.id,
-                    "tool_call_id": call.id,
+                    "tool_call_id": rows.call_ids[effect.call_key],
                     "interaction_id": effect.ask_id,
                     "action": effect.action,
                     "actor": effect.actor[:255],

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from sqlalchemy import BindParameter, bindparam, case, delete, exists, func, select
+from sqlalchemy import BindParameter, bindparam, case, delete, exists, func, insert, select, update
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from troika_gateway.db.models import (
+    Base,
     Device,
     File,
     Interaction,
@@ -21,6 +25,7 @@ from troika_gateway.db.models import (
     ToolCall,
     User,
     new_uuid,
+    table_of,
 )
 from troika_gateway.interactions.policies import all_modes
 from troika_gateway.pipeline.snapshot import (
@@ -38,6 +43,7 @@ from troika_shared.messages import Subtask as PlannedSubtask
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from sqlalchemy import Update
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from troika_gateway.pipeline.snapshot import Command
@@ -60,14 +66,26 @@ _COUNTERS = (
 
 
 # Built once: a statement's SQL and cache key are then worked out once, not on every change.
+# The task's own row is the ORM's (its version guards concurrent writers, and the request that
+# changes a task shows it after); its subtasks, calls and approvals are read and written as
+# plain rows, which costs a fraction of the ORM's bookkeeping.
+_SUBTASK_ROWS = table_of(Subtask)
+_CALL_ROWS = table_of(ToolCall)
+_ASK_ROWS = table_of(Interaction)
 _TASK_ID: BindParameter[str] = bindparam("task_id")
-_SUBTASKS = select(Subtask).where(Subtask.task_id == _TASK_ID).order_by(Subtask.position)
+_SUBTASKS = (
+    select(_SUBTASK_ROWS)
+    .where(_SUBTASK_ROWS.c.task_id == _TASK_ID)
+    .order_by(_SUBTASK_ROWS.c.position)
+)
 _CALLS = (
-    select(ToolCall).where(ToolCall.task_id == _TASK_ID).order_by(ToolCall.created_at, ToolCall.id)
+    select(_CALL_ROWS)
+    .where(_CALL_ROWS.c.task_id == _TASK_ID)
+    .order_by(_CALL_ROWS.c.created_at, _CALL_ROWS.c.id)
 )
-_PENDING_ASKS = select(Interaction).where(
-    Interaction.task_id == _TASK_ID, Interaction.status == AskStatus.PENDING
-)
+_PENDING_ASKS = select(
+    _ASK_ROWS.c.id, _ASK_ROWS.c.tool_call_id, _ASK_ROWS.c.kind, _ASK_ROWS.c.expires_at
+).where(_ASK_ROWS.c.task_id == _TASK_ID, _ASK_ROWS.c.status == AskStatus.PENDING)
 _FILES = select(File.name).where(File.task_id == _TASK_ID)
 _USER_ID: BindParameter[str] = bindparam("user_id")
 _LIMITS = (
@@ -81,16 +99,22 @@ _PERSON = select(
     *_LIMITS,
     exists().where(Device.user_id == User.id, Device.revoked_at.is_(None)),
 ).where(User.id == _USER_ID)
+_BY_ID: dict[type[Base], Update] = {
+    model: update(table_of(model)).where(table_of(model).c.id == bindparam("row_id"))
+    for model in (Subtask, ToolCall, Interaction)
+}
+_SUBTASK_FIELDS = ("status", "steps", "result", "in_flight", "result_files", "revision_notes")
+_CALL_FIELDS = ("status", "proposals", "output", "error", "images")
 
 
 @dataclass
 class Rows:
-    """The rows a snapshot was read from, to write the new state back to."""
+    """The rows a snapshot was read from, to write the new state back to: the task's, and the
+    ids of its subtasks' and calls' rows by key."""
 
     task: Task
-    subtasks: list[Subtask]
-    calls: dict[str, ToolCall]
-    asks: dict[str, Interaction]
+    subtask_ids: dict[str, str]
+    call_ids: dict[str, str]
     desktop: bool  # whether the person has a PC paired (the desktop tools are offered)
 
 
@@ -103,9 +127,9 @@ async def load(
     calls (or when no ``command`` is named), not for every change.
     """
     ids = {"task_id": task.id}
-    subtasks = list(await db.scalars(_SUBTASKS, ids))
-    calls = list(await db.scalars(_CALLS, ids))
-    asks = list(await db.scalars(_PENDING_ASKS, ids))
+    subtasks = (await db.execute(_SUBTASKS, ids)).all()
+    calls = (await db.execute(_CALLS, ids)).all()
+    asks = (await db.execute(_PENDING_ASKS, ids)).all()
     files = tuple(await db.scalars(_FILES, ids))
     budget = task.budget or {}
     tokens, cost = 0, 0.0
@@ -167,15 +191,14 @@ async def load(
     )
     rows = Rows(
         task=task,
-        subtasks=subtasks,
-        calls={c.key: c for c in calls},
-        asks={a.id: a for a in asks},
+        subtask_ids={s.key: s.id for s in subtasks},
+        call_ids={c.key: c.id for c in calls},
         desktop=bool(desktop),
     )
     return state, rows
 
 
-async def write(  # noqa: PLR0912 - one block per kind of row
+async def write(
     db: AsyncSession,
     rows: Rows,
     *,
@@ -184,6 +207,8 @@ async def write(  # noqa: PLR0912 - one block per kind of row
     command: Command,
     now: datetime,
 ) -> None:
+    """Writes what changed from ``old`` to ``new``: the task's row through the ORM (flushed
+    with the change), the other rows at once."""
     task = rows.task
     _set(task, "status", new.status.value)
     _set(task, "title", new.title)
@@ -199,55 +224,94 @@ async def write(  # noqa: PLR0912 - one block per kind of row
         task.guidance = list(new.guidance)
     for name in _COUNTERS:
         _set(task, name, getattr(new, name))
-    if [s.planned for s in new.subtasks] != [s.planned for s in old.subtasks]:
-        await db.execute(delete(Subtask).where(Subtask.task_id == task.id))
-        for sub in new.subtasks:
-            db.add(_subtask_row(task.id, sub))
-    else:
-        for sub_row, sub in zip(rows.subtasks, new.subtasks, strict=True):
-            _set(sub_row, "status", sub.status.value)
-            _set(sub_row, "steps", sub.steps)
-            _set(sub_row, "result", sub.result)
-            _set(sub_row, "in_flight", sub.in_flight)
-            if list(sub.result_files) != sub_row.result_files:
-                sub_row.result_files = list(sub.result_files)
-            if list(sub.revision_notes) != sub_row.revision_notes:
-                sub_row.revision_notes = list(sub.revision_notes)
-    await _write_calls(db, rows, new)
+    await _write_subtasks(db, rows, old, new, now)
+    await _write_calls(db, rows, old, new, now)
+    answered = {a.id for a in old.asks if a.status == AskStatus.PENDING}
     for ask in new.asks:
-        ask_row = rows.asks.get(ask.id)
-        if ask_row is None or ask.status == AskStatus.PENDING:
+        if ask.id not in answered or ask.status == AskStatus.PENDING:
             continue  # a new one is written by its Ask effect
-        ask_row.status = ask.status.value
-        ask_row.responded_at = now
+        values: dict[str, Any] = {"status": ask.status.value, "responded_at": now}
         if isinstance(command, Respond) and command.ask_id == ask.id:
-            ask_row.response = command.response
-            ask_row.responded_by = command.responded_by[:255]
+            values["response"] = command.response
+            values["responded_by"] = command.responded_by[:255]
+        await _update(db, Interaction, ask.id, values)
 
 
-async def _write_calls(db: AsyncSession, rows: Rows, new: TaskState) -> None:
+async def _write_subtasks(
+    db: AsyncSession, rows: Rows, old: TaskState, new: TaskState, now: datetime
+) -> None:
+    """A new plan's subtasks replace the old ones; otherwise each changed one is updated."""
+    if [s.planned for s in new.subtasks] != [s.planned for s in old.subtasks]:
+        await db.execute(delete(_SUBTASK_ROWS).where(_SUBTASK_ROWS.c.task_id == rows.task.id))
+        if new.subtasks:
+            fresh = [_subtask_row(rows.task.id, sub) for sub in new.subtasks]
+            await db.execute(insert(_SUBTASK_ROWS), fresh)
+            rows.subtask_ids = {row["key"]: row["id"] for row in fresh}
+        else:
+            rows.subtask_ids = {}
+        return
+    for before, sub in zip(old.subtasks, new.subtasks, strict=True):
+        changed = _changed(before, sub, _SUBTASK_FIELDS)
+        if changed:
+            await _update(db, Subtask, rows.subtask_ids[sub.key], changed | {"updated_at": now})
+
+
+async def _write_calls(
+    db: AsyncSession, rows: Rows, old: TaskState, new: TaskState, now: datetime
+) -> None:
     """The task's calls: withdrawn ones deleted, new ones added, the others updated."""
-    task = rows.task
     kept = {c.key for c in new.calls}
-    for key, withdrawn in list(rows.calls.items()):
-        if key not in kept:
-            await db.delete(withdrawn)  # its pending approval goes with it
-            del rows.calls[key]
+    withdrawn = [key for key in rows.call_ids if key not in kept]
+    if withdrawn:  # their pending approvals go with them (the foreign key cascades)
+        gone = [rows.call_ids.pop(key) for key in withdrawn]
+        await db.execute(delete(_CALL_ROWS).where(_CALL_ROWS.c.id.in_(gone)))
+        for row_id in gone:
+            held = db.identity_map.get(identity_key(ToolCall, row_id))
+            if held is not None:
+                db.expunge(held)
+    before = {c.key: c for c in old.calls}
+    added: list[dict[str, Any]] = []
     for call in new.calls:
-        known = rows.calls.get(call.key)
+        known = before.get(call.key)
         if known is None:
-            row = ToolCall(id=new_uuid(), task_id=task.id, subtask_key=call.subtask,
-                           key=call.key, tool=call.tool, arguments=call.arguments,
-                           step=call.step, status=call.status.value,
-                           proposals=call.proposals)  # fmt: skip
-            db.add(row)
-            rows.calls[call.key] = row
+            row_id = new_uuid()
+            rows.call_ids[call.key] = row_id
+            added.append({
+                "id": row_id, "task_id": rows.task.id, "subtask_key": call.subtask,
+                "key": call.key, "tool": call.tool, "arguments": call.arguments,
+                "step": call.step, "status": call.status.value, "proposals": call.proposals,
+                "output": call.output, "error": call.error, "images": list(call.images),
+            })  # fmt: skip
             continue
-        _set(known, "status", call.status.value)
-        _set(known, "proposals", call.proposals)
-        _set(known, "output", call.output)
-        _set(known, "error", call.error)
-        _set(known, "images", list(call.images))
+        changed = _changed(known, call, _CALL_FIELDS)
+        if changed:
+            await _update(db, ToolCall, rows.call_ids[call.key], changed | {"updated_at": now})
+    if added:
+        await db.execute(insert(_CALL_ROWS), added)
+
+
+def _changed(old: object, new: object, fields: Sequence[str]) -> dict[str, Any]:
+    """The ``fields`` whose value differs, with the new values as the database stores them."""
+    changed: dict[str, Any] = {}
+    for name in fields:
+        value = getattr(new, name)
+        if value != getattr(old, name):
+            if isinstance(value, Enum):
+                value = value.value
+            elif isinstance(value, tuple):
+                value = list(value)
+            changed[name] = value
+    return changed
+
+
+async def _update(db: AsyncSession, model: type[Base], row_id: str, values: dict[str, Any]) -> None:
+    """Updates one row by its id, and the session's copy of it, if the request holds one (the
+    approval route shows the approval it answered)."""
+    await db.execute(_BY_ID[model], {"row_id": row_id, **values})  # sets the values' columns
+    held = db.identity_map.get(identity_key(model, row_id))
+    if held is not None:
+        for name, value in values.items():
+            set_committed_value(held, name, value)
 
 
 async def person_budget(
@@ -303,7 +367,7 @@ def _set(row: object, name: str, value: object) -> None:
         setattr(row, name, value)
 
 
-def _subtask_state(row: Subtask) -> SubtaskState:
+def _subtask_state(row: Any) -> SubtaskState:  # noqa: ANN401 - a row of the subtasks table
     planned = PlannedSubtask(
         id=row.key,
         title=row.title,
@@ -326,28 +390,29 @@ def _subtask_state(row: Subtask) -> SubtaskState:
     )
 
 
-def _subtask_row(task_id: str, sub: SubtaskState) -> Subtask:
+def _subtask_row(task_id: str, sub: SubtaskState) -> dict[str, Any]:
     planned = sub.planned
-    return Subtask(
-        task_id=task_id,
-        key=sub.key,
-        position=sub.position,
-        title=planned.title,
-        description=planned.description,
-        depends_on=list(planned.depends_on),
-        priority=planned.priority,
-        acceptance_criteria=list(planned.acceptance_criteria),
-        tool_hints=list(planned.tool_hints),
-        status=sub.status.value,
-        steps=sub.steps,
-        result=sub.result,
-        result_files=list(sub.result_files),
-        revision_notes=list(sub.revision_notes),
-        in_flight=sub.in_flight,
-    )
+    return {
+        "id": new_uuid(),
+        "task_id": task_id,
+        "key": sub.key,
+        "position": sub.position,
+        "title": planned.title,
+        "description": planned.description,
+        "depends_on": list(planned.depends_on),
+        "priority": planned.priority,
+        "acceptance_criteria": list(planned.acceptance_criteria),
+        "tool_hints": list(planned.tool_hints),
+        "status": sub.status.value,
+        "steps": sub.steps,
+        "result": sub.result,
+        "result_files": list(sub.result_files),
+        "revision_notes": list(sub.revision_notes),
+        "in_flight": sub.in_flight,
+    }
 
 
-def _call_state(row: ToolCall) -> CallState:
+def _call_state(row: Any) -> CallState:  # noqa: ANN401 - a row of the tool calls table
     return CallState(
         key=row.key,
         subtask=row.subtask_key,
