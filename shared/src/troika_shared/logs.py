@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 __all__ = ["configure_logging"]
 
+# HTTP clients that log every request at INFO (the LLM client's among them): heard from at
+# DEBUG, or when something goes wrong.
+_CHATTY = ("httpx", "httpx2")
+
 
 def configure_logging(
     *,
@@ -81,5 +85,8 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(numeric_level)
+    quiet = logging.NOTSET if numeric_level <= logging.DEBUG else logging.WARNING
+    for chatty in _CHATTY:  # their requests are logged as what they were for (llm.completed)
+        logging.getLogger(chatty).setLevel(quiet)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)

@@ -1,0 +1,57 @@
+"""What a service's log says, and what it leaves out."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from typing import TYPE_CHECKING
+
+import pytest
+import structlog
+
+from troika_shared.logs import configure_logging
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+@pytest.fixture
+def configured() -> Iterator[None]:
+    """Lets a test configure this process's logging, and puts it back after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in ("httpx", "httpx2")}
+    try:
+        yield
+    finally:
+        structlog.reset_defaults()
+        structlog.contextvars.clear_contextvars()
+        root.handlers, root.level = handlers, level
+        for name, was in levels.items():
+            logging.getLogger(name).setLevel(was)
+
+
+def lines(out: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+@pytest.mark.usefixtures("configured")
+@pytest.mark.parametrize("client", ["httpx", "httpx2"])
+def test_an_http_clients_line_for_each_request_waits_for_debug(client: str) -> None:
+    out = io.StringIO()
+    configure_logging(service="executor", fmt="json", stream=out)
+    logging.getLogger(client).info('HTTP Request: POST http://llm/v1/chat "HTTP/1.1 200 OK"')
+    logging.getLogger(client).warning("retrying after a dropped connection")
+    structlog.get_logger("troika.llm").info("llm.completed", latency_ms=12.5)
+    assert [line["event"] for line in lines(out)] == [
+        "retrying after a dropped connection",
+        "llm.completed",
+    ]
+
+    out = io.StringIO()
+    configure_logging(service="executor", level="debug", fmt="json", stream=out)
+    logging.getLogger(client).info('HTTP Request: POST http://llm/v1/chat "HTTP/1.1 200 OK"')
+    [line] = lines(out)
+    assert line["event"].startswith("HTTP Request: POST"), "still there for whoever looks closer"
+    assert line["service"] == "executor"
