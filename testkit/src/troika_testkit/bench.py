@@ -5,10 +5,11 @@ and Valkey unless ``TROIKA_NATS_URL`` / ``TROIKA_REDIS_URL`` name servers; SQLit
 data directory unless ``TROIKA_DATABASE_URL`` names a database), and the scripted LLM answers
 at once. The benchmark drives them through the public API as a person would: one account, and
 each proposed tool call approved as soon as the WebSocket announces it (see
-``troika_testkit.workload``). On one stack it runs, after a warm-up task: tasks one at a time,
-a batch submitted together, a stream with a fixed number in flight, then tasks left waiting
-for an approval. A second stack, with two processes per agent service, runs the batch again;
-a third, on a fresh PostgreSQL database, runs everything but the batch.
+``troika_testkit.workload``). On one stack it runs, after warm-up tasks (two for each process
+of an agent service, so that none is measured cold): tasks one at a time, a batch submitted
+together, a stream with a fixed number in flight, then tasks left waiting for an approval. A
+second stack, with two processes per agent service, runs the batch again; a third, on a fresh
+PostgreSQL database, runs everything but the batch.
 
 Written to the output file (JSON):
 
@@ -152,7 +153,7 @@ def report(
             "tasks": workload.tasks,
             "subtasks_per_task": len(SUBTASKS),
             "tool_calls_per_subtask": 1,
-            "submitted": "all at once, after a warm-up task and tasks run one at a time",
+            "submitted": "all at once, after warm-up tasks and tasks run one at a time",
             "approvals": "answered through the API as the WebSocket announces them",
             "llm": "scripted, answering at once",
             "sequential_tasks": workload.sequential,

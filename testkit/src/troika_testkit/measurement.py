@@ -1,7 +1,8 @@
 """One stack measured: started as ``troika up`` starts it, driven through the workload's
 phases, read through ``/proc``, stopped.
 
-The phases, in the order a stack runs those it is given (after one warm-up task):
+The phases, in the order a stack runs those it is given (after warm-up tasks, two for each
+process of an agent service):
 
 ``sequential``
     Tasks one at a time; each one's time outside the LLM per agent answer.
@@ -16,6 +17,7 @@ The phases, in the order a stack runs those it is given (after one warm-up task)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -249,7 +251,10 @@ async def measure(
             await stack.start()
             await stack.wait_ready(settings.ready_timeout_s)
             async with Person(stack.gateway_url, workload.timeout) as person:
-                await person.one()  # warm-up: first connections, imports, prepared statements
+                # Warm-up, for every replica: first connections, imports, prepared statements.
+                # Tasks submitted together reach each replica of a service (each has a pull
+                # request waiting), so a stack of two is not measured on one cold process.
+                await asyncio.gather(*(person.one() for _ in range(2 * replicas)))
                 await _phases(
                     person, stack, llm, workload=workload, phases=phases, run=run, url=database_url
                 )
