@@ -31,8 +31,9 @@ def test_the_benchmark_runs_the_workload_and_writes_its_numbers(tmp_path) -> Non
     assert (result["tasks_completed"], result["tasks_completed_2_replicas"]) == (3, 3)
     assert result["unfinished"] == {}
     # one approval per subtask of every task but the pending ones: 2 to warm up, 2 run one at
-    # a time, 3 together and 4 in the stream with one replica; 4 to warm up and 3 with two
-    assert result["approvals_answered"] == 3 * (2 + 2 + 3 + 4 + 4 + 3)
+    # a time, 3 together and 4 in the stream with one replica; 4 to warm up, 2 one at a time
+    # and 3 together with two
+    assert result["approvals_answered"] == 3 * (2 + 2 + 3 + 4 + 4 + 2 + 3)
     assert result["agent_steps_measured"] == 3 * (1 + 3 * 2 + 1)  # plan, 2 steps each, review
     assert 0 < result["step_overhead_ms_p50"] <= result["step_overhead_ms_p99"]
     assert result["step_overhead_ms_p50_one_task_at_a_time"] > 0
