@@ -252,8 +252,8 @@ async def measure(
             await stack.wait_ready(settings.ready_timeout_s)
             async with Person(stack.gateway_url, workload.timeout) as person:
                 # Warm-up, for every replica: first connections, imports, prepared statements.
-                # Tasks submitted together reach each replica of a service (each has a pull
-                # request waiting), so a stack of two is not measured on one cold process.
+                # Tasks submitted together are spread over a service's replicas (each has a
+                # pull request waiting), so a stack of two is not measured on one cold process.
                 await asyncio.gather(*(person.one() for _ in range(2 * replicas)))
                 await _phases(
                     person, stack, llm, workload=workload, phases=phases, run=run, url=database_url

@@ -33,5 +33,6 @@ class Base(DeclarativeBase):
 
 
 def table_of(model: type[Base]) -> Table:
-    """A model's table, for plain inserts of rows the session never reads back."""
+    """A model's table, for plain statements that skip the ORM's bookkeeping (rows only ever
+    inserted; a change's subtasks, calls and approvals)."""
     return Base.metadata.tables[model.__tablename__]

@@ -177,8 +177,6 @@ class Interaction(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    # Never loaded: it tells a flush to write a new call before the approval that refers to it.
-    tool_call: Mapped[ToolCall | None] = relationship(lazy="raise")
 
 
 class AuditEntry(Base):
