@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 import pytest
+import structlog
 
 from troika_shared.messages import (
     DeadLettered,
@@ -22,10 +24,27 @@ from troika_testkit import scaled, wait_for
 from troika_testkit.streams import stored
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
     from troika_shared.bus import Bus
     from troika_shared.settings import AgentSettings
+
+
+@pytest.fixture
+def restores_logging() -> Iterator[None]:
+    """Lets a test configure this process's logging, and puts it back after (the root
+    logger's handlers and level, the HTTP clients' levels, structlog's configuration)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    clients = {name: logging.getLogger(name).level for name in ("httpx", "httpx2")}
+    try:
+        yield
+    finally:
+        structlog.reset_defaults()
+        structlog.contextvars.clear_contextvars()
+        root.handlers, root.level = handlers, level
+        for name, was in clients.items():
+            logging.getLogger(name).setLevel(was)
 
 
 async def the_dead_letter(bus: Bus) -> DeadLettered:

@@ -5,38 +5,18 @@ from __future__ import annotations
 import io
 import json
 import logging
-from typing import TYPE_CHECKING
 
 import pytest
 import structlog
 
 from troika_shared.logs import configure_logging
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-
-@pytest.fixture
-def configured() -> Iterator[None]:
-    """Lets a test configure this process's logging, and puts it back after."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    levels = {name: logging.getLogger(name).level for name in ("httpx", "httpx2")}
-    try:
-        yield
-    finally:
-        structlog.reset_defaults()
-        structlog.contextvars.clear_contextvars()
-        root.handlers, root.level = handlers, level
-        for name, was in levels.items():
-            logging.getLogger(name).setLevel(was)
-
 
 def lines(out: io.StringIO) -> list[dict]:
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
-@pytest.mark.usefixtures("configured")
+@pytest.mark.usefixtures("restores_logging")
 @pytest.mark.parametrize("client", ["httpx", "httpx2"])
 def test_an_http_clients_line_for_each_request_waits_for_debug(client: str) -> None:
     out = io.StringIO()

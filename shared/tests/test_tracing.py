@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-from typing import TYPE_CHECKING
 
 import pytest
 import structlog
@@ -26,23 +24,13 @@ from troika_testkit.streams import stored
 from .conftest import answer, the_dead_letter
 from .test_llm import GOOD, ask, client
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
 
 @pytest.fixture
-def json_log() -> Iterator[io.StringIO]:
+def json_log(restores_logging: None) -> io.StringIO:
     """This process's log lines, as JSON, for the test (as they were after it)."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
     out = io.StringIO()
     configure_logging(service="planner", fmt="json", stream=out)
-    try:
-        yield out
-    finally:
-        structlog.reset_defaults()
-        structlog.contextvars.clear_contextvars()
-        root.handlers, root.level = handlers, level
+    return out
 
 
 def _by_name(spans) -> dict:
