@@ -314,8 +314,14 @@ class Delivery:
         return self.raw.headers or {}
 
     async def ack(self) -> None:
-        """Acknowledges, waiting for the server: the message will not be delivered again."""
-        await self.raw.ack_sync(timeout=5.0)
+        """Acknowledges: the message will not be delivered again.
+
+        The acknowledgement is sent without waiting for the server to confirm it: a confirmed
+        one guards against nothing more (the work is done either way, and one lost with the
+        connection means one more delivery, which a message's id makes harmless), and waiting
+        costs a round trip and a reply per message.
+        """
+        await self.raw.ack()
 
     async def nak(self, delay: float | None = None) -> None:
         """Asks for redelivery, after ``delay`` seconds if given."""
