@@ -75,6 +75,14 @@ SAMPLES: list[m.Message] = [
         outcome=m.ToolOutcome(ok=True),
     ),
     m.TaskEvent(correlation_id="task-1", user_id="u1", seq=7, kind="plan.ready", data={"n": 2}),
+    m.TaskEvents(
+        correlation_id="task-1",
+        user_id="u1",
+        events=(
+            m.LoggedEvent(seq=8, kind="plan.ready", data={"n": 2}, at=m.utcnow()),
+            m.LoggedEvent(seq=9, kind="step.requested", at=m.utcnow()),
+        ),
+    ),
     m.DeadLettered(
         subject="troika.plan.requested",
         stream="TROIKA_PLANNER",
@@ -106,6 +114,7 @@ def test_wire_tags_are_stable() -> None:
         "desktop.action",
         "desktop.result",
         "task.event",
+        "task.events",
         "dead.lettered",
     ]
     assert b'"type":"plan.requested"' in m.encode(SAMPLES[0])

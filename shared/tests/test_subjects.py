@@ -10,6 +10,7 @@ from troika_shared.messages import (
     PlanProduced,
     PlanRequested,
     TaskEvent,
+    TaskEvents,
     ToolCall,
     ToolExecute,
 )
@@ -27,6 +28,8 @@ def test_each_message_has_its_subject() -> None:
     )
     event = TaskEvent(correlation_id="t7", user_id="u3", seq=1, kind="k")
     assert topology.subject_for(event) == "troika.events.u3.t7"
+    events = TaskEvents(correlation_id="t7", user_id="u3", events=())
+    assert topology.subject_for(events) == "troika.events.u3.t7"
     action = DesktopAction(
         user_id="u3", subtask_id="s", device_id="d9", device_name="laptop", call=call, seal="x"
     )
@@ -64,6 +67,7 @@ def test_every_command_is_stored_by_exactly_one_stream_and_events_by_none() -> N
         assert len(owners(message)) == 1, (message, owners(message))
     # the database keeps the event log: the live views' notices are not stored again
     assert owners(TaskEvent(correlation_id="t", user_id="u", seq=1, kind="k")) == []
+    assert owners(TaskEvents(correlation_id="t", user_id="u", events=())) == []
 
 
 def test_agent_inboxes_are_work_queues_and_the_stops_are_not() -> None:

@@ -10,6 +10,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from troika_gateway import live
+from troika_shared.messages import TaskEvent as OneTaskEvent
 from troika_testkit import scaled
 
 from .conftest import STRONG_PASSWORD
@@ -116,6 +117,27 @@ async def test_resume_can_be_asked_for_after_connecting(client, gateway, alice) 
         assert await events_until(socket, task["id"], 5) == [2, 3, 4, 5]
         await socket.send(json.dumps({"type": "ping"}))
         assert await receive(socket) == {"type": "pong"}
+    finally:
+        await socket.close()
+
+
+async def test_one_event_messages_of_an_older_gateway_still_arrive(client, gateway, alice) -> None:
+    task = await create(client, alice)
+    socket = await open_live(gateway, alice, resume={task["id"]: 0})
+    try:
+        assert await events_until(socket, task["id"], 3) == [1, 2, 3]
+        user_id = (await client.get("/auth/me", headers=alice.headers)).json()["id"]
+        older = OneTaskEvent(correlation_id=task["id"], user_id=user_id, seq=4,
+                             kind="task.renamed", data={"title": "older"})  # fmt: skip
+        await gateway.app.state.bus.announce(older)
+        event = await receive(socket)
+        assert (event["seq"], event["kind"], event["data"]) == (
+            4,
+            "task.renamed",
+            {"title": "older"},
+        )
+        await gateway.app.state.bus.announce(older)  # a second copy is not sent again
+        await nothing_more(socket)
     finally:
         await socket.close()
 

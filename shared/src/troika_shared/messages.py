@@ -24,6 +24,7 @@ __all__ = [
     "DeadLettered",
     "DesktopAction",
     "DesktopResult",
+    "LoggedEvent",
     "Message",
     "Plan",
     "PlanProduced",
@@ -36,6 +37,7 @@ __all__ = [
     "Subtask",
     "SubtaskResult",
     "TaskEvent",
+    "TaskEvents",
     "TaskStopped",
     "ToolCall",
     "ToolExecute",
@@ -334,12 +336,30 @@ class TaskStopped(Message, kw_only=True, frozen=True, tag="task.stopped"):
 
 
 class TaskEvent(Message, kw_only=True, frozen=True, tag="task.event"):
-    """One entry of a task's event log, pushed to the user's live view."""
+    """One entry of a task's event log, pushed to the user's live view (as gateways before
+    :class:`TaskEvents` sent them; still read)."""
 
     user_id: str
     seq: int
     kind: str
     data: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class LoggedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of a task's event log: its number, kind, body and time."""
+
+    seq: int
+    kind: str
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    at: datetime
+
+
+class TaskEvents(Message, kw_only=True, frozen=True, tag="task.events"):
+    """The entries one change added to a task's event log, in order, pushed to the user's live
+    view in one message (``correlation_id`` is the task)."""
+
+    user_id: str
+    events: tuple[LoggedEvent, ...]
 
 
 class DeadLettered(Message, kw_only=True, frozen=True, tag="dead.lettered"):
@@ -377,6 +397,7 @@ AnyMessage = (
     | DesktopResult
     | TaskStopped
     | TaskEvent
+    | TaskEvents
     | DeadLettered
 )
 

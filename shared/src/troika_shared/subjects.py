@@ -26,6 +26,7 @@ from troika_shared.messages import (
     StepProposed,
     StepRequested,
     TaskEvent,
+    TaskEvents,
     TaskStopped,
     ToolExecute,
     ToolResult,
@@ -130,7 +131,10 @@ class Topology:
     def subject_for(self, message: Message) -> str:
         """The subject a message is published on."""
         match message:
-            case TaskEvent(user_id=user, correlation_id=task):
+            case (
+                TaskEvent(user_id=user, correlation_id=task)
+                | TaskEvents(user_id=user, correlation_id=task)
+            ):
                 return self.event_subject(user, task)
             case DesktopAction(user_id=user, device_id=device):
                 return self.desktop_subject(user, device)

@@ -13,8 +13,8 @@ from sqlalchemy import insert
 
 from troika_gateway.db.models import Task, TaskEvent, table_of
 from troika_shared.errors import DependencyUnavailable
-from troika_shared.messages import TaskEvent as TaskEventMessage
-from troika_shared.messages import derive_id, utcnow
+from troika_shared.messages import LoggedEvent, derive_id, utcnow
+from troika_shared.messages import TaskEvents as TaskEventsMessage
 from troika_shared.task_events import body, kind_of
 
 if TYPE_CHECKING:
@@ -82,25 +82,29 @@ def append(db: AsyncSession, task: Task, event: TaskEventBody) -> TaskEvent:
     return row
 
 
-def to_message(event: TaskEvent) -> TaskEventMessage:
-    """The bus message for a stored event (its id is stable, so re-publishing is harmless)."""
-    return TaskEventMessage(
-        id=derive_id(event.task_id, "event", event.seq),
-        correlation_id=event.task_id,
-        occurred_at=event.created_at,
-        user_id=event.user_id,
-        seq=event.seq,
-        kind=event.kind,
-        data=event.data,
+def to_message(events: Sequence[TaskEvent]) -> TaskEventsMessage:
+    """The bus message for stored events of one task, in order (its id is stable, so
+    re-publishing is harmless)."""
+    first = events[0]
+    return TaskEventsMessage(
+        id=derive_id(first.task_id, "events", first.seq, events[-1].seq),
+        correlation_id=first.task_id,
+        occurred_at=events[-1].created_at,
+        user_id=first.user_id,
+        events=tuple(
+            LoggedEvent(seq=e.seq, kind=e.kind, data=e.data, at=e.created_at) for e in events
+        ),
     )
 
 
 async def publish_events(bus: Bus, events: Iterable[TaskEvent]) -> None:
-    """Announces committed events to live viewers; a failure only delays them until a re-read."""
+    """Announces committed events to live viewers, one message per task; a failure only
+    delays them until a re-read."""
+    by_task: dict[str, list[TaskEvent]] = {}
     for event in events:
+        by_task.setdefault(event.task_id, []).append(event)
+    for task_id, entries in by_task.items():
         try:
-            await bus.announce(to_message(event))
+            await bus.announce(to_message(entries))
         except DependencyUnavailable as exc:
-            log.warning(
-                "event.publish_failed", task_id=event.task_id, seq=event.seq, error=str(exc)
-            )
+            log.warning("event.publish_failed", task_id=task_id, seq=entries[0].seq, error=str(exc))

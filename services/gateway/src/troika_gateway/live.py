@@ -31,8 +31,8 @@ from sqlalchemy import select
 from troika_gateway.auth.middleware import Principal, authenticate
 from troika_gateway.db.models import Session, Task, TaskEvent
 from troika_gateway.errors import Unauthorized
-from troika_shared.messages import TaskEvent as TaskEventMessage
-from troika_shared.messages import decode
+from troika_shared.messages import LoggedEvent, TaskEvents, decode
+from troika_shared.messages import TaskEvent as OneTaskEvent
 
 if TYPE_CHECKING:
     from litestar.datastructures import State
@@ -77,7 +77,7 @@ class LiveSession:
         self.state: State = socket.app.state
         self.principal = principal
         self.expires = expires
-        self.queue: asyncio.Queue[_Resume | TaskEventMessage] = asyncio.Queue()
+        self.queue: asyncio.Queue[_Resume | TaskEvents] = asyncio.Queue()
         self.cursor: dict[str, int] = {}  # highest seq sent per task
         self.first: dict[str, int] = {}  # lowest seq sent per task
         self.owned: dict[str, bool] = {}
@@ -113,8 +113,16 @@ class LiveSession:
     async def _on_live(self, msg: Msg) -> None:
         with contextlib.suppress(msgspec.DecodeError):
             message = decode(msg.data)
-            if isinstance(message, TaskEventMessage) and message.user_id == self.principal.user_id:
-                self.queue.put_nowait(message)
+            if not isinstance(message, TaskEvents | OneTaskEvent):
+                return
+            if message.user_id != self.principal.user_id:
+                return
+            if isinstance(message, OneTaskEvent):  # one event a message, from an older gateway
+                event = LoggedEvent(seq=message.seq, kind=message.kind, data=message.data,
+                                    at=message.occurred_at)  # fmt: skip
+                message = TaskEvents(correlation_id=message.correlation_id,
+                                     user_id=message.user_id, events=(event,))  # fmt: skip
+            self.queue.put_nowait(message)
 
     async def _read(self) -> None:
         with contextlib.suppress(WebSocketDisconnect):
@@ -218,16 +226,17 @@ class LiveSession:
         self.first[item.task_id] = item.after + 1
         await self._replay(item.task_id, item.after)
 
-    async def _live(self, event: TaskEventMessage) -> None:
-        task_id = event.correlation_id
-        last = self.cursor.get(task_id)
-        if last is not None and event.seq <= last:
-            return  # sent already (from the database or an earlier copy)
-        if last is not None and event.seq > last + 1:
-            await self._replay(task_id, last, before=event.seq)  # the bus skipped some
-        if last is None:
-            self.first[task_id] = event.seq
-        await self._send(task_id, event.seq, event.kind, event.data, event.occurred_at)
+    async def _live(self, message: TaskEvents) -> None:
+        task_id = message.correlation_id
+        for event in message.events:
+            last = self.cursor.get(task_id)
+            if last is not None and event.seq <= last:
+                continue  # sent already (from the database or an earlier copy)
+            if last is not None and event.seq > last + 1:
+                await self._replay(task_id, last, before=event.seq)  # the bus skipped some
+            if last is None:
+                self.first[task_id] = event.seq
+            await self._send(task_id, event.seq, event.kind, event.data, event.at)
 
     async def _send(
         self, task_id: str, seq: int, kind: str, data: dict[str, Any], at: datetime
