@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 from troika_gateway.db.engine import create_engine, create_sessionmaker
 from troika_gateway.db.models import Outbox
 from troika_gateway.pipeline.orchestrator import Orchestrator
+from troika_gateway.pipeline.store import TaskStore
 from troika_shared.messages import (
     Plan,
     PlanProduced,
@@ -151,6 +152,27 @@ async def test_the_happy_path_plans_executes_reviews_and_completes(driver) -> No
         "completion_tokens": 5,
         "cost_usd": 0.01,
     }
+
+
+async def test_each_process_sees_the_changes_another_process_made(driver, gateway) -> None:
+    # The API and the worker each keep the rows of the tasks they change: one that changed the
+    # task since must not work from what it kept.
+    d = await driver()
+    await d.plan()
+    store = gateway.app.state.store
+    worker = TaskStore(store.settings, store.publisher, files=store.files)
+    elsewhere = Orchestrator(gateway.app.state.sessionmaker, worker).router()
+    d.router = elsewhere
+    await d.propose(call(1), call(2))  # another process: the API's store kept the plan's rows
+    [first, second] = await d.respond("approve")  # the API's store reads them again
+    assert {first["prompt"]["arguments"]["path"], second["prompt"]["arguments"]["path"]} == {
+        "f1.md",
+        "f2.md",
+    }
+    await d.run_tools()  # the worker's store kept the calls as proposed: the approvals count
+    step = await d.last_step()
+    assert [e.outcome.ok for e in step.transcript] == [True, True]
+    assert (await d.task())["status"] == "executing"
 
 
 async def test_approvals_of_one_task_answered_at_once_all_go_through(driver, client, alice):

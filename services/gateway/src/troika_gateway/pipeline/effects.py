@@ -26,6 +26,7 @@ from troika_gateway.desktop.dispatch import is_desktop, to_desktop
 from troika_gateway.events import next_event, write_events
 from troika_gateway.interactions.policies import set_policy
 from troika_gateway.pipeline.outbox import outbox_row
+from troika_gateway.pipeline.rows import Kept
 from troika_gateway.pipeline.snapshot import (
     Ask,
     Audit,
@@ -85,6 +86,7 @@ class Applied:
     messages: list[Message] = field(default_factory=list)
     trace: dict[str, str] = field(default_factory=dict)  # the change's span, its messages' trace
     inserts: dict[Table, list[dict[str, Any]]] = field(default_factory=dict)
+    kept: Kept | None = None  # the task's rows as written, kept for its next change once committed
 
     def insert(self, table: Table, row: dict[str, Any]) -> None:
         """Adds a row for :meth:`write` (each table's rows with the same keys)."""

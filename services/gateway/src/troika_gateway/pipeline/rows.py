@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from troika_gateway.pipeline.snapshot import Command
 
 
-__all__ = ["Rows", "load", "person_budget", "spending", "write"]
+__all__ = ["Kept", "Rows", "kept_after", "load", "person_budget", "spending", "write"]
 
 _COUNTERS = (
     "paused_for",
@@ -118,18 +118,47 @@ class Rows:
     desktop: bool  # whether the person has a PC paired (the desktop tools are offered)
 
 
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A task's subtasks, calls and pending approvals as a committed change left them, at the
+    version of the task's row that change wrote.
+
+    Every change that writes those rows writes the task's row too (:func:`write`), so its
+    version moves on with them: a copy whose version is the row's is the database's, in any
+    process, and saves the change three reads.
+    """
+
+    version: int
+    subtasks: tuple[SubtaskState, ...]
+    calls: tuple[CallState, ...]
+    asks: tuple[AskState, ...]
+    subtask_ids: dict[str, str]
+    call_ids: dict[str, str]
+
+
+def kept_after(rows: Rows, state: TaskState) -> Kept:
+    """What a change wrote (its new ``state``, through ``rows``), to be kept once committed."""
+    pending = tuple(a for a in state.asks if a.status == AskStatus.PENDING)
+    return Kept(version=rows.task.version, subtasks=tuple(state.subtasks),
+                calls=tuple(state.calls), asks=pending, subtask_ids=dict(rows.subtask_ids),
+                call_ids=dict(rows.call_ids))  # fmt: skip
+
+
 async def load(
-    db: AsyncSession, task: Task, command: Command | None = None
+    db: AsyncSession, task: Task, command: Command | None = None, kept: Kept | None = None
 ) -> tuple[TaskState, Rows]:
     """The task's state as the rules see it, and the rows it was read from.
 
     The person's tool policies decide proposed calls only: they are read for a proposal of
-    calls (or when no ``command`` is named), not for every change.
+    calls (or when no ``command`` is named), not for every change. ``kept``: the task's rows
+    as this process last wrote them, used if the task has not changed since.
     """
     ids = {"task_id": task.id}
-    subtasks = (await db.execute(_SUBTASKS, ids)).all()
-    calls = (await db.execute(_CALLS, ids)).all()
-    asks = (await db.execute(_PENDING_ASKS, ids)).all()
+    if kept is not None and kept.version == task.version:
+        subtasks, calls, asks = list(kept.subtasks), list(kept.calls), list(kept.asks)
+        subtask_ids, call_ids = dict(kept.subtask_ids), dict(kept.call_ids)
+    else:
+        subtasks, calls, asks, subtask_ids, call_ids = await _read(db, ids)
     files = tuple(await db.scalars(_FILES, ids))
     budget = task.budget or {}
     tokens, cost = 0, 0.0
@@ -147,7 +176,6 @@ async def load(
     person_limits, person_spent = await _spent_against(
         db, task.user_id, datetime.now(UTC), limit_values
     )
-    key_of = {c.id: c.key for c in calls}
     state = TaskState(
         id=task.id,
         user_id=task.user_id,
@@ -169,17 +197,9 @@ async def load(
         in_flight=task.in_flight,
         started_at=task.started_at,
         finished_at=task.finished_at,
-        subtasks=[_subtask_state(row) for row in subtasks],
-        calls=[_call_state(row) for row in calls],
-        asks=[
-            AskState(
-                id=row.id,
-                call_key=key_of.get(row.tool_call_id or "", ""),
-                kind="input" if row.kind == "input" else "approval",
-                expires_at=row.expires_at,
-            )
-            for row in asks
-        ],
+        subtasks=subtasks,
+        calls=calls,
+        asks=asks,
         files=tuple(sorted(files)),
         tokens=int(tokens),
         cost_usd=float(cost),
@@ -189,13 +209,34 @@ async def load(
         person_limits=person_limits,
         person_spent=person_spent,
     )
-    rows = Rows(
-        task=task,
-        subtask_ids={s.key: s.id for s in subtasks},
-        call_ids={c.key: c.id for c in calls},
-        desktop=bool(desktop),
-    )
+    rows = Rows(task=task, subtask_ids=subtask_ids, call_ids=call_ids, desktop=bool(desktop))
     return state, rows
+
+
+async def _read(
+    db: AsyncSession, ids: dict[str, str]
+) -> tuple[list[SubtaskState], list[CallState], list[AskState], dict[str, str], dict[str, str]]:
+    """The task's subtasks, calls and pending approvals, and the ids of their rows by key."""
+    subtasks = (await db.execute(_SUBTASKS, ids)).all()
+    calls = (await db.execute(_CALLS, ids)).all()
+    asks = (await db.execute(_PENDING_ASKS, ids)).all()
+    key_of = {c.id: c.key for c in calls}
+    pending = [
+        AskState(
+            id=row.id,
+            call_key=key_of.get(row.tool_call_id or "", ""),
+            kind="input" if row.kind == "input" else "approval",
+            expires_at=row.expires_at,
+        )
+        for row in asks
+    ]
+    return (
+        [_subtask_state(row) for row in subtasks],
+        [_call_state(row) for row in calls],
+        pending,
+        {s.key: s.id for s in subtasks},
+        {c.key: c.id for c in calls},
+    )
 
 
 async def write(
@@ -208,8 +249,13 @@ async def write(
     now: datetime,
 ) -> None:
     """Writes what changed from ``old`` to ``new``: the task's row through the ORM (flushed
-    with the change), the other rows at once."""
+    with the change), the other rows at once.
+
+    The task's row is written whenever any of its other rows are, so that its version tells
+    every process that they changed (see :class:`Kept`)."""
     task = rows.task
+    if new.subtasks != old.subtasks or new.calls != old.calls or new.asks != old.asks:
+        task.updated_at = now
     _set(task, "status", new.status.value)
     _set(task, "title", new.title)
     _set(task, "status_reason", new.reason)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +31,8 @@ from troika_gateway.errors import Conflict, NotFound
 from troika_gateway.events import publish_events
 from troika_gateway.pipeline import rules
 from troika_gateway.pipeline.effects import Applied, Effects
-from troika_gateway.pipeline.rows import load, write
-from troika_gateway.pipeline.snapshot import (
-    Limits,
-    TaskState,
-)
+from troika_gateway.pipeline.rows import Kept, kept_after, load, write
+from troika_gateway.pipeline.snapshot import Limits, Repair, TaskState
 from troika_shared import tracing
 from troika_shared.files import LocalStore
 
@@ -66,6 +64,7 @@ _TASK = (
 )
 _USERS_TASK = _TASK.where(Task.user_id == bindparam("user_id"))
 _PROCESSED = table_of(ProcessedMessage)
+_KEPT = 256  # tasks whose rows a process keeps as it last wrote them (those at work now)
 
 
 def command_name(command: Command) -> str:
@@ -105,6 +104,16 @@ class TaskStore:
         self.writes: contextlib.AbstractAsyncContextManager[Any] = (
             writes or contextlib.nullcontext()
         )
+        self._kept: OrderedDict[str, Kept] = OrderedDict()
+
+    def _keep(self, kept: Kept | None, task_id: str) -> None:
+        """Keeps a committed change's rows for the task's next change (the latest few tasks)."""
+        if kept is None:
+            return
+        self._kept[task_id] = kept
+        self._kept.move_to_end(task_id)
+        while len(self._kept) > _KEPT:
+            self._kept.popitem(last=False)
 
     # --- the whole change ------------------------------------------------------------------
 
@@ -213,6 +222,8 @@ class TaskStore:
         if message_id is not None:  # written last: nothing waits to be flushed before the reads
             await db.execute(insert(_PROCESSED), {"id": message_id})
         await db.commit()
+        if applied.task is not None:
+            self._keep(applied.kept, applied.task.id)
         return applied
 
     async def announce(self, applied: Applied) -> None:
@@ -230,7 +241,9 @@ class TaskStore:
         calls :meth:`announce`)."""
         name = f"task {command_name(command)}"
         with tracing.task_span(name, task.id, task.trace_context) as span:
-            state, rows = await load(db, task, command)
+            # The watchdog's repair reads the database as it is, whatever wrote it.
+            kept = None if isinstance(command, Repair) else self._kept.get(task.id)
+            state, rows = await load(db, task, command, kept)
             now = datetime.now(UTC)
             outcome = rules.apply(state, command, limits=self.limits, now=now)
             if outcome.refused is not None:
@@ -246,10 +259,12 @@ class TaskStore:
                 for effect in outcome.effects:
                     await self.effects.carry_out(db, rows, outcome.state, effect, applied)
                 await applied.write(db)
+            applied.kept = kept_after(rows, outcome.state)  # the version is the flushed one
             span.set_attribute("troika.task.status", outcome.state.status.value)
             return applied
 
     async def snapshot(self, db: AsyncSession, task: Task) -> TaskState:
-        """The task's state as the rules see it."""
+        """The task's state as the rules see it, read from the database (what this process
+        kept of it is not used: the watchdog looks here for what anything wrote)."""
         state, _ = await load(db, task)
         return state
