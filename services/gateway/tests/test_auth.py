@@ -267,6 +267,16 @@ async def test_concurrent_refreshes_of_one_token_succeed_once(client, alice) -> 
     assert me.status_code == 200
 
 
+async def test_an_access_token_outliving_its_session_is_refused(client, gateway, alice) -> None:
+    assert (await client.get("/auth/me", headers=alice.headers)).status_code == 200
+    async with gateway.app.state.sessionmaker() as db:  # the session ends before the token
+        await db.execute(
+            update(Session).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        await db.commit()
+    assert_problem(await client.get("/auth/me", headers=alice.headers), 401, "session has expired")
+
+
 async def test_after_logout_the_old_access_and_refresh_tokens_are_refused(client, alice) -> None:
     other_device = await client.post(
         "/auth/login", json={"login": "alice", "password": STRONG_PASSWORD}

@@ -42,7 +42,7 @@ Mode = Literal["ask", "ask_once", "allow", "deny"]
 MODES: tuple[Mode, ...] = ("ask", "ask_once", "allow", "deny")
 USER_SCOPE = "user"
 
-_POLICIES = select(ToolPolicy).where(
+_POLICIES = select(ToolPolicy.tool, ToolPolicy.scope, ToolPolicy.mode).where(
     ToolPolicy.user_id == bindparam("user_id"),
     ToolPolicy.scope.in_((USER_SCOPE, bindparam("task_id"))),
 )
@@ -59,7 +59,7 @@ async def all_modes(
     if tool is not None:
         query, params = _TOOL_POLICIES, {**params, "tool": tool}
     found: dict[str, dict[str, str]] = {}
-    for row in await db.scalars(query, params):
+    for row in await db.execute(query, params):
         found.setdefault(row.tool, {})["user" if row.scope == USER_SCOPE else "task"] = row.mode
     return found
 
