@@ -49,7 +49,16 @@ if TYPE_CHECKING:
     from troika_gateway.pipeline.snapshot import Command
 
 
-__all__ = ["Kept", "Rows", "kept_after", "load", "person_budget", "spending", "write"]
+__all__ = [
+    "PERSON_COLUMNS",
+    "Kept",
+    "Rows",
+    "kept_after",
+    "load",
+    "person_budget",
+    "spending",
+    "write",
+]
 
 _COUNTERS = (
     "paused_for",
@@ -94,11 +103,13 @@ _LIMITS = (
     User.daily_budget_tokens,
     User.monthly_budget_tokens,
 )
-# The person's own limits and whether they have a PC paired, in one trip.
-_PERSON = select(
+# The person's own limits and whether they have a PC paired, in one trip; a change reads them
+# with its task (:data:`PERSON_COLUMNS`, beside ``tasks`` joined to ``users``).
+PERSON_COLUMNS = (
     *_LIMITS,
-    exists().where(Device.user_id == User.id, Device.revoked_at.is_(None)),
-).where(User.id == _USER_ID)
+    exists().where(Device.user_id == User.id, Device.revoked_at.is_(None)).label("desktop"),
+)
+_PERSON = select(*PERSON_COLUMNS).where(User.id == _USER_ID)
 _BY_ID: dict[type[Base], Update] = {
     model: update(table_of(model)).where(table_of(model).c.id == bindparam("row_id"))
     for model in (Subtask, ToolCall, Interaction)
@@ -145,13 +156,18 @@ def kept_after(rows: Rows, state: TaskState) -> Kept:
 
 
 async def load(
-    db: AsyncSession, task: Task, command: Command | None = None, kept: Kept | None = None
+    db: AsyncSession,
+    task: Task,
+    command: Command | None = None,
+    kept: Kept | None = None,
+    person: Sequence[Any] | None = None,
 ) -> tuple[TaskState, Rows]:
     """The task's state as the rules see it, and the rows it was read from.
 
     The person's tool policies decide proposed calls only: they are read for a proposal of
     calls (or when no ``command`` is named), not for every change. ``kept``: the task's rows
-    as this process last wrote them, used if the task has not changed since.
+    as this process last wrote them, used if the task has not changed since. ``person``: the
+    values of :data:`PERSON_COLUMNS`, when read already with the task.
     """
     ids = {"task_id": task.id}
     if kept is not None and kept.version == task.version:
@@ -171,8 +187,9 @@ async def load(
                 ).where(LlmUsage.task_id == task.id)
             )
         ).one()
-    found = (await db.execute(_PERSON, {"user_id": task.user_id})).one_or_none()
-    *limit_values, desktop = found or (None,) * (len(_LIMITS) + 1)
+    if person is None:
+        person = (await db.execute(_PERSON, {"user_id": task.user_id})).one_or_none()
+    *limit_values, desktop = person or (None,) * len(PERSON_COLUMNS)
     person_limits, person_spent = await _spent_against(
         db, task.user_id, datetime.now(UTC), limit_values
     )

@@ -22,23 +22,19 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import DBAPIError
 
 from troika_gateway.db.engine import WRITE_CONFLICTS, lock_for_writing, worth_retrying
-from troika_gateway.db.models import (
-    ProcessedMessage,
-    Task,
-    table_of,
-)
+from troika_gateway.db.models import ProcessedMessage, Task, User, table_of
 from troika_gateway.errors import Conflict, NotFound
 from troika_gateway.events import publish_events
 from troika_gateway.pipeline import rules
 from troika_gateway.pipeline.effects import Applied, Effects
-from troika_gateway.pipeline.rows import Kept, kept_after, load, write
+from troika_gateway.pipeline.rows import PERSON_COLUMNS, Kept, kept_after, load, write
 from troika_gateway.pipeline.snapshot import Limits, Repair, TaskState
 from troika_shared import tracing
 from troika_shared.files import LocalStore
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -57,9 +53,10 @@ _ATTEMPTS = 5  # a conflict means another writer just committed to the task: sim
 # for each other instead of racing to the same next command and deadlocking; a change read
 # again reads the task as it is now.
 _TASK = (
-    select(Task)
+    select(Task, *PERSON_COLUMNS)  # and its person's limits, in the same trip
+    .join(User, User.id == Task.user_id)
     .where(Task.id == bindparam("task_id"))
-    .with_for_update()
+    .with_for_update(of=Task)
     .execution_options(populate_existing=True)
 )
 _USERS_TASK = _TASK.where(Task.user_id == bindparam("user_id"))
@@ -210,12 +207,16 @@ class TaskStore:
             return Applied()  # applied already
         await lock_for_writing(db)
         if user_id is None:
-            task = await db.scalar(_TASK, {"task_id": task_id})
+            found = await db.execute(_TASK, {"task_id": task_id})
         else:
-            task = await db.scalar(_USERS_TASK, {"task_id": task_id, "user_id": user_id})
+            found = await db.execute(_USERS_TASK, {"task_id": task_id, "user_id": user_id})
+        row = found.one_or_none()
+        task, person = (None, None) if row is None else (row[0], tuple(row[1:]))
         if task is not None and before is not None:
             await before(task)
-        applied = Applied() if task is None else await self.apply_in(db, task, command)
+        applied = (
+            Applied() if task is None else await self.apply_in(db, task, command, person=person)
+        )
         if applied.refused is not None:
             await db.rollback()
             return applied
@@ -236,14 +237,21 @@ class TaskStore:
 
     # --- inside a transaction --------------------------------------------------------------
 
-    async def apply_in(self, db: AsyncSession, task: Task, command: Command) -> Applied:
+    async def apply_in(
+        self,
+        db: AsyncSession,
+        task: Task,
+        command: Command,
+        *,
+        person: Sequence[Any] | None = None,
+    ) -> Applied:
         """Applies ``command`` to ``task`` in the caller's transaction (the caller commits, then
-        calls :meth:`announce`)."""
+        calls :meth:`announce`); ``person``: its person's limits, if read with it."""
         name = f"task {command_name(command)}"
         with tracing.task_span(name, task.id, task.trace_context) as span:
             # The watchdog's repair reads the database as it is, whatever wrote it.
             kept = None if isinstance(command, Repair) else self._kept.get(task.id)
-            state, rows = await load(db, task, command, kept)
+            state, rows = await load(db, task, command, kept, person)
             now = datetime.now(UTC)
             outcome = rules.apply(state, command, limits=self.limits, now=now)
             if outcome.refused is not None:
