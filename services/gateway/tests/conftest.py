@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import subprocess
+import sys
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -149,3 +153,62 @@ def assert_problem(response: httpx.Response, status: int, contains: str = "") ->
     assert {"type", "title", "detail", "instance"} <= set(body)
     assert contains.lower() in body["detail"].lower(), body
     return body
+
+
+@pytest.fixture
+def gateway_process(tmp_path, nats_url, redis_url, bus_prefix, platforms):
+    """The gateway as its own process, as ``python -m troika_gateway`` serves it (the fuzzer
+    drives it synchronously from outside); the social platforms it asks about pasted tokens
+    are the loopback ones."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TROIKA_")}
+    env.update(
+        TROIKA_SECRET_KEY=secrets.token_urlsafe(48),
+        TROIKA_DATA_DIR=str(tmp_path / "data"),
+        TROIKA_NATS_URL=nats_url,
+        TROIKA_REDIS_URL=redis_url,
+        TROIKA_REDIS_PREFIX=f"{bus_prefix}:",
+        TROIKA_BUS_PREFIX=bus_prefix,
+        TROIKA_GATEWAY_PORT=str(port),
+        TROIKA_PASSWORD_TIME_COST="1",
+        TROIKA_PASSWORD_MEMORY_KIB="8192",
+        TROIKA_LOGIN_ATTEMPTS_PER_ADDRESS="100000",
+        TROIKA_LOGIN_ATTEMPTS_PER_ACCOUNT="100000",
+        TROIKA_MAX_UPLOAD_BYTES="65536",
+        TROIKA_LOG_FORMAT="json",
+        TROIKA_LOG_LEVEL="warning",
+        TROIKA_TWITTER_API_URL=platforms.base("x"),
+        TROIKA_INSTAGRAM_API_URL=platforms.base("instagram"),
+        TROIKA_FACEBOOK_API_URL=platforms.base("facebook"),
+        TROIKA_LINKEDIN_API_URL=platforms.base("linkedin"),
+    )
+    log = (tmp_path / "gateway.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "troika_gateway"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    # as long as the other tests give a gateway: its start shares the machine with whole stacks
+    deadline = time.monotonic() + scaled(60)
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        process.wait()
+        log.close()
+        pytest.fail("the gateway did not become ready:\n" + (tmp_path / "gateway.log").read_text())
+    yield url
+    process.terminate()
+    process.wait(scaled(15))
+    log.close()
+    if any(
+        line
+        for line in (tmp_path / "gateway.log").read_text().splitlines()
+        if "request.failed" in line
+    ):
+        pytest.fail(
+            "the gateway logged unexpected errors:\n" + (tmp_path / "gateway.log").read_text()
+        )

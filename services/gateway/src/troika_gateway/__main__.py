@@ -15,6 +15,10 @@ from troika_shared.private import keep_private
 from troika_shared.runner import instance_name
 
 EXIT_CONFIG = 2
+# An idle connection is kept open longer than the clients and proxies in front keep theirs
+# (httpx 5 s; nginx's upstream connections and cloud load balancers 60 s): otherwise a request
+# sent as the server closes the connection gets no answer.
+KEEP_ALIVE_S = 75
 
 
 def main() -> None:
@@ -38,6 +42,7 @@ def main() -> None:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=10,
+            timeout_keep_alive=KEEP_ALIVE_S,
             ws_ping_interval=20,
             proxy_headers=True,
             forwarded_allow_ips=list(settings.trusted_proxies),
