@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 import structlog
 
+from troika_shared.logs import CHATTY_CLIENTS
 from troika_shared.messages import (
     DeadLettered,
     Message,
@@ -36,7 +37,7 @@ def restores_logging() -> Iterator[None]:
     logger's handlers and level, the HTTP clients' levels, structlog's configuration)."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    clients = {name: logging.getLogger(name).level for name in ("httpx", "httpx2")}
+    clients = {name: logging.getLogger(name).level for name in CHATTY_CLIENTS}
     try:
         yield
     finally:

@@ -20,11 +20,11 @@ from troika_shared.tracing import add_trace_ids
 if TYPE_CHECKING:
     from troika_shared.settings import LogFormat
 
-__all__ = ["configure_logging"]
+__all__ = ["CHATTY_CLIENTS", "configure_logging"]
 
 # HTTP clients that log every request at INFO (the LLM client's among them): heard from at
 # DEBUG, or when something goes wrong.
-_CHATTY = ("httpx", "httpx2")
+CHATTY_CLIENTS = ("httpx", "httpx2")
 
 
 def configure_logging(
@@ -86,7 +86,7 @@ def configure_logging(
     root.handlers = [handler]
     root.setLevel(numeric_level)
     quiet = logging.NOTSET if numeric_level <= logging.DEBUG else logging.WARNING
-    for chatty in _CHATTY:  # their requests are logged as what they were for (llm.completed)
+    for chatty in CHATTY_CLIENTS:  # their requests are logged as what they were for (llm.completed)
         logging.getLogger(chatty).setLevel(quiet)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)
