@@ -217,6 +217,7 @@ async def test_the_model_signs_in_extracts_a_table_downloads_and_applies(
     assert shown[-1]["image_url"]["url"].startswith("data:image/png;base64,")
 
 
+@pytest.mark.timeout(300)  # longer than its own waits, which a busy machine may need
 async def test_an_executor_killed_mid_page_retries_the_step_signed_in(
     stack, scripted_llm, site
 ) -> None:

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from troika_testkit import wait_for
+from troika_testkit import scaled, wait_for
 from troika_testkit.agents import llm_env, plan_answer
 from troika_testkit.host_servers import HostServers, can_run_servers
 from troika_testkit.hosts import Network, Relay, can_make_hosts
@@ -200,7 +200,9 @@ async def run_and_cut(network: Network, urls: dict[str, str], reports: Reports, 
     llm.always("StepDecision", step_script(reports.url))
     llm.always("ReviewDecision", {"verdict": "approve", "summary": "Reported."})
     llm.delay(0.5)  # each answer takes a while: work is in the agents' hands when the host goes
-    clients = {host: httpx.AsyncClient(base_url=url, timeout=3) for host, url in urls.items()}
+    # A cut-off host answers nothing: its requests end at the timeout, a busy one's do not.
+    timeout = scaled(3)
+    clients = {host: httpx.AsyncClient(base_url=url, timeout=timeout) for host, url in urls.items()}
     person = Person(dict(clients))
     try:
         person.headers = await sign_in(clients["app1"])
