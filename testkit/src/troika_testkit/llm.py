@@ -225,12 +225,27 @@ class ScriptedLLM:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         with self._lock:
             self.addressed.append((scope["path"] + "?" + scope["query_string"].decode(), headers))
+        recorded = False
+
+        def record() -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                served = Served(_tool_of(request), started, time.perf_counter() - started)
+                with self._lock:
+                    self.served.append(served)
+
+        async def sending(message: dict[str, Any]) -> None:
+            # Recorded before the answer's last bytes leave: whatever the answer sets off (a
+            # task completing, announced to a waiting client) then finds it served.
+            if message.get("type") == "http.response.body" and not message.get("more_body"):
+                record()
+            await send(message)
+
         try:
-            await self._answer(request, send)
+            await self._answer(request, sending)
         finally:
-            served = Served(_tool_of(request), started, time.perf_counter() - started)
-            with self._lock:
-                self.served.append(served)
+            record()
 
     async def _answer(self, request: dict[str, Any], send: _Send) -> None:
         with self._lock:
