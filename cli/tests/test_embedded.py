@@ -20,6 +20,7 @@ from troika_shared.errors import DependencyUnavailable
 from troika_shared.messages import PlanProduced, PlanRequested, StepProposed, decode
 from troika_shared.settings import BusSettings
 from troika_shared.subjects import AGENTS, StreamKey, Topology
+from troika_testkit import scaled
 
 
 async def _quiet(_error: Exception) -> None:
@@ -96,8 +97,10 @@ async def test_each_agent_may_use_only_its_own_subjects(tmp_path) -> None:
     try:
         admin = await Bus.connect(BusSettings(nats_url=server.url, bus_prefix=prefix), name="admin")
         await admin.ensure_streams()
+        # A refused publish waits this long for the acknowledgement that never comes; an
+        # allowed request (creating its streams) must have time on a busy machine.
         settings = BusSettings(
-            nats_url=server.url_for("planner"), bus_prefix=prefix, publish_timeout_s=1
+            nats_url=server.url_for("planner"), bus_prefix=prefix, publish_timeout_s=scaled(2)
         )
         planner = await Bus.connect(settings, name="planner@test", service="planner")
         # What it is there for: its streams, its queue, its answers.
