@@ -51,7 +51,7 @@ CHILD = """
 import time
 import pytest
 
-@pytest.mark.timeout(0.5)
+@pytest.mark.timeout(1.5)
 def test_within_its_longer_limit():
     time.sleep(1)
 

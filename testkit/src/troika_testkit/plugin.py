@@ -184,10 +184,12 @@ def bus_env(nats_url: str, bus_prefix: str) -> dict[str, str]:
 
 @pytest.fixture
 def agent_settings(nats_url: str, bus_prefix: str) -> AgentSettings:
-    """Agent settings on this test's bus, with short timings so redeliveries come quickly."""
+    """Agent settings on this test's bus, with short timings so redeliveries come quickly (and
+    JetStream's answers given as long as a busy machine needs)."""
     return AgentSettings(
         nats_url=nats_url,
         bus_prefix=bus_prefix,
+        publish_timeout_s=pace.scaled(5.0),
         ack_wait_s=2.0,
         max_deliver=3,
         retry_backoff_s=0.1,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from aiobotocore.session import get_session
 
+from troika_testkit.pace import scaled
 from troika_testkit.ports import free_port
 
 __all__ = ["S3Server"]
@@ -76,7 +77,8 @@ class S3Server:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
+        limit = scaled(30)
+        deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
@@ -88,7 +90,7 @@ class S3Server:
                 time.sleep(0.1)
             else:
                 return self
-        raise RuntimeError("the S3 server (moto) did not answer within 30 s")
+        raise RuntimeError(f"the S3 server (moto) did not answer within {limit:.0f} s")
 
     def __exit__(self, *_: object) -> None:
         if self.process is not None:
