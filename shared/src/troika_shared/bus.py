@@ -10,12 +10,11 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import weakref
 from typing import TYPE_CHECKING, Self
 
 import structlog
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.errors import (
     ConnectionClosedError,
     ConnectionReconnectingError,
@@ -29,8 +28,9 @@ from nats.js.errors import BadRequestError, NotFoundError
 from troika_shared.errors import DependencyUnavailable
 from troika_shared.messages import Message, encode
 from troika_shared.settings import shown
-from troika_shared.subjects import Retention, StreamKey, StreamSpec, Topology
+from troika_shared.subjects import Retention, StreamKey, Topology
 from troika_shared.tracing import carrier
+from troika_shared.work_queue import Delivery, WorkQueue
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -78,6 +78,7 @@ class Bus:
         self.topology = topology
         self._publish_timeout = publish_timeout
         self._duplicate_window = duplicate_window
+        self._queues: weakref.WeakSet[WorkQueue] = weakref.WeakSet()
 
     @classmethod
     async def connect(cls, settings: BusSettings, *, name: str, service: str | None = None) -> Self:
@@ -127,6 +128,8 @@ class Bus:
 
     async def _on_reconnect(self) -> None:
         log.info("bus.reconnected")
+        for queue in self._queues:  # the server may have dropped their standing requests
+            queue.forget_requests()
 
     async def __aenter__(self) -> Self:
         return self
@@ -255,6 +258,7 @@ class Bus:
         max_deliver: int = 5,
         max_ack_pending: int = 1000,
         filter_subject: str | None = None,
+        request_expires_s: float = 20.0,
     ) -> WorkQueue:
         """Binds to (creating if needed) the durable pull consumer a service's replicas share.
 
@@ -265,6 +269,7 @@ class Bus:
             max_deliver: Deliveries before JetStream stops redelivering.
             max_ack_pending: Messages delivered and unacknowledged at once, over all replicas.
             filter_subject: Only the stream's messages on this subject (one PC's actions).
+            request_expires_s: How long one of the replica's standing pull requests lasts.
         """
         spec = self.topology.stream(key)
         config = api.ConsumerConfig(
@@ -277,8 +282,9 @@ class Bus:
             filter_subject=filter_subject,
         )
         await self.js.add_consumer(spec.name, config)
-        subscription = await self.js.pull_subscribe_bind(durable=durable, stream=spec.name)
-        return WorkQueue(subscription, spec, durable)
+        queue = await WorkQueue.bind(self.nc, spec, durable, expires_s=request_expires_s)
+        self._queues.add(queue)
+        return queue
 
     async def close(self) -> None:
         """Drains the connection: pending publishes are flushed, subscriptions closed. Where
@@ -291,81 +297,3 @@ class Bus:
             await self.nc.drain()
         except (ConnectionClosedError, ConnectionReconnectingError, NatsTimeoutError):
             await self.nc.close()
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One delivery of a stored message to this replica."""
-
-    raw: Msg
-    subject: str
-    stream: str
-    stream_seq: int
-    num_delivered: int
-
-    @property
-    def data(self) -> bytes:
-        """The message's payload."""
-        return self.raw.data
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """The message's headers (its id, the trace context it travels in)."""
-        return self.raw.headers or {}
-
-    async def ack(self) -> None:
-        """Acknowledges: the message will not be delivered again.
-
-        The acknowledgement is sent without waiting for the server to confirm it: a confirmed
-        one guards against nothing more (the work is done either way, and one lost with the
-        connection means one more delivery, which a message's id makes harmless), and waiting
-        costs a round trip and a reply per message.
-        """
-        await self.raw.ack()
-
-    async def nak(self, delay: float | None = None) -> None:
-        """Asks for redelivery, after ``delay`` seconds if given."""
-        await self.raw.nak(delay=delay)
-
-    async def term(self) -> None:
-        """Stops any further delivery of the message."""
-        await self.raw.term()
-
-    async def in_progress(self) -> None:
-        """Tells JetStream the message is still being worked on (resets its ack timer)."""
-        await self.raw.in_progress()
-
-
-class WorkQueue:
-    """A bound durable pull consumer."""
-
-    def __init__(
-        self, subscription: JetStreamContext.PullSubscription, spec: StreamSpec, durable: str
-    ) -> None:
-        self._subscription = subscription
-        self.spec = spec
-        self.durable = durable
-
-    async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
-        """Waits up to ``timeout`` seconds for up to ``batch`` messages; ``[]`` if none came."""
-        try:
-            messages = await self._subscription.fetch(batch, timeout=timeout)
-        except (TimeoutError, NatsTimeoutError):
-            return []
-        deliveries = []
-        for msg in messages:
-            meta = msg.metadata
-            deliveries.append(
-                Delivery(
-                    raw=msg,
-                    subject=msg.subject,
-                    stream=meta.stream,
-                    stream_seq=meta.sequence.stream,
-                    num_delivered=meta.num_delivered,
-                )
-            )
-        return deliveries
-
-    async def close(self) -> None:
-        """Stops pulling; messages already delivered and unacknowledged are redelivered later."""
-        await self._subscription.unsubscribe()
