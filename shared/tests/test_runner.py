@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from troika_shared.errors import PermanentError, RetryableError
@@ -105,6 +107,34 @@ async def test_a_handler_that_always_crashes_is_dead_lettered_after_the_delivery
     assert "gave up after 3 deliveries" in letter.reason
     await asyncio.sleep(0.5)  # nothing may come back after the dead letter
     assert harness.calls == agent_settings.max_deliver
+
+
+async def test_a_copy_delivered_while_the_message_is_handled_waits_and_does_not_run_again(
+    harness: Harness, bus: Bus, agent_settings: AgentSettings
+) -> None:
+    # The machine stalls past the acknowledgement's deadline (no heartbeat goes out), so
+    # JetStream delivers the message again while its handler still works on it.
+    async def stall(call: int) -> None:
+        if call == 1:
+            time.sleep(agent_settings.ack_wait_s + 1)  # noqa: ASYNC251 - the stall itself
+            await asyncio.sleep(scaled(1))  # the copy arrives meanwhile
+
+    def dropped() -> float:
+        labels = {"type": "plan.requested", "outcome": "duplicate"}
+        return REGISTRY.get_sample_value("troika_messages_handled_total", labels) or 0.0
+
+    before = dropped()
+    harness.behaviour = stall
+    request = PlanRequested(objective="o")
+    await bus.publish(request)
+
+    async def answered() -> bool:
+        return _ids(await stored(bus, StreamKey.RESULTS)) == [answer(request).id]
+
+    await wait_for(answered, what="the plan")
+    await wait_for(lambda: _empty(bus, StreamKey.PLANNER), what="the request to be acknowledged")
+    assert dropped() == before + 1  # the copy came, waited, and was acknowledged
+    assert harness.calls == 1  # the model was asked once, not again beside the first
 
 
 async def test_a_malformed_payload_is_dead_lettered_without_reaching_a_handler(

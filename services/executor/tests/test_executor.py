@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 
@@ -11,7 +10,6 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 from troika_executor.handlers import StoppedTasks, execute, step
-from troika_executor.net import OutboundPolicy
 from troika_executor.tools import Toolbox
 from troika_shared.approvals import approval_key, call_key, sign_approval
 from troika_shared.catalogue import names, specs
@@ -278,37 +276,6 @@ async def test_a_redelivered_call_returns_the_kept_outcome_without_running_again
     assert target.read_text() == "changed by someone else since"  # it did not run twice
     listed = await execute(execute_request("list_files"), Toolbox(tmp_path), KEY)
     assert ".calls" not in listed.outcome.output
-
-
-async def test_a_call_delivered_again_while_it_runs_waits_for_it_and_runs_once(tmp_path) -> None:
-    # The message comes again while the call still runs (its heartbeats came late): the copy
-    # gets the first run's outcome instead of posting the order a second time beside it.
-    orders: list[bytes] = []
-
-    async def slow_api(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        orders.append(await reader.readuntil(b"\r\n\r\n"))
-        await asyncio.sleep(0.5)
-        writer.write(
-            b"HTTP/1.1 201 Created\r\nContent-Length: 8\r\nConnection: close\r\n\r\nordered!"
-        )
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(slow_api, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    toolbox = Toolbox(tmp_path, OutboundPolicy.of([f"127.0.0.1:{port}"]))
-    request = execute_request("http_request", method="POST", url=f"http://127.0.0.1:{port}/orders")
-    try:
-        first, again = await asyncio.gather(
-            execute(request, toolbox, KEY), execute(request, toolbox, KEY)
-        )
-    finally:
-        server.close()
-    assert len(orders) == 1
-    assert first.outcome.ok, first.outcome.error
-    assert first.outcome.output.startswith("HTTP 201 Created")
-    assert (again.id, again.outcome) == (first.id, first.outcome)
-    assert toolbox.running == {}
 
 
 @pytest.mark.parametrize("tamper", ["unsealed", "other arguments", "other task", "no key"])

@@ -35,7 +35,7 @@ log = structlog.get_logger("troika.metrics")
 HANDLED = Counter(
     "troika_messages_handled",
     "Messages the service finished a delivery of, by message type and outcome "
-    "(handled, retried, dead_lettered, undecodable).",
+    "(handled, retried, dead_lettered, undecodable, duplicate).",
     ["type", "outcome"],
 )
 HANDLING_SECONDS = Histogram(

@@ -9,7 +9,9 @@ For each delivery the runner:
 1. decodes it (a payload that does not decode is dead-lettered at once: it never will);
 2. runs the handler, sending ``in_progress`` heartbeats while it works;
 3. publishes what the handler returned (ids derived from the cause, so a redelivery's output is
-   de-duplicated), then acknowledges;
+   de-duplicated), then acknowledges; a copy of a message this replica is still handling (it
+   came again because its heartbeats were late) waits for that delivery, and is acknowledged
+   without running the handler a second time if that delivery settled the message;
 4. on a :class:`~troika_shared.errors.RetryableError` (or an unexpected exception) asks for a
    redelivery after an exponential back-off, until the delivery limit, then dead-letters;
 5. on a :class:`~troika_shared.errors.PermanentError` dead-letters at once.
@@ -62,6 +64,7 @@ __all__ = ["ServiceRunner", "instance_name", "run_until_signalled", "serve"]
 log = structlog.get_logger("troika.runner")
 
 _FETCH_TIMEOUT_S = 1.0  # how quickly an idle replica notices it is asked to stop
+_SETTLED = frozenset({"handled", "dead_lettered"})  # outcomes after which the message is gone
 
 
 class ServiceRunner:
@@ -96,6 +99,8 @@ class ServiceRunner:
         self.instance = instance_name()
         self.ready = asyncio.Event()
         self._bus: Bus | None = None
+        # the messages being handled now, by stream sequence: each one's outcome, once known
+        self._handling: dict[int, asyncio.Future[str]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Runs until ``stop`` is set, then lets in-flight messages finish and drains.
@@ -190,7 +195,7 @@ class ServiceRunner:
                 if delivery.num_delivered > 1:
                     metrics.REDELIVERED.labels(message.type).inc()
                 started = time.perf_counter()
-                outcome = await self._handle_message(delivery, message)
+                outcome = await self._handle_once(delivery, message)
                 metrics.HANDLING_SECONDS.labels(message.type).observe(time.perf_counter() - started)
                 metrics.HANDLED.labels(message.type, outcome).inc()
                 span.set_attribute("troika.outcome", outcome)
@@ -214,6 +219,27 @@ class ServiceRunner:
                 "troika.task_id": message.correlation_id,
             },
         )
+
+    async def _handle_once(self, delivery: Delivery, message: Message) -> str:
+        """Handles the delivery after any other delivery of the same message still handled
+        here; ``duplicate`` if that one settled the message (this copy is acknowledged)."""
+        seq = delivery.stream_seq
+        while (first := self._handling.get(seq)) is not None:
+            log.info("message.copy_waits")
+            await asyncio.wait({first})
+            if first.result() in _SETTLED:
+                await delivery.ack()
+                log.info("message.copy_dropped")
+                return "duplicate"
+        done = asyncio.get_running_loop().create_future()
+        self._handling[seq] = done
+        outcome = "unsettled"
+        try:
+            outcome = await self._handle_message(delivery, message)
+        finally:
+            del self._handling[seq]
+            done.set_result(outcome)
+        return outcome
 
     async def _handle_message(self, delivery: Delivery, message: Message) -> str:
         """Handles one delivery; how it ended (``handled``, ``retried``, ``dead_lettered``)."""

@@ -46,7 +46,7 @@ from troika_shared.router import Router
 from troika_shared.vault import VaultError, open_call_secrets
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
     from pathlib import Path
 
     from troika_executor.browser import Browsers
@@ -167,8 +167,7 @@ async def execute(
     """
     call = request.call
     with tracing.tool_run(call.tool, call.key, request.correlation_id) as span:
-        async with _alone(toolbox, request):
-            outcome, how = await _execute(request, toolbox, seal_key, stopped, secrets_key, files)
+        outcome, how = await _execute(request, toolbox, seal_key, stopped, secrets_key, files)
         span.set_attribute("troika.tool.outcome", how)
         if how != "succeeded":
             tracing.failed(span, outcome.error or how)
@@ -180,27 +179,6 @@ async def execute(
         outcome=outcome,
         requested_at=request.occurred_at,
     )
-
-
-@contextlib.asynccontextmanager
-async def _alone(toolbox: Toolbox, request: ToolExecute) -> AsyncIterator[None]:
-    """Runs a call's delivery after any other delivery of the same call in this process.
-
-    A message comes again while its call still runs when its acknowledgement's heartbeats
-    came late (a busy machine): that copy waits, then finds the first one's outcome kept in
-    the ledger instead of running the call a second time beside it.
-    """
-    key = (request.correlation_id, request.call.key)
-    while (other := toolbox.running.get(key)) is not None:
-        log.info("tool.waits_for_same_call", tool=request.call.tool, key=request.call.key)
-        await asyncio.wait({other})
-    done = asyncio.get_running_loop().create_future()
-    toolbox.running[key] = done
-    try:
-        yield
-    finally:
-        del toolbox.running[key]
-        done.set_result(None)
 
 
 async def _execute(  # noqa: PLR0917 - execute's arguments, passed on

@@ -7,7 +7,6 @@ in a thread, off the event loop.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,10 +52,6 @@ class Toolbox:
     sandbox_limits: SandboxLimits = DEFAULT_LIMITS
     browsers: Browsers | None = None
     images: bool = False
-    # the calls running in this process now, by task and idempotency key (see handlers.execute)
-    running: dict[tuple[str, str], asyncio.Future[None]] = field(
-        default_factory=dict, repr=False, compare=False
-    )
 
 
 @dataclass(frozen=True, slots=True)
