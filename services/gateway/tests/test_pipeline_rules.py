@@ -175,6 +175,38 @@ async def test_each_process_sees_the_changes_another_process_made(driver, gatewa
     assert (await d.task())["status"] == "executing"
 
 
+async def test_the_next_step_lists_files_uploaded_or_written_since_the_last(
+    driver, gateway, client, alice
+) -> None:
+    # A process keeps the files it last saw with the task's rows (here the answers go through
+    # the API's own store): an upload made while the task runs, and a file a tool wrote, must
+    # both reach the next step, and a file the tool named but did not leave must not stay.
+    d = await driver()
+    await d.plan()
+    assert (await d.last_step()).files == ()
+    await d.propose(call(1))
+    await d.respond()
+    uploaded = await client.post(
+        f"/tasks/{d.task_id}/files",
+        headers=alice.headers,
+        files={"files": ("brief.txt", b"the brief", "text/plain")},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    (gateway.settings.data_dir / "workspaces" / d.task_id / "f1.md").write_text("# Notes\n")
+    [execute] = await d.commands(ToolExecute)
+    outcome = ToolOutcome(ok=True, output="written", files=("f1.md", "ghost.md"))
+    await d.answer(
+        execute, ToolResult, subtask_id=execute.subtask_id, key=execute.call.key, outcome=outcome
+    )
+    # the step asked for in the same change names what the tool said it wrote
+    assert (await d.last_step()).files == ("brief.txt", "f1.md", "ghost.md")
+    await d.propose(call(2))
+    await d.respond()
+    await d.run_tools()
+    # later steps name what is recorded: the file the tool did not leave is not there
+    assert (await d.last_step()).files == ("brief.txt", "f1.md")
+
+
 async def test_approvals_of_one_task_answered_at_once_all_go_through(driver, client, alice):
     d = await driver()
     await d.plan()

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import stat
 from typing import TYPE_CHECKING, BinaryIO
 
 import anyio.to_thread
@@ -103,12 +104,25 @@ class LocalStore:
         Raises:
             FileNotFoundError: There is no such file.
         """
-        handle = await anyio.to_thread.run_sync(self._open, task_id, name)
+        # Opened and read in one trip to a thread: most files end within the first chunk
+        handle, chunk, regular = await anyio.to_thread.run_sync(self._open_and_read, task_id, name)
         try:
-            while chunk := await anyio.to_thread.run_sync(handle.read, CHUNK):
+            while chunk:
                 yield chunk
+                if regular and len(chunk) < CHUNK:  # a short read of a regular file: its end
+                    break
+                chunk = await anyio.to_thread.run_sync(handle.read, CHUNK)
         finally:
             handle.close()
+
+    def _open_and_read(self, task_id: str, name: str) -> tuple[BinaryIO, bytes, bool]:
+        handle = self._open(task_id, name)
+        try:
+            regular = stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
+            return handle, handle.read(CHUNK), regular
+        except BaseException:
+            handle.close()
+            raise
 
     def _current(self, path: Path) -> str | None:
         try:

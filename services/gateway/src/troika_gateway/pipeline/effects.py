@@ -182,7 +182,7 @@ class Effects:
                         "latency_ms": one.latency_ms, "cost_usd": one.cost_usd,
                     })  # fmt: skip
             case RecordFiles(names=names):
-                await self._record_files(db, task, names)
+                await self._record_files(db, rows, names)
 
     @staticmethod
     def _offered(rows: Rows, message: Message) -> Message:
@@ -257,10 +257,14 @@ class Effects:
         return msgspec.structs.replace(message, evidence=evidence, missing_files=tuple(missing),
                                        empty_files=tuple(empty))  # fmt: skip
 
-    async def _record_files(self, db: AsyncSession, task: Task, names: tuple[str, ...]) -> None:
-        """Lists the files a tool wrote among the task's files (so they can be downloaded)."""
+    async def _record_files(self, db: AsyncSession, rows: Rows, names: tuple[str, ...]) -> None:
+        """Lists the files a tool wrote among the task's files (so they can be downloaded); one
+        that is not there is not recorded, though the state names it."""
+        task_id = rows.task.id
         for name in names:
-            stored = await describe(self.files, task.id, name)
-            if stored is not None:
-                await record_file(db, task.id, name, stored, content_type=content_type_of(name),
-                                  origin="agent")  # fmt: skip
+            stored = await describe(self.files, task_id, name)
+            if stored is None:
+                rows.files_as_recorded = False
+                continue
+            await record_file(db, task_id, name, stored, content_type=content_type_of(name),
+                              origin="agent")  # fmt: skip

@@ -127,16 +127,19 @@ class Rows:
     subtask_ids: dict[str, str]
     call_ids: dict[str, str]
     desktop: bool  # whether the person has a PC paired (the desktop tools are offered)
+    files_as_recorded: bool = True  # the state's files are the task's recorded ones
 
 
 @dataclass(frozen=True, slots=True)
 class Kept:
-    """A task's subtasks, calls and pending approvals as a committed change left them, at the
-    version of the task's row that change wrote.
+    """A task's subtasks, calls, pending approvals and files as a committed change left them,
+    at the version of the task's row that change wrote.
 
     Every change that writes those rows writes the task's row too (:func:`write`), so its
     version moves on with them: a copy whose version is the row's is the database's, in any
-    process, and saves the change three reads.
+    process, and saves the change four reads. Files recorded outside a change (uploads) are
+    recorded in one that announces them, which moves the version too. ``files`` is ``None``
+    when the change could not record every file the state lists: the next change reads them.
     """
 
     version: int
@@ -145,6 +148,7 @@ class Kept:
     asks: tuple[AskState, ...]
     subtask_ids: dict[str, str]
     call_ids: dict[str, str]
+    files: tuple[str, ...] | None
 
 
 def kept_after(rows: Rows, state: TaskState) -> Kept:
@@ -152,7 +156,8 @@ def kept_after(rows: Rows, state: TaskState) -> Kept:
     pending = tuple(a for a in state.asks if a.status == AskStatus.PENDING)
     return Kept(version=rows.task.version, subtasks=tuple(state.subtasks),
                 calls=tuple(state.calls), asks=pending, subtask_ids=dict(rows.subtask_ids),
-                call_ids=dict(rows.call_ids))  # fmt: skip
+                call_ids=dict(rows.call_ids),
+                files=state.files if rows.files_as_recorded else None)  # fmt: skip
 
 
 async def load(
@@ -173,9 +178,12 @@ async def load(
     if kept is not None and kept.version == task.version:
         subtasks, calls, asks = list(kept.subtasks), list(kept.calls), list(kept.asks)
         subtask_ids, call_ids = dict(kept.subtask_ids), dict(kept.call_ids)
+        files = kept.files
     else:
         subtasks, calls, asks, subtask_ids, call_ids = await _read(db, ids)
-    files = tuple(await db.scalars(_FILES, ids))
+        files = None
+    if files is None:
+        files = tuple(sorted(await db.scalars(_FILES, ids)))
     budget = task.budget or {}
     tokens, cost = 0, 0.0
     if budget.get("max_tokens") or budget.get("max_cost_usd"):
@@ -217,7 +225,7 @@ async def load(
         subtasks=subtasks,
         calls=calls,
         asks=asks,
-        files=tuple(sorted(files)),
+        files=files,
         tokens=int(tokens),
         cost_usd=float(cost),
         policies=await all_modes(db, task.user_id, task.id) if _decides_calls(command) else {},

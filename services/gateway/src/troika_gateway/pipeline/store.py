@@ -213,6 +213,7 @@ class TaskStore:
         row = found.one_or_none()
         task, person = (None, None) if row is None else (row[0], tuple(row[1:]))
         if task is not None and before is not None:
+            self._kept.pop(task.id, None)  # what it writes (files, a schedule) is read fresh
             await before(task)
         applied = (
             Applied() if task is None else await self.apply_in(db, task, command, person=person)
