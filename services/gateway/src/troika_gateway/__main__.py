@@ -9,7 +9,7 @@ import uvicorn
 
 from troika_gateway.app import create_app
 from troika_gateway.settings import GatewaySettings
-from troika_shared import tracing
+from troika_shared import heap, tracing
 from troika_shared.logs import configure_logging
 from troika_shared.private import keep_private
 from troika_shared.runner import instance_name
@@ -31,6 +31,7 @@ def main() -> None:
             "gateway", tracing.endpoint_from(settings.otel_endpoint), instance=instance_name()
         )
         app = create_app(settings)
+        app.on_startup.append(heap.settle)  # once serving: what starting made is kept
     except (pydantic.ValidationError, ValueError) as exc:
         print(f"troika-gateway: the configuration is not usable:\n{exc}", file=sys.stderr)  # noqa: T201
         raise SystemExit(EXIT_CONFIG) from exc

@@ -35,7 +35,7 @@ from troika_shared.errors import DependencyUnavailable
 from troika_shared.logs import configure_logging
 from troika_shared.metrics import serve_metrics
 from troika_shared.private import keep_private
-from troika_shared.runner import ServiceRunner, instance_name
+from troika_shared.runner import ServiceRunner, instance_name, settle_when_ready
 from troika_shared.settings import AgentSettings
 from troika_shared.subjects import StreamKey
 
@@ -99,7 +99,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
                     runner.run(stop), dead_letters.run(stop), relay.run(stop),
                     publisher.run(stop), expirer.run(stop), watchdog.run(stop),
                     desktop_waits.run(stop), scheduler.run(stop), renewals.run(stop),
-                    shots.run(sessionmaker, stop),
+                    shots.run(sessionmaker, stop), settle_when_ready(runner, dead_letters),
                 )  # fmt: skip
             finally:
                 await jobs.close()
