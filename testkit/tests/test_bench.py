@@ -45,6 +45,7 @@ def test_the_benchmark_runs_the_workload_and_writes_its_numbers(tmp_path) -> Non
     assert result["llm_prompt_tokens_per_task"] > 500  # the catalogue alone is that big
 
     assert result["calibration_ms"] > 0
+    assert result["calibration_ms_end"] > 0
     assert result["database"] == "sqlite"
     assert result["seq_tasks_measured"] == 2
     assert result["seq_agent_answers_per_task"] == 8

@@ -18,6 +18,10 @@ Written to the output file (JSON):
     This machine's speed: CPU time of a fixed pure-Python loop (ten million additions), the
     median of three, taken first. Figures from different days or machines compare once
     divided by it; the ``targets`` are expressed that way.
+``calibration_ms_end``
+    The same loop once every stack has stopped. A shared machine's speed can move by a third
+    within minutes: when this is far from ``calibration_ms``, the run's later stacks (two
+    replicas, PostgreSQL) were measured on a slower or quicker machine than its first.
 ``step_overhead_ms_p50`` / ``_p99``
     Per agent answer (plan, executor step, review): the time from the request's creation to
     the answer's commit, less the LLM call's own latency. Read from the worker's
@@ -319,6 +323,7 @@ def main(argv: list[str] | None = None) -> None:
         timeout=args.timeout,
     )
     result = asyncio.run(_main(args, workload, calibration))
+    result["calibration_ms_end"] = calibration_ms()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     sys.stdout.write(json.dumps(result, indent=2) + f"\nwritten to {args.out}\n")
