@@ -82,6 +82,7 @@ from typing import Any
 
 import asyncpg
 
+from troika_shared import heap
 from troika_testkit.measurement import Run, Workload, fresh_database, measure, percentile
 from troika_testkit.scaling import TASKS, executor_bound
 from troika_testkit.scaling import figures as scaling_figures
@@ -314,6 +315,9 @@ def main(argv: list[str] | None = None) -> None:
     flag("--verbose", action="store_true", help="echo the services' output")
     args = parser.parse_args(argv)
     calibration = calibration_ms()  # first, before anything else runs in this process
+    # The driver and the scripted model share this process: a full garbage collection pass
+    # over everything it imported would stall both, and count as the stack's time.
+    heap.settle()
     workload = Workload(
         tasks=args.tasks,
         sequential=args.sequential,
