@@ -13,7 +13,7 @@ export UV_PYTHON_PREFERENCE ?= system
 BUN_VERSION := 1.4.5
 BUN := $(if $(REFLEX_BUN_PATH),,$(CURDIR)/.tools/bun/node_modules/.bin/bun)
 
-.PHONY: help install run check test test-fast bench pictures lint format clean
+.PHONY: help install run check test test-fast bench profile pictures lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ test-fast: install ## the tests not marked slow
 
 bench: install ## run the pipeline benchmark; writes var/bench/pipeline.json
 	$(UV) run --frozen python -m troika_testkit.bench --out var/bench/pipeline.json
+
+profile: install ## sample every service with py-spy under the benchmark's load; writes var/profile/
+	$(UV) run --frozen python -m troika_testkit.profile --out var/profile
 
 pictures: install ## take the README's pictures again with the browser tests (docs/pictures/)
 	$(UV) run --frozen pytest tests/test_web.py -k "$$($(UV) run --frozen python -m troika_testkit.pictures --tests)"

@@ -13,6 +13,8 @@ process of an agent service):
     stack spent meanwhile.
 ``pending``
     Tasks left waiting for an approval; the gateway's and the worker's memory before and after.
+``profile``
+    The stream again, its Python processes sampled with py-spy meanwhile (``make profile``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from troika.stack import Stack
 from troika_testkit.agents import llm_env
 from troika_testkit.ports import free_port
 from troika_testkit.procfs import cpu_ms, peak_rss_mb, rss_mb
+from troika_testkit.sampling import sampled
 from troika_testkit.workload import AGENT_ANSWERS, LogSink, Person, Phase, scripted_llm
 
 if TYPE_CHECKING:
@@ -45,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ALL_PHASES", "Run", "Workload", "fresh_database", "measure", "percentile"]
 
-ALL_PHASES = ("sequential", "batch", "stream", "pending")
+ALL_PHASES = ("sequential", "batch", "stream", "pending")  # and "profile", asked for alone
 _HOLDING_MEMORY = ("gateway", "worker")  # the processes that keep state per waiting task
 _TOKEN_TTL_S = 24 * 3600  # one sign-in lasts the whole run, however slow the machine
 
@@ -61,6 +64,8 @@ class Workload:
         concurrency: Tasks the stream keeps in flight.
         pending: Tasks left waiting for an approval.
         timeout: Seconds each phase may take.
+        profile_dir: Where the ``profile`` phase writes its samples.
+        profile_rate: Samples a second per process.
     """
 
     tasks: int = 50
@@ -69,6 +74,8 @@ class Workload:
     concurrency: int = 20
     pending: int = 1000
     timeout: float = 600
+    profile_dir: Path = Path("var/profile")
+    profile_rate: int = 100
 
 
 @dataclass
@@ -95,6 +102,7 @@ class Run:
         peak_rss_mb: Each process's memory high-water mark after the batch.
         restarts: The services that crashed and were restarted, with how often.
         unfinished: Tasks that stopped without completing, with why.
+        profiles: The ``profile`` phase's samples, a file per Python process.
     """
 
     replicas: int
@@ -115,6 +123,7 @@ class Run:
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
     unfinished: dict[str, str] = field(default_factory=dict)
+    profiles: dict[str, Path] = field(default_factory=dict)
 
     @property
     def loaded(self) -> frozenset[str]:
@@ -297,6 +306,11 @@ async def _phases(
             await _stream(person, stack, workload, run, url)
         elif phase == "pending":
             await _pending(person, stack, workload.pending, run)
+        elif phase == "profile":
+            python = {n: p for n, p in _pids(stack).items() if n not in ("nats", "valkey")}
+            folder, rate = workload.profile_dir, workload.profile_rate
+            async with sampled(python, folder, rate=rate) as run.profiles:
+                await _stream(person, stack, workload, run, url)
 
 
 def _say(text: str) -> None:
