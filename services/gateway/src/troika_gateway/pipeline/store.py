@@ -11,6 +11,7 @@ caller keeps a retry loop of its own.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections import OrderedDict
@@ -33,7 +34,6 @@ from troika_shared import tracing
 from troika_shared.files import LocalStore
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Awaitable, Callable, Sequence
 
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -230,11 +230,14 @@ class TaskStore:
 
     async def announce(self, applied: Applied) -> None:
         """Publishes a committed change's commands and events (after the commit: a crash in
-        between leaves the commands to the relay, and the events to a re-read)."""
+        between leaves the commands to the relay, and the events to a re-read), together: they
+        go to NATS in one write instead of the events waiting for the commands' confirmation."""
+        sending = []
         if applied.messages:
-            await self.publisher.publish(applied.messages, applied.trace)
+            sending.append(self.publisher.publish(applied.messages, applied.trace))
         if applied.events:
-            await publish_events(self.publisher.bus, applied.events)
+            sending.append(publish_events(self.publisher.bus, applied.events))
+        await asyncio.gather(*sending)
 
     # --- inside a transaction --------------------------------------------------------------
 
