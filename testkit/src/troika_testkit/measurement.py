@@ -161,14 +161,20 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+def _services(stack: Stack) -> dict[str, int]:
+    """The stack's services (its Python processes), by name."""
+    assert stack.supervisor is not None  # noqa: S101 - started first
+    children = stack.supervisor.children
+    return {child.spec.name: child.pid for child in children if child.pid is not None}
+
+
 def _pids(stack: Stack) -> dict[str, int]:
     """The stack's processes: every service, and the embedded servers it started."""
-    assert stack.supervisor is not None  # noqa: S101 - started first
-    pids = {child.spec.name: child.pid for child in stack.supervisor.children}
+    pids = _services(stack)
     for server in (stack.nats_server, stack.valkey_server):
-        if server is not None:
+        if server is not None and server.pid is not None:
             pids[server.name] = server.pid
-    return {name: pid for name, pid in pids.items() if pid is not None}
+    return pids
 
 
 async def _sequential(person: Person, llm: ScriptedLLM, count: int, run: Run) -> None:
@@ -297,9 +303,7 @@ async def _phases(
             run.batch = await person.batch(workload.tasks)
             # read before the phases after it, so the figure keeps its meaning
             run.peak_rss_mb = {
-                name: round(peak_rss_mb(pid), 1)
-                for name, pid in _pids(stack).items()
-                if name not in ("nats", "valkey")
+                name: round(peak_rss_mb(pid), 1) for name, pid in _services(stack).items()
             }
             run.prompt_tokens = [await person.prompt_tokens(t) for t in sorted(run.batch.ids)]
         elif phase == "stream":
@@ -307,9 +311,8 @@ async def _phases(
         elif phase == "pending":
             await _pending(person, stack, workload.pending, run)
         elif phase == "profile":
-            python = {n: p for n, p in _pids(stack).items() if n not in ("nats", "valkey")}
             folder, rate = workload.profile_dir, workload.profile_rate
-            async with sampled(python, folder, rate=rate) as run.profiles:
+            async with sampled(_services(stack), folder, rate=rate) as run.profiles:
                 await _stream(person, stack, workload, run, url)
 
 

@@ -64,13 +64,29 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    default = Workload()
     flag = parser.add_argument
-    flag("--tasks", type=int, default=100, help="tasks in the stream (default %(default)s)")
-    flag("--concurrency", type=int, default=20, help="tasks in flight (default %(default)s)")
-    flag("--rate", type=int, default=100, help="samples a second (default %(default)s)")
+    flag(
+        "--tasks",
+        type=int,
+        default=default.conc_tasks,
+        help="tasks in the stream (default %(default)s)",
+    )
+    flag(
+        "--concurrency",
+        type=int,
+        default=default.concurrency,
+        help="tasks in flight (default %(default)s)",
+    )
+    flag(
+        "--rate",
+        type=int,
+        default=default.profile_rate,
+        help="samples a second (default %(default)s)",
+    )
     flag("--top", type=int, default=15, help="lines per list (default %(default)s)")
-    flag("--out", type=Path, default=Path("var/profile"))
-    flag("--timeout", type=float, default=600, help="seconds the stream may take")
+    flag("--out", type=Path, default=default.profile_dir)
+    flag("--timeout", type=float, default=default.timeout, help="seconds the stream may take")
     flag("--verbose", action="store_true", help="echo the services' output")
     args = parser.parse_args(argv)
     workload = Workload(
