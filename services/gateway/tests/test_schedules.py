@@ -4,7 +4,9 @@ pausable, with the approval policies accepted when they were made."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -371,6 +373,29 @@ async def test_a_schedule_made_while_redis_is_down_is_queued_by_the_worker_later
     await wait_for(started, timeout=10, what="the schedule to fire")
     [schedule] = await schedules(client, alice)
     assert schedule["last_run"]["outcome"] == "ran"
+
+
+async def test_a_scheduler_stopped_at_any_moment_stops_and_leaves_no_connection_open(
+    gateway, fast_settings
+) -> None:
+    # Stopped at moments spread over its first polls, some of them while it takes due jobs.
+    state, clock = gateway.app.state, SystemClock()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for moment in range(30):
+            jobs = Jobs.connect(fast_settings, clock)
+            for n in range(3):  # for no schedule: each is taken, then finds nothing to run
+                await jobs.plan(f"gone-{moment}-{n}", clock.now())
+            stop = asyncio.Event()
+            worker = Scheduler(state.sessionmaker, fast_settings, state.store, jobs, clock)
+            running = asyncio.create_task(worker.run(stop))
+            await asyncio.sleep(moment / 1500)
+            stop.set()
+            stopped, _ = await asyncio.wait({running}, timeout=scaled(5))
+            assert stopped, f"the scheduler stopped {moment / 1500:.3f} s in is still running"
+            await jobs.close()
+            gc.collect()  # a connection never returned warns as it is freed
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
 
 
 @dataclass

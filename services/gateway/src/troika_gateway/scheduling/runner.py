@@ -100,11 +100,7 @@ class Scheduler:
                     worker = self._worker()
                     polling = asyncio.create_task(worker.async_run())
         finally:
-            # Stop polling, let the firings in progress finish; the connection is the jobs'.
-            polling.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
-                await polling
-            await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+            await _stop(worker, polling)  # the connection is the jobs', closed by their owner
 
     async def _fire_job(
         self,
@@ -168,3 +164,18 @@ class Scheduler:
                 await self.jobs.plan(schedule_id, due)  # queued once, whoever asks
             else:
                 await self.fire(schedule_id, due)  # missed while down: its misfire policy
+
+
+async def _stop(worker: Worker, polling: asyncio.Task[None]) -> None:
+    """Ends arq's polling after its current round, once the firings it started are done.
+
+    Not by cancelling it: a cancellation can land inside the Redis transaction that takes a job
+    (its connection is then never returned) or be swallowed by one of the Redis client's reads
+    with a timeout (the polling then goes on, and stopping waits for ever). As a burst of no more
+    jobs, arq's own loop takes nothing new and returns at its next turn. Shielded, so that a
+    stop cut short still leaves it to end by itself.
+    """
+    worker.burst, worker.max_burst_jobs = True, 0
+    with contextlib.suppress(RedisError, OSError):
+        await asyncio.shield(polling)
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
