@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("up"), pytest.mark.timeo
 def test_profiling_samples_every_service_and_names_where_the_worker_spends(tmp_path) -> None:
     finished = subprocess.run(
         [sys.executable, "-m", "troika_testkit.profile", "--tasks", "3", "--concurrency", "2",
-         "--rate", "200", "--timeout", str(scaled(60)), "--out", str(tmp_path)],
+         "--rate", "1000", "--timeout", str(scaled(60)), "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=scaled(120), check=False,
     )  # fmt: skip
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
