@@ -62,7 +62,7 @@ test-fast: install ## the tests not marked slow
 bench: install ## run the pipeline benchmark; writes var/bench/pipeline.json
 	$(UV) run --frozen python -m troika_testkit.bench --out var/bench/pipeline.json
 
-profile: install ## sample every service with py-spy under the benchmark's load; writes var/profile/
+profile: install ## where each service spends its CPU under the benchmark's load; writes var/profile/
 	$(UV) run --frozen python -m troika_testkit.profile --out var/profile
 
 pictures: install ## take the README's pictures again with the browser tests (docs/pictures/)

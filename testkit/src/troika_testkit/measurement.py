@@ -14,7 +14,8 @@ process of an agent service):
 ``pending``
     Tasks left waiting for an approval; the gateway's and the worker's memory before and after.
 ``profile``
-    The stream again, its Python processes sampled with py-spy meanwhile (``make profile``).
+    The stream again, where its Python processes spend their CPU sampled meanwhile
+    (``make profile``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from troika.stack import Stack
 from troika_testkit.agents import llm_env
 from troika_testkit.ports import free_port
 from troika_testkit.procfs import cpu_ms, peak_rss_mb, rss_mb
-from troika_testkit.sampling import sampled
+from troika_testkit.sampling import environment, sampled
 from troika_testkit.workload import AGENT_ANSWERS, LogSink, Person, Phase, scripted_llm
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class Workload:
         pending: Tasks left waiting for an approval.
         timeout: Seconds each phase may take.
         profile_dir: Where the ``profile`` phase writes its samples.
-        profile_rate: Samples a second per process.
+        profile_rate: Samples per second of CPU time each process uses.
     """
 
     tasks: int = 50
@@ -247,6 +248,8 @@ async def measure(
     env = {"TROIKA_ACCESS_TOKEN_TTL_S": str(_TOKEN_TTL_S)}
     if database_url:
         env["TROIKA_DATABASE_URL"] = database_url
+    if "profile" in phases:
+        env |= environment(workload.profile_dir, rate=workload.profile_rate)
     with scripted_llm() as llm:
         settings = UpSettings(
             data_dir=data_dir,
@@ -311,8 +314,7 @@ async def _phases(
         elif phase == "pending":
             await _pending(person, stack, workload.pending, run)
         elif phase == "profile":
-            folder, rate = workload.profile_dir, workload.profile_rate
-            async with sampled(_services(stack), folder, rate=rate) as run.profiles:
+            async with sampled(_services(stack), workload.profile_dir) as run.profiles:
                 await _stream(person, stack, workload, run, url)
 
 

@@ -3,13 +3,14 @@
 The stack starts as ``make bench`` starts it (the real services as processes, the scripted LLM
 answering at once, SQLite unless ``TROIKA_DATABASE_URL`` names a database), warms up, then runs
 a stream of tasks (``--tasks``, ``--concurrency`` in flight, every tool call approved through
-the API) while py-spy samples each Python process from outside (:mod:`.sampling`).
+the API) while each Python process charges its CPU time to the stacks it runs
+(:mod:`.cpu_sampler`, armed in each process; ``--rate`` samples per second of CPU).
 
-Written to ``--out`` (``var/profile``): ``<process>.txt``, its sampled stacks in collapsed form
-(open it in speedscope.app, or give it to flamegraph.pl), and ``summary.txt``, also printed: each
-process's CPU time per task, and its hottest functions by their own samples and by the samples
-under them, and its packages by their own samples. Samples count only threads at work, not those
-waiting, so their shares are shares of the process's CPU time.
+Written to ``--out`` (``var/profile``): ``<process>.txt``, its stacks in collapsed form with the
+microseconds of CPU charged to each (open it in speedscope.app, or give it to flamegraph.pl),
+and ``summary.txt``, also printed: each process's CPU time per task, and its hottest functions by
+the CPU they used themselves and under them, and its packages by the CPU they used themselves.
+Only CPU time counts: a thread waiting, for a lock, an answer or a core, is charged nothing.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def summary(run: Run, top: int = 15) -> str:
     )
     for name, path in sorted(run.profiles.items(), key=lambda item: -spent.get(item[0], 0)):
         tally = read(path)
-        lines += ["", f"== {name}: {tally.samples} samples ({path})"]
+        lines += ["", f"== {name}: {tally.samples / 1000:.0f} ms of CPU sampled ({path})"]
         if not tally.samples:
             continue
         lines += _section("own", tally.own, tally.samples, top)
@@ -58,7 +59,7 @@ def _section(title: str, counts: Counter[str], samples: int, top: int) -> list[s
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Runs the workload under py-spy and writes the samples and their summary."""
+    """Runs the workload with every service sampled and writes the samples and their summary."""
     parser = argparse.ArgumentParser(
         prog="python -m troika_testkit.profile",
         description=__doc__,
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         "--rate",
         type=int,
         default=default.profile_rate,
-        help="samples a second (default %(default)s)",
+        help="samples per second of CPU time (default %(default)s)",
     )
     flag("--top", type=int, default=15, help="lines per list (default %(default)s)")
     flag("--out", type=Path, default=default.profile_dir)

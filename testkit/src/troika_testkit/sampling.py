@@ -1,9 +1,10 @@
-"""Sampling a running stack's Python processes with py-spy, and reading what it sampled.
+"""Sampling where a running stack's Python processes spend their CPU time, and reading it.
 
-py-spy reads each process's stacks from outside (``ptrace``), so the services carry no profiling
-code and run at their usual speed (``--nonblocking``: they are not paused to be read). What it
-writes per process is the collapsed-stack format (one line per distinct stack with its sample
-count), which speedscope.app and flamegraph.pl open as they are; :func:`read` tallies it.
+Each service is started with :mod:`troika_testkit.cpu_sampler` armed (:func:`environment`);
+:func:`sampled` starts the samplers while a block runs and collects what they charged. What each
+process writes is the collapsed-stack format (one line per distinct stack with the microseconds
+of CPU charged to it), which speedscope.app and flamegraph.pl open as they are; :func:`read`
+tallies it.
 """
 
 from __future__ import annotations
@@ -11,78 +12,67 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import re
-import shutil
 import signal
-import sys
+import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from troika_testkit.cpu_sampler import ENV, RATE_ENV, SITE
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
+    from pathlib import Path
 
-__all__ = ["Tally", "read", "sampled"]
+__all__ = ["Tally", "environment", "read", "sampled"]
 
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 _STOP_S = 30.0
 
 
-def _py_spy() -> str:
-    """The py-spy beside this interpreter (the dev dependencies put it there), else on PATH."""
-    beside = Path(sys.executable).with_name("py-spy")
-    found = str(beside) if beside.exists() else shutil.which("py-spy")
-    if found is None:
-        raise RuntimeError("py-spy is not installed: run `make install`")
-    return found
+def environment(folder: Path, *, rate: int = 100) -> dict[str, str]:
+    """What a process's environment needs for its sampler to be armed, writing to ``folder``
+    ``rate`` times per second of CPU."""
+    path = os.pathsep.join(filter(None, [str(SITE), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path, ENV: str(folder.absolute()), RATE_ENV: str(rate)}
 
 
 @contextlib.asynccontextmanager
-async def sampled(
-    pids: Mapping[str, int], folder: Path, *, rate: int = 100
-) -> AsyncIterator[dict[str, Path]]:
-    """Samples each process ``rate`` times a second while the block runs; yields the files
-    the samples go to, by process name (``<name>.txt`` in ``folder``), written when it ends.
+async def sampled(pids: Mapping[str, int], folder: Path) -> AsyncIterator[dict[str, Path]]:
+    """Samples each process (started with :func:`environment` for ``folder``) while the block
+    runs; yields the files the samples go to, by process name (``<name>.txt`` in ``folder``),
+    written when it ends.
 
     Raises:
-        RuntimeError: py-spy is missing, or could not read a process (it needs ``ptrace``:
-            root, or ``kernel.yama.ptrace_scope`` 0, or a container with ``SYS_PTRACE``).
+        RuntimeError: A process wrote no samples (it was not started armed, or has ended).
     """
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-    binary = _py_spy()
     files = {name: folder / f"{name}.txt" for name in pids}
-    samplers: dict[str, asyncio.subprocess.Process] = {}
+    for pid in pids.values():
+        os.kill(pid, signal.SIGUSR2)  # starts its sampler
     try:
-        for name, pid in pids.items():
-            samplers[name] = await asyncio.create_subprocess_exec(
-                binary, "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking",
-                "--format", "raw", "--output", str(files[name]),
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-        await asyncio.sleep(1.0)  # attached (a sampler that cannot read its process has ended)
-        for name, sampler in samplers.items():
-            if sampler.returncode is not None:
-                said = await sampler.stderr.read() if sampler.stderr else b""
-                reason = said.decode(errors="replace").strip()[-500:]
-                raise RuntimeError(f"py-spy could not sample {name}: {reason}")
         yield files
     finally:
-        for sampler in samplers.values():  # py-spy writes its file when interrupted
-            if sampler.returncode is None:
-                sampler.send_signal(signal.SIGINT)
-        for sampler in samplers.values():
-            try:
-                async with asyncio.timeout(_STOP_S):
-                    await sampler.wait()
-            except TimeoutError:
-                sampler.kill()
+        for pid in pids.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR2)  # stops it: it writes <pid>.txt
+        deadline = time.monotonic() + _STOP_S
+        for name, pid in pids.items():
+            written = folder / f"{pid}.txt"
+            while not written.exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} (pid {pid}) wrote no samples to {folder}")
+                await asyncio.sleep(0.05)
+            written.replace(files[name])
 
 
 @dataclass
 class Tally:
-    """One process's samples: by function, what it ran itself (``own``) and what ran under it
-    (``total``, Troika's own functions only: the event loop's frames are under everything), and
-    by package what it ran itself."""
+    """One process's samples, weighed by the CPU time charged to them (microseconds): by
+    function, what it ran itself (``own``) and what ran under it (``total``, Troika's own
+    functions only: the event loop's frames are under everything), and by package what it ran
+    itself."""
 
     samples: int = 0
     own: collections.Counter[str] = field(default_factory=collections.Counter)
