@@ -4,14 +4,17 @@ task with its reason, and guidance resumes it."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.orm.exc import StaleDataError
 
 from troika_gateway.db.engine import create_engine, create_sessionmaker
-from troika_gateway.db.models import Outbox
+from troika_gateway.db.models import Outbox, Task
 from troika_gateway.pipeline.orchestrator import Orchestrator
 from troika_gateway.pipeline.store import TaskStore
+from troika_gateway.pipeline.task_row import write_task
 from troika_shared.messages import (
     Plan,
     PlanProduced,
@@ -469,3 +472,40 @@ async def test_the_review_request_says_which_promised_files_are_missing_or_empty
         "report.md": "# Report\n",
         "totals.csv": "(the file does not exist)",
     }
+
+
+async def test_a_change_to_a_task_another_writer_changed_since_writes_nothing(
+    gateway, client, alice
+) -> None:
+    # The task's row is written with its version as read: a writer that read it before another
+    # changed it must fail (and be run again), not overwrite what the other wrote.
+    task = await create(client, alice, "Write a report")
+    async with gateway.app.state.sessionmaker() as db:
+        stale = await db.get(Task, task["id"])
+        assert stale is not None
+        stale.title = "Stale"
+        renamed = await client.put(
+            f"/tasks/{task['id']}", headers=alice.headers, json={"title": "Fresh"}
+        )
+        assert renamed.status_code == 200, renamed.text
+        with pytest.raises(StaleDataError):
+            await write_task(db, stale, datetime.now(UTC))
+        await db.rollback()
+    assert (await client.get(f"/tasks/{task['id']}", headers=alice.headers)).json()[
+        "title"
+    ] == "Fresh"
+
+
+async def test_a_changed_task_row_is_written_once_and_left_clean(gateway, client, alice) -> None:
+    task = await create(client, alice, "Write a report")
+    async with gateway.app.state.sessionmaker() as db:
+        row = await db.get(Task, task["id"])
+        assert row is not None
+        version = row.version
+        row.title = "Renamed"
+        await write_task(db, row, datetime.now(UTC))
+        assert row.version == version + 1
+        assert row not in db.dirty  # the session's flush has nothing left of it to write
+        await db.commit()
+    shown = (await client.get(f"/tasks/{task['id']}", headers=alice.headers)).json()
+    assert shown["title"] == "Renamed"

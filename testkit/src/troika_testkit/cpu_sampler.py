@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from types import CodeType, FrameType
 
 __all__ = ["ENV", "RATE_ENV", "SITE", "CpuSampler", "arm_from_environment"]
@@ -64,7 +65,7 @@ class CpuSampler:
 
     def start(self) -> None:
         """Starts charging (the stacks gathered so far are kept). On the main thread only."""
-        self._used = dict(_clocks())
+        self._used = dict(_clocks(sys._current_frames()))  # noqa: SLF001
         signal.signal(signal.SIGPROF, self._tick)
         signal.setitimer(signal.ITIMER_PROF, self.interval_s, self.interval_s)
         self.running = True
@@ -80,9 +81,11 @@ class CpuSampler:
         return "".join(f"{stack} {us}\n" for stack, us in self.stacks.items() if us > 0)
 
     def _tick(self, _signum: int, frame: FrameType | None) -> None:
+        # Nothing here may take a lock (threading.enumerate does): the handler runs on the main
+        # thread between two of its instructions, perhaps while it holds that very lock.
         current = sys._current_frames()  # noqa: SLF001 - the documented way to read other threads
         main = threading.main_thread().ident
-        for ident, used in _clocks():
+        for ident, used in _clocks(current):
             spent = used - self._used.get(ident, used)
             self._used[ident] = used
             if spent <= 0:
@@ -114,13 +117,10 @@ class CpuSampler:
         return f"{label}:{frame.f_lineno})"
 
 
-def _clocks() -> list[tuple[int, int]]:
-    """Each live thread's id and CPU time used, in nanoseconds."""
+def _clocks(threads: Mapping[int, object]) -> list[tuple[int, int]]:
+    """Each of ``threads``' id and CPU time used, in nanoseconds."""
     found = []
-    for thread in threading.enumerate():
-        ident = thread.ident
-        if ident is None:
-            continue
+    for ident in threads:
         with contextlib.suppress(OSError):  # it ended meanwhile
             found.append((ident, time.clock_gettime_ns(time.pthread_getcpuclockid(ident))))
     return found

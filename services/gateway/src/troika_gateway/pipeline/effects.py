@@ -39,6 +39,7 @@ from troika_gateway.pipeline.snapshot import (
     Send,
     TaskState,
 )
+from troika_gateway.pipeline.task_row import write_task
 from troika_gateway.social.accounts import call_account
 from troika_gateway.storage import content_type_of, describe, read_text_start, record_file
 from troika_shared import catalogue
@@ -98,8 +99,10 @@ class Applied:
         self.messages.append(message)
 
     async def write(self, db: AsyncSession) -> None:
-        """Writes the change's events and :attr:`inserts` after what the session holds (the
-        rows they refer to)."""
+        """Writes the task's row, what else the session holds, then the change's events and
+        :attr:`inserts` (rows they refer to first)."""
+        if self.task is not None:
+            await write_task(db, self.task, datetime.now(UTC))
         await db.flush()
         await write_events(db, self.events)
         for table, rows in self.inserts.items():
