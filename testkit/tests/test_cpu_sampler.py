@@ -67,9 +67,12 @@ def test_cpu_time_is_charged_to_the_code_that_used_it_and_waiting_costs_nothing(
     long, short = charged(sampler, "spin_long"), charged(sampler, "spin_short")
     assert 1.4 <= long / short <= 2.8, (long, short)
     assert charged(sampler, "wait_without_working") < 0.05 * total
-    line = sampler.collapsed().splitlines()[0]
-    assert line.rsplit(" ", 1)[1].isdigit()
-    assert " (troika_testkit/" in line or " (tests/" in line or "test_cpu_sampler.py:" in line
+    # collapsed stacks: frames ``function (module.py:line)`` from the root, then microseconds
+    lines = sampler.collapsed().splitlines()
+    assert all(line.rsplit(" ", 1)[1].isdigit() for line in lines)
+    spinning = [line for line in lines if ";spin_long (" in line]
+    assert spinning
+    assert all(";spin (test_cpu_sampler.py:" in line for line in spinning), spinning[:2]
 
 
 def test_a_thread_that_works_while_the_main_thread_waits_is_charged_for_it() -> None:
