@@ -95,17 +95,13 @@ class CpuSampler:
                 self.stacks[self._stack(top, joined=ident == main)] += spent // 1000
 
     def _stack(self, frame: FrameType, *, joined: bool) -> str:
+        # joined: then the greenlets under the running one, each from the frame it switched in
         frames: list[str] = []
-        seen: FrameType | None = frame
-        while seen is not None:
-            frames.append(self._label(seen))
-            seen = seen.f_back
-        if joined:  # the greenlets under the running one, each from the frame it switched in
-            for parent_frame in _greenlet_parents():
-                seen = parent_frame
-                while seen is not None:
-                    frames.append(self._label(seen))
-                    seen = seen.f_back
+        for top in [frame, *_greenlet_parents()] if joined else [frame]:
+            seen: FrameType | None = top
+            while seen is not None:
+                frames.append(self._label(seen))
+                seen = seen.f_back
         frames.reverse()
         return ";".join(frames)
 

@@ -102,7 +102,7 @@ class Applied:
         """Writes the task's row, what else the session holds, then the change's events and
         :attr:`inserts` (rows they refer to first)."""
         if self.task is not None:
-            await write_task(db, self.task, datetime.now(UTC))
+            await write_task(db, self.task)
         await db.flush()
         await write_events(db, self.events)
         for table, rows in self.inserts.items():

@@ -15,10 +15,9 @@ from sqlalchemy.orm import attributes
 from sqlalchemy.orm.exc import StaleDataError
 
 from troika_gateway.db.models import Task, table_of
+from troika_shared.messages import utcnow
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from sqlalchemy import CursorResult
     from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +30,7 @@ _AT_VERSION = update(_TASKS).where(
 )
 
 
-async def write_task(db: AsyncSession, task: Task, now: datetime) -> None:
+async def write_task(db: AsyncSession, task: Task) -> None:
     """Writes the columns of the task's row that changed since it was read, guarded by its
     version as the ORM's flush would guard them, and marks the row written, so that the
     session's flush has nothing of it left to go through. A task the session adds, or one whose
@@ -46,7 +45,7 @@ async def write_task(db: AsyncSession, task: Task, now: datetime) -> None:
     if state.key is None or not changed or not changed.keys() <= _COLUMNS:
         return
     values = {name: getattr(task, name) for name in changed}
-    values.setdefault("updated_at", now)
+    values.setdefault("updated_at", utcnow())  # the column's own onupdate
     values["version"] = task.version + 1
     with db.no_autoflush:  # a flush first would write the row the ORM's way
         written = cast(
