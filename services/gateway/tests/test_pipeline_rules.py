@@ -11,9 +11,9 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from troika_gateway.db.engine import create_engine, create_sessionmaker
 from troika_gateway.db.models import Outbox, Task
+from troika_gateway.pipeline.batch import Batch
 from troika_gateway.pipeline.orchestrator import Orchestrator
 from troika_gateway.pipeline.store import TaskStore
-from troika_gateway.pipeline.task_row import write_task
 from troika_shared.messages import (
     Plan,
     PlanProduced,
@@ -420,6 +420,35 @@ async def test_a_file_an_agent_wrote_in_a_folder_can_be_downloaded(
     assert missing.status_code == 404
 
 
+async def test_a_file_written_again_is_listed_once_as_it_is_now(driver, gateway, client, alice):
+    d = await driver()
+    await d.plan()
+    report = gateway.settings.data_dir / "workspaces" / d.task_id / "report.md"
+    report.parent.mkdir(parents=True)
+    listed = []
+    for n, content in enumerate(("draft\n", "final version\n"), start=1):
+        args = {"path": "report.md", "content": content}
+        await d.propose(ToolCall(key=derive_id("call", n), tool="write_file", arguments=args))
+        await d.respond()
+        report.write_text(content)
+        execute = (await d.commands(ToolExecute))[-1]
+        outcome = ToolOutcome(ok=True, output="written", files=("report.md", "report.md"))
+        await d.answer(
+            execute, ToolResult, subtask_id=execute.subtask_id, key=execute.call.key,
+            outcome=outcome,
+        )  # fmt: skip
+        listed.append((await d.task())["files"])
+    [first], [second] = listed
+    assert first["size"] == len("draft\n")
+    assert second["size"] == len("final version\n")
+    assert second["name"] == "report.md"
+    assert second["origin"] == "agent"
+    assert second["created_at"] == first["created_at"]  # the same file, written again
+    assert second["updated_at"] > first["updated_at"]
+    download = await client.get(f"/tasks/{d.task_id}/files/report.md", headers=alice.headers)
+    assert download.text == "final version\n"
+
+
 async def test_answers_apply_after_the_database_dropped_the_workers_connections(
     gateway, client, alice, settings
 ) -> None:
@@ -488,7 +517,7 @@ async def test_a_change_to_a_task_another_writer_changed_since_writes_nothing(
         )
         assert renamed.status_code == 200, renamed.text
         with pytest.raises(StaleDataError):
-            await write_task(db, stale)
+            await Batch().write(db, stale)
         await db.rollback()
     assert (await client.get(f"/tasks/{task['id']}", headers=alice.headers)).json()[
         "title"
@@ -502,7 +531,7 @@ async def test_a_changed_task_row_is_written_once_and_left_clean(gateway, client
         assert row is not None
         version = row.version
         row.title = "Renamed"
-        await write_task(db, row)
+        await Batch().write(db, row)
         assert row.version == version + 1
         assert row not in db.dirty  # the session's flush has nothing left of it to write
         await db.commit()

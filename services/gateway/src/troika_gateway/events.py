@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import insert
 
 from troika_gateway.db.models import Task, TaskEvent, table_of
 from troika_shared.errors import DependencyUnavailable
@@ -26,19 +25,20 @@ if TYPE_CHECKING:
     from troika_shared.task_events import TaskEventBody
 
 __all__ = [
+    "EVENTS",
     "append",
+    "event_row",
     "next_event",
     "publish_events",
     "to_message",
-    "write_events",
 ]
 
 log = structlog.get_logger("troika.gateway.events")
 
 
 def next_event(task: Task, kind: str, data: dict[str, Any]) -> TaskEvent:
-    """The task's next event, numbered after its last one, not yet written (see
-    :func:`write_events`).
+    """The task's next event, numbered after its last one, not yet written (a change writes
+    its events as plain rows: see :func:`event_row`).
 
     Numbering goes through the task row, whose version column makes two writers that race for
     the same number conflict instead of both succeeding.
@@ -54,17 +54,13 @@ def next_event(task: Task, kind: str, data: dict[str, Any]) -> TaskEvent:
     )
 
 
-_EVENTS = table_of(TaskEvent)  # a plain insert: no ORM bulk step for rows never read back
+EVENTS = table_of(TaskEvent)
+"""The events' table, for a plain insert: no ORM bulk step for rows never read back (their
+number is their identity in the log)."""
 
 
-async def write_events(db: AsyncSession, events: Sequence[TaskEvent]) -> None:
-    """Writes new events in one statement (none of them read back: their number is their
-    identity in the log)."""
-    if events:
-        await db.execute(insert(_EVENTS), [_row(e) for e in events])
-
-
-def _row(event: TaskEvent) -> dict[str, Any]:
+def event_row(event: TaskEvent) -> dict[str, Any]:
+    """The row of a new event in :data:`EVENTS`."""
     return {
         "task_id": event.task_id,
         "user_id": event.user_id,

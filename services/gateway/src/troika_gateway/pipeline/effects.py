@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from sqlalchemy import Table, insert
 
 from troika_gateway.credentials import load_secrets
 from troika_gateway.db.models import (
     AuditEntry,
+    File,
     Interaction,
     LlmUsage,
     Outbox,
@@ -23,8 +23,9 @@ from troika_gateway.db.models import (
     table_of,
 )
 from troika_gateway.desktop.dispatch import is_desktop, to_desktop
-from troika_gateway.events import next_event, write_events
+from troika_gateway.events import EVENTS, event_row, next_event
 from troika_gateway.interactions.policies import set_policy
+from troika_gateway.pipeline.batch import Batch, Upsert
 from troika_gateway.pipeline.outbox import outbox_row
 from troika_gateway.pipeline.rows import Kept
 from troika_gateway.pipeline.snapshot import (
@@ -39,9 +40,8 @@ from troika_gateway.pipeline.snapshot import (
     Send,
     TaskState,
 )
-from troika_gateway.pipeline.task_row import write_task
 from troika_gateway.social.accounts import call_account
-from troika_gateway.storage import content_type_of, describe, read_text_start, record_file
+from troika_gateway.storage import content_type_of, describe, read_text_start
 from troika_shared import catalogue
 from troika_shared.approvals import sign_approval
 from troika_shared.messages import (
@@ -59,6 +59,7 @@ from troika_shared.vault import seal_call_secrets
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from sqlalchemy import Table
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from troika_gateway.pipeline.rows import Rows
@@ -75,10 +76,8 @@ class Applied:
     """What one change wrote: the task row, its new events and commands (announced after the
     commit), or why the command was refused.
 
-    ``events`` and ``inserts`` (its outbox messages, audit entries and usage records, by table)
-    are rows only ever inserted, never read back in the change: :meth:`write` writes them with
-    one plain statement per table at the change's end instead of passing them through the
-    session's unit of work one object at a time.
+    ``batch`` holds the rows the change writes at its end, its events and outbox messages
+    among them, none of them read back within the change (see :class:`.batch.Batch`).
     """
 
     task: Task | None = None
@@ -86,12 +85,12 @@ class Applied:
     events: list[TaskEvent] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     trace: dict[str, str] = field(default_factory=dict)  # the change's span, its messages' trace
-    inserts: dict[Table, list[dict[str, Any]]] = field(default_factory=dict)
+    batch: Batch = field(default_factory=Batch)
     kept: Kept | None = None  # the task's rows as written, kept for its next change once committed
 
     def insert(self, table: Table, row: dict[str, Any]) -> None:
-        """Adds a row for :meth:`write` (each table's rows with the same keys)."""
-        self.inserts.setdefault(table, []).append(row)
+        """Adds a row to insert at the change's end (each table's rows with the same keys)."""
+        self.batch.insert(table, row)
 
     def send(self, message: Message) -> None:
         """Queues ``message`` in the outbox, announced after the commit."""
@@ -99,21 +98,21 @@ class Applied:
         self.messages.append(message)
 
     async def write(self, db: AsyncSession) -> None:
-        """Writes the task's row, what else the session holds, then the change's events and
-        :attr:`inserts` (rows they refer to first)."""
-        if self.task is not None:
-            await write_task(db, self.task)
-        await db.flush()
-        await write_events(db, self.events)
-        for table, rows in self.inserts.items():
-            await db.execute(insert(table), rows)
-        self.inserts.clear()
+        """Writes the task's row, what else the session holds, the change's events and the
+        rest of its batch."""
+        for event in self.events:
+            self.batch.insert(EVENTS, event_row(event))
+        await self.batch.write(db, self.task)
 
 
 _OUTBOX = table_of(Outbox)
 _ASKS = table_of(Interaction)
 _AUDIT = table_of(AuditEntry)
 _USAGE = table_of(LlmUsage)
+# A file written again keeps its row (its id, origin and first time), with what it holds now.
+_RECORD_FILE = Upsert(
+    table_of(File), key=("task_id", "name"), sets=("content_type", "size", "sha256", "updated_at")
+)
 
 
 class Effects:
@@ -185,7 +184,7 @@ class Effects:
                         "latency_ms": one.latency_ms, "cost_usd": one.cost_usd,
                     })  # fmt: skip
             case RecordFiles(names=names):
-                await self._record_files(db, rows, names)
+                await self._record_files(rows, names, applied)
 
     @staticmethod
     def _offered(rows: Rows, message: Message) -> Message:
@@ -260,14 +259,17 @@ class Effects:
         return msgspec.structs.replace(message, evidence=evidence, missing_files=tuple(missing),
                                        empty_files=tuple(empty))  # fmt: skip
 
-    async def _record_files(self, db: AsyncSession, rows: Rows, names: tuple[str, ...]) -> None:
+    async def _record_files(self, rows: Rows, names: tuple[str, ...], applied: Applied) -> None:
         """Lists the files a tool wrote among the task's files (so they can be downloaded); one
         that is not there is not recorded, though the state names it."""
         task_id = rows.task.id
-        for name in names:
+        for name in dict.fromkeys(names):
             stored = await describe(self.files, task_id, name)
             if stored is None:
                 rows.files_as_recorded = False
                 continue
-            await record_file(db, task_id, name, stored, content_type=content_type_of(name),
-                              origin="agent")  # fmt: skip
+            applied.batch.upsert(_RECORD_FILE, {
+                "task_id": task_id, "name": name, "content_type": content_type_of(name),
+                "size": stored.size, "sha256": stored.sha256, "origin": "agent",
+                "updated_at": datetime.now(UTC),
+            })  # fmt: skip

@@ -10,14 +10,13 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from sqlalchemy import BindParameter, bindparam, case, delete, exists, func, insert, select, update
+from sqlalchemy import BindParameter, bindparam, case, delete, exists, func, insert, select
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from troika_gateway.db.models import (
     Base,
     Device,
-    File,
     Interaction,
     LlmUsage,
     Subtask,
@@ -28,6 +27,7 @@ from troika_gateway.db.models import (
     table_of,
 )
 from troika_gateway.interactions.policies import all_modes
+from troika_gateway.pipeline.reading import FILES, read
 from troika_gateway.pipeline.snapshot import (
     AskState,
     CallState,
@@ -35,17 +35,16 @@ from troika_gateway.pipeline.snapshot import (
     SubtaskState,
     TaskState,
 )
-from troika_gateway.pipeline.states import AskStatus, CallStatus, SubtaskStatus, TaskStatus
+from troika_gateway.pipeline.states import AskStatus, TaskStatus
 from troika_gateway.pipeline.stuck import PERSON_LIMITS
 from troika_shared.messages import Plan, StepProposed
-from troika_shared.messages import Subtask as PlannedSubtask
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from sqlalchemy import Update
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from troika_gateway.pipeline.batch import Batch
     from troika_gateway.pipeline.snapshot import Command
 
 
@@ -76,26 +75,10 @@ _COUNTERS = (
 
 # Built once: a statement's SQL and cache key are then worked out once, not on every change.
 # The task's own row is the ORM's (its version guards concurrent writers, and the request that
-# changes a task shows it after); its subtasks, calls and approvals are read and written as
-# plain rows, which costs a fraction of the ORM's bookkeeping.
+# changes a task shows it after); its subtasks, calls and approvals are read (.reading) and
+# written as plain rows, which costs a fraction of the ORM's bookkeeping.
 _SUBTASK_ROWS = table_of(Subtask)
 _CALL_ROWS = table_of(ToolCall)
-_ASK_ROWS = table_of(Interaction)
-_TASK_ID: BindParameter[str] = bindparam("task_id")
-_SUBTASKS = (
-    select(_SUBTASK_ROWS)
-    .where(_SUBTASK_ROWS.c.task_id == _TASK_ID)
-    .order_by(_SUBTASK_ROWS.c.position)
-)
-_CALLS = (
-    select(_CALL_ROWS)
-    .where(_CALL_ROWS.c.task_id == _TASK_ID)
-    .order_by(_CALL_ROWS.c.created_at, _CALL_ROWS.c.id)
-)
-_PENDING_ASKS = select(
-    _ASK_ROWS.c.id, _ASK_ROWS.c.tool_call_id, _ASK_ROWS.c.kind, _ASK_ROWS.c.expires_at
-).where(_ASK_ROWS.c.task_id == _TASK_ID, _ASK_ROWS.c.status == AskStatus.PENDING)
-_FILES = select(File.name).where(File.task_id == _TASK_ID)
 _USER_ID: BindParameter[str] = bindparam("user_id")
 _LIMITS = (
     User.daily_budget_usd,
@@ -110,10 +93,6 @@ PERSON_COLUMNS = (
     exists().where(Device.user_id == User.id, Device.revoked_at.is_(None)).label("desktop"),
 )
 _PERSON = select(*PERSON_COLUMNS).where(User.id == _USER_ID)
-_BY_ID: dict[type[Base], Update] = {
-    model: update(table_of(model)).where(table_of(model).c.id == bindparam("row_id"))
-    for model in (Subtask, ToolCall, Interaction)
-}
 _SUBTASK_FIELDS = ("status", "steps", "result", "in_flight", "result_files", "revision_notes")
 _CALL_FIELDS = ("status", "proposals", "output", "error", "images")
 
@@ -174,16 +153,16 @@ async def load(
     as this process last wrote them, used if the task has not changed since. ``person``: the
     values of :data:`PERSON_COLUMNS`, when read already with the task.
     """
-    ids = {"task_id": task.id}
     if kept is not None and kept.version == task.version:
         subtasks, calls, asks = list(kept.subtasks), list(kept.calls), list(kept.asks)
         subtask_ids, call_ids = dict(kept.subtask_ids), dict(kept.call_ids)
         files = kept.files
+        if files is None:
+            files = tuple(sorted(await db.scalars(FILES, {"task_id": task.id})))
     else:
-        subtasks, calls, asks, subtask_ids, call_ids = await _read(db, ids)
-        files = None
-    if files is None:
-        files = tuple(sorted(await db.scalars(_FILES, ids)))
+        found = await read(db, task.id)
+        subtasks, calls, asks = found.subtasks, found.calls, found.asks
+        subtask_ids, call_ids, files = found.subtask_ids, found.call_ids, found.files
     budget = task.budget or {}
     tokens, cost = 0, 0.0
     if budget.get("max_tokens") or budget.get("max_cost_usd"):
@@ -238,32 +217,6 @@ async def load(
     return state, rows
 
 
-async def _read(
-    db: AsyncSession, ids: dict[str, str]
-) -> tuple[list[SubtaskState], list[CallState], list[AskState], dict[str, str], dict[str, str]]:
-    """The task's subtasks, calls and pending approvals, and the ids of their rows by key."""
-    subtasks = (await db.execute(_SUBTASKS, ids)).all()
-    calls = (await db.execute(_CALLS, ids)).all()
-    asks = (await db.execute(_PENDING_ASKS, ids)).all()
-    key_of = {c.id: c.key for c in calls}
-    pending = [
-        AskState(
-            id=row.id,
-            call_key=key_of.get(row.tool_call_id or "", ""),
-            kind="input" if row.kind == "input" else "approval",
-            expires_at=row.expires_at,
-        )
-        for row in asks
-    ]
-    return (
-        [_subtask_state(row) for row in subtasks],
-        [_call_state(row) for row in calls],
-        pending,
-        {s.key: s.id for s in subtasks},
-        {c.key: c.id for c in calls},
-    )
-
-
 async def write(
     db: AsyncSession,
     rows: Rows,
@@ -272,9 +225,11 @@ async def write(
     new: TaskState,
     command: Command,
     now: datetime,
+    batch: Batch,
 ) -> None:
-    """Writes what changed from ``old`` to ``new``: the task's row through the ORM (flushed
-    with the change), the other rows at once.
+    """Writes what changed from ``old`` to ``new``: the task's row through the ORM, the updates
+    of its subtasks, calls and approvals and its new calls in the change's ``batch`` (all
+    written at its end), a new plan's subtasks and withdrawn calls at once.
 
     The task's row is written whenever any of its other rows are, so that its version tells
     every process that they changed (see :class:`Kept`)."""
@@ -295,8 +250,8 @@ async def write(
         task.guidance = list(new.guidance)
     for name in _COUNTERS:
         _set(task, name, getattr(new, name))
-    await _write_subtasks(db, rows, old, new, now)
-    await _write_calls(db, rows, old, new, now)
+    await _write_subtasks(db, rows, old, new, now=now, batch=batch)
+    await _write_calls(db, rows, old, new, now=now, batch=batch)
     answered = {a.id for a in old.asks if a.status == AskStatus.PENDING}
     for ask in new.asks:
         if ask.id not in answered or ask.status == AskStatus.PENDING:
@@ -305,11 +260,11 @@ async def write(
         if isinstance(command, Respond) and command.ask_id == ask.id:
             values["response"] = command.response
             values["responded_by"] = command.responded_by[:255]
-        await _update(db, Interaction, ask.id, values)
+        _update(db, batch, Interaction, ask.id, values)
 
 
 async def _write_subtasks(
-    db: AsyncSession, rows: Rows, old: TaskState, new: TaskState, now: datetime
+    db: AsyncSession, rows: Rows, old: TaskState, new: TaskState, *, now: datetime, batch: Batch
 ) -> None:
     """A new plan's subtasks replace the old ones; otherwise each changed one is updated."""
     if [s.planned for s in new.subtasks] != [s.planned for s in old.subtasks]:
@@ -324,13 +279,14 @@ async def _write_subtasks(
     for before, sub in zip(old.subtasks, new.subtasks, strict=True):
         changed = _changed(before, sub, _SUBTASK_FIELDS)
         if changed:
-            await _update(db, Subtask, rows.subtask_ids[sub.key], changed | {"updated_at": now})
+            _update(db, batch, Subtask, rows.subtask_ids[sub.key], changed | {"updated_at": now})
 
 
 async def _write_calls(
-    db: AsyncSession, rows: Rows, old: TaskState, new: TaskState, now: datetime
+    db: AsyncSession, rows: Rows, old: TaskState, new: TaskState, *, now: datetime, batch: Batch
 ) -> None:
-    """The task's calls: withdrawn ones deleted, new ones added, the others updated."""
+    """The task's calls: withdrawn ones deleted (at once), new ones added and the others
+    updated (in the ``batch``)."""
     kept = {c.key for c in new.calls}
     withdrawn = [key for key in rows.call_ids if key not in kept]
     if withdrawn:  # their pending approvals go with them (the foreign key cascades)
@@ -341,13 +297,12 @@ async def _write_calls(
             if held is not None:
                 db.expunge(held)
     before = {c.key: c for c in old.calls}
-    added: list[dict[str, Any]] = []
     for call in new.calls:
         known = before.get(call.key)
         if known is None:
             row_id = new_uuid()
             rows.call_ids[call.key] = row_id
-            added.append({
+            batch.insert(_CALL_ROWS, {
                 "id": row_id, "task_id": rows.task.id, "subtask_key": call.subtask,
                 "key": call.key, "tool": call.tool, "arguments": call.arguments,
                 "step": call.step, "status": call.status.value, "proposals": call.proposals,
@@ -356,9 +311,7 @@ async def _write_calls(
             continue
         changed = _changed(known, call, _CALL_FIELDS)
         if changed:
-            await _update(db, ToolCall, rows.call_ids[call.key], changed | {"updated_at": now})
-    if added:
-        await db.execute(insert(_CALL_ROWS), added)
+            _update(db, batch, ToolCall, rows.call_ids[call.key], changed | {"updated_at": now})
 
 
 def _changed(old: object, new: object, fields: Sequence[str]) -> dict[str, Any]:
@@ -375,10 +328,12 @@ def _changed(old: object, new: object, fields: Sequence[str]) -> dict[str, Any]:
     return changed
 
 
-async def _update(db: AsyncSession, model: type[Base], row_id: str, values: dict[str, Any]) -> None:
-    """Updates one row by its id, and the session's copy of it, if the request holds one (the
-    approval route shows the approval it answered)."""
-    await db.execute(_BY_ID[model], {"row_id": row_id, **values})  # sets the values' columns
+def _update(
+    db: AsyncSession, batch: Batch, model: type[Base], row_id: str, values: dict[str, Any]
+) -> None:
+    """Updates one row by its id in the ``batch``, and the session's copy of it at once, if the
+    request holds one (the approval route shows the approval it answered)."""
+    batch.update(table_of(model), row_id, values)
     held = db.identity_map.get(identity_key(model, row_id))
     if held is not None:
         for name, value in values.items():
@@ -438,29 +393,6 @@ def _set(row: object, name: str, value: object) -> None:
         setattr(row, name, value)
 
 
-def _subtask_state(row: Any) -> SubtaskState:  # noqa: ANN401 - a row of the subtasks table
-    planned = PlannedSubtask(
-        id=row.key,
-        title=row.title,
-        description=row.description,
-        depends_on=tuple(row.depends_on),
-        priority=row.priority,
-        acceptance_criteria=tuple(row.acceptance_criteria),
-        tool_hints=tuple(row.tool_hints),
-    )
-    return SubtaskState(
-        key=row.key,
-        planned=planned,
-        position=row.position,
-        status=SubtaskStatus(row.status),
-        steps=row.steps,
-        result=row.result,
-        result_files=tuple(row.result_files),
-        revision_notes=tuple(row.revision_notes),
-        in_flight=row.in_flight,
-    )
-
-
 def _subtask_row(task_id: str, sub: SubtaskState) -> dict[str, Any]:
     planned = sub.planned
     return {
@@ -481,18 +413,3 @@ def _subtask_row(task_id: str, sub: SubtaskState) -> dict[str, Any]:
         "revision_notes": list(sub.revision_notes),
         "in_flight": sub.in_flight,
     }
-
-
-def _call_state(row: Any) -> CallState:  # noqa: ANN401 - a row of the tool calls table
-    return CallState(
-        key=row.key,
-        subtask=row.subtask_key,
-        tool=row.tool,
-        arguments=row.arguments,
-        step=row.step,
-        status=CallStatus(row.status),
-        proposals=row.proposals,
-        output=row.output,
-        error=row.error,
-        images=tuple(row.images or ()),
-    )

@@ -64,6 +64,10 @@ _PROCESSED = table_of(ProcessedMessage)
 _KEPT = 256  # tasks whose rows a process keeps as it last wrote them (those at work now)
 
 
+def _processed(message_id: str) -> dict[str, Any]:
+    return {"id": message_id, "processed_at": datetime.now(UTC)}
+
+
 def command_name(command: Command) -> str:
     """A command's name for traces: ``StepAnswered`` → ``step_answered``."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(command).__name__).lower()
@@ -215,14 +219,15 @@ class TaskStore:
         if task is not None and before is not None:
             self._kept.pop(task.id, None)  # what it writes (files, a schedule) is read fresh
             await before(task)
-        applied = (
-            Applied() if task is None else await self.apply_in(db, task, command, person=person)
-        )
+        if task is None:
+            applied = Applied()
+            if message_id is not None:
+                await db.execute(insert(_PROCESSED), _processed(message_id))
+        else:
+            applied = await self.apply_in(db, task, command, person=person, message_id=message_id)
         if applied.refused is not None:
             await db.rollback()
             return applied
-        if message_id is not None:  # written last: nothing waits to be flushed before the reads
-            await db.execute(insert(_PROCESSED), {"id": message_id})
         await db.commit()
         if applied.task is not None:
             self._keep(applied.kept, applied.task.id)
@@ -248,9 +253,12 @@ class TaskStore:
         command: Command,
         *,
         person: Sequence[Any] | None = None,
+        message_id: str | None = None,
     ) -> Applied:
         """Applies ``command`` to ``task`` in the caller's transaction (the caller commits, then
-        calls :meth:`announce`); ``person``: its person's limits, if read with it."""
+        calls :meth:`announce`); ``person``: its person's limits, if read with it;
+        ``message_id``: the bus message that carries the command, recorded as applied with the
+        change's other rows."""
         name = f"task {command_name(command)}"
         with tracing.task_span(name, task.id, task.trace_context) as span:
             # The watchdog's repair reads the database as it is, whatever wrote it.
@@ -264,12 +272,15 @@ class TaskStore:
             applied = Applied(task=task, trace=tracing.carrier())
             if task.trace_context is None and applied.trace:
                 task.trace_context = applied.trace  # a task from before tracing was on
-            # Written in one flush at the commit (the task's row updated once), not a little
-            # before each query on the way.
+            # Written together at the end (the task's row updated once; on PostgreSQL, one
+            # statement: see .batch), not a little before each query on the way.
             with db.no_autoflush:
-                await write(db, rows, old=state, new=outcome.state, command=command, now=now)
+                await write(db, rows, old=state, new=outcome.state, command=command, now=now,
+                            batch=applied.batch)  # fmt: skip
                 for effect in outcome.effects:
                     await self.effects.carry_out(db, rows, outcome.state, effect, applied)
+                if message_id is not None:
+                    applied.insert(_PROCESSED, _processed(message_id))
                 await applied.write(db)
             applied.kept = kept_after(rows, outcome.state)  # the version is the flushed one
             span.set_attribute("troika.task.status", outcome.state.status.value)
