@@ -10,8 +10,9 @@ from sqlalchemy import select, text
 from sqlalchemy.orm.exc import StaleDataError
 
 from troika_gateway.db.engine import create_engine, create_sessionmaker
-from troika_gateway.db.models import Outbox, Task
-from troika_gateway.pipeline.batch import Batch
+from troika_gateway.db.models import File, Outbox, Task, table_of
+from troika_gateway.db.models import Subtask as SubtaskRow
+from troika_gateway.pipeline.batch import Batch, Upsert
 from troika_gateway.pipeline.orchestrator import Orchestrator
 from troika_gateway.pipeline.store import TaskStore
 from troika_shared.messages import (
@@ -32,6 +33,7 @@ from troika_shared.messages import (
     Usage,
     decode,
     derive_id,
+    utcnow,
 )
 
 from .test_tasks import create
@@ -540,3 +542,34 @@ async def test_a_changed_task_row_is_written_once_and_left_clean(gateway, client
     assert stored == version + 1  # the commit's flush did not write the row a second time
     shown = (await client.get(f"/tasks/{task['id']}", headers=alice.headers)).json()
     assert shown["title"] == "Renamed"
+
+
+async def test_a_batch_writes_each_row_once_with_all_it_was_given(driver, gateway) -> None:
+    # One statement writes each row once (PostgreSQL keeps one of two updates of a row in one
+    # statement, and refuses two upserts of one key): what the batch was given for a row, on
+    # either database, is what the row holds after.
+    d = await driver()
+    await d.plan()
+    subtasks, files = table_of(SubtaskRow), table_of(File)
+    record = Upsert(files, key=("task_id", "name"), sets=("size", "updated_at"))
+    async with gateway.app.state.sessionmaker() as db:
+        [row_id] = await db.scalars(select(subtasks.c.id).where(subtasks.c.task_id == d.task_id))
+        task = await db.get(Task, d.task_id)
+        assert task is not None
+        task.title = "Renamed"
+        batch = Batch()
+        batch.update(subtasks, row_id, {"result": "first", "steps": 4})
+        batch.update(subtasks, row_id, {"result": "second"})
+        for size in (1, 2):
+            batch.upsert(record, {
+                "task_id": d.task_id, "name": "a.txt", "content_type": "text/plain", "size": size,
+                "sha256": "0" * 64, "origin": "agent", "updated_at": utcnow(),
+            })  # fmt: skip
+        await batch.write(db, task)
+        await db.commit()
+    async with gateway.app.state.sessionmaker() as db:
+        stored = (await db.execute(select(subtasks).where(subtasks.c.id == row_id))).one()
+        sizes = (await db.scalars(select(files.c.size).where(files.c.task_id == d.task_id))).all()
+    assert (stored.result, stored.steps) == ("second", 4)
+    assert sizes == [2]
+    assert (await d.task())["title"] == "Renamed"

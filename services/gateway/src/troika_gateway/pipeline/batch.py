@@ -67,68 +67,79 @@ class Batch:
     :meth:`write`)."""
 
     inserts: dict[Table, list[dict[str, Any]]] = field(default_factory=dict)
-    updates: list[tuple[Table, str, dict[str, Any]]] = field(default_factory=list)
-    upserts: list[tuple[Upsert, dict[str, Any]]] = field(default_factory=list)
+    updates: dict[tuple[Table, str], dict[str, Any]] = field(default_factory=dict)
+    upserts: dict[tuple[Upsert, tuple[Any, ...]], dict[str, Any]] = field(default_factory=dict)
 
     def insert(self, table: Table, row: dict[str, Any]) -> None:
-        """Adds a row to insert into ``table``."""
+        """Adds a row to insert into ``table`` (a new row: none of the batch updates it)."""
         self.inserts.setdefault(table, []).append(row)
 
     def update(self, table: Table, row_id: str, values: dict[str, Any]) -> None:
-        """Sets ``values`` on the row of ``table`` whose id is ``row_id``."""
-        self.updates.append((table, row_id, values))
+        """Sets ``values`` on the row of ``table`` whose id is ``row_id`` (with what the batch
+        sets on it already: one statement writes each row once)."""
+        self.updates.setdefault((table, row_id), {}).update(values)
 
     def upsert(self, how: Upsert, row: dict[str, Any]) -> None:
-        """Inserts ``row``, or updates the row it conflicts with, as ``how`` says (one row per
-        key in a batch)."""
-        self.upserts.append((how, row))
+        """Inserts ``row``, or updates the row it conflicts with, as ``how`` says (the last row
+        for a key, if the batch is given several)."""
+        self.upserts[how, tuple(row[column] for column in how.key)] = row
 
     async def write(self, db: AsyncSession, task: Task | None = None) -> None:
         """Writes what the session holds for the ORM to write (through its flush), then the
         columns of ``task``'s row that changed since it was read, guarded by its version, and
-        the batch.
+        the batch. The batch is empty afterwards.
 
         Raises:
             StaleDataError: Another writer changed the task's row since it was read (as the
-                ORM's flush raises it: the change is run again from a fresh read).
+                ORM's flush raises it: the change is run again from a fresh read). After this or
+                any other error the task's row is expired in the session (read again on use).
         """
         changed = _task_change(db, task) if task is not None else None
-        with db.no_autoflush:
-            await db.flush()  # rows the ORM writes (a policy, an upload): none refers to the batch
-            if db.get_bind().dialect.name == "postgresql":
-                written = await self._as_one(db, task, changed)
-            else:
-                written = await self._one_by_one(db, task, changed)
-        self.inserts.clear()
-        self.updates.clear()
-        self.upserts.clear()
+        try:
+            with db.no_autoflush:
+                await db.flush()  # rows the ORM writes (a policy, an upload): none in the batch
+                if db.get_bind().dialect.name == "postgresql":
+                    written = await self._as_one(db, task, changed)
+                else:
+                    written = await self._one_by_one(db, task, changed)
+        except BaseException:
+            if task is not None and changed is not None:
+                db.expire(task)  # marked written before it was: not what the database holds
+            raise
+        finally:
+            self.inserts.clear()
+            self.updates.clear()
+            self.upserts.clear()
         if task is not None and changed is not None and written != 1:
-            raise StaleDataError(f"task {task.id} changed since version {changed['version'] - 1}")
+            stale = StaleDataError(f"task {task.id} changed since version {changed['version'] - 1}")
+            db.expire(task)
+            raise stale
 
     async def _one_by_one(
         self, db: AsyncSession, task: Task | None, changed: dict[str, Any] | None
     ) -> int | None:
-        written = None
         if task is not None and changed is not None:
             result = await db.execute(
                 _AT_VERSION, {"row_id": task.id, "at_version": changed["version"] - 1, **changed}
             )
-            written = cast("CursorResult[Any]", result).rowcount
-        for table, row_id, values in self.updates:
+            if cast("CursorResult[Any]", result).rowcount != 1:
+                return 0  # the rest would be written for nothing
+        for (table, row_id), values in self.updates.items():
             await db.execute(_by_id(table), {"row_id": row_id, **values})
         for table, rows in self.inserts.items():
             await db.execute(insert(table), rows)
-        for how, row in self.upserts:
+        for (how, _), row in self.upserts.items():
             await db.execute(how.statement(sqlite_insert), row)
-        return written
+        return 1
 
     async def _as_one(
         self, db: AsyncSession, task: Task | None, changed: dict[str, Any] | None
     ) -> int | None:
         shape: list[_Part] = []
         params: dict[str, Any] = {}
-        for table, row_id, values in self.updates:
+        for (table, row_id), given in self.updates.items():
             name = f"w{len(shape)}"
+            [values] = _with_defaults(table, [given], on="onupdate")
             shape.append(_Part(table, "update", tuple(values)))
             params[f"{name}__id"] = row_id
             params.update({f"{name}_{column}": value for column, value in values.items()})
@@ -138,7 +149,7 @@ class Batch:
             shape.append(_Part(table, "insert", tuple(full[0]), len(full)))
             for number, row in enumerate(full):
                 params.update({f"{name}_{number}_{column}": v for column, v in row.items()})
-        for how, row in self.upserts:
+        for (how, _), row in self.upserts.items():
             name = f"w{len(shape)}"
             [one] = _with_defaults(how.table, [row])
             shape.append(_Part(how.table, "upsert", tuple(one), 1, how))
@@ -151,11 +162,12 @@ class Batch:
         if not shape:
             return None
         key = tuple(shape)
-        statement = _STATEMENTS.get(key)
+        statement = _STATEMENTS.pop(key, None)  # put back last: the least used go first
         if statement is None:
-            statement = _STATEMENTS[key] = _one_statement(shape)
-            while len(_STATEMENTS) > _SHAPES_KEPT:
+            statement = _one_statement(shape)
+            if len(_STATEMENTS) >= _SHAPES_KEPT:
                 del _STATEMENTS[next(iter(_STATEMENTS))]
+        _STATEMENTS[key] = statement
         result = await db.execute(statement, params)
         return cast("CursorResult[Any]", result).rowcount
 
@@ -246,16 +258,18 @@ def _bind(table: Table, column: str, name: str) -> BindParameter[Any]:
     return bindparam(name, type_=table.c[column].type)
 
 
-def _with_defaults(table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _with_defaults(
+    table: Table, rows: list[dict[str, Any]], *, on: str = "default"
+) -> list[dict[str, Any]]:
     """``rows`` with the values of the columns they leave to a default of the model's (an id, a
-    creation time), which SQLAlchemy fills in for an insert of many rows but not for one of
-    many ``VALUES``."""
+    creation time; ``on="onupdate"``: an update's time), which SQLAlchemy fills in for a plain
+    insert or update but not as parts of a statement built ahead of its values."""
     missing = [
-        (column.key, column.default)
+        (column.key, default)
         for column in table.c
         if column.key not in rows[0]
-        and isinstance(column.default, ColumnDefault)
-        and not column.default.is_sequence
+        and isinstance(default := getattr(column, on), ColumnDefault)
+        and not default.is_sequence
     ]
     if not missing:
         return rows

@@ -98,8 +98,8 @@ class Applied:
         self.messages.append(message)
 
     async def write(self, db: AsyncSession) -> None:
-        """Writes the task's row, what else the session holds, the change's events and the
-        rest of its batch."""
+        """Writes what the session holds, the task's row, the change's events and the rest of
+        its batch (see :meth:`.batch.Batch.write`)."""
         for event in self.events:
             self.batch.insert(EVENTS, event_row(event))
         await self.batch.write(db, self.task)

@@ -10,7 +10,7 @@ process, reads them one statement each.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BindParameter, bindparam, func, literal_column, select
@@ -100,8 +100,8 @@ async def read(db: AsyncSession, task_id: str) -> Read:
     asks: Sequence[Mapping[Any, Any]]
     if db.get_bind().dialect.name == "postgresql":
         subtasks, calls, asks, names = (await db.execute(_ALL_AT_ONCE, ids)).one()
-        asks = [
-            {**a, "expires_at": datetime.fromisoformat(a["expires_at"])}
+        asks = [  # JSON has the time in the server's zone, as text
+            {**a, "expires_at": datetime.fromisoformat(a["expires_at"]).astimezone(UTC)}
             if a["expires_at"] is not None
             else a
             for a in asks

@@ -116,9 +116,10 @@ class Kept:
 
     Every change that writes those rows writes the task's row too (:func:`write`), so its
     version moves on with them: a copy whose version is the row's is the database's, in any
-    process, and saves the change four reads. Files recorded outside a change (uploads) are
-    recorded in one that announces them, which moves the version too. ``files`` is ``None``
-    when the change could not record every file the state lists: the next change reads them.
+    process, and saves the change reading them (four statements; one on PostgreSQL). Files
+    recorded outside a change (uploads) are recorded in one that announces them, which moves
+    the version too. ``files`` is ``None`` when the change could not record every file the
+    state lists: the next change reads them.
     """
 
     version: int
