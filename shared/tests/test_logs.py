@@ -35,3 +35,36 @@ def test_an_http_clients_line_for_each_request_waits_for_debug(client: str) -> N
     [line] = lines(out)
     assert line["event"].startswith("HTTP Request: POST"), "still there for whoever looks closer"
     assert line["service"] == "executor"
+
+
+@pytest.mark.usefixtures("restores_logging")
+def test_troikas_lines_and_other_packages_lines_read_alike() -> None:
+    out = io.StringIO()
+    configure_logging(service="worker", fmt="json", stream=out)
+    log = structlog.get_logger("troika.gateway.store")
+    log.info("answer.applied", task_id="t1", overhead_ms=1.5)
+    log.debug("task.write_conflict", task_id="t1")  # below the level: not written
+    try:
+        _ = 1 / 0
+    except ZeroDivisionError:
+        log.exception("task.failed", task_id="t1")
+    logging.getLogger("nats").warning("reconnecting to %s", "nats://bus")
+    applied, failed, other = lines(out)
+    assert {k: applied[k] for k in ("event", "logger", "service", "level", "task_id")} == {
+        "event": "answer.applied",
+        "logger": "troika.gateway.store",
+        "service": "worker",
+        "level": "info",
+        "task_id": "t1",
+    }
+    assert applied["overhead_ms"] == 1.5
+    assert failed["level"] == "error"
+    assert failed["exception"][0]["exc_type"] == "ZeroDivisionError"
+    assert {k: other[k] for k in ("event", "logger", "service", "level")} == {
+        "event": "reconnecting to nats://bus",
+        "logger": "nats",
+        "service": "worker",
+        "level": "warning",
+    }
+    assert "timestamp" in applied
+    assert "timestamp" in other
