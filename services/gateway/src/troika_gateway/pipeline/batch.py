@@ -14,6 +14,7 @@ data-modifying ``WITH`` nor round trips: it takes them one statement each.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -110,31 +111,33 @@ class Batch:
             self.inserts.clear()
             self.updates.clear()
             self.upserts.clear()
-        if task is not None and changed is not None and written != 1:
+        if task is not None and changed is not None and not written:
             stale = StaleDataError(f"task {task.id} changed since version {changed['version'] - 1}")
             db.expire(task)
             raise stale
 
     async def _one_by_one(
         self, db: AsyncSession, task: Task | None, changed: dict[str, Any] | None
-    ) -> int | None:
+    ) -> bool:
+        """Writes the batch a statement at a time; ``False`` if the task's row had changed."""
         if task is not None and changed is not None:
             result = await db.execute(
                 _AT_VERSION, {"row_id": task.id, "at_version": changed["version"] - 1, **changed}
             )
             if cast("CursorResult[Any]", result).rowcount != 1:
-                return 0  # the rest would be written for nothing
+                return False  # the rest would be written for nothing
         for (table, row_id), values in self.updates.items():
             await db.execute(_by_id(table), {"row_id": row_id, **values})
         for table, rows in self.inserts.items():
             await db.execute(insert(table), rows)
         for (how, _), row in self.upserts.items():
             await db.execute(how.statement(sqlite_insert), row)
-        return 1
+        return True
 
     async def _as_one(
         self, db: AsyncSession, task: Task | None, changed: dict[str, Any] | None
-    ) -> int | None:
+    ) -> bool:
+        """Writes the batch as one statement; ``False`` if the task's row had changed."""
         shape: list[_Part] = []
         params: dict[str, Any] = {}
         for (table, row_id), given in self.updates.items():
@@ -160,7 +163,7 @@ class Batch:
             params["t__version"] = changed["version"] - 1
             params.update({f"t_{column}": value for column, value in changed.items()})
         if not shape:
-            return None
+            return True
         key = tuple(shape)
         statement = _STATEMENTS.pop(key, None)  # put back last: the least used go first
         if statement is None:
@@ -169,7 +172,7 @@ class Batch:
                 del _STATEMENTS[next(iter(_STATEMENTS))]
         _STATEMENTS[key] = statement
         result = await db.execute(statement, params)
-        return cast("CursorResult[Any]", result).rowcount
+        return changed is None or cast("CursorResult[Any]", result).rowcount == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,18 +267,27 @@ def _with_defaults(
     """``rows`` with the values of the columns they leave to a default of the model's (an id, a
     creation time; ``on="onupdate"``: an update's time), which SQLAlchemy fills in for a plain
     insert or update but not as parts of a statement built ahead of its values."""
-    missing = [
-        (column.key, default)
-        for column in table.c
-        if column.key not in rows[0]
-        and isinstance(default := getattr(column, on), ColumnDefault)
-        and not default.is_sequence
-    ]
+    missing = _defaults_missing(table, frozenset(rows[0]), on)
     if not missing:
         return rows
     return [
         row | {key: d.arg(None) if d.is_callable else d.arg for key, d in missing} for row in rows
     ]
+
+
+@functools.cache
+def _defaults_missing(
+    table: Table, given: frozenset[str], on: str
+) -> tuple[tuple[str, ColumnDefault], ...]:
+    """The columns of ``table`` outside ``given`` with a default (``on``), and their defaults:
+    worked out once per table and set of columns (a change's rows have a few such sets)."""
+    return tuple(
+        (column.key, default)
+        for column in table.c
+        if column.key not in given
+        and isinstance(default := getattr(column, on), ColumnDefault)
+        and not default.is_sequence
+    )
 
 
 def _task_change(db: AsyncSession, task: Task) -> dict[str, Any] | None:
