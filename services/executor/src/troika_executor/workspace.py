@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path, PurePosixPath
 
 __all__ = ["OutsideWorkspace", "Workspace"]
@@ -22,7 +23,9 @@ class Workspace:
     def __init__(self, data_dir: Path, task_id: str) -> None:
         if not task_id or "/" in task_id or task_id in (".", ".."):
             raise OutsideWorkspace(f"not a task id: {task_id!r}")
-        self.root = (data_dir / "workspaces" / task_id).resolve()
+        self.root = _workspaces(data_dir) / task_id
+        if self.root.is_symlink():  # only someone at the machine makes one: follow it
+            self.root = self.root.resolve()
 
     def path(self, relative: str) -> Path:
         """The absolute path of ``relative`` inside the workspace.
@@ -53,3 +56,15 @@ class Workspace:
             if p.is_file()
             and not any(part.startswith(".") for part in p.relative_to(self.root).parts)
         )
+
+
+def _workspaces(data_dir: Path) -> Path:
+    """The folder of the task folders, its links followed (worked out once it exists: every
+    step of every task asks, and following links costs a system call per folder on the way)."""
+    folder = data_dir / "workspaces"
+    return _resolved(folder) if folder.is_dir() else folder.resolve()
+
+
+@functools.lru_cache(maxsize=8)
+def _resolved(folder: Path) -> Path:
+    return folder.resolve()

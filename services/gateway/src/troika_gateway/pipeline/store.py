@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from collections import OrderedDict
 from datetime import UTC, datetime
@@ -70,7 +71,12 @@ def _processed(message_id: str) -> dict[str, Any]:
 
 def command_name(command: Command) -> str:
     """A command's name for traces: ``StepAnswered`` → ``step_answered``."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(command).__name__).lower()
+    return _snake_case(type(command).__name__)
+
+
+@functools.cache
+def _snake_case(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def limits_of(settings: GatewaySettings) -> Limits:
