@@ -480,6 +480,36 @@ async def test_answers_apply_after_the_database_dropped_the_workers_connections(
         await engine.dispose()
 
 
+async def _drop_connections(database_url: str) -> int:
+    """Ends every other session of the test database, as a server restart would."""
+    admin = create_engine(database_url, pre_ping=False)
+    try:
+        async with admin.connect() as connection:
+            return int(
+                await connection.scalar(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+            )
+    finally:
+        await admin.dispose()
+
+
+async def test_the_api_answers_after_the_database_dropped_its_connections(
+    gateway, client, alice, settings
+) -> None:
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to drop connections")
+    task = await create(client, alice, "Write a report")  # the API's pool now holds connections
+    assert await _drop_connections(settings.database_url) >= 1
+    for _ in range(3):  # each a connection tested, found lost and replaced, or a new one
+        shown = await client.get(f"/tasks/{task['id']}", headers=alice.headers)
+        assert shown.status_code == 200, shown.text
+        assert shown.json()["objective"] == "Write a report"
+
+
 async def test_the_review_request_says_which_promised_files_are_missing_or_empty(
     driver, gateway
 ) -> None:

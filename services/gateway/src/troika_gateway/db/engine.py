@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, text
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.util import await_
 
 from troika_gateway.db.sqlite_driver import OnLoop, dbapi, in_transaction
 
@@ -58,10 +59,10 @@ def create_engine(
 ) -> AsyncEngine:
     """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout.
 
-    ``pre_ping``: a pooled PostgreSQL connection is tested before each use (three round trips
-    with asyncpg), so a server restart costs no request. A process that retries its work on a
-    lost connection anyway (the worker) does without: a dropped connection fails one attempt
-    and the pool replaces it.
+    ``pre_ping``: a pooled PostgreSQL connection is tested before each use (see
+    :func:`_test_before_use`), so a server restart costs no request. A process that retries its
+    work on a lost connection anyway (the worker) does without: a dropped connection fails one
+    attempt and the pool replaces it.
 
     ``dead_client_s``: PostgreSQL ends a session whose client has stopped answering for this
     long — its transaction left idle, what the server sent it unacknowledged, or its keepalives
@@ -88,13 +89,29 @@ def create_engine(
             cursor.close()
 
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
-        pool_pre_ping=pre_ping,
         pool_size=10,
         max_overflow=10,
         connect_args={"server_settings": dead_client_settings(dead_client_s)},
     )
+    if pre_ping:
+        _test_before_use(engine)
+    return engine
+
+
+def _test_before_use(engine: AsyncEngine) -> None:
+    """Tests each pooled PostgreSQL connection as it is taken, with an empty statement: one
+    round trip (SQLAlchemy's own ``pool_pre_ping`` wraps it in a transaction for the sake of
+    PgBouncer's transaction mode, three round trips before every request). A connection that
+    fails it is thrown away and the pool takes another, or opens a new one."""
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _ping(_dbapi: object, _record: object, connection: Any) -> None:  # noqa: ANN401 - the pool's proxy
+        try:
+            await_(connection.driver_connection.fetchrow(";"))
+        except Exception as exc:  # closed by the server, or broken: whatever it raised
+            raise DisconnectionError(f"a pooled connection was lost: {exc}") from exc
 
 
 def dead_client_settings(seconds: float) -> dict[str, str]:
