@@ -130,6 +130,13 @@ class Kept:
     call_ids: dict[str, str]
     files: tuple[str, ...] | None
 
+    @classmethod
+    def new_task(cls, task: Task, *, with_files: bool) -> Kept:
+        """What a task inserted in the open transaction has: no subtasks, calls or approvals
+        yet, and files only if some were recorded with it (``with_files``: read them)."""
+        return cls(version=task.version, subtasks=(), calls=(), asks=(), subtask_ids={},
+                   call_ids={}, files=None if with_files else ())  # fmt: skip
+
 
 def kept_after(rows: Rows, state: TaskState) -> Kept:
     """What a change wrote (its new ``state``, through ``rows``), to be kept once committed."""
@@ -342,13 +349,18 @@ def _update(
 
 
 async def person_budget(
-    db: AsyncSession, user_id: str, now: datetime
+    db: AsyncSession, user_id: str, now: datetime, person: Sequence[Any] | None = None
 ) -> tuple[dict[str, float], dict[str, float]]:
     """The person's own limits (keys of :data:`~.stuck.PERSON_LIMITS`: dollars and tokens a day
     and a month, those they set) and what their tasks used in each of those periods (read
-    only when they set one)."""
-    found = (await db.execute(select(*_LIMITS).where(User.id == user_id))).one_or_none()
-    return await _spent_against(db, user_id, now, found or (None,) * len(_LIMITS))
+    only when they set one). ``person``: the values of :data:`PERSON_COLUMNS`, when read
+    already."""
+    if person is None:
+        found = (await db.execute(select(*_LIMITS).where(User.id == user_id))).one_or_none()
+        values: Sequence[Any] = found or (None,) * len(_LIMITS)
+    else:
+        values = person[: len(_LIMITS)]
+    return await _spent_against(db, user_id, now, values)
 
 
 async def _spent_against(

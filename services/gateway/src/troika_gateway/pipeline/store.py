@@ -260,15 +260,18 @@ class TaskStore:
         *,
         person: Sequence[Any] | None = None,
         message_id: str | None = None,
+        kept: Kept | None = None,
     ) -> Applied:
         """Applies ``command`` to ``task`` in the caller's transaction (the caller commits, then
-        calls :meth:`announce`); ``person``: its person's limits, if read with it;
-        ``message_id``: the bus message that carries the command, recorded as applied with the
-        change's other rows."""
+        calls :meth:`announce`); ``person``: the values of :data:`~.rows.PERSON_COLUMNS`, if read
+        already; ``message_id``: the bus message that carries the command, recorded as applied
+        with the change's other rows; ``kept``: the task's other rows, where the caller knows
+        them (a task it has just inserted: see :meth:`Kept.new_task`)."""
         name = f"task {command_name(command)}"
         with tracing.task_span(name, task.id, task.trace_context) as span:
             # The watchdog's repair reads the database as it is, whatever wrote it.
-            kept = None if isinstance(command, Repair) else self._kept.get(task.id)
+            if kept is None and not isinstance(command, Repair):
+                kept = self._kept.get(task.id)
             state, rows = await load(db, task, command, kept, person)
             now = datetime.now(UTC)
             outcome = rules.apply(state, command, limits=self.limits, now=now)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete, select
 
 from troika_gateway.db.models import (
     File,
@@ -14,12 +14,13 @@ from troika_gateway.db.models import (
     Task,
     TaskStatus,
     User,
+    new_uuid,
 )
 from troika_gateway.errors import BudgetUsedUp, Conflict, InvalidInput, NotFound
 from troika_gateway.events import append
 from troika_gateway.pipeline.outbox import enqueue
 from troika_gateway.pipeline.planning import plan_problem
-from troika_gateway.pipeline.rows import person_budget
+from troika_gateway.pipeline.rows import PERSON_COLUMNS, Kept, person_budget
 from troika_gateway.pipeline.snapshot import (
     Cancel,
     EditPlan,
@@ -73,6 +74,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Tasks"]
 
+# What a new task takes from its person, in one trip: whether its plan waits for review, the
+# limits its start is checked against, and whether the desktop tools are offered.
+_PERSON = select(User.review_plans, *PERSON_COLUMNS).where(User.id == bindparam("user_id"))
+
 
 def _title_from(objective: str) -> str:
     first = objective.strip().splitlines()[0]
@@ -107,12 +112,21 @@ class Tasks(TaskQueries):
         self.to_announce: list[Applied] = []
         self.jobs_to_plan: list[tuple[str, datetime]] = []
         self.jobs_to_withdraw: list[tuple[str, datetime]] = []
+        self._person: tuple[Any, ...] | None = None
 
     # --- writing ---------------------------------------------------------------------------
 
-    async def _apply(self, task: Task, command: Command) -> None:
-        """Applies a command to a task of this transaction (announced after the request)."""
-        applied = await self.store.apply_in(self.db, task, command)
+    async def _apply(
+        self,
+        task: Task,
+        command: Command,
+        *,
+        person: Sequence[Any] | None = None,
+        kept: Kept | None = None,
+    ) -> None:
+        """Applies a command to a task of this transaction (announced after the request);
+        ``person`` and ``kept``: what is known of the task already (see ``apply_in``)."""
+        applied = await self.store.apply_in(self.db, task, command, person=person, kept=kept)
         if applied.refused is not None:
             raise Conflict(applied.refused)
         self.to_announce.append(applied)
@@ -138,14 +152,15 @@ class Tasks(TaskQueries):
             )  # fmt: skip
             first_run(spec, self.clock.now())  # refuses a bad schedule before anything is written
         status = TaskStatus.QUEUED if spec is None else TaskStatus.SCHEDULED
+        review_plan = False  # scheduled runs start while the person may be away: no review
         if spec is None:
             await self._within_budget()
-        task = await self._insert(data.objective, data.title, budget, status=status)
-        if spec is None:  # scheduled runs start while the person may be away: no review
-            task.review_plan = await self._reviews_plans(asked=data.review_plan)
+            review_plan = await self._reviews_plans(asked=data.review_plan)
+        task = await self._insert(data.objective, data.title, budget, status=status,
+                                  review_plan=review_plan)  # fmt: skip
         await self._attach(task, uploads)
         if spec is None:
-            return await self._start(task)
+            return await self._start(task, with_files=bool(uploads))
         schedule = await create_scheduled_task(self.db, task, spec, self.clock)
         due = schedule.next_run_at
         self._event(task, ev.TaskScheduled(schedule_id=schedule.id,
@@ -162,7 +177,8 @@ class Tasks(TaskQueries):
         Raises:
             BudgetUsedUp: It is (the message says which, and what was used).
         """
-        limits, spent = await person_budget(self.db, self.user_id, self.clock.now())
+        person = (await self._person_row())[1:]
+        limits, spent = await person_budget(self.db, self.user_id, self.clock.now(), person)
         if (reached := limit_reached(limits, spent)) is None:
             return
         used_up = limit_words(*reached, when=True)
@@ -181,8 +197,16 @@ class Tasks(TaskQueries):
         """Whether a new task's plan waits for review: as asked, else the person's default."""
         if asked is not None:
             return asked
-        user = await self.db.get(User, self.user_id)
-        return bool(user is not None and user.review_plans)
+        return bool((await self._person_row())[0])
+
+    async def _person_row(self) -> tuple[Any, ...]:
+        """The caller's :data:`_PERSON` row, read once per request."""
+        if self._person is None:
+            found = (await self.db.execute(_PERSON, {"user_id": self.user_id})).one_or_none()
+            if found is None:  # signed in a moment ago, deleted since
+                raise NotFound("user")
+            self._person = tuple(found)
+        return self._person
 
     async def _attach(self, task: Task, uploads: Sequence[UploadFile]) -> None:
         """Stores a new task's files and records them (in the open transaction); on a refused
@@ -229,10 +253,13 @@ class Tasks(TaskQueries):
         schedule.status = "cancelled"
         schedule.next_run_at = None
 
-    async def _start(self, task: Task) -> Task:
-        """Sends the new task to the planners (through the outbox, with the commit)."""
+    async def _start(self, task: Task, *, with_files: bool) -> Task:
+        """Sends the new task to the planners (through the outbox, with the commit);
+        ``with_files``: files were recorded with it."""
         await self.db.flush()
-        await self._apply(task, Start())
+        person = (await self._person_row())[1:]
+        await self._apply(task, Start(), person=person,
+                          kept=Kept.new_task(task, with_files=with_files))  # fmt: skip
         await self.db.commit()
         return task
 
@@ -244,6 +271,8 @@ class Tasks(TaskQueries):
         parent: Task | None = None,
         guidance: list[str] | None = None,
         status: TaskStatus = TaskStatus.QUEUED,
+        *,
+        review_plan: bool = False,
     ) -> Task:
         objective = objective.strip()
         if not objective:
@@ -251,6 +280,7 @@ class Tasks(TaskQueries):
                 "the objective is empty", [{"field": "objective", "message": "write what to do"}]
             )
         task = Task(
+            id=new_uuid(),  # now, for its first event: the task and the event go in one flush
             user_id=self.user_id,
             title=title.strip() or _title_from(objective),
             objective=objective,
@@ -259,10 +289,10 @@ class Tasks(TaskQueries):
             parent_id=parent.id if parent else None,
             guidance=guidance or [],
             last_event_seq=0,
+            review_plan=review_plan,
             trace_context=tracing.carrier() or None,  # the request that made it: the task's trace
         )
         self.db.add(task)
-        await self.db.flush()
         self._event(task, ev.TaskCreated(title=task.title, status=task.status))
         return task
 
@@ -321,10 +351,10 @@ class Tasks(TaskQueries):
         """A fresh run of the same objective, with the files that were uploaded to it."""
         old = await self.get(task_id)
         await self._within_budget()
-        new = await self._insert(old.objective, old.title, old.budget)
-        new.review_plan = old.review_plan
+        new = await self._insert(old.objective, old.title, old.budget,
+                                 review_plan=old.review_plan)  # fmt: skip
         await self._copy_files(old, new, only_uploads=True)
-        await self._start(new)
+        await self._start(new, with_files=True)
         await self._change(old.id, Note(event=ev.TaskRerun(task_id=new.id)))
         return new
 
@@ -339,10 +369,11 @@ class Tasks(TaskQueries):
             raise Conflict("a task can be continued once it has finished; cancel it first")
         await self._within_budget()
         carried = [f"The previous task's result:\n{old.result}"] if old.result else []
-        new = await self._insert(data.objective, "", old.budget, parent=old, guidance=carried)
-        new.review_plan = await self._reviews_plans(asked=None)
+        review_plan = await self._reviews_plans(asked=None)
+        new = await self._insert(data.objective, "", old.budget, parent=old, guidance=carried,
+                                 review_plan=review_plan)  # fmt: skip
         await self._copy_files(old, new, only_uploads=False)
-        await self._start(new)
+        await self._start(new, with_files=True)
         await self._change(old.id, Note(event=ev.TaskContinued(task_id=new.id)))
         return new
 
