@@ -91,8 +91,6 @@ class OpenAICompatibleLLM:
         self.model = settings.llm_model
         self._settings = settings
         address = base_url or settings.llm_base_url
-        # The client's own aiohttp transport: a fifth less CPU per call than its default
-        # (httpcore's pure-Python HTTP/1.1), with the same timeouts, retries and errors.
         self._openai: openai.AsyncOpenAI
         if settings.llm_api_version:
             self._openai = openai.AsyncAzureOpenAI(
@@ -101,7 +99,6 @@ class OpenAICompatibleLLM:
                 api_version=settings.llm_api_version,
                 timeout=settings.llm_timeout_s,
                 max_retries=settings.llm_max_retries,
-                http_client=openai.DefaultAioHttpClient(),
             )
         else:
             self._openai = openai.AsyncOpenAI(
@@ -109,7 +106,6 @@ class OpenAICompatibleLLM:
                 base_url=address,
                 timeout=settings.llm_timeout_s,
                 max_retries=settings.llm_max_retries,
-                http_client=openai.DefaultAioHttpClient(),
             )
         mode = settings.llm_mode or ("json_schema" if settings.llm_provider == "local" else "tools")
         self._json = mode == "json_schema"
