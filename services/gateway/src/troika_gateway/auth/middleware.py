@@ -44,6 +44,8 @@ _LIVE = select(_SESSIONS.c.revoked_at, _SESSIONS.c.expires_at).where(
     _SESSIONS.c.id == bindparam("session_id"), _SESSIONS.c.user_id == bindparam("user_id")
 )
 
+_ON_ITS_OWN = {"isolation_level": "AUTOCOMMIT"}
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
@@ -63,6 +65,9 @@ async def authenticate(
     """
     claims = issuer.verify(token)
     async with sessionmaker() as db:
+        if db.get_bind().dialect.name == "postgresql":
+            # One statement needs no transaction around it: no BEGIN before, no ROLLBACK after.
+            await db.connection(execution_options=_ON_ITS_OWN)
         found = await db.execute(
             _LIVE, {"session_id": claims.session_id, "user_id": claims.user_id}
         )
