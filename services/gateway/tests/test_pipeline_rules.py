@@ -464,16 +464,7 @@ async def test_answers_apply_after_the_database_dropped_the_workers_connections(
         driver.orchestrator = Orchestrator(create_sessionmaker(engine), gateway.app.state.store)
         driver.router = driver.orchestrator.router()
         await driver.plan()  # the pool now holds a connection
-        admin = create_engine(settings.database_url)
-        async with admin.connect() as connection:  # as a server restart would
-            dropped = await connection.scalar(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
-        await admin.dispose()
-        assert dropped >= 1
+        assert await _drop_connections(settings.database_url) >= 1
         await driver.propose(call(1))
         assert (await driver.task())["status"] == "awaiting_approval"
     finally:
